@@ -1,0 +1,106 @@
+"""CLIP-It's losses: classification Lc, diversity Ld, reconstruction Lr.
+
+Every loss is computed per sample (one window of a video) over its real frames only,
+giving `[B]`; `combine` weights them and `batch_mean` averages samples, so a padded
+frame or a padded sample never contributes.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+Array = jax.Array
+_EPS = 1e-8
+
+
+def classification_loss(logits: Array, labels: Array, mask: Array) -> Array:
+  """Lc: class-balanced binary cross-entropy against 0/1 keyframe labels.
+
+  Positives are weighted by (negatives / positives) of their sample, so the ~15 %
+  keyframes weigh as much as the rest. Computed from logits for numerical stability.
+
+  Args:
+    logits: `[B, T]` pre-sigmoid frame scores.
+    labels: `[B, T]` 0/1 keyframe labels.
+    mask: `[B, T]` True on real frames.
+  Returns:
+    `[B]` mean weighted cross-entropy over each sample's real frames.
+  """
+  mask = mask.astype(jnp.float32)
+  labels = labels.astype(jnp.float32) * mask
+  positives = jnp.sum(labels, axis=-1, keepdims=True)
+  negatives = jnp.sum(mask, axis=-1, keepdims=True) - positives
+  pos_weight = jnp.where(positives > 0, negatives / jnp.maximum(positives, 1.0), 1.0)
+  per_frame = -(pos_weight * labels * jax.nn.log_sigmoid(logits)
+                + (1.0 - labels) * jax.nn.log_sigmoid(-logits))
+  return jnp.sum(per_frame * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
+
+
+def diversity_loss(scores: Array, features: Array, mask: Array) -> Array:
+  """Ld: score-weighted mean pairwise cosine similarity between distinct frames.
+
+  Ld = sum_{i != j} s_i s_j cos(f_i, f_j) / sum_{i != j} s_i s_j over real frames: the
+  average similarity of the pairs the scores select. Lowering it moves score mass away
+  from frames that look alike (a repelling regulariser); it is invariant to scaling
+  all scores, so it does not simply push scores to zero.
+
+  Args:
+    scores: `[B, T]` frame scores in (0, 1).
+    features: `[B, T, D]` frame features.
+    mask: `[B, T]` True on real frames.
+  Returns:
+    `[B]`; 0 for samples with fewer than two real frames.
+  """
+  unit = features / jnp.maximum(jnp.linalg.norm(features, axis=-1, keepdims=True), _EPS)
+  similarity = jnp.einsum('btd,bsd->bts', unit, unit)
+  s = scores * mask.astype(scores.dtype)
+  pair_weight = s[:, :, None] * s[:, None, :]
+  pair_weight = pair_weight * (1.0 - jnp.eye(scores.shape[-1], dtype=scores.dtype))
+  total = jnp.sum(pair_weight, axis=(-1, -2))
+  return jnp.sum(pair_weight * similarity, axis=(-1, -2)) / jnp.maximum(total, _EPS)
+
+
+def reconstruction_loss(reconstruction: Array, features: Array, mask: Array) -> Array:
+  """Lr: mean squared error between reconstructed and input frame features.
+
+  Args:
+    reconstruction, features: `[B, T, D]`.
+    mask: `[B, T]` True on real frames.
+  Returns:
+    `[B]` mean over real frames and feature dimensions.
+  """
+  mask = mask.astype(jnp.float32)
+  squared = jnp.sum(jnp.square(reconstruction - features), axis=-1) * mask
+  return jnp.sum(squared, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1) * features.shape[-1], 1.0)
+
+
+def per_sample_losses(outputs: dict[str, Array], batch: dict[str, Array],
+                      config: ml_collections.ConfigDict) -> dict[str, Array]:
+  """The three losses and their weighted total, each `[B]`.
+
+  `config.loss` is 'supervised' (a*Lc + b*Ld + l*Lr with `config.loss_weights`) or
+  'unsupervised' (Ld + Lr; labels are not read).
+  """
+  mask = batch['frame_mask']
+  losses = dict(
+      diversity=diversity_loss(outputs['scores'], batch['frames'], mask),
+      reconstruction=reconstruction_loss(outputs['reconstruction'], batch['frames'], mask))
+  if config.loss == 'supervised':
+    losses['classification'] = classification_loss(outputs['logits'], batch['labels'], mask)
+    w = config.loss_weights
+    losses['total'] = (w.classification * losses['classification']
+                       + w.diversity * losses['diversity']
+                       + w.reconstruction * losses['reconstruction'])
+  elif config.loss == 'unsupervised':
+    losses['total'] = losses['diversity'] + losses['reconstruction']
+  else:
+    raise ValueError(f"unknown loss {config.loss!r}; expected 'supervised' or 'unsupervised'")
+  return losses
+
+
+def batch_mean(per_sample: Array, sample_mask: Array, count: Array | None = None) -> Array:
+  """Mean of `[B]` per-sample values over real samples (`count` overrides their number)."""
+  sample_mask = sample_mask.astype(per_sample.dtype)
+  if count is None:
+    count = jnp.sum(sample_mask)
+  return jnp.sum(per_sample * sample_mask) / jnp.maximum(count, 1.0)

@@ -1,0 +1,269 @@
+"""The CLIP-It network: language-guided attention and the frame-scoring transformer.
+
+Shapes: B batch, T frames in a window (<= config.window), L text tokens, D widths.
+
+    frames [B, T, frame_dim] --Dense--> [B, T, width] --+
+    text   [B, L, text_dim]  --fusion--> [B, L', width] +--> LanguageGuidedAttention
+                                                              |
+                                 FrameScoringTransformer <----+
+                                   encoder -> memory [B, T, width] -> MLP head -> scores [B, T]
+                                   decoder(memory * scores) -> reconstruction [B, T, frame_dim]
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+Array = jax.Array
+TEXT_FUSIONS = ('concat', 'tokens', 'query')
+
+
+def sinusoidal_positions(length: int, width: int) -> Array:
+  """Fixed sinusoidal position encodings (Vaswani et al. 2017), `[length, width]`."""
+  positions = np.arange(length)[:, None]
+  inv_freq = np.exp(-np.log(10000.0) * np.arange(0, width, 2) / width)
+  table = np.zeros((length, width), np.float32)
+  table[:, 0::2] = np.sin(positions * inv_freq)
+  table[:, 1::2] = np.cos(positions * inv_freq[: width // 2])
+  return jnp.asarray(table)
+
+
+class TextFusion(nn.Module):
+  """Maps text embeddings `[B, L, text_dim]` to key/value tokens `[B, L', width]`.
+
+  'concat' (the paper's generic summaries): the M caption embeddings, with masked
+  captions zeroed, are concatenated to `[B, M*text_dim]` and a Dense maps them to
+  one token. 'tokens': every caption is its own token. 'query': the query embedding
+  is the single token as it is (projected only when its width differs from the model's).
+  Returns the tokens and their mask `[B, L']`.
+  """
+  fusion: str
+  num_captions: int
+  width: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, text: Array, text_mask: Array) -> tuple[Array, Array]:
+    text = jnp.where(text_mask[..., None], text, 0.0)
+    if self.fusion == 'concat':
+      if text.shape[1] != self.num_captions:
+        raise ValueError(f"text_fusion='concat' expects {self.num_captions} caption embeddings "
+                         f'per video, got {text.shape[1]}')
+      flat = text.reshape(text.shape[0], 1, -1)
+      return (nn.Dense(self.width, dtype=self.dtype, name='fuse')(flat),
+              jnp.any(text_mask, axis=1, keepdims=True))
+    if self.fusion == 'tokens' or text.shape[-1] != self.width:
+      text = nn.Dense(self.width, dtype=self.dtype, name='project')(text)
+    return text, text_mask
+
+
+class LanguageGuidedAttention(nn.Module):
+  """LayerNorm(frames + MHA(query=frames, key=value=text)), 4 heads in the paper.
+
+  With a single fused text token the softmax over keys is identically 1, so the
+  attention output is the same (projected) text vector for every frame; the residual
+  path is what carries each frame's own information forward. Frames of a video with
+  no valid text token get no text contribution.
+  """
+  num_heads: int
+  dropout_rate: float
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, frames: Array, frame_mask: Array, text: Array, text_mask: Array,
+               *, deterministic: bool) -> Array:
+    mask = nn.make_attention_mask(frame_mask, text_mask)
+    attended = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, dtype=self.dtype, dropout_rate=self.dropout_rate,
+        deterministic=deterministic, name='attention')(frames, text, text, mask=mask)
+    attended = jnp.where(jnp.any(text_mask, axis=1)[:, None, None], attended, 0.0)
+    attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
+    return nn.LayerNorm(dtype=self.dtype, name='norm')(frames + attended)
+
+
+class MlpBlock(nn.Module):
+  """Dense-GELU-Dense feed-forward block."""
+  mlp_dim: int
+  dropout_rate: float
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, *, deterministic: bool) -> Array:
+    width = x.shape[-1]
+    x = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype)(x))
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+    return nn.Dense(width, dtype=self.dtype)(x)
+
+
+class EncoderLayer(nn.Module):
+  """Pre-LayerNorm self-attention + MLP over frames `[B, T, width]`."""
+  config: ml_collections.ConfigDict
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, self_mask: Array, *, deterministic: bool) -> Array:
+    cfg = self.config
+    y = nn.LayerNorm(dtype=self.dtype)(x)
+    y = nn.MultiHeadDotProductAttention(
+        num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
+        deterministic=deterministic)(y, y, y, mask=self_mask)
+    x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
+    y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype)(
+        nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic)
+    return x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
+
+
+class DecoderLayer(nn.Module):
+  """Pre-LayerNorm self-attention, cross-attention to the memory, and MLP."""
+  config: ml_collections.ConfigDict
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, memory: Array, mask: Array, *, deterministic: bool) -> Array:
+    cfg = self.config
+    for name, kv in (('self_attention', None), ('cross_attention', memory)):
+      y = nn.LayerNorm(dtype=self.dtype)(x)
+      kv = y if kv is None else kv
+      y = nn.MultiHeadDotProductAttention(
+          num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
+          deterministic=deterministic, name=name)(y, kv, kv, mask=mask)
+      x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
+    y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype)(
+        nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic)
+    return x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
+
+
+class FrameScoringTransformer(nn.Module):
+  """Encoder-decoder transformer that scores frames and reconstructs them.
+
+  The encoder turns the language-attended frames `[B, T, width]` into a memory; an MLP
+  head with a sigmoid gives one score per frame. The decoder sees only the memory
+  weighted by those scores and reconstructs the input frame features from it, so the
+  reconstruction loss rewards scores that keep the video's information.
+  Returns logits `[B, T]` and the reconstruction `[B, T, out_dim]`.
+  """
+  config: ml_collections.ConfigDict
+  out_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, frame_mask: Array, *, deterministic: bool) -> tuple[Array, Array]:
+    cfg = self.config
+    mask = nn.make_attention_mask(frame_mask, frame_mask)
+    positions = sinusoidal_positions(x.shape[1], x.shape[2]).astype(x.dtype)
+    h = nn.Dropout(cfg.dropout_rate)(x + positions, deterministic=deterministic)
+    for i in range(cfg.num_encoder_layers):
+      h = EncoderLayer(cfg, self.dtype, name=f'encoder_{i}')(h, mask, deterministic=deterministic)
+    memory = nn.LayerNorm(dtype=self.dtype, name='encoder_norm')(h)
+
+    head = nn.gelu(nn.Dense(cfg.head_mlp_dim, dtype=self.dtype, name='head_hidden')(memory))
+    logits = nn.Dense(1, dtype=self.dtype, name='head_out')(head)[..., 0].astype(jnp.float32)
+
+    weighted = memory * nn.sigmoid(logits)[..., None].astype(self.dtype)
+    y = weighted + positions
+    for i in range(cfg.num_decoder_layers):
+      y = DecoderLayer(cfg, self.dtype, name=f'decoder_{i}')(
+          y, weighted, mask, deterministic=deterministic)
+    y = nn.LayerNorm(dtype=self.dtype, name='decoder_norm')(y)
+    reconstruction = nn.Dense(self.out_dim, dtype=self.dtype, name='reconstruct')(y)
+    return logits, reconstruction.astype(jnp.float32)
+
+
+class CLIPIt(nn.Module):
+  """CLIP-It: scores every frame of a window given the video's language.
+
+  Inputs: frames `[B, T, frame_dim]`, frame_mask `[B, T]` (True = real frame),
+  text `[B, L, text_dim]`, text_mask `[B, L]` (True = real caption/query).
+  Returns a dict with 'logits' and 'scores' `[B, T]` (scores = sigmoid(logits), in
+  (0, 1)) and 'reconstruction' `[B, T, frame_dim]`.
+  """
+  config: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, frames: Array, frame_mask: Array, text: Array, text_mask: Array,
+               *, deterministic: bool = True) -> dict[str, Array]:
+    cfg = self.config
+    if cfg.text_fusion not in TEXT_FUSIONS:
+      raise ValueError(f'unknown text_fusion {cfg.text_fusion!r}; expected one of {TEXT_FUSIONS}')
+    dtype = jnp.dtype(cfg.dtype)
+    frame_mask = frame_mask.astype(bool)
+    text_mask = text_mask.astype(bool)
+    frames = jnp.where(frame_mask[..., None], frames, 0.0)
+
+    x = nn.Dense(cfg.width, dtype=dtype, name='frame_projection')(frames)
+    tokens, token_mask = TextFusion(cfg.text_fusion, cfg.num_captions, cfg.width, dtype,
+                                    name='text_fusion')(text, text_mask)
+    x = LanguageGuidedAttention(cfg.language_heads, cfg.attention_dropout_rate, dtype,
+                                name='language_attention')(
+                                    x, frame_mask, tokens, token_mask, deterministic=deterministic)
+    logits, reconstruction = FrameScoringTransformer(cfg, frames.shape[-1], dtype,
+                                                     name='scorer')(
+                                                         x, frame_mask, deterministic=deterministic)
+    return dict(logits=logits, scores=nn.sigmoid(logits), reconstruction=reconstruction)
+
+
+def init_params(config: ml_collections.ConfigDict, rng: Array) -> Any:
+  """Initial parameters of `CLIPIt(config)` for one window of frames."""
+  frames = jnp.zeros((1, config.window, config.frame_dim), jnp.float32)
+  text_len = config.num_captions if config.text_fusion != 'query' else 1
+  text = jnp.zeros((1, text_len, config.text_dim), jnp.float32)
+  return CLIPIt(config).init(rng, frames, jnp.ones(frames.shape[:2], bool), text,
+                             jnp.ones(text.shape[:2], bool))['params']
+
+
+def split_into_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+  """Splits `[T, ...]` into zero-padded windows `[ceil(T/window), window, ...]` and a mask.
+
+  The mask `[n_windows, window]` is True on real frames. A video of zero frames
+  gives zero windows.
+  """
+  x = np.asarray(x)
+  length = x.shape[0]
+  n_windows = -(-length // window)
+  padded = np.zeros((n_windows * window,) + x.shape[1:], x.dtype)
+  padded[:length] = x
+  mask = np.arange(n_windows * window) < length
+  return padded.reshape((n_windows, window) + x.shape[1:]), mask.reshape(n_windows, window)
+
+
+def stitch_windows(windows: np.ndarray, length: int) -> np.ndarray:
+  """Inverse of `split_into_windows`: `[n_windows, window, ...]` -> `[length, ...]`."""
+  windows = np.asarray(windows)
+  return windows.reshape((-1,) + windows.shape[2:])[:length]
+
+
+def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
+                text_mask: np.ndarray, window: int, batch_size: int = 16) -> np.ndarray:
+  """Scores every frame of one video of any length.
+
+  Args:
+    apply_fn: `CLIPIt(config).apply` (or a jitted version of it).
+    params: the model parameters.
+    frames: `[T, frame_dim]` features of the video.
+    text: `[L, text_dim]` caption or query embeddings, shared by every window.
+    text_mask: `[L]` True on real text tokens.
+    window: frames per window (`config.window`).
+    batch_size: windows per call; the last call is padded so shapes stay fixed.
+  Returns:
+    scores `[T]` in (0, 1).
+  """
+  windows, mask = split_into_windows(frames, window)
+  n_windows = windows.shape[0]
+  batch_size = max(1, min(batch_size, n_windows))
+  scores = []
+  for start in range(0, n_windows, batch_size):
+    chunk, chunk_mask = windows[start:start + batch_size], mask[start:start + batch_size]
+    pad = batch_size - chunk.shape[0]
+    chunk = np.pad(chunk, ((0, pad), (0, 0), (0, 0)))
+    chunk_mask = np.pad(chunk_mask, ((0, pad), (0, 0)))
+    texts = np.broadcast_to(text, (batch_size,) + text.shape)
+    texts_mask = np.broadcast_to(text_mask, (batch_size,) + text_mask.shape)
+    out = apply_fn({'params': params}, chunk, chunk_mask, texts, texts_mask)
+    scores.append(np.asarray(out['scores'])[:batch_size - pad])
+  if not scores:
+    return np.zeros((0,), np.float32)
+  return stitch_windows(np.concatenate(scores), frames.shape[0])

@@ -1,0 +1,50 @@
+"""The paper's settings (CLIP-It, NeurIPS 2021, supplementary section 2).
+
+Every other config starts from this one and changes only what it must.
+"""
+
+import ml_collections
+
+
+def get_model_config() -> ml_collections.ConfigDict:
+  """The CLIP-It network: language-guided attention + frame-scoring transformer."""
+  model = ml_collections.ConfigDict()
+  model.frame_dim = 512  # Input frame features: 512 for CLIP ViT-B/32, 1024 for GoogLeNet pool5.
+  model.text_dim = 512  # CLIP text embeddings.
+  model.width = 512  # Model width after the input projections.
+  # How the text enters the attention as key/value:
+  #   'concat': M caption embeddings -> [M*512] -> Dense -> one 512-d token (the paper, generic).
+  #   'tokens': one token per caption (L = M), each projected to the model width.
+  #   'query':  the CLIP-encoded query is the single token (query-focused summaries).
+  model.text_fusion = 'concat'
+  model.num_captions = 7  # M; 15 for hour-long videos.
+  model.language_heads = 4
+  model.num_heads = 8
+  model.num_encoder_layers = 6
+  model.num_decoder_layers = 6
+  model.mlp_dim = 2048
+  model.head_mlp_dim = 256  # Hidden width of the score head.
+  model.dropout_rate = 0.1
+  model.attention_dropout_rate = 0.1
+  model.window = 256  # Frames per transformer input window.
+  model.dtype = 'float32'  # Compute dtype ('bfloat16' on accelerators); parameters stay float32.
+  return model
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Model, losses and optimisation as in the paper."""
+  config = ml_collections.ConfigDict()
+  config.model = get_model_config()
+
+  config.loss = 'supervised'  # 'supervised': a*Lc + b*Ld + l*Lr; 'unsupervised': Ld + Lr.
+  config.loss_weights = ml_collections.ConfigDict(
+      dict(classification=0.5, diversity=0.3, reconstruction=0.2))
+
+  config.optimizer = 'adam'  # 'adam': coupled L2 weight decay (PyTorch Adam); 'adamw': decoupled.
+  config.learning_rate = 1e-4
+  config.weight_decay = 1e-3
+  config.num_epochs = 20
+  config.batch_size = 100  # Global batch of windows, split over all devices.
+  config.axis_name = 'batch'  # pmap axis over which gradients are averaged.
+  config.seed = 0
+  return config

@@ -1,0 +1,127 @@
+"""Tests of the CLIP-It network: shapes, masks, windows and the language path."""
+
+import jax
+import numpy as np
+import pytest
+
+from clipit_jax import models
+from testutil import small_config
+
+
+def _model_and_params(**overrides):
+  config = small_config(**overrides).model
+  params = models.init_params(config, jax.random.PRNGKey(0))
+  return config, models.CLIPIt(config), params
+
+
+def _apply(model, params, frames, frame_mask, text, text_mask):
+  return model.apply({'params': params}, frames, frame_mask, text, text_mask)
+
+
+@pytest.mark.parametrize('fusion', models.TEXT_FUSIONS)
+def test_shapes_and_score_range(fusion):
+  config, model, params = _model_and_params(text_fusion=fusion)
+  rng = np.random.default_rng(0)
+  text_len = 1 if fusion == 'query' else config.num_captions
+  frames = rng.normal(size=(3, 16, config.frame_dim)).astype(np.float32)
+  text = rng.normal(size=(3, text_len, config.text_dim)).astype(np.float32)
+  out = _apply(model, params, frames, np.ones((3, 16), bool), text, np.ones((3, text_len), bool))
+  assert out['scores'].shape == (3, 16)
+  assert out['logits'].shape == (3, 16)
+  assert out['reconstruction'].shape == (3, 16, config.frame_dim)
+  scores = np.asarray(out['scores'])
+  assert np.all(scores > 0) and np.all(scores < 1)
+  np.testing.assert_allclose(scores, 1 / (1 + np.exp(-np.asarray(out['logits']))), rtol=1e-6)
+
+
+def test_padded_frames_do_not_change_real_scores():
+  config, model, params = _model_and_params()
+  rng = np.random.default_rng(1)
+  real = rng.normal(size=(2, 10, config.frame_dim)).astype(np.float32)
+  junk = 100 * rng.normal(size=(2, 6, config.frame_dim)).astype(np.float32)
+  text = rng.normal(size=(2, config.num_captions, config.text_dim)).astype(np.float32)
+  text_mask = np.ones((2, config.num_captions), bool)
+  unpadded = _apply(model, params, real, np.ones((2, 10), bool), text, text_mask)
+  padded_mask = np.arange(16)[None] < 10
+  padded = _apply(model, params, np.concatenate([real, junk], 1),
+                  np.repeat(padded_mask, 2, 0), text, text_mask)
+  np.testing.assert_allclose(padded['scores'][:, :10], unpadded['scores'], atol=1e-5)
+  np.testing.assert_allclose(padded['reconstruction'][:, :10], unpadded['reconstruction'],
+                             atol=1e-4)
+
+
+@pytest.mark.parametrize('fusion', ['concat', 'tokens'])
+def test_masked_captions_are_ignored(fusion):
+  config, model, params = _model_and_params(text_fusion=fusion)
+  rng = np.random.default_rng(2)
+  frames = rng.normal(size=(1, 16, config.frame_dim)).astype(np.float32)
+  text = rng.normal(size=(1, config.num_captions, config.text_dim)).astype(np.float32)
+  text_mask = np.array([[True, True, False]])
+  other = text.copy()
+  other[0, 2] = 50.0
+  mask = np.ones((1, 16), bool)
+  a = _apply(model, params, frames, mask, text, text_mask)['scores']
+  b = _apply(model, params, frames, mask, other, text_mask)['scores']
+  np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize('fusion', models.TEXT_FUSIONS)
+def test_language_changes_scores(fusion):
+  config, model, params = _model_and_params(text_fusion=fusion)
+  rng = np.random.default_rng(3)
+  text_len = 1 if fusion == 'query' else config.num_captions
+  frames = rng.normal(size=(1, 16, config.frame_dim)).astype(np.float32)
+  mask = np.ones((1, 16), bool)
+  text_mask = np.ones((1, text_len), bool)
+  a = _apply(model, params, frames, mask,
+             rng.normal(size=(1, text_len, config.text_dim)).astype(np.float32), text_mask)
+  b = _apply(model, params, frames, mask,
+             rng.normal(size=(1, text_len, config.text_dim)).astype(np.float32), text_mask)
+  assert np.max(np.abs(np.asarray(a['scores']) - np.asarray(b['scores']))) > 1e-3
+
+
+def test_concat_fusion_rejects_wrong_caption_count():
+  config, model, params = _model_and_params()
+  frames = np.zeros((1, 16, config.frame_dim), np.float32)
+  with pytest.raises(ValueError, match='expects 3 caption embeddings'):
+    _apply(model, params, frames, np.ones((1, 16), bool),
+           np.zeros((1, 5, config.text_dim), np.float32), np.ones((1, 5), bool))
+
+
+def test_split_and_stitch_round_trip():
+  x = np.arange(37 * 2).reshape(37, 2)
+  windows, mask = models.split_into_windows(x, 16)
+  assert windows.shape == (3, 16, 2)
+  assert mask.sum() == 37 and mask[2].sum() == 5 and not mask[2, 5:].any()
+  np.testing.assert_array_equal(windows[1, 0], x[16])
+  np.testing.assert_array_equal(windows[2, 5:], 0)
+  np.testing.assert_array_equal(models.stitch_windows(windows, 37), x)
+  empty, empty_mask = models.split_into_windows(np.zeros((0, 4)), 16)
+  assert empty.shape == (0, 16, 4) and empty_mask.shape == (0, 16)
+
+
+def test_score_video_equals_per_window_scoring():
+  config, model, params = _model_and_params()
+  rng = np.random.default_rng(4)
+  frames = rng.normal(size=(37, config.frame_dim)).astype(np.float32)
+  text = rng.normal(size=(config.num_captions, config.text_dim)).astype(np.float32)
+  text_mask = np.ones(config.num_captions, bool)
+  scores = models.score_video(jax.jit(model.apply), params, frames, text, text_mask,
+                              window=16, batch_size=2)
+  assert scores.shape == (37,)
+  expected = []
+  for start in range(0, 37, 16):
+    chunk = frames[start:start + 16][None]
+    out = _apply(model, params, chunk, np.ones(chunk.shape[:2], bool), text[None],
+                 text_mask[None])
+    expected.append(np.asarray(out['scores'])[0])
+  np.testing.assert_allclose(scores, np.concatenate(expected), atol=1e-5)
+
+
+def test_sinusoidal_positions():
+  table = np.asarray(models.sinusoidal_positions(5, 4))
+  pos = np.arange(5)
+  np.testing.assert_allclose(table[:, 0], np.sin(pos), atol=1e-6)
+  np.testing.assert_allclose(table[:, 1], np.cos(pos), atol=1e-6)
+  np.testing.assert_allclose(table[:, 2], np.sin(pos / 100.0), atol=1e-6)
+  np.testing.assert_allclose(table[:, 3], np.cos(pos / 100.0), atol=1e-6)

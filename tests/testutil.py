@@ -1,0 +1,46 @@
+"""Helpers shared by the tests: configs small enough for the CPU, and toy batches."""
+
+import importlib.util
+import pathlib
+
+import ml_collections
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config_file(name: str) -> ml_collections.ConfigDict:
+  """`get_config()` of `configs/<name>.py`."""
+  path = ROOT / 'configs' / f'{name}.py'
+  spec = importlib.util.spec_from_file_location(f'configs_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def small_config(**model_overrides) -> ml_collections.ConfigDict:
+  """The paper's config shrunk for CPU tests: width 64, 2+2 layers, windows of 16."""
+  config = load_config_file('default')
+  config.model.update(dict(frame_dim=24, text_dim=32, width=64, num_heads=4, language_heads=4,
+                           num_encoder_layers=2, num_decoder_layers=2, mlp_dim=128,
+                           head_mlp_dim=32, num_captions=3, window=16))
+  config.model.update(model_overrides)
+  return config
+
+
+def random_batch(config: ml_collections.ConfigDict, batch: int, lengths, seed: int = 0):
+  """A batch of windows: real frames first, then padding filled with junk.
+
+  `lengths[b]` real frames in sample b (0 = a padding sample).
+  """
+  rng = np.random.default_rng(seed)
+  m = config.model
+  window = m.window
+  text_len = 1 if m.text_fusion == 'query' else m.num_captions
+  frame_mask = np.arange(window)[None, :] < np.asarray(lengths)[:, None]
+  return dict(
+      frames=rng.normal(size=(batch, window, m.frame_dim)).astype(np.float32),
+      frame_mask=frame_mask,
+      text=rng.normal(size=(batch, text_len, m.text_dim)).astype(np.float32),
+      text_mask=np.ones((batch, text_len), bool),
+      labels=((rng.random((batch, window)) < 0.2) & frame_mask).astype(np.float32))

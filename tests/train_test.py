@@ -1,0 +1,71 @@
+"""Tests of the optimizer and the train step (single device; see pmap_test for several)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from clipit_jax import train
+from testutil import random_batch, small_config
+
+
+@pytest.mark.parametrize('name,expected', [
+    # p = 1000, g = 0.5, decay 1e-3. Adam's first step is -lr * sign(gradient it sees):
+    # coupled: the gradient is g + 1e-3 * p = 1.5 -> -lr; decoupled: -lr * (g/|g| + 1e-3 * p).
+    ('adam', -1e-4),
+    ('adamw', -2e-4),
+])
+def test_weight_decay_coupling(name, expected):
+  config = small_config()
+  config.optimizer = name
+  tx = train.make_optimizer(config)
+  params = {'w': jnp.array([1000.0])}
+  updates, _ = tx.update({'w': jnp.array([0.5])}, tx.init(params), params)
+  np.testing.assert_allclose(updates['w'], [expected], rtol=1e-4)
+
+
+def test_unknown_optimizer_is_rejected():
+  config = small_config()
+  config.optimizer = 'sgd'
+  with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+    train.make_optimizer(config)
+
+
+def test_train_step_ignores_padding_samples():
+  config = small_config(dropout_rate=0.0, attention_dropout_rate=0.0)
+  # Plain SGD, so that parameter differences are gradient differences (Adam's first
+  # step would turn round-off in a zero gradient into +-lr).
+  state = train.create_train_state(config, jax.random.PRNGKey(0)).replace(tx=optax.sgd(1.0))
+  state = state.replace(opt_state=state.tx.init(state.params))
+  step = jax.jit(functools.partial(train.train_step, config=config))
+  batch = random_batch(config, 3, [16, 9, 0])
+  padded = {k: np.concatenate([v, v[2:]]) for k, v in batch.items()}
+  padded['frames'][3] = 1e3  # A padding sample full of junk.
+  rng = jax.random.PRNGKey(1)
+  a, metrics_a = step(state, batch, rng)
+  b, metrics_b = step(state, padded, rng)
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_allclose(x, y, atol=1e-5)
+  np.testing.assert_allclose(metrics_a['total'], metrics_b['total'], rtol=1e-6)
+
+
+def test_training_drives_classification_loss_down():
+  """A toy problem: a frame is a keyframe iff its first feature is large."""
+  config = small_config(dropout_rate=0.0, attention_dropout_rate=0.0)
+  config.learning_rate = 1e-3
+  state = train.create_train_state(config, jax.random.PRNGKey(0))
+  step = jax.jit(functools.partial(train.train_step, config=config))
+  rng = np.random.default_rng(0)
+  rng_key = jax.random.PRNGKey(0)
+  history = []
+  for i in range(300):
+    batch = random_batch(config, 8, rng.integers(8, 17, size=8), seed=i)
+    batch['labels'] = ((batch['frames'][..., 0] > 0.8) & batch['frame_mask']).astype(np.float32)
+    state, metrics = step(state, batch, rng_key)
+    history.append(float(metrics['classification']))
+  first, last = np.mean(history[:10]), np.mean(history[-10:])
+  assert last < 0.3 * first, (first, last)
+  assert int(state.step) == 300
