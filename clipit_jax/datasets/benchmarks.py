@@ -1,0 +1,199 @@
+"""TFDS builders for SumMe, TVSum, YouTube and OVP (`clipit_summe`, `clipit_tvsum`, ...).
+
+One example per video, in one split named 'videos'; which videos train and which test
+is the setting's business (`settings.py`), and the five standard splits are written
+into the dataset's metadata. Build with, e.g.
+
+    builder = tfds.builder('clipit_summe/googlenet', data_dir=DATA_DIR)
+    builder.download_and_prepare()        # reads the manual directory, see below
+    videos = builder.as_data_source()['videos']
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from clipit_jax import human_baseline
+from clipit_jax.datasets import h5_files
+from clipit_jax.datasets import settings
+
+DatasetError = h5_files.DatasetError
+TEXT_DIM = 512
+
+_MANUAL = """\
+Put the benchmark files of Zhang et al. (ECCV 2016), as distributed with every video
+summarization code base (e.g. the "datasets" archive of KaiyangZhou/pytorch-vsumm-reinforce),
+in the manual directory (`<data_dir>/downloads/manual/` unless you pass another):
+
+  eccv16_dataset_summe_google_pool5.h5
+  eccv16_dataset_tvsum_google_pool5.h5
+  eccv16_dataset_youtube_google_pool5.h5
+  eccv16_dataset_ovp_google_pool5.h5
+  ydata-anno.tsv or ydata-anno.tsv.gz   (TVSum only, optional: the per-frame scores of its
+                                         20 annotators, from github.com/yalesong/tvsum, for
+                                         Kendall tau / Spearman rho)
+  video_names/<dataset>.json            (optional: {"video_1": "<name>", ...} where a file
+                                         carries no video names)
+"""
+
+
+class BenchmarkConfig(tfds.core.BuilderConfig):
+  """Which frame features an example carries."""
+
+  def __init__(self, *, feature_dim: int, **kwargs):
+    super().__init__(**kwargs)
+    self.feature_dim = feature_dim
+
+
+def example_features(feature_dim: int) -> tfds.features.FeaturesDict:
+  """The per-video schema shared by every benchmark builder (shapes as in h5_files)."""
+  zlib = tfds.features.Encoding.ZLIB
+  return tfds.features.FeaturesDict({
+      'video_key': tfds.features.Text(),
+      'video_name': tfds.features.Text(),
+      'features': tfds.features.Tensor(shape=(None, feature_dim), dtype=np.float32),
+      'gtscore': tfds.features.Tensor(shape=(None,), dtype=np.float32),
+      'gtsummary': tfds.features.Tensor(shape=(None,), dtype=np.float32),
+      'picks': tfds.features.Tensor(shape=(None,), dtype=np.int32),
+      'n_frames': np.int32,
+      'change_points': tfds.features.Tensor(shape=(None, 2), dtype=np.int32),
+      'user_summary': tfds.features.Tensor(shape=(None, None), dtype=np.int8, encoding=zlib),
+      # Per-frame scores of each annotator, for Kendall/Spearman: TVSum's raw 1-5 scores
+      # when the annotation file is given, else the 0/1 user summaries.
+      'user_scores': tfds.features.Tensor(shape=(None, None), dtype=np.float32, encoding=zlib),
+      'captions': tfds.features.Text(),  # Newline-separated, in time order; may be empty.
+      'caption_embeddings': tfds.features.Tensor(shape=(None, TEXT_DIM), dtype=np.float32),
+  })
+
+
+def _load_name_mapping(manual_dir: str, dataset: str) -> dict[str, str]:
+  path = os.path.join(manual_dir, 'video_names', f'{dataset}.json')
+  if not os.path.exists(path):
+    return {}
+  try:
+    with open(path) as f:
+      mapping = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise DatasetError(f'{path}: not a JSON object of video key -> name ({e})') from None
+  if not isinstance(mapping, dict):
+    raise DatasetError(f'{path}: expected a JSON object of video key -> name')
+  return {str(k): str(v) for k, v in mapping.items()}
+
+
+def _tvsum_annotation_path(manual_dir: str) -> str | None:
+  for name in ('ydata-anno.tsv', 'ydata-anno.tsv.gz'):
+    if os.path.exists(os.path.join(manual_dir, name)):
+      return os.path.join(manual_dir, name)
+  return None
+
+
+class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Shared logic of the four h5-file benchmarks; subclasses name the dataset."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'GoogLeNet pool5 features of the eccv16 files.'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL
+  BUILDER_CONFIGS = [
+      BenchmarkConfig(name='googlenet', feature_dim=1024,
+                      description='The files\' own 1024-d GoogLeNet pool5 features; no captions.'),
+  ]
+  DATASET = ''  # 'summe', 'tvsum', 'youtube' or 'ovp'.
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=example_features(self.builder_config.feature_dim),
+        metadata=tfds.core.MetadataDict(),
+        homepage='https://github.com/KaiyangZhou/pytorch-vsumm-reinforce')
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = os.fspath(dl_manager.manual_dir)
+    path = os.path.join(manual_dir, h5_files.h5_filename(self.DATASET))
+    if not os.path.exists(path):
+      raise DatasetError(f'{path}: not found.\n{_MANUAL}')
+    videos = list(h5_files.read_h5_videos(path, self.builder_config.feature_dim))
+    keys = [v.key for v in videos]
+    self.info.metadata['dataset'] = self.DATASET
+    self.info.metadata['split_seed'] = settings.SPLIT_SEED
+    self.info.metadata['standard_splits'] = settings.standard_splits(keys)
+    return {'videos': self._generate_examples(videos, manual_dir)}
+
+  def _user_scores(self, videos: list[h5_files.H5Video],
+                   manual_dir: str) -> dict[str, np.ndarray]:
+    """Per-frame annotator scores where the dataset has them (TVSum); keyed by video key."""
+    return {}
+
+  def _generate_examples(self, videos: list[h5_files.H5Video], manual_dir: str):
+    names = _load_name_mapping(manual_dir, self.DATASET)
+    user_scores = self._user_scores(videos, manual_dir)
+    for video in videos:
+      yield video.key, dict(
+          video_key=video.key,
+          video_name=names.get(video.key, video.name),
+          features=video.features,
+          gtscore=video.gtscore,
+          gtsummary=video.gtsummary,
+          picks=video.picks.astype(np.int32),
+          n_frames=video.n_frames,
+          change_points=video.change_points.astype(np.int32),
+          user_summary=video.user_summary,
+          user_scores=user_scores.get(video.key, video.user_summary.astype(np.float32)),
+          captions='',
+          caption_embeddings=np.zeros((0, TEXT_DIM), np.float32))
+
+
+class ClipitSumme(_BenchmarkBuilder):
+  """SumMe (Gygli et al. 2014): 25 user videos, 15-18 user summaries each; F1 = max over users."""
+  DATASET = 'summe'
+
+
+class ClipitTvsum(_BenchmarkBuilder):
+  """TVSum (Song et al. 2015): 50 videos in 10 categories, 20 annotators; F1 = mean over users."""
+  DATASET = 'tvsum'
+
+  def _user_scores(self, videos: list[h5_files.H5Video],
+                   manual_dir: str) -> dict[str, np.ndarray]:
+    path = _tvsum_annotation_path(manual_dir)
+    if path is None:
+      return {}
+    try:
+      by_name = {k: v.user_scores for k, v in human_baseline.load_tvsum_annotations(path).items()}
+    except ValueError as e:
+      raise DatasetError(str(e)) from None
+    annotations = list(by_name)
+    explicit = _load_name_mapping(manual_dir, 'tvsum')
+    out = {}
+    for i, video in enumerate(videos):
+      name = explicit.get(video.key, video.name)
+      if name not in by_name:
+        # The eccv16 TVSum file lists the videos in the annotation file's order.
+        if len(annotations) != len(videos):
+          raise DatasetError(f'{path}: {len(annotations)} videos but the h5 file has '
+                             f'{len(videos)}; add video_names/tvsum.json')
+        name = annotations[i]
+      scores = by_name[name].astype(np.float32)
+      if abs(scores.shape[1] - video.n_frames) > 1:
+        raise DatasetError(f'{path}: {name} has {scores.shape[1]} annotated frames but '
+                           f'{video.key} has {video.n_frames}; the videos do not correspond, '
+                           'add video_names/tvsum.json')
+      fitted = np.zeros((scores.shape[0], video.n_frames), np.float32)
+      n = min(video.n_frames, scores.shape[1])
+      fitted[:, :n] = scores[:, :n]
+      fitted[:, n:] = scores[:, n - 1:n]
+      out[video.key] = fitted
+    return out
+
+
+class ClipitYoutube(_BenchmarkBuilder):
+  """YouTube (De Avila et al. 2011): 39 videos; used to augment training data."""
+  DATASET = 'youtube'
+
+
+class ClipitOvp(_BenchmarkBuilder):
+  """OVP, the Open Video Project (De Avila et al. 2011): 50 videos; augments training data."""
+  DATASET = 'ovp'
+
+
+BUILDERS = {'summe': ClipitSumme, 'tvsum': ClipitTvsum, 'youtube': ClipitYoutube,
+            'ovp': ClipitOvp}

@@ -1,0 +1,86 @@
+"""Reading built datasets into `input_pipeline.Video`s for a data config.
+
+`config.data` fields read here: dataset ('summe', 'tvsum', 'synthetic', 'qfvs'),
+setting, split, features (the builder config: 'googlenet' or 'clip'), data_dir,
+manual_dir, validation_fraction.
+"""
+
+import os
+
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from clipit_jax import input_pipeline
+from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import settings
+
+DatasetError = benchmarks.DatasetError
+
+
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def load_builder(name: str, features: str, data_dir: str | None,
+                 manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
+  """The builder `clipit_<name>/<features>`, prepared from the manual directory if needed."""
+  data_dir = os.path.expanduser(data_dir) if data_dir else None
+  builder = tfds.builder(f'clipit_{name}/{features}', data_dir=data_dir)
+  if not builder.is_prepared():
+    manual_dir = (os.path.expanduser(manual_dir) if manual_dir
+                  else os.path.join(os.fspath(builder.data_dir_root), 'downloads', 'manual'))
+    if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+      raise DatasetError(f'clipit_{name} is not built and its manual directory {manual_dir} is '
+                         f'missing or empty.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+        file_format='array_record')
+  return builder
+
+
+def read_records(builder: tfds.core.DatasetBuilder) -> dict[str, dict]:
+  """All records of the 'videos' split, keyed by video key (record order is shuffled on disk)."""
+  source = builder.as_data_source()['videos']
+  records = {}
+  for i in range(len(source)):
+    record = source[i]
+    records[_text(record['video_key'])] = record
+  return records
+
+
+def benchmark_video(dataset: str, record: dict, num_captions: int) -> input_pipeline.Video:
+  """A generic-summary video from a benchmark (or synthetic) record."""
+  text, text_mask = input_pipeline.select_captions(
+      np.asarray(record['caption_embeddings'], np.float32), num_captions)
+  evaluation = {k: np.asarray(record[k]) for k in (
+      'gtscore', 'picks', 'change_points', 'user_summary', 'user_scores')}
+  evaluation['n_frames'] = int(record['n_frames'])
+  evaluation['video_name'] = _text(record['video_name'])
+  evaluation['f1_reduction'] = settings.F1_REDUCTION.get(dataset, 'avg')
+  return input_pipeline.Video(
+      ref=(dataset, _text(record['video_key'])),
+      features=np.asarray(record['features'], np.float32),
+      labels=np.asarray(record['gtsummary'], np.float32),
+      text=text, text_mask=text_mask, evaluation=evaluation)
+
+
+def load_setting(data: ml_collections.ConfigDict,
+                 num_captions: int) -> dict[str, list[input_pipeline.Video]]:
+  """Train, validation and test videos of a benchmark setting (SumMe/TVSum).
+
+  Returns {'train', 'validation', 'test'} lists of videos; the validation videos are
+  held out of the training ones.
+  """
+  needed = [data.dataset] if data.setting == 'standard' else list(settings.BENCHMARKS)
+  records = {name: read_records(load_builder(name, data.features, data.data_dir,
+                                             data.get('manual_dir')))
+             for name in needed}
+  keys = {name: list(r) for name, r in records.items()}
+  chosen = settings.resolve_setting(data.dataset, data.setting, data.split, keys)
+  train, validation = settings.hold_out_validation(chosen['train'], data.validation_fraction)
+
+  def videos(refs):
+    return [benchmark_video(d, records[d][k], num_captions) for d, k in refs]
+
+  return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))

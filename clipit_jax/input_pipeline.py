@@ -1,0 +1,113 @@
+"""From dataset records to device batches.
+
+A video becomes non-overlapping windows of `window` frames (the last one padded and
+masked); windows are shuffled per epoch with a seed, grouped in global batches, the
+global batch is split evenly over hosts (`jax.process_index()`) and then over local
+devices: a batch leaves here as arrays `[local_devices, per_device, ...]`. The last
+partial batch is padded with empty samples, which the train step ignores.
+"""
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class Video:
+  """One video (or one video-query pair) in memory.
+
+  features `[n_steps, frame_dim]` at the sub-sampled frames, labels `[n_steps]` 0/1
+  keyframes, text `[L, text_dim]` + text_mask `[L]` (captions or the query).
+  `evaluation` holds what the protocol needs (picks, n_frames, change_points,
+  user_summary, user_scores, ...; see evaluation.py).
+  """
+  ref: tuple[str, str]
+  features: np.ndarray
+  labels: np.ndarray
+  text: np.ndarray
+  text_mask: np.ndarray
+  evaluation: dict[str, np.ndarray | int | str]
+
+
+def select_captions(embeddings: np.ndarray, num_captions: int) -> tuple[np.ndarray, np.ndarray]:
+  """M caption embeddings sampled uniformly over time, padded and masked when fewer.
+
+  Args:
+    embeddings: `[n, text_dim]` caption embeddings in time order (n may be 0).
+    num_captions: M.
+  Returns:
+    `[M, text_dim]` and the mask `[M]`.
+  """
+  n, dim = embeddings.shape
+  out = np.zeros((num_captions, dim), np.float32)
+  mask = np.zeros((num_captions,), bool)
+  if n <= num_captions:
+    out[:n], mask[:n] = embeddings, True
+  else:
+    index = np.round(np.linspace(0, n - 1, num_captions)).astype(int)
+    out[:], mask[:] = embeddings[index], True
+  return out, mask
+
+
+def video_windows(videos: list[Video], window: int) -> Batch:
+  """Every video cut into windows: frames `[N, window, D]`, frame_mask, labels, text, text_mask.
+
+  `video_index` `[N]` says which video a window came from.
+  """
+  fields: dict[str, list[np.ndarray]] = {k: [] for k in (
+      'frames', 'frame_mask', 'labels', 'text', 'text_mask', 'video_index')}
+  for i, video in enumerate(videos):
+    n = video.features.shape[0]
+    n_windows = -(-n // window)
+    padded = np.zeros((n_windows * window, video.features.shape[1]), np.float32)
+    padded[:n] = video.features
+    labels = np.zeros((n_windows * window,), np.float32)
+    labels[:n] = video.labels
+    fields['frames'].append(padded.reshape(n_windows, window, -1))
+    fields['frame_mask'].append((np.arange(n_windows * window) < n).reshape(n_windows, window))
+    fields['labels'].append(labels.reshape(n_windows, window))
+    fields['text'].append(np.broadcast_to(video.text, (n_windows,) + video.text.shape))
+    fields['text_mask'].append(np.broadcast_to(video.text_mask, (n_windows,) + video.text_mask.shape))
+    fields['video_index'].append(np.full((n_windows,), i, np.int32))
+  if not videos:
+    raise ValueError('no videos to make windows of')
+  return {k: np.concatenate(v) for k, v in fields.items()}
+
+
+def padded_batch_size(batch_size: int, num_shards: int) -> int:
+  """The global batch rounded up so that it splits evenly into `num_shards`."""
+  return -(-batch_size // num_shards) * num_shards
+
+
+def epoch_batches(windows: Batch, batch_size: int, *, seed: int, epoch: int,
+                  shuffle: bool = True, process_index: int = 0, process_count: int = 1,
+                  local_devices: int = 1) -> Iterator[Batch]:
+  """One epoch of this host's share of global batches, shaped `[local_devices, per_device, ...]`.
+
+  The order depends only on (seed, epoch), so every host agrees on it and a resumed
+  run sees the same batches. The last global batch is padded with empty samples
+  (frame_mask all False).
+  """
+  n = windows['frames'].shape[0]
+  order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+  global_size = padded_batch_size(batch_size, process_count * local_devices)
+  host_size = global_size // process_count
+  for start in range(0, n, global_size):
+    index = order[start:start + global_size]
+    batch = {k: v[index] for k, v in windows.items() if k != 'video_index'}
+    pad = global_size - len(index)
+    if pad:
+      batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+               for k, v in batch.items()}
+    host = {k: v[process_index * host_size:(process_index + 1) * host_size]
+            for k, v in batch.items()}
+    yield {k: v.reshape((local_devices, host_size // local_devices) + v.shape[1:])
+           for k, v in host.items()}
+
+
+def num_batches(num_windows: int, batch_size: int, num_shards: int) -> int:
+  """Batches per epoch for `epoch_batches`."""
+  return -(-num_windows // padded_batch_size(batch_size, num_shards))

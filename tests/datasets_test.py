@@ -1,0 +1,223 @@
+"""Benchmark builders on small h5/tsv files in the real schemas, and the settings' splits."""
+
+import gzip
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import h5_files
+from clipit_jax.datasets import loading
+from clipit_jax.datasets import settings
+
+
+def write_h5(path, n_videos, *, names=True, feature_dim=1024, seed=0, frames=(150, 400)):
+  """An eccv16-style file: picks every 15 frames, KTS-like shots, 3 users."""
+  rng = np.random.default_rng(seed)
+  videos = {}
+  with h5py.File(path, 'w') as f:
+    for i in range(1, n_videos + 1):
+      n_frames = int(rng.integers(*frames))
+      picks = np.arange(0, n_frames, 15)
+      bounds = np.unique(np.concatenate([[0], rng.integers(1, n_frames, 4), [n_frames]]))
+      change_points = np.stack([bounds[:-1], bounds[1:] - 1], 1)
+      g = f.create_group(f'video_{i}')
+      data = dict(features=rng.normal(size=(len(picks), feature_dim)).astype(np.float32),
+                  gtscore=rng.random(len(picks)).astype(np.float32),
+                  gtsummary=(rng.random(len(picks)) < 0.2).astype(np.float32),
+                  user_summary=(rng.random((3, n_frames)) < 0.15).astype(np.float32),
+                  change_points=change_points, n_frame_per_seg=np.diff(bounds),
+                  n_frames=n_frames, picks=picks, n_steps=len(picks))
+      for k, v in data.items():
+        g[k] = v
+      if names:
+        g['video_name'] = f'name_{i}'.encode()
+      videos[f'video_{i}'] = data
+  return videos
+
+
+@pytest.fixture
+def manual_dir(tmp_path):
+  d = tmp_path / 'manual'
+  d.mkdir()
+  return d
+
+
+def _build(name, tmp_path, manual_dir):
+  builder = tfds.builder(f'clipit_{name}/googlenet', data_dir=str(tmp_path / 'data'))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+      file_format='array_record')
+  return builder
+
+
+@pytest.mark.parametrize('name', ['summe', 'youtube', 'ovp'])
+def test_benchmark_builder_round_trip(name, tmp_path, manual_dir):
+  written = write_h5(manual_dir / h5_files.h5_filename(name), 4, names=name == 'summe')
+  builder = _build(name, tmp_path, manual_dir)
+  records = loading.read_records(builder)
+  assert sorted(records) == sorted(written)
+  for key, data in written.items():
+    record = records[key]
+    np.testing.assert_allclose(record['features'], data['features'])
+    np.testing.assert_array_equal(record['picks'], data['picks'])
+    np.testing.assert_array_equal(record['user_summary'], data['user_summary'])
+    np.testing.assert_array_equal(record['user_scores'], data['user_summary'])
+    np.testing.assert_array_equal(record['change_points'], data['change_points'])
+    assert record['n_frames'] == data['n_frames']
+    expected_name = f'name_{key.split("_")[1]}' if name == 'summe' else key
+    assert loading._text(record['video_name']) == expected_name
+    assert record['caption_embeddings'].shape == (0, benchmarks.TEXT_DIM)
+  metadata = builder.info.metadata
+  assert metadata['standard_splits'] == settings.standard_splits(list(written))
+  # Reloading the prepared dataset reads the metadata back from disk.
+  again = tfds.builder(f'clipit_{name}/googlenet', data_dir=str(tmp_path / 'data'))
+  assert again.info.metadata['standard_splits'] == metadata['standard_splits']
+
+
+def test_tvsum_takes_user_scores_from_the_annotation_file(tmp_path, manual_dir):
+  written = write_h5(manual_dir / h5_files.h5_filename('tvsum'), 3, names=False)
+  rng = np.random.default_rng(5)
+  lines, expected = [], {}
+  for i, (key, data) in enumerate(written.items()):
+    scores = rng.integers(1, 6, size=(20, data['n_frames']))
+    expected[key] = scores
+    lines += [f'yt{i}\tVT\t' + ','.join(map(str, row)) for row in scores]
+  with gzip.open(manual_dir / 'ydata-anno.tsv.gz', 'wt') as f:
+    f.write('\n'.join(lines) + '\n')
+  records = loading.read_records(_build('tvsum', tmp_path, manual_dir))
+  for key, scores in expected.items():
+    np.testing.assert_array_equal(records[key]['user_scores'], scores)
+    assert loading._text(records[key]['video_name']) == key
+
+
+def test_tvsum_rejects_annotations_of_other_videos(tmp_path, manual_dir):
+  write_h5(manual_dir / h5_files.h5_filename('tvsum'), 2, names=False, frames=(150, 160))
+  rows = [f'yt{i}\tVT\t' + ','.join(['3'] * 500) for i in range(2) for _ in range(2)]
+  (manual_dir / 'ydata-anno.tsv').write_text('\n'.join(rows) + '\n')
+  with pytest.raises(h5_files.DatasetError, match='do not correspond'):
+    _build('tvsum', tmp_path, manual_dir)
+
+
+def test_name_mapping_file(tmp_path, manual_dir):
+  write_h5(manual_dir / h5_files.h5_filename('ovp'), 2, names=False)
+  (manual_dir / 'video_names').mkdir()
+  (manual_dir / 'video_names' / 'ovp.json').write_text(json.dumps({'video_2': 'v21'}))
+  records = loading.read_records(_build('ovp', tmp_path, manual_dir))
+  assert loading._text(records['video_2']['video_name']) == 'v21'
+  assert loading._text(records['video_1']['video_name']) == 'video_1'
+
+
+def test_missing_manual_file_says_what_to_download(tmp_path, manual_dir):
+  write_h5(manual_dir / h5_files.h5_filename('tvsum'), 1)
+  with pytest.raises(h5_files.DatasetError, match='eccv16_dataset_summe_google_pool5.h5: not found'):
+    _build('summe', tmp_path, manual_dir)
+
+
+def test_empty_manual_directory_says_what_to_download(tmp_path, manual_dir):
+  with pytest.raises(h5_files.DatasetError, match='manual directory .* is missing or empty'):
+    loading.load_builder('ovp', 'googlenet', str(tmp_path / 'data'), str(manual_dir))
+  with pytest.raises(h5_files.DatasetError, match='data/downloads/manual is missing or empty'):
+    loading.load_builder('ovp', 'googlenet', str(tmp_path / 'data'))
+
+
+def test_truncated_file_names_the_file(tmp_path):
+  path = tmp_path / h5_files.h5_filename('summe')
+  write_h5(path, 3)
+  data = path.read_bytes()
+  path.write_bytes(data[:len(data) // 2])
+  with pytest.raises(h5_files.DatasetError, match=r'summe_google_pool5.h5: cannot be read as HDF5'):
+    list(h5_files.read_h5_videos(path))
+
+
+def test_wrong_feature_width_is_rejected(tmp_path):
+  path = tmp_path / 'x.h5'
+  write_h5(path, 1, feature_dim=512)
+  with pytest.raises(h5_files.DatasetError, match=r'expected \[n_steps, 1024\]'):
+    list(h5_files.read_h5_videos(path))
+
+
+def test_inconsistent_file_is_rejected(tmp_path):
+  path = tmp_path / 'x.h5'
+  write_h5(path, 1)
+  with h5py.File(path, 'a') as f:
+    del f['video_1/gtscore']
+    f['video_1/gtscore'] = np.zeros(3, np.float32)
+  with pytest.raises(h5_files.DatasetError, match='gtscore has 3 entries'):
+    list(h5_files.read_h5_videos(path))
+
+
+def test_interrupted_build_leaves_nothing_and_reruns(tmp_path, manual_dir):
+  path = manual_dir / h5_files.h5_filename('youtube')
+  write_h5(path, 3)
+  with h5py.File(path, 'a') as f:  # A corrupt video in the middle stops the build.
+    f['video_2/features'][0, 0] = np.nan
+  with pytest.raises(h5_files.DatasetError, match='NaN'):
+    _build('youtube', tmp_path, manual_dir)
+  builder = tfds.builder('clipit_youtube/googlenet', data_dir=str(tmp_path / 'data'))
+  assert not builder.is_prepared()
+  write_h5(path, 3)
+  assert len(loading.read_records(_build('youtube', tmp_path, manual_dir))) == 3
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+KEYS = {d: [f'video_{i}' for i in range(1, n + 1)]
+        for d, n in dict(summe=25, tvsum=50, youtube=39, ovp=50).items()}
+
+
+@pytest.mark.parametrize('target', settings.TARGETS)
+def test_standard_splits_partition_the_dataset(target):
+  splits = settings.standard_splits(KEYS[target])
+  assert len(splits) == 5
+  for split in splits:
+    assert not set(split['train']) & set(split['test'])
+    assert sorted(split['train'] + split['test']) == sorted(KEYS[target])
+    assert len(split['test']) == len(KEYS[target]) // 5
+  assert len({tuple(s['test']) for s in splits}) == 5
+  assert splits == settings.standard_splits(list(reversed(KEYS[target])))
+
+
+@pytest.mark.parametrize('target', settings.TARGETS)
+@pytest.mark.parametrize('split', range(5))
+def test_settings_arithmetic(target, split):
+  others = [d for d in settings.BENCHMARKS if d != target]
+  standard = settings.resolve_setting(target, 'standard', split, KEYS)
+  augment = settings.resolve_setting(target, 'augment', split, KEYS)
+  transfer = settings.resolve_setting(target, 'transfer', split, KEYS)
+  for chosen in (standard, augment, transfer):
+    assert not set(chosen['train']) & set(chosen['test'])
+  assert {d for d, _ in standard['train'] + standard['test']} == {target}
+  assert augment['test'] == standard['test']
+  assert set(augment['train']) == set(standard['train']) | {(d, k) for d in others for k in KEYS[d]}
+  assert transfer['test'] == [(target, k) for k in sorted(KEYS[target])]
+  assert {d for d, _ in transfer['train']} == set(others)
+  assert len(transfer['train']) == sum(len(KEYS[d]) for d in others)
+
+
+def test_validation_is_held_out_of_training():
+  chosen = settings.resolve_setting('summe', 'standard', 0, KEYS)
+  train, validation = settings.hold_out_validation(chosen['train'], 0.1)
+  assert len(validation) == 2 and not set(train) & set(validation)
+  assert sorted(train + validation) == chosen['train']
+  assert not set(validation) & set(chosen['test'])
+
+
+def test_bad_settings_are_rejected():
+  with pytest.raises(ValueError, match="unknown setting 'mixed'"):
+    settings.resolve_setting('summe', 'mixed', 0, KEYS)
+  with pytest.raises(ValueError, match='split must be in'):
+    settings.resolve_setting('summe', 'standard', 5, KEYS)
+  with pytest.raises(ValueError, match='also needs youtube, ovp'):
+    settings.resolve_setting('summe', 'augment', 0, {k: KEYS[k] for k in ('summe', 'tvsum')})
+
+
+def test_split_fingerprint_is_order_free_and_distinct():
+  a = settings.resolve_setting('tvsum', 'standard', 0, KEYS)['test']
+  b = settings.resolve_setting('tvsum', 'standard', 1, KEYS)['test']
+  assert settings.split_fingerprint(a) == settings.split_fingerprint(list(reversed(a)))
+  assert settings.split_fingerprint(a) != settings.split_fingerprint(b)

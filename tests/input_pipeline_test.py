@@ -1,0 +1,87 @@
+"""Windows, masks, per-epoch shuffling and the split of global batches over hosts and devices."""
+
+import numpy as np
+import pytest
+
+from clipit_jax import input_pipeline
+
+
+def _video(i, n_frames, dim=3):
+  return input_pipeline.Video(
+      ref=('toy', f'v{i}'),
+      features=np.full((n_frames, dim), i + 1, np.float32) + np.arange(n_frames)[:, None] / 1000,
+      labels=(np.arange(n_frames) % 4 == 0).astype(np.float32),
+      text=np.full((2, 5), i, np.float32), text_mask=np.array([True, False]), evaluation={})
+
+
+def test_video_windows_masks_and_padding():
+  windows = input_pipeline.video_windows([_video(0, 10), _video(1, 3)], window=4)
+  assert windows['frames'].shape == (4, 4, 3)
+  np.testing.assert_array_equal(windows['frame_mask'].sum(1), [4, 4, 2, 3])
+  np.testing.assert_array_equal(windows['video_index'], [0, 0, 0, 1])
+  np.testing.assert_array_equal(windows['frames'][2, 2:], 0)
+  np.testing.assert_allclose(windows['frames'][2, :2, 0], [1.008, 1.009])
+  np.testing.assert_array_equal(windows['labels'][0], [1, 0, 0, 0])
+  np.testing.assert_array_equal(windows['text'][3], np.full((2, 5), 1))
+  np.testing.assert_array_equal(windows['text_mask'][3], [True, False])
+
+
+def test_select_captions_uniform_and_padded():
+  emb = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
+  out, mask = input_pipeline.select_captions(emb, 4)
+  np.testing.assert_array_equal(out[:, 0], [0, 3, 6, 9])
+  assert mask.all()
+  out, mask = input_pipeline.select_captions(emb[:2], 4)
+  np.testing.assert_array_equal(out[:, 0], [0, 1, 0, 0])
+  np.testing.assert_array_equal(mask, [True, True, False, False])
+  out, mask = input_pipeline.select_captions(np.zeros((0, 4), np.float32), 3)
+  assert out.shape == (3, 4) and not mask.any()
+
+
+def _windows(n):
+  frames = np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 2, 1), np.float32)
+  return dict(frames=frames, frame_mask=np.ones((n, 2), bool), labels=np.zeros((n, 2), np.float32),
+              text=np.zeros((n, 1, 1), np.float32), text_mask=np.ones((n, 1), bool),
+              video_index=np.zeros(n, np.int32))
+
+
+@pytest.mark.parametrize('process_count,local_devices', [(1, 1), (1, 4), (2, 2)])
+def test_every_window_once_per_epoch_across_hosts_and_devices(process_count, local_devices):
+  windows = _windows(23)
+  seen, count = [], 0
+  for process in range(process_count):
+    for batch in input_pipeline.epoch_batches(windows, 10, seed=0, epoch=3,
+                                              process_index=process, process_count=process_count,
+                                              local_devices=local_devices):
+      per_device = input_pipeline.padded_batch_size(10, process_count * local_devices) // (
+          process_count * local_devices)
+      assert batch['frames'].shape == (local_devices, per_device, 2, 1)
+      real = batch['frame_mask'].any(-1).reshape(-1)
+      seen += list(batch['frames'][..., 0, 0].reshape(-1)[real])
+      count += process == 0
+  assert sorted(seen) == list(range(23))
+  global_size = input_pipeline.padded_batch_size(10, process_count * local_devices)
+  assert global_size % (process_count * local_devices) == 0 and 10 <= global_size < 14
+  assert count == input_pipeline.num_batches(23, 10, process_count * local_devices) == -(-23 // global_size)
+
+
+def test_last_batch_is_padded_with_empty_samples():
+  batches = list(input_pipeline.epoch_batches(_windows(7), 4, seed=1, epoch=0, local_devices=2))
+  assert len(batches) == 2
+  last = batches[-1]
+  assert last['frames'].shape == (2, 2, 2, 1)
+  assert last['frame_mask'].any(-1).sum() == 3
+  assert not last['frame_mask'][1, 1].any()
+
+
+def test_order_depends_only_on_seed_and_epoch():
+  def order(seed, epoch):
+    return np.concatenate([b['frames'][..., 0, 0].reshape(-1) for b in input_pipeline.epoch_batches(
+        _windows(30), 8, seed=seed, epoch=epoch)])
+  np.testing.assert_array_equal(order(0, 1), order(0, 1))
+  assert not np.array_equal(order(0, 1), order(0, 2))
+  assert not np.array_equal(order(0, 1), order(1, 1))
+  unshuffled = np.concatenate([b['frames'][..., 0, 0].reshape(-1) for b in
+                               input_pipeline.epoch_batches(_windows(8), 8, seed=0, epoch=0,
+                                                            shuffle=False)])
+  np.testing.assert_array_equal(unshuffled, np.arange(8))
