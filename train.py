@@ -1,15 +1,48 @@
-"""Trains CLIP-It: `python train.py --config configs/X.py --workdir runs/X`.
+"""Trains CLIP-It.
 
-Training (`clipit_jax.train.train_and_evaluate`) lands with the training issue; until
-then this script says so and exits non-zero rather than pretend to train.
+  python train.py --config configs/summe_transfer.py --workdir runs/summe_transfer
+  python train.py --config configs/synthetic.py --workdir runs/synthetic --config.num_epochs=3
+  python train.py --config configs/tvsum_standard.py --workdir runs/tvsum_standard --all_splits
+
+Running again on the same workdir resumes from its latest checkpoint.
 """
 
-import sys
+import os
 
-USAGE = ('usage: python train.py --config configs/<setting>.py --workdir runs/<setting>\n'
-         'train.py: training is not implemented yet (the model, losses and train_step are in '
-         'clipit_jax/; train_and_evaluate lands with the training issue)')
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from clipit_jax import cli
+from clipit_jax import train
+from clipit_jax.datasets import settings
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file under configs/.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and config.')
+_ALL_SPLITS = flags.DEFINE_bool('all_splits', False, 'Train the 5 standard splits into '
+                                'WORKDIR/split_<k> (standard and augment settings).')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() '
+                                 'first (several hosts; see the README).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  del argv
+  with cli.one_line_errors('train.py'):
+    if _DISTRIBUTED.value:
+      import jax  # pylint: disable=g-import-not-at-top
+      jax.distributed.initialize()
+    config = _CONFIG.value
+    if not _ALL_SPLITS.value:
+      train.train_and_evaluate(config, _WORKDIR.value)
+      return
+    for split in range(settings.NUM_STANDARD_SPLITS):
+      with config.unlocked():
+        config.data.split = split
+      print(f'--- split {split} ---', flush=True)
+      train.train_and_evaluate(config, os.path.join(_WORKDIR.value, f'split_{split}'))
+
 
 if __name__ == '__main__':
-  print(USAGE, file=sys.stderr)
-  sys.exit(2)
+  app.run(main)

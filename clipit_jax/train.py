@@ -1,16 +1,32 @@
-"""Training: optimizer, train state and the pure, pmap-ready train step."""
+"""Training: optimizer, train state, the pure pmap-ready train step, and the loop.
+
+`train_and_evaluate(config, workdir)` trains data-parallel over all local devices
+(and hosts), validates every epoch, checkpoints the latest and the best epoch, and
+resumes from the latest checkpoint when the workdir already holds one.
+"""
 
 import functools
+import json
+import os
+import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
+import tqdm
+from flax import jax_utils
 from flax.training import train_state
 
+from clipit_jax import benchmark_eval
+from clipit_jax import checkpoints
+from clipit_jax import input_pipeline
 from clipit_jax import losses
 from clipit_jax import models
+from clipit_jax.datasets import loading
+from clipit_jax.datasets import settings
 
 Array = jax.Array
 Batch = dict[str, Array]
@@ -92,3 +108,123 @@ def make_train_step(config: ml_collections.ConfigDict, *, pmapped: bool) -> Any:
     step = functools.partial(train_step, config=config, axis_name=config.axis_name)
     return jax.pmap(step, axis_name=config.axis_name, donate_argnums=(0,))
   return jax.jit(functools.partial(train_step, config=config), donate_argnums=(0,))
+
+
+class MetricsWriter:
+  """One JSON line per epoch in `workdir/metrics.jsonl`, and TensorBoard scalars."""
+
+  def __init__(self, workdir: str, resumed_epoch: int):
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.enabled = jax.process_index() == 0
+    if not self.enabled:
+      return
+    if os.path.exists(self.path):  # Drop epochs the restored checkpoint does not have.
+      with open(self.path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line)['epoch'] <= resumed_epoch]
+      checkpoints.write_atomically(self.path, ''.join(kept))
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, epoch: int, metrics: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(dict(epoch=epoch, **metrics)) + '\n')
+    for name, value in metrics.items():
+      self.tensorboard.add_scalar(name, value, epoch)
+    self.tensorboard.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      self.tensorboard.close()
+
+
+def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """A workdir's saved model must be the configured one, or resuming would fail obscurely."""
+  if not os.path.exists(os.path.join(workdir, checkpoints.CONFIG_FILE)):
+    return
+  saved = checkpoints.load_config(workdir)
+  if saved.model.to_dict() != config.model.to_dict():
+    changed = sorted(k for k in config.model if saved.model.get(k) != config.model[k])
+    raise checkpoints.CheckpointError(
+        f'{workdir} holds a run with another model (differs in {", ".join(changed)}); '
+        'use a new --workdir')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state."""
+  os.makedirs(workdir, exist_ok=True)
+  check_compatible(workdir, config)
+  data = loading.load_data(config)
+  window = config.model.window
+  windows = input_pipeline.video_windows(data['train'], window)
+  validation = data['validation'] or data['train']
+
+  init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  state = create_train_state(config, init_rng)
+  manager = checkpoints.make_manager(workdir)
+  start_epoch = 0
+  if manager.latest_step() is not None:
+    state, start_epoch = checkpoints.restore(manager, state)
+    print(f'Resuming from {workdir} after epoch {start_epoch}.', flush=True)
+  checkpoints.save_config(workdir, config)
+  writer = MetricsWriter(workdir, start_epoch)
+
+  local_devices = jax.local_device_count()
+  num_shards = jax.process_count() * local_devices
+  steps_per_epoch = input_pipeline.num_batches(windows['frames'].shape[0], config.batch_size,
+                                               num_shards)
+  p_train_step = make_train_step(config, pmapped=True)
+  eval_apply = jax.jit(models.CLIPIt(config.model).apply)
+  replicated = jax_utils.replicate(state)
+  replicated_rng = jax_utils.replicate(dropout_rng)
+  last_epoch = config.num_epochs if config.stop_after_epoch is None else min(
+      config.num_epochs, config.stop_after_epoch)
+
+  for epoch in range(start_epoch + 1, last_epoch + 1):
+    start = time.time()
+    sums, count = {}, 0.0
+    batches = input_pipeline.epoch_batches(
+        windows, config.batch_size, seed=config.seed, epoch=epoch,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        local_devices=local_devices)
+    for batch in tqdm.tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch}/{config.num_epochs}',
+                           leave=False, disable=not config.progress):
+      replicated, metrics = p_train_step(replicated, batch, replicated_rng)
+      real = float(np.sum(np.any(batch['frame_mask'], axis=-1)))
+      for k, v in jax.device_get(metrics).items():
+        sums[k] = sums.get(k, 0.0) + float(v[0]) * real
+      count += real
+    state = jax_utils.unreplicate(replicated)
+    val = benchmark_eval.evaluate_videos(eval_apply, state.params, validation, window)['metrics']
+    epoch_metrics = {f'train_{k}': v / max(count, 1.0) for k, v in sums.items()}
+    epoch_metrics.update({f'val_{k}': v for k, v in val.items()})
+    epoch_metrics['epoch_seconds'] = time.time() - start
+    checkpoints.save(manager, epoch, state, val)
+    writer.write(epoch, epoch_metrics)
+    print(f'epoch {epoch:3d}/{config.num_epochs}  loss {epoch_metrics["train_total"]:.4f}  '
+          + '  '.join(f'val_{k} {v:.4f}' for k, v in val.items())
+          + f'  ({epoch_metrics["epoch_seconds"]:.1f}s)', flush=True)
+  writer.close()
+  return state
+
+
+def evaluate_checkpoint(workdir: str, split: str = 'test', which: str = 'best') -> dict[str, Any]:
+  """Evaluates a run's checkpoint on one of its data splits with the saved config.
+
+  Returns {'metrics': mean over videos, 'rows': per video, 'epoch', 'checkpoint',
+  'split', 'videos', 'split_fingerprint'}.
+  """
+  config = checkpoints.load_config(workdir)
+  if split not in ('train', 'validation', 'test'):
+    raise ValueError(f"unknown split {split!r}; expected 'train', 'validation' or 'test'")
+  manager = checkpoints.make_manager(workdir, read_only=True)
+  target = create_train_state(config, jax.random.PRNGKey(0))
+  state, epoch = checkpoints.restore(manager, target, which)
+  videos = loading.load_data(config)[split]
+  result = benchmark_eval.evaluate_videos(jax.jit(models.CLIPIt(config.model).apply),
+                                          state.params, videos, config.model.window)
+  refs = [v.ref for v in videos]
+  result.update(epoch=epoch, checkpoint=which, split=split, videos=[list(r) for r in refs],
+                split_fingerprint=settings.split_fingerprint(refs))
+  return result

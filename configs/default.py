@@ -47,4 +47,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 100  # Global batch of windows, split over all devices.
   config.axis_name = 'batch'  # pmap axis over which gradients are averaged.
   config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dataset = 'summe'  # 'summe' | 'tvsum' | 'synthetic' | 'qfvs'.
+  config.data.setting = 'standard'  # 'standard' | 'augment' | 'transfer'.
+  config.data.split = 0  # Which of the 5 standard splits (0-4).
+  config.data.features = 'clip'  # Builder config: 'clip' (512-d, the paper) or 'googlenet' (1024-d).
+  config.data.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir.
+  config.data.manual_dir = ml_collections.config_dict.placeholder(str)  # Raw files.
+  config.data.validation_fraction = 0.1  # Of the training videos, for the best checkpoint.
+
+  config.progress = True  # Progress bars.
+  # Stop (as an interruption would) after this epoch; running again resumes.
+  config.stop_after_epoch = ml_collections.config_dict.placeholder(int)
   return config

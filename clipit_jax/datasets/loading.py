@@ -84,3 +84,22 @@ def load_setting(data: ml_collections.ConfigDict,
     return [benchmark_video(d, records[d][k], num_captions) for d, k in refs]
 
   return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))
+
+
+def load_data(config: ml_collections.ConfigDict) -> dict[str, list[input_pipeline.Video]]:
+  """Train, validation and test videos for `config.data`, checked against `config.model`."""
+  data = config.data
+  if data.dataset in settings.TARGETS:
+    splits = load_setting(data, config.model.num_captions)
+  else:
+    raise ValueError(f'unknown dataset {data.dataset!r}; expected one of '
+                     f'{settings.TARGETS + ("synthetic", "qfvs")}')
+  if not splits['train']:
+    raise DatasetError(f'{data.dataset}/{data.setting}: no training videos')
+  first = splits['train'][0]
+  for field, width, expected in (('frame_dim', first.features.shape[1], config.model.frame_dim),
+                                 ('text_dim', first.text.shape[1], config.model.text_dim)):
+    if width != expected:
+      raise DatasetError(f'{data.dataset}/{data.features}: the data is {width}-d but '
+                         f'config.model.{field} is {expected}; set it to {width}')
+  return splits

@@ -1,0 +1,73 @@
+"""Evaluates a trained run, or computes the human baseline.
+
+  python eval.py --ckpt runs/summe_transfer [--split test] [--checkpoint best|latest]
+  python eval.py --ckpt runs/tvsum_standard --all_splits      # mean and std over split_0..4
+  python eval.py --human-baseline tvsum --anno ../shared/data/tvsum/ydata-anno.tsv.gz
+
+Prints a table, writes eval.json into the workdir, and ends with one JSON line of the
+aggregate metrics.
+"""
+
+import json
+import os
+
+import numpy as np
+from absl import app
+from absl import flags
+
+from clipit_jax import checkpoints
+from clipit_jax import cli
+from clipit_jax import human_baseline
+from clipit_jax import train
+from clipit_jax.datasets import settings
+
+_CKPT = flags.DEFINE_string('ckpt', None, 'The workdir of a train.py run.')
+_SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'validation', 'test'], 'Videos to evaluate.')
+_CHECKPOINT = flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.')
+_ALL_SPLITS = flags.DEFINE_bool('all_splits', False, 'Aggregate CKPT/split_<k> over the 5 '
+                                'standard splits (mean and std).')
+_HUMAN = flags.DEFINE_string('human-baseline', None, 'Dataset whose human agreement to compute '
+                             '(tvsum).')
+_ANNO = flags.DEFINE_string('anno', None, 'The raw annotation file for --human-baseline.')
+
+
+def _print_table(rows: list[dict], keys: tuple[str, ...]) -> None:
+  print(f'{"video":<28}' + ''.join(f'{k:>12}' for k in keys))
+  for row in rows:
+    print(f'{row["dataset"] + "/" + row["video"]:<28}' + ''.join(f'{row[k]:>12.4f}' for k in keys))
+
+
+def _evaluate_one(workdir: str) -> dict:
+  result = train.evaluate_checkpoint(workdir, _SPLIT.value, _CHECKPOINT.value)
+  _print_table(result['rows'], tuple(result['metrics']))
+  print(f'{"mean":<28}' + ''.join(f'{v:>12.4f}' for v in result['metrics'].values()))
+  checkpoints.write_atomically(os.path.join(workdir, 'eval.json'), json.dumps(result, indent=2))
+  return result['metrics']
+
+
+def main(argv):
+  del argv
+  with cli.one_line_errors('eval.py'):
+    if _HUMAN.value:
+      if not _ANNO.value:
+        raise ValueError('--human-baseline needs --anno (the raw annotation file)')
+      print(json.dumps(human_baseline.human_baseline_main(_HUMAN.value, _ANNO.value)))
+      return
+    if not _CKPT.value:
+      raise ValueError('give --ckpt WORKDIR (or --human-baseline DATASET --anno FILE)')
+    if not _ALL_SPLITS.value:
+      print(json.dumps(_evaluate_one(_CKPT.value)))
+      return
+    per_split = []
+    for split in range(settings.NUM_STANDARD_SPLITS):
+      print(f'--- split {split} ---')
+      per_split.append(_evaluate_one(os.path.join(_CKPT.value, f'split_{split}')))
+    summary = {k: float(np.mean([m[k] for m in per_split])) for k in per_split[0]}
+    summary.update({f'{k}_std': float(np.std([m[k] for m in per_split])) for k in per_split[0]})
+    checkpoints.write_atomically(os.path.join(_CKPT.value, 'eval.json'),
+                                 json.dumps(dict(splits=per_split, **summary), indent=2))
+    print(json.dumps(summary))
+
+
+if __name__ == '__main__':
+  app.run(main)
