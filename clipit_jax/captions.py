@@ -1,0 +1,522 @@
+"""Language for generic summaries: caption files, uniform sampling, captioning.
+
+CLIP-It's generic summaries condition on M captions of the video sampled
+uniformly over time (M = 7, or 15 for videos over 30 minutes). Captions come
+from a subtitle/transcript file (`parse_captions`) or from an image-captioning
+model run on frames sampled over the video (`generate_captions`), which stands
+in for the paper's dense video captioner.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import html
+import json
+import os
+import pathlib
+import re
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from clipit_jax import encoders
+
+PathLike = str | os.PathLike
+
+DEFAULT_CAPTIONER = "nlpconnect/vit-gpt2-image-captioning"
+TINY = encoders.TINY
+TINY_CAPTIONER_ID = "tiny-vit-gpt2-v1"  # Bump when the construction changes.
+LONG_VIDEO_S = 30 * 60  # Videos longer than this get more captions.
+
+
+ModelLoadError = encoders.ModelLoadError
+
+
+class CaptionError(ValueError):
+  """A caption file is missing or malformed; the message names file and line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Caption:
+  """One caption: seconds from the start of the video, and its text."""
+  start: float
+  end: float
+  text: str
+
+
+# ----------------------------------------------------------------- parsing --
+
+_TAG = re.compile(r"<[^>]*>|\{[^}]*\}")  # HTML-ish and {\an8}-style tags.
+_TIME = r"(?:\d+:)?\d{1,2}:\d{2}(?:[.,]\d+)?|\d+(?:\.\d+)?"
+_PLAIN_LINE = re.compile(
+    rf"^\s*(?:\[\s*(?P<bts>{_TIME})\s*\]|(?P<ts>{_TIME})(?=\s|[-|]))"
+    r"\s*(?:[-|\u2013\u2014]\s*)?(?P<text>.*?)\s*$")
+
+
+def parse_timestamp(text: str) -> float:
+  """Seconds from `[[H:]M:]S[.frac]` (a comma is also a decimal mark)."""
+  text = text.strip().replace(",", ".")
+  if not re.fullmatch(r"(?:\d+:){0,2}\d+(?:\.\d+)?", text):
+    raise ValueError(f"not a timestamp: {text!r}")
+  seconds = 0.0
+  for part in text.split(":"):
+    seconds = seconds * 60 + float(part)
+  parts = text.split(":")
+  if len(parts) > 1 and any(float(p) >= 60 for p in parts[1:]):
+    raise ValueError(f"minutes/seconds out of range in {text!r}")
+  return seconds
+
+
+def clean_text(text: str) -> str:
+  """Strips markup tags and entities, and collapses whitespace."""
+  return " ".join(html.unescape(_TAG.sub("", text)).split())
+
+
+def _blocks(lines: list[str], first: int = 1
+            ) -> list[tuple[int, list[str]]]:
+  """Blank-line separated blocks as (line number of first line, lines)."""
+  blocks, current, start = [], [], 0
+  for number, line in enumerate(lines, first):
+    if line.strip():
+      if not current:
+        start = number
+      current.append(line.rstrip())
+    elif current:
+      blocks.append((start, current))
+      current = []
+  if current:
+    blocks.append((start, current))
+  return blocks
+
+
+def _timing(line: str, where: str) -> tuple[float, float]:
+  """(start, end) from a `start --> end [settings]` line."""
+  if "-->" not in line:
+    raise CaptionError(f"{where}: expected a 'start --> end' timing line, "
+                       f"got {line.strip()!r}")
+  left, right = line.split("-->", 1)
+  try:
+    start = parse_timestamp(left)
+    end = parse_timestamp(right.split()[0] if right.split() else "")
+  except ValueError as e:
+    raise CaptionError(f"{where}: bad timestamp ({e})") from None
+  if end < start:
+    raise CaptionError(f"{where}: caption ends ({end:.3f} s) before it starts "
+                       f"({start:.3f} s)")
+  return start, end
+
+
+def _cues(blocks, path: str) -> list[Caption]:
+  """Captions from SRT/VTT cue blocks (optional id line, timing, text)."""
+  out = []
+  for number, lines in blocks:
+    i = 0 if "-->" in lines[0] else 1
+    if i >= len(lines):
+      raise CaptionError(f"{path}:{number}: a cue with no timing line "
+                         f"({lines[0].strip()!r})")
+    start, end = _timing(lines[i], f"{path}:{number + i}")
+    text = clean_text(" ".join(lines[i + 1:]))
+    if text:
+      out.append(Caption(start, end, text))
+  return out
+
+
+def parse_srt(text: str, path: str = "<srt>") -> list[Caption]:
+  """Captions from SubRip text."""
+  return _cues(_blocks(text.splitlines()), path)
+
+
+def parse_vtt(text: str, path: str = "<vtt>") -> list[Caption]:
+  """Captions from WebVTT text (NOTE, STYLE and REGION blocks are skipped)."""
+  lines = text.splitlines()
+  head = next((i for i, line in enumerate(lines) if line.strip()), 0)
+  if not lines or not lines[head].lstrip().startswith("WEBVTT"):
+    raise CaptionError(
+        f"{path}:{head + 1}: a WebVTT file must start with 'WEBVTT'")
+  blocks = _blocks(lines[head + 1:], first=head + 2)
+  if (blocks and blocks[0][0] == head + 2
+      and not any("-->" in line for line in blocks[0][1])):
+    blocks = blocks[1:]  # Header metadata right after the WEBVTT line.
+  blocks = [(n, b) for n, b in blocks
+            if not (b[0].split(maxsplit=1)[0] in {"NOTE", "STYLE", "REGION"}
+                    and "-->" not in b[0])]
+  return _cues(blocks, path)
+
+
+def parse_plain(text: str, path: str = "<text>") -> list[Caption]:
+  """Captions from lines `TIME text`: `00:01:23 a`, `83.5 a`, `[01:23.5] a`.
+
+  Blank lines and lines starting with '#' are skipped. Each caption ends where
+  the next one starts; the last one ends where it starts.
+  """
+  starts = []
+  for number, line in enumerate(text.splitlines(), 1):
+    if not line.strip() or line.lstrip().startswith("#"):
+      continue
+    match = _PLAIN_LINE.match(line)
+    if not match:
+      raise CaptionError(
+          f"{path}:{number}: expected 'TIME text' (e.g. '00:01:23 a dog "
+          f"runs', '83.5 a dog runs', '[00:01:23.500] a dog runs'), got "
+          f"{line.strip()[:60]!r}")
+    try:
+      start = parse_timestamp(match["bts"] or match["ts"])
+    except ValueError as e:
+      raise CaptionError(f"{path}:{number}: bad timestamp ({e})") from None
+    caption_text = clean_text(match["text"])
+    if not caption_text:
+      raise CaptionError(f"{path}:{number}: a timestamp with no caption text")
+    starts.append((start, caption_text))
+  starts.sort(key=lambda s: s[0])
+  return [Caption(s, starts[i + 1][0] if i + 1 < len(starts) else s, t)
+          for i, (s, t) in enumerate(starts)]
+
+
+def parse_captions(path: PathLike) -> list[Caption]:
+  """Reads `.srt`, `.vtt` (or any file starting with WEBVTT), or plain text.
+
+  Returns:
+    Non-empty captions sorted by start time, markup stripped.
+
+  Raises:
+    CaptionError (a ValueError): missing file, malformed line (with its
+      number), or no captions.
+  """
+  path = pathlib.Path(path)
+  try:
+    text = path.read_text(encoding="utf-8-sig")
+  except FileNotFoundError:
+    raise CaptionError(
+        f"{path}: caption file not found; check the path.") from None
+  except (OSError, UnicodeDecodeError) as e:
+    raise CaptionError(f"{path}: cannot read captions ({e}); pass a UTF-8 "
+                       ".srt, .vtt or timestamped text file.") from None
+  suffix = path.suffix.lower()
+  if suffix == ".vtt" or text.lstrip().startswith("WEBVTT"):
+    captions = parse_vtt(text, str(path))
+  elif suffix == ".srt":
+    captions = parse_srt(text, str(path))
+  else:
+    captions = parse_plain(text, str(path))
+  if not captions:
+    raise CaptionError(f"{path}: no captions found; the file is empty or has "
+                       "only blank cues.")
+  return sorted(captions, key=lambda c: (c.start, c.end))
+
+
+# ---------------------------------------------------------------- sampling --
+
+
+def default_num_captions(duration_s: float) -> int:
+  """The paper's M: 7 captions, 15 for videos over 30 minutes."""
+  return 15 if duration_s > LONG_VIDEO_S else 7
+
+
+def sample_uniform(captions: Sequence[Caption], m: int,
+                   duration: float | None = None) -> list[str]:
+  """M caption texts spread uniformly over the video's time.
+
+  The video [0, duration) is cut into m equal bins; each bin takes the
+  caption nearest its centre (a caption containing the centre is at distance
+  0; ties go to the caption whose middle is nearer, then the earlier one).
+  Exactly m texts come back in time order. When captions are fewer than m, or
+  sparse, a caption fills every bin it is nearest to, so texts repeat
+  (deterministically) rather than being padded.
+
+  Args:
+    captions: at least one caption.
+    m: how many texts to return.
+    duration: video length in seconds (default: the last caption's end).
+
+  Returns:
+    m strings.
+  """
+  if m <= 0:
+    raise ValueError(f"m must be positive, got {m}")
+  if not captions:
+    raise ValueError("no captions to sample from")
+  starts = np.array([c.start for c in captions], np.float64)
+  ends = np.array([max(c.end, c.start) for c in captions], np.float64)
+  if duration is None or duration <= 0:
+    duration = float(ends.max()) or float(starts.max()) or 1.0
+  centres = (np.arange(m) + 0.5) * duration / m
+  gap = np.maximum(starts[None] - centres[:, None],
+                   centres[:, None] - ends[None]).clip(min=0)  # [m, n]
+  middle = np.abs((starts + ends)[None] / 2 - centres[:, None])
+  index = np.arange(len(captions))[None].repeat(m, 0)
+  order = np.lexsort((index, middle, gap), axis=-1)  # Last key is primary.
+  return [captions[i].text for i in order[:, 0]]
+
+
+# -------------------------------------------------------------- captioning --
+
+
+# Words the tiny captioner's vocabulary spells whole, so its random captions
+# read as (nonsense) word sequences rather than byte soup.
+TINY_WORDS = (
+    "a", "an", "the", "man", "woman", "person", "people", "boy", "girl",
+    "child", "group", "dog", "cat", "horse", "bird", "car", "bus", "train",
+    "bike", "bicycle", "street", "road", "city", "building", "room",
+    "kitchen", "table", "food", "plate", "field", "grass", "tree", "water",
+    "beach", "snow", "mountain", "sky", "ball", "phone", "camera", "sign",
+    "shirt", "hat", "riding", "walking", "running", "standing", "sitting",
+    "playing", "holding", "eating", "looking", "with", "on", "in", "of",
+    "and", "near", "at", "next", "to", "red", "blue", "green", "white",
+    "black", "young", "large", "small", "two")
+
+
+def _tiny_gpt2_vocab() -> tuple[list[str], list[tuple[str, str]], set[str]]:
+  """(tokens, merges, whole-word tokens) for the tiny byte-level BPE.
+
+  Tokens: 'Ġ' (space), a-z, every space-prefixed prefix of `TINY_WORDS` (so
+  BPE can build them) and <|endoftext|> last. Other bytes are unknown.
+  """
+  tokens = ["\u0120"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+  merges, words = [], set()
+  for word in TINY_WORDS:
+    prefix = "\u0120"
+    for char in word:
+      if prefix + char not in tokens:
+        merges.append((prefix, char))
+        tokens.append(prefix + char)
+      prefix += char
+    words.add(prefix)
+  return tokens + ["<|endoftext|>"], merges, words
+
+
+def write_tiny_gpt2_tokenizer(directory: pathlib.Path) -> None:
+  """Writes the tiny byte-level GPT-2 tokenizer (`_tiny_gpt2_vocab`)."""
+  from transformers import GPT2Tokenizer  # pylint: disable=g-import-not-at-top
+  tokens, merges, _ = _tiny_gpt2_vocab()
+  vocab = {t: i for i, t in enumerate(tokens)}
+  (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+  (directory / "merges.txt").write_text(
+      "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
+      encoding="utf-8")
+  tokenizer = GPT2Tokenizer(str(directory / "vocab.json"),
+                            str(directory / "merges.txt"))
+  tokenizer.save_pretrained(str(directory))
+
+
+def _vision_encoder_decoder_class():
+  """`FlaxVisionEncoderDecoderModel` without its eager random initialisation.
+
+  That model cannot be built with `_do_init=False`, and its eager init takes
+  seconds (minutes for full-size models) only to be overwritten by
+  `from_pretrained`; this subclass returns lazily allocated zeros of the right
+  shapes instead (missing checkpoint keys would stay zero, not random).
+  """
+  # pylint: disable=g-import-not-at-top
+  from transformers import FlaxVisionEncoderDecoderModel
+
+  class LoadOnly(FlaxVisionEncoderDecoderModel):
+
+    def init_weights(self, rng, input_shape, params=None):
+      if params is not None:
+        return super().init_weights(rng, input_shape, params)
+      shapes = jax.eval_shape(
+          functools.partial(super().init_weights, input_shape=input_shape),
+          rng)
+      return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+  LoadOnly.__name__ = FlaxVisionEncoderDecoderModel.__name__
+  LoadOnly.__qualname__ = FlaxVisionEncoderDecoderModel.__qualname__
+  return LoadOnly
+
+
+def build_tiny_captioner(directory: pathlib.Path) -> None:
+  """Saves a small random ViT-GPT2 captioner (NumPy seed 0) and tokenizer.
+
+  ViT: 32x32 images, 8x8 patches, width 64, 2 layers. GPT-2: width 64,
+  2 layers, 64 positions, cross-attention, the `_tiny_gpt2_vocab` tokens. The
+  embeddings of tokens that are not whole words are scaled down so greedy
+  decoding emits (repetitive, meaningless) words rather than byte soup.
+  """
+  # pylint: disable=g-import-not-at-top
+  from transformers import (GPT2Config, VisionEncoderDecoderConfig, ViTConfig,
+                            ViTImageProcessor)
+  write_tiny_gpt2_tokenizer(directory)
+  tokens, _, words = _tiny_gpt2_vocab()
+  eos = len(tokens) - 1
+  encoder = ViTConfig(
+      image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2,
+      num_attention_heads=2, intermediate_size=128)
+  decoder = GPT2Config(
+      vocab_size=len(tokens), n_positions=64, n_embd=64, n_layer=2, n_head=2,
+      bos_token_id=eos, eos_token_id=eos, add_cross_attention=True,
+      is_decoder=True)
+  config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(
+      encoder, decoder)
+  config.decoder_start_token_id = config.pad_token_id = eos
+  config.eos_token_id = config.bos_token_id = eos
+  model = _vision_encoder_decoder_class()(config)
+  params = encoders.random_params(model, ((1, 32, 32, 3), (1, 1)), seed=0)
+  wte = params["decoder"]["transformer"]["wte"]["embedding"]
+  not_word = np.array([t not in words for t in tokens])
+  wte[not_word] *= 0.1
+  model.params = params
+  model.generation_config.update(
+      decoder_start_token_id=eos, pad_token_id=eos, eos_token_id=eos,
+      bos_token_id=eos, max_length=20)
+  model.save_pretrained(str(directory))
+  ViTImageProcessor(
+      size={"height": 32, "width": 32}, image_mean=[0.5] * 3,
+      image_std=[0.5] * 3).save_pretrained(str(directory))
+
+
+def tiny_captioner_dir(cache_dir: PathLike | None = None) -> pathlib.Path:
+  """The tiny captioner's directory (or under `cache_root()`), built once."""
+  root = pathlib.Path(cache_dir) if cache_dir else encoders.cache_root()
+  return encoders.build_once(root / TINY_CAPTIONER_ID, build_tiny_captioner)
+
+
+@dataclasses.dataclass(eq=False)
+class Captioner:
+  """A loaded image captioner with jit-compiled greedy decoding.
+
+  Attributes:
+    model_id: identifies the weights.
+    image_size: side of the square images the vision encoder takes.
+    max_length: most generated tokens per caption (including the start token).
+  """
+  model_id: str
+  image_size: int
+  model: object
+  params: dict
+  tokenizer: object
+  mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+  std: tuple[float, ...] = (0.5, 0.5, 0.5)
+  max_length: int = 20
+  batch_size: int = 8
+
+  @functools.cached_property
+  def _generate(self) -> Callable[[dict, jax.Array], jax.Array]:
+    mean = jnp.asarray(self.mean, jnp.float32)
+    std = jnp.asarray(self.std, jnp.float32)
+    s = self.image_size
+    # The saved generation config, made greedy.
+    config = copy.deepcopy(self.model.generation_config)
+    config.update(max_length=self.max_length, num_beams=1, do_sample=False)
+
+    def fn(params, frames):
+      x = frames.astype(jnp.float32) / 255.0
+      if x.shape[1:3] != (s, s):
+        x = jax.image.resize(x, (x.shape[0], s, s, 3), "bilinear")
+      x = jnp.transpose((x - mean) / std, (0, 3, 1, 2))  # HF takes NCHW.
+      return self.model.generate(
+          x, params=params, generation_config=config).sequences
+
+    return jax.jit(fn)
+
+  def caption(self, frames: np.ndarray) -> list[str]:
+    """uint8 [n, H, W, 3] RGB frames -> n captions (greedy decoding)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+      raise ValueError(f"expected uint8 frames [n, H, W, 3], got "
+                       f"{frames.dtype} {frames.shape}")
+    texts = []
+    for i in range(0, len(frames), self.batch_size):
+      batch = frames[i:i + self.batch_size]
+      m = len(batch)
+      if m < self.batch_size:  # Fixed shape: pad with the last frame.
+        batch = np.concatenate(
+            [batch, np.repeat(batch[-1:], self.batch_size - m, axis=0)])
+      ids = np.asarray(self._generate(self.params, batch))[:m]
+      texts += [" ".join(t.split()) for t in self.tokenizer.batch_decode(
+          ids, skip_special_tokens=True)]
+    return texts
+
+
+def load_captioner(
+    name_or_path: str = DEFAULT_CAPTIONER,
+    *,
+    max_length: int = 20,
+    batch_size: int = 8,
+    hf_cache_dir: PathLike | None = None,
+    cache_dir: PathLike | None = None,
+) -> Captioner:
+  """Loads a Flax vision-encoder-decoder captioner, its tokenizer and pixels.
+
+  Args:
+    name_or_path: hub name, local directory, or "tiny".
+    max_length: most tokens per generated caption.
+    batch_size: frames per jit call.
+    hf_cache_dir: Hugging Face cache directory (default: HF_HOME's).
+    cache_dir: where the tiny model is built (default `cache_root()`).
+
+  Raises:
+    ModelLoadError: the model cannot be loaded; the message says how to fix.
+  """
+  # pylint: disable=g-import-not-at-top
+  from transformers import AutoImageProcessor, AutoTokenizer
+  if name_or_path == TINY:
+    source, model_id = str(tiny_captioner_dir(cache_dir)), TINY_CAPTIONER_ID
+  else:
+    source, model_id = name_or_path, name_or_path
+  kw = dict(what="captioning model", flag="--caption-model",
+            hf_cache_dir=hf_cache_dir)
+  model = encoders.load_pretrained(
+      _vision_encoder_decoder_class().from_pretrained, source, **kw)
+  tokenizer = encoders.load_pretrained(AutoTokenizer.from_pretrained, source,
+                                       **kw)
+  try:
+    processor = encoders.load_pretrained(
+        functools.partial(AutoImageProcessor.from_pretrained, use_fast=False),
+        source, **kw)
+    mean, std = tuple(processor.image_mean), tuple(processor.image_std)
+  except ModelLoadError:
+    mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+  params = jax.device_put(model.params)
+  return Captioner(
+      model_id=model_id, image_size=int(model.config.encoder.image_size),
+      model=model, params=params, tokenizer=tokenizer, mean=mean, std=std,
+      max_length=max_length, batch_size=batch_size)
+
+
+def generate_captions(
+    frames: np.ndarray,
+    timestamps: np.ndarray,
+    model: str | Captioner = TINY,
+    *,
+    num_frames: int | None = None,
+    duration: float | None = None,
+    **load_kwargs,
+) -> list[Caption]:
+  """Captions frames sampled uniformly over the video with an image captioner.
+
+  Args:
+    frames: uint8 [n, H, W, 3] RGB frames in time order (any square size).
+    timestamps: [n] seconds of the frames.
+    model: a `Captioner`, or a name/path/"tiny" for `load_captioner`.
+    num_frames: caption this many frames evenly spaced by index (default: all).
+    duration: video length, for the last caption's end (default: the last
+      frame's time plus the median frame spacing).
+    **load_kwargs: passed to `load_captioner` when `model` is a name.
+
+  Returns:
+    One `Caption` per captioned frame, from its time to the next one's.
+  """
+  frames, timestamps = np.asarray(frames), np.asarray(timestamps, np.float64)
+  if len(frames) != len(timestamps):
+    raise ValueError(f"{len(frames)} frames but {len(timestamps)} timestamps")
+  if not len(frames):
+    return []
+  if num_frames is not None and num_frames < len(frames):
+    if num_frames <= 0:
+      raise ValueError(f"num_frames must be positive, got {num_frames}")
+    keep = np.unique(np.linspace(0, len(frames) - 1, num_frames).round()
+                     .astype(int))
+    frames, timestamps = frames[keep], timestamps[keep]
+  captioner = model if isinstance(model, Captioner) else load_captioner(
+      model, **load_kwargs)
+  texts = captioner.caption(frames)
+  if duration is None:
+    step = float(np.median(np.diff(timestamps))) if len(timestamps) > 1 else 0
+    duration = float(timestamps[-1]) + step
+  ends = np.append(timestamps[1:], max(duration, float(timestamps[-1])))
+  return [Caption(float(s), float(e), t)
+          for s, e, t in zip(timestamps, ends, texts)]

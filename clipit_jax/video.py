@@ -1,0 +1,606 @@
+"""Video I/O with PyAV: probing, streaming frame sampling, and summary writing.
+
+All times are seconds on the video stream's presentation timeline, with 0 at
+the stream's start time, so the timestamps that `decode_frames` returns are the
+times that `write_summary` cuts at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+import logging
+import math
+import os
+import pathlib
+import tempfile
+from collections.abc import Iterator, Sequence
+
+import av
+import av.error
+import numpy as np
+import tqdm
+
+Fraction = fractions.Fraction
+PathLike = str | os.PathLike
+
+_log = logging.getLogger(__name__)
+
+# Sample rates the AAC encoder accepts; others are resampled to 48 kHz.
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000,
+              12000, 11025, 8000, 7350)
+
+
+class VideoError(ValueError):
+  """A video is missing, unreadable or unsuitable; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+  """What `probe` knows about a video without decoding it."""
+  path: str
+  duration: float  # Seconds.
+  fps: float  # Average frame rate of the video stream.
+  n_frames: int  # Frame count (from the container, else duration * fps).
+  width: int
+  height: int
+  has_audio: bool
+
+
+# ----------------------------------------------------------------- opening --
+
+
+def _open(path: PathLike) -> av.container.InputContainer:
+  """Opens `path` for reading, turning every failure into a `VideoError`."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise VideoError(f"{path}: file not found; check the path.")
+  if not path.is_file():
+    raise VideoError(f"{path}: not a regular file; pass a video file.")
+  if path.stat().st_size == 0:
+    raise VideoError(f"{path}: the file is empty (0 bytes); pass a video file.")
+  try:
+    container = av.open(str(path), mode="r")
+  except (av.error.FFmpegError, OSError, ValueError) as e:
+    raise VideoError(
+        f"{path}: not a readable video (corrupt, truncated or not a video: "
+        f"{_reason(e)}); re-encode or re-download it.") from None
+  if not container.streams.video:
+    container.close()
+    raise VideoError(
+        f"{path}: no video stream in the file; pass a file that has video.")
+  return container
+
+
+def _reason(e: BaseException) -> str:
+  """An exception's first message line, shortened, for one-line errors."""
+  text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+  return text[:200]
+
+
+def _origin(stream: av.stream.Stream) -> int:
+  """The stream's start time in its time base (0 when unknown)."""
+  return stream.start_time if stream.start_time is not None else 0
+
+
+def _stream_fps(stream: av.video.stream.VideoStream) -> Fraction | None:
+  rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+  return Fraction(rate) if rate else None
+
+
+def _packet_end_time(container, stream) -> float:
+  """Duration from demuxing packets (no decoding) when headers lack one.
+
+  Uses the packets' timestamps, or their count over the frame rate when they
+  have none (raw elementary streams).
+  """
+  origin, end, count = _origin(stream), None, 0
+  for packet in container.demux(stream):
+    if not packet.size:
+      continue
+    count += 1
+    if packet.pts is not None:
+      stop = packet.pts + (packet.duration or 0)
+      end = stop if end is None else max(end, stop)
+  if end is not None:
+    return float((end - origin) * stream.time_base)
+  fps = _stream_fps(stream)
+  return float(count / fps) if fps else 0.0
+
+
+# ------------------------------------------------------------------- probe --
+
+
+def _declared_duration(container, stream) -> float | None:
+  """Duration in seconds from stream or container headers, if any."""
+  if stream.duration is not None and stream.duration > 0:
+    return float(stream.duration * stream.time_base)
+  if container.duration is not None and container.duration > 0:
+    return container.duration / av.time_base
+  return None
+
+
+def probe(path: PathLike) -> VideoInfo:
+  """Reads a video's duration, rate, size and audio presence (no decoding).
+
+  Raises:
+    VideoError: the file is missing, not a video, or has zero duration.
+  """
+  with _open(path) as container:
+    stream = container.streams.video[0]
+    fps = _stream_fps(stream)
+    duration = _declared_duration(container, stream)
+    if duration is None:
+      try:
+        duration = _packet_end_time(container, stream)
+      except av.error.FFmpegError as e:
+        raise VideoError(f"{path}: cannot read the video ({_reason(e)}); "
+                         "the file may be corrupt.") from None
+    if duration <= 0:
+      raise VideoError(f"{path}: the video has zero length; pass a longer one.")
+    n_frames = stream.frames or (round(duration * fps) if fps else 0)
+    return VideoInfo(
+        path=str(path),
+        duration=duration,
+        fps=float(fps) if fps else 0.0,
+        n_frames=int(n_frames),
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        has_audio=bool(container.streams.audio))
+
+
+def require_min_duration(info: VideoInfo, seconds: float) -> None:
+  """Raises `VideoError` when the video is shorter than `seconds` (one shot)."""
+  if info.duration < seconds:
+    raise VideoError(
+        f"{info.path}: the video is {info.duration:.2f} s long, shorter than "
+        f"the minimum {seconds:.2f} s needed to summarize it; pass a longer "
+        "video.")
+
+
+# ------------------------------------------------------------------ decode --
+
+
+def _crop_geometry(width: int, height: int, size: int) -> tuple[int, int]:
+  """(width, height) that scales the shorter side to `size`, keeping aspect."""
+  if width <= height:
+    return size, max(size, round(height * size / width))
+  return max(size, round(width * size / height)), size
+
+
+def _to_rgb_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
+  """Shorter side bicubic-resized to `size`, centre-cropped: [size, size, 3]."""
+  w, h = _crop_geometry(frame.width, frame.height, size)
+  rgb = frame.to_ndarray(
+      format="rgb24", width=w, height=h, interpolation="BICUBIC")
+  top, left = (h - size) // 2, (w - size) // 2
+  return rgb[top:top + size, left:left + size]
+
+
+def _nearest_sampler(
+    items: Iterator[tuple[Fraction, object]], fps: Fraction
+) -> Iterator[tuple[Fraction, object]]:
+  """Picks, for each target time k / fps, the item with the nearest time.
+
+  `items` are (time, payload) pairs in increasing time. Ties go to the earlier
+  item. An item is emitted at most once, so when the source is slower than
+  `fps` the result has fewer items than targets. Targets after the last item
+  count only while they fall within the last item's display interval (taken
+  as the gap from the item before it).
+
+  Yields:
+    (time, payload) pairs, strictly increasing in time.
+  """
+  k, prev, prev_gap, emitted = 0, None, Fraction(0), None
+  for t, payload in items:
+    if prev is not None and t <= prev[0]:
+      continue  # Non-increasing timestamp: keep the first.
+    while k / fps <= t:
+      target = k / fps
+      if prev is not None and target - prev[0] <= t - target:
+        choice = prev
+      else:
+        choice = (t, payload)
+      if emitted is None or choice[0] > emitted:
+        emitted = choice[0]
+        yield choice
+      k += 1
+    if prev is not None:
+      prev_gap = t - prev[0]
+    prev = (t, payload)
+  if prev is not None and (emitted is None or prev[0] > emitted):
+    if k / fps < prev[0] + prev_gap:
+      yield prev
+
+
+def _frame_times(container, stream, frames=None
+                 ) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+  """Decoded frames with exact PTS times in seconds from the stream origin.
+
+  Args:
+    container: the open input.
+    stream: its video stream.
+    frames: decoded frames to time (default: decode the stream from here).
+  """
+  origin, tb = _origin(stream), stream.time_base
+  fps = _stream_fps(stream) or Fraction(25)
+  last = None
+  for frame in container.decode(stream) if frames is None else frames:
+    if frame.pts is not None:
+      t = (frame.pts - origin) * tb
+    else:  # No timestamp: assume a constant rate after the previous frame.
+      t = Fraction(0) if last is None else last + 1 / fps
+    last = t
+    yield t, frame
+
+
+def decode_frames(
+    path: PathLike,
+    fps: float = 2.0,
+    size: int = 224,
+    chunk_size: int = 64,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Streams frames sampled at `fps`, resized and centre-cropped for an encoder.
+
+  For each target time k / fps (k = 0, 1, ...) the decoded frame whose PTS is
+  nearest is taken (ties to the earlier frame; a frame is used at most once,
+  so a source slower than `fps` gives fewer frames). Timestamps are the
+  frames' exact PTS in seconds from the stream start. Each sampled frame is
+  bicubic-resized so its shorter side is `size`, then centre-cropped
+  (sample aspect ratio and rotation metadata are ignored). Only sampled frames
+  are converted to RGB, and at most `chunk_size` frames are held at a time.
+
+  The file is checked when this is called; frames are decoded lazily as the
+  returned iterator is consumed. A truncated file whose first part decodes
+  yields the decodable frames (and logs a warning); a file where no frame
+  decodes raises during iteration.
+
+  Args:
+    path: video file.
+    fps: sampling rate in frames per second.
+    size: side of the square output crops.
+    chunk_size: frames per yielded chunk.
+
+  Returns:
+    An iterator of (frames uint8 [n, size, size, 3], timestamps float64 [n])
+    with 1 <= n <= chunk_size.
+
+  Raises:
+    VideoError: the file is missing, not a video, or nothing decodes.
+  """
+  if fps <= 0 or size <= 0 or chunk_size <= 0:
+    raise ValueError(f"fps, size and chunk_size must be positive, got "
+                     f"{fps}, {size}, {chunk_size}")
+  _open(path).close()  # Fail now, not at the first next(), on a bad file.
+  return _decode(path, Fraction(fps).limit_denominator(1_000_000), size,
+                 chunk_size)
+
+
+def _decode(path: PathLike, rate: Fraction, size: int, chunk_size: int
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """The generator behind `decode_frames`."""
+  container = _open(path)
+  try:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    expected = _declared_duration(container, stream)
+    last = [None]  # Time of the last decoded frame.
+
+    def tracked():
+      for t, frame in _frame_times(container, stream):
+        last[0] = t
+        yield t, frame
+
+    frames = np.empty((chunk_size, size, size, 3), np.uint8)
+    times = np.empty((chunk_size,), np.float64)
+    n, total = 0, 0
+    samples = _nearest_sampler(tracked(), rate)
+    while True:
+      try:
+        t, frame = next(samples)
+      except StopIteration:
+        break
+      except av.error.FFmpegError as e:
+        if last[0] is None:
+          raise VideoError(
+              f"{path}: no frame could be decoded ({_reason(e)}); the file is "
+              "corrupt or truncated, re-encode or re-download it.") from None
+        _log.warning("%s: decoding failed after %.2f s (%s); using the "
+                     "frames before that.", path, float(last[0]), _reason(e))
+        break
+      frames[n], times[n] = _to_rgb_crop(frame, size), float(t)
+      n += 1
+      if n == chunk_size:
+        yield frames, times
+        frames = np.empty_like(frames)
+        times = np.empty_like(times)
+        total, n = total + n, 0
+    if n:
+      yield frames[:n], times[:n]
+    elif total == 0:
+      raise VideoError(f"{path}: the video has no decodable frames; the file "
+                       "is empty, corrupt or truncated.")
+    if (expected and last[0] is not None
+        and float(last[0]) < expected - max(1.0, 0.05 * expected)):
+      _log.warning("%s: frames stop at %.2f s of the declared %.2f s; the file "
+                   "looks truncated.", path, float(last[0]), expected)
+  finally:
+    container.close()
+
+
+# ------------------------------------------------------------------- write --
+
+
+def _check_segments(segments: Sequence[tuple[float, float]], duration: float,
+                    path: PathLike) -> list[tuple[float, float]]:
+  """Validates (start, end) pairs and clips them to [0, duration]."""
+  out = []
+  for start, end in segments:
+    start, end = max(0.0, float(start)), min(float(end), duration)
+    if not end > start:
+      continue
+    out.append((start, end))
+  if not out:
+    raise ValueError(f"{path}: no segment overlaps the video's "
+                     f"{duration:.2f} s; got {list(segments)!r}")
+  return out
+
+
+def _even(x: int) -> int:
+  return max(2, x - x % 2)
+
+
+def _decode_from(container, stream, target_pts: int
+                 ) -> Iterator[av.frame.Frame]:
+  """Decodes `stream` from its keyframe at or before `target_pts`.
+
+  Some demuxers (e.g. MPEG-TS) can seek past the target or to nothing; then
+  this decodes from the start of the file instead.
+
+  Raises:
+    VideoError: the input cannot seek at all (e.g. a raw H.264 stream).
+  """
+  try:
+    container.seek(max(target_pts, 0), stream=stream, backward=True,
+                   any_frame=False)
+  except av.error.FFmpegError as e:
+    raise VideoError(
+        f"{container.name}: cannot seek in this file ({_reason(e)}); remux "
+        "it into an mp4 first (ffmpeg -i IN -c copy OUT.mp4).") from None
+  frames = container.decode(stream)
+  first = next(frames, None)
+  if first is None or (first.pts is not None and first.pts > target_pts):
+    container.seek(0)
+    frames = container.decode(stream)
+    first = next(frames, None)
+  if first is not None:
+    yield first
+    yield from frames
+
+
+def _copy_video(container, stream, enc_stream, out, start: float, end: float,
+                state: dict, bar: tqdm.tqdm) -> tuple[float, int, int] | None:
+  """Re-encodes the source frames with start <= t < end after the output so far.
+
+  The segment's first frame goes right after the previous segment's last one
+  (no gap), and the others keep their spacing from it.
+
+  Returns:
+    (source time of the first frame, first output tick, end output tick) in
+    the encoder's time base, or None when no frame falls in the segment.
+  """
+  target = _origin(stream) + math.floor(start / stream.time_base)
+  decoded = _decode_from(container, stream, target)
+  tb = enc_stream.codec_context.time_base
+  first, first_pts = None, state["next_pts"]
+  done = 0  # Milliseconds of this segment reported to the progress bar.
+  length = round((end - start) * 1000)
+  for t, frame in _frame_times(container, stream, decoded):
+    if t < start:
+      continue
+    if t >= end:
+      break
+    if first is None:
+      first = t
+    pts = max(first_pts + round((t - first) / tb), state["next_pts"])
+    state["next_pts"] = pts + 1
+    frame = frame.reformat(width=enc_stream.width, height=enc_stream.height,
+                           format="yuv420p")
+    frame.pts, frame.time_base = pts, tb
+    try:  # Let the encoder pick frame types; don't copy the source's.
+      frame.pict_type = av.video.frame.PictureType.NONE
+    except (AttributeError, TypeError, ValueError):
+      pass
+    out.mux(enc_stream.encode(frame))
+    now = min(round(float(t - start + tb) * 1000), length)
+    if now > done:
+      bar.update(now - done)
+      done = now
+  bar.update(length - done)
+  if first is None:
+    return None
+  return float(first), first_pts, state["next_pts"]
+
+
+def _copy_audio(container, stream, enc_stream, out, src_start: float,
+                out_start: float, out_end: float, origin_s: float,
+                state: dict) -> None:
+  """Re-encodes source audio from `src_start` into output [out_start, out_end).
+
+  Samples are converted to the encoder's format and cut by sample index,
+  assuming the source audio is contiguous after the seek point. The output
+  stays contiguous: silence fills what the source lacks.
+  """
+  rate = enc_stream.codec_context.sample_rate
+  layout = enc_stream.codec_context.layout.name
+  channels = len(enc_stream.codec_context.layout.channels)
+  resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+  first_out = round(out_start * rate)
+  last_out = round(out_end * rate)
+  t0 = None  # Source time of the first resampled sample.
+  seen = 0  # Resampled samples so far.
+
+  def emit(arr: np.ndarray) -> None:
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(arr, np.float32), format="fltp", layout=layout)
+    frame.sample_rate = rate
+    frame.pts, frame.time_base = state["next_apts"], Fraction(1, rate)
+    state["next_apts"] += arr.shape[1]
+    out.mux(enc_stream.encode(frame))
+
+  def take(frames: list[av.AudioFrame]) -> bool:
+    """Emits what `frames` have for this segment; True once it is full."""
+    nonlocal seen
+    for f in frames:
+      arr = f.to_ndarray()
+      # Output sample index of each resampled sample.
+      lead = round((t0 - src_start) * rate)  # <= 0: decoding starts early.
+      pos = first_out + lead + seen + np.arange(arr.shape[1])
+      seen += arr.shape[1]
+      keep = (pos >= state["next_apts"]) & (pos < last_out)
+      if keep.any():
+        gap = int(pos[keep][0]) - state["next_apts"]
+        if gap > 0:
+          emit(np.zeros((channels, gap), np.float32))
+        emit(arr[:, keep])
+      if pos[-1] >= last_out - 1:
+        return True
+    return False
+
+  if first_out > state["next_apts"]:
+    emit(np.zeros((channels, first_out - state["next_apts"]), np.float32))
+  target = math.floor((src_start + origin_s) / stream.time_base)
+  full = False
+  for frame in _decode_from(container, stream, target):
+    if frame.pts is None:
+      continue
+    if t0 is None:
+      t0 = float(frame.pts * stream.time_base) - origin_s
+    if take(resampler.resample(frame)):
+      full = True
+      break
+  if not full and t0 is not None:
+    take(resampler.resample(None))
+  if last_out > state["next_apts"]:
+    emit(np.zeros((channels, last_out - state["next_apts"]), np.float32))
+
+
+def write_summary(
+    src_path: PathLike,
+    segments_seconds: Sequence[tuple[float, float]],
+    out_path: PathLike,
+    *,
+    progress: bool = True,
+    crf: int = 23,
+    preset: str = "veryfast",
+) -> pathlib.Path:
+  """Cuts `segments_seconds` from the source and joins them into an H.264 mp4.
+
+  Video is re-encoded with libx264 (yuv420p; cuts are not on keyframes) at the
+  source's average frame rate: each segment keeps the source frames with
+  start <= t < end, placed right after the previous segment's frames with
+  their spacing kept. When the source has audio, the audio from each
+  segment's first frame on, as long as the segment's video, is re-encoded as
+  AAC (mono stays mono, anything else becomes stereo), so sound stays in sync
+  to the sample. Segments are written in the
+  given order, clipped to the video; empty ones are dropped. The file is
+  written to a temporary name in the same directory and renamed into place, so
+  a failure never leaves a partial `out_path`.
+
+  Args:
+    src_path: source video.
+    segments_seconds: [(start, end), ...] in seconds on the decode timeline.
+    out_path: the mp4 to write (parent directories are created).
+    progress: show a tqdm bar over output seconds.
+    crf: libx264 constant rate factor (lower is better quality).
+    preset: libx264 speed preset.
+
+  Returns:
+    `out_path` as a Path.
+
+  Raises:
+    VideoError: the source is missing, unreadable, or fails while decoding.
+    ValueError: no segment overlaps the video.
+  """
+  info = probe(src_path)
+  segments = _check_segments(segments_seconds, info.duration, src_path)
+  out_path = pathlib.Path(out_path)
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(
+      prefix=f".{out_path.name}.", suffix=".tmp.mp4", dir=out_path.parent)
+  os.close(fd)
+  try:
+    with _open(src_path) as src, av.open(tmp, mode="w", format="mp4") as out:
+      vin = src.streams.video[0]
+      vin.thread_type = "AUTO"
+      fps = _stream_fps(vin) or Fraction(25)
+      fps = fps.limit_denominator(100_000)
+      vout = out.add_stream("libx264", rate=fps)
+      vout.width, vout.height = _even(info.width), _even(info.height)
+      vout.pix_fmt = "yuv420p"
+      vout.codec_context.time_base = 1 / fps
+      vout.options = {"crf": str(crf), "preset": preset}
+      ain = src.streams.audio[0] if src.streams.audio else None
+      aout = None
+      if ain is not None and ain.codec_context.sample_rate:
+        rate = ain.codec_context.sample_rate
+        rate = rate if rate in _AAC_RATES else 48000
+        mono = ain.codec_context.layout.nb_channels == 1
+        aout = out.add_stream("aac", rate=rate)
+        aout.codec_context.layout = "mono" if mono else "stereo"
+        aout.codec_context.bit_rate = 96_000 if mono else 128_000
+      origin_s = float(_origin(vin) * vin.time_base)
+      state = {"next_pts": 0, "next_apts": 0}
+      total_ms = sum(round((e - s) * 1000) for s, e in segments)
+      with tqdm.tqdm(total=total_ms, unit="s", unit_scale=0.001,
+                     disable=not progress,
+                     desc=f"writing {out_path.name}") as bar:
+        tb = vout.codec_context.time_base
+        for start, end in segments:
+          copied = _copy_video(src, vin, vout, out, start, end, state, bar)
+          if aout is not None and copied is not None:
+            src_start, first, stop = copied
+            _copy_audio(src, ain, aout, out, src_start, float(first * tb),
+                        float(stop * tb), origin_s, state)
+      out.mux(vout.encode(None))
+      if aout is not None:
+        out.mux(aout.encode(None))
+    if state["next_pts"] == 0:
+      raise VideoError(f"{src_path}: no frame decoded in the selected "
+                       "segments; the file may be corrupt or truncated.")
+    os.replace(tmp, out_path)
+  except av.error.FFmpegError as e:
+    raise VideoError(f"{src_path}: failed while writing the summary "
+                     f"({_reason(e)}); the source may be corrupt.") from None
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return out_path
+
+
+def write_frames(path: PathLike, frames: np.ndarray, fps: float, *, crf: int = 18,
+                 preset: str = "veryfast") -> pathlib.Path:
+  """Encodes uint8 RGB frames `[n, H, W, 3]` (even H and W) as an H.264 mp4, atomically."""
+  frames = np.asarray(frames)
+  if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+    raise ValueError(f"frames must be uint8 [n > 0, H, W, 3], got {frames.dtype} {frames.shape}")
+  if frames.shape[1] % 2 or frames.shape[2] % 2:
+    raise ValueError(f"H.264 (yuv420p) needs even sides, got {frames.shape[2]}x{frames.shape[1]}")
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.mp4", dir=path.parent)
+  os.close(fd)
+  try:
+    with av.open(tmp, mode="w", format="mp4") as out:
+      stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
+      stream.width, stream.height = frames.shape[2], frames.shape[1]
+      stream.pix_fmt = "yuv420p"
+      stream.options = {"crf": str(crf), "preset": preset}
+      for frame in frames:
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+      out.mux(stream.encode(None))
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return path
