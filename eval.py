@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 from absl import app
+from absl import logging
 from absl import flags
 
 from clipit_jax import checkpoints
@@ -47,6 +48,7 @@ def _evaluate_one(workdir: str) -> dict:
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every step of a save at INFO.
   with cli.one_line_errors('eval.py'):
     if _HUMAN.value:
       if not _ANNO.value:

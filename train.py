@@ -10,6 +10,7 @@ Running again on the same workdir resumes from its latest checkpoint.
 import os
 
 from absl import app
+from absl import logging
 from absl import flags
 from ml_collections import config_flags
 
@@ -29,6 +30,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every step of a save at INFO.
   with cli.one_line_errors('train.py'):
     if _DISTRIBUTED.value:
       import jax  # pylint: disable=g-import-not-at-top

@@ -56,6 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir.
   config.data.manual_dir = ml_collections.config_dict.placeholder(str)  # Raw files.
   config.data.validation_fraction = 0.1  # Of the training videos, for the best checkpoint.
+  config.data.part = 'generic'  # Synthetic benchmark: 'generic' or 'query' (query-focused).
 
   config.progress = True  # Progress bars.
   # Stop (as an interruption would) after this epoch; running again resumes.

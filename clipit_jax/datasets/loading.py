@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from clipit_jax import input_pipeline
 from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import settings
+from clipit_jax.datasets import synthetic  # pylint: disable=unused-import (registers the builder)
 
 DatasetError = benchmarks.DatasetError
 
@@ -23,14 +24,15 @@ def _text(value) -> str:
 
 
 def load_builder(name: str, features: str, data_dir: str | None,
-                 manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
-  """The builder `clipit_<name>/<features>`, prepared from the manual directory if needed."""
+                 manual_dir: str | None = None, *,
+                 needs_manual_dir: bool = True) -> tfds.core.DatasetBuilder:
+  """The builder `clipit_<name>/<features>`, prepared (from the manual directory) if needed."""
   data_dir = os.path.expanduser(data_dir) if data_dir else None
   builder = tfds.builder(f'clipit_{name}/{features}', data_dir=data_dir)
   if not builder.is_prepared():
     manual_dir = (os.path.expanduser(manual_dir) if manual_dir
                   else os.path.join(os.fspath(builder.data_dir_root), 'downloads', 'manual'))
-    if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+    if needs_manual_dir and (not os.path.isdir(manual_dir) or not os.listdir(manual_dir)):
       raise DatasetError(f'clipit_{name} is not built and its manual directory {manual_dir} is '
                          f'missing or empty.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
     builder.download_and_prepare(
@@ -65,6 +67,46 @@ def benchmark_video(dataset: str, record: dict, num_captions: int) -> input_pipe
       text=text, text_mask=text_mask, evaluation=evaluation)
 
 
+def query_video(dataset: str, record: dict) -> input_pipeline.Video:
+  """A query-focused video: the query embedding is the single text token."""
+  video = benchmark_video(dataset, record, num_captions=1)
+  video.text = np.asarray(record['query_embedding'], np.float32).reshape(1, -1)
+  video.text_mask = np.ones((1,), bool)
+  video.evaluation['query'] = _text(record['query'])
+  return video
+
+
+def load_synthetic(data: ml_collections.ConfigDict,
+                   num_captions: int) -> dict[str, list[input_pipeline.Video]]:
+  """The synthetic benchmark's generic ('videos') or query-focused ('queries') part.
+
+  Videos are split 80/20 by the standard split `data.split`; every query of a video
+  goes where its video goes.
+  """
+  if data.part not in ('generic', 'query'):
+    raise ValueError(f"unknown synthetic part {data.part!r}; expected 'generic' or 'query'")
+  builder = load_builder('synthetic', data.features, data.data_dir, data.get('manual_dir'),
+                         needs_manual_dir=False)
+  source = builder.as_data_source()['videos' if data.part == 'generic' else 'queries']
+  records = [source[i] for i in range(len(source))]
+  by_video: dict[str, list[dict]] = {}
+  for record in records:
+    by_video.setdefault(_text(record['video_key']), []).append(record)
+  chosen = settings.resolve_setting('synthetic', 'standard', data.split,
+                                    {'synthetic': list(by_video)})
+  train, validation = settings.hold_out_validation(chosen['train'], data.validation_fraction)
+
+  def videos(refs):
+    out = []
+    for _, key in refs:
+      for record in sorted(by_video[key], key=lambda r: _text(r['query'])):
+        out.append(benchmark_video('synthetic', record, num_captions) if data.part == 'generic'
+                   else query_video('synthetic', record))
+    return out
+
+  return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))
+
+
 def load_setting(data: ml_collections.ConfigDict,
                  num_captions: int) -> dict[str, list[input_pipeline.Video]]:
   """Train, validation and test videos of a benchmark setting (SumMe/TVSum).
@@ -91,6 +133,8 @@ def load_data(config: ml_collections.ConfigDict) -> dict[str, list[input_pipelin
   data = config.data
   if data.dataset in settings.TARGETS:
     splits = load_setting(data, config.model.num_captions)
+  elif data.dataset == 'synthetic':
+    splits = load_synthetic(data, config.model.num_captions)
   else:
     raise ValueError(f'unknown dataset {data.dataset!r}; expected one of '
                      f'{settings.TARGETS + ("synthetic", "qfvs")}')

@@ -1,0 +1,22 @@
+"""The embedded default: the synthetic benchmark (generic summaries), a few minutes on 2 CPU cores.
+
+Needs nothing from outside: the dataset builds itself (about 15 s) from procedurally
+generated videos encoded by the tiny random CLIP. The architecture is the paper's;
+it is narrower and shallower here so that the run fits a laptop's CPU.
+  python train.py --config configs/synthetic.py --workdir runs/synthetic
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.dataset = 'synthetic'
+  config.data.features = 'tiny'  # Builder config: 'tiny' CLIP, or 'vit_b32'.
+  config.data.part = 'generic'
+  config.model.update(width=128, mlp_dim=256, head_mlp_dim=64, num_encoder_layers=2,
+                      num_decoder_layers=2, window=128)
+  config.batch_size = 8
+  config.num_epochs = 30
+  config.learning_rate = 3e-4
+  return config
