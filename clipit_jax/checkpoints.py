@@ -2,7 +2,7 @@
 
     workdir/config.json           the full config the run was started with
     workdir/checkpoints/<epoch>/  the train state after that many epochs; the latest
-                                  and the best by validation F1 are kept
+                                  and the best by `config.best_metric` are kept
     workdir/metrics.jsonl         one line per epoch (written by train.py)
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete,
@@ -21,7 +21,6 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
-BEST_METRIC = 'f1'
 
 
 class CheckpointError(ValueError):
@@ -59,14 +58,15 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise CheckpointError(f'{path}: unreadable ({e})') from None
 
 
-def make_manager(workdir: str, *, read_only: bool = False) -> ocp.CheckpointManager:
-  """Keeps the latest checkpoint and the best one by validation F1."""
+def make_manager(workdir: str, best_metric: str, *,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+  """Keeps the latest checkpoint and the best one by the validation metric `best_metric`."""
   policy = preservation_policy.AnyPreservationPolicy([
       preservation_policy.LatestN(1),
-      preservation_policy.BestN(get_metric_fn=lambda m: m[BEST_METRIC], n=1),
+      preservation_policy.BestN(get_metric_fn=lambda m: m[best_metric], n=1),
   ])
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=policy, best_fn=lambda m: m[BEST_METRIC], best_mode='max',
+      preservation_policy=policy, best_fn=lambda m: m[best_metric], best_mode='max',
       read_only=read_only, create=not read_only, enable_async_checkpointing=False,
       cleanup_tmp_directories=not read_only)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),

@@ -194,6 +194,10 @@ class CLIPIt(nn.Module):
     text_mask = text_mask.astype(bool)
     frames = jnp.where(frame_mask[..., None], frames, 0.0)
 
+    if cfg.input_norm:
+      # CLIP features are unit vectors (about 0.04 per dimension); normalising each
+      # frame's vector gives the projection inputs of unit scale.
+      frames = nn.LayerNorm(dtype=dtype, name='input_norm')(frames)
     x = nn.Dense(cfg.width, dtype=dtype, name='frame_projection')(frames)
     tokens, token_mask = TextFusion(cfg.text_fusion, cfg.num_captions, cfg.width, dtype,
                                     name='text_fusion')(text, text_mask)

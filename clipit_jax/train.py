@@ -162,7 +162,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   state = create_train_state(config, init_rng)
-  manager = checkpoints.make_manager(workdir)
+  manager = checkpoints.make_manager(workdir, config.best_metric)
   start_epoch = 0
   if manager.latest_step() is not None:
     state, start_epoch = checkpoints.restore(manager, state)
@@ -172,7 +172,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
   local_devices = jax.local_device_count()
   num_shards = jax.process_count() * local_devices
-  steps_per_epoch = input_pipeline.num_batches(windows['frames'].shape[0], config.batch_size,
+  steps_per_epoch = input_pipeline.num_batches(windows['window_id'].shape[0], config.batch_size,
                                                num_shards)
   p_train_step = make_train_step(config, pmapped=True)
   eval_apply = jax.jit(models.CLIPIt(config.model).apply)
@@ -209,21 +209,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   return state
 
 
+def load_trained(workdir: str, which: str = 'best') -> tuple[ml_collections.ConfigDict, Any, int]:
+  """The saved config, the parameters of the `which` checkpoint ('best' or 'latest'), its epoch."""
+  config = checkpoints.load_config(workdir)
+  manager = checkpoints.make_manager(workdir, config.best_metric, read_only=True)
+  state, epoch = checkpoints.restore(manager, create_train_state(config, jax.random.PRNGKey(0)),
+                                     which)
+  return config, state.params, epoch
+
+
 def evaluate_checkpoint(workdir: str, split: str = 'test', which: str = 'best') -> dict[str, Any]:
   """Evaluates a run's checkpoint on one of its data splits with the saved config.
 
   Returns {'metrics': mean over videos, 'rows': per video, 'epoch', 'checkpoint',
   'split', 'videos', 'split_fingerprint'}.
   """
-  config = checkpoints.load_config(workdir)
   if split not in ('train', 'validation', 'test'):
     raise ValueError(f"unknown split {split!r}; expected 'train', 'validation' or 'test'")
-  manager = checkpoints.make_manager(workdir, read_only=True)
-  target = create_train_state(config, jax.random.PRNGKey(0))
-  state, epoch = checkpoints.restore(manager, target, which)
+  config, params, epoch = load_trained(workdir, which)
   videos = loading.load_data(config)[split]
   result = benchmark_eval.evaluate_videos(jax.jit(models.CLIPIt(config.model).apply),
-                                          state.params, videos, config.model.window)
+                                          params, videos, config.model.window)
   refs = [v.ref for v in videos]
   result.update(epoch=epoch, checkpoint=which, split=split, videos=[list(r) for r in refs],
                 split_fingerprint=settings.split_fingerprint(refs))

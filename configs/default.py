@@ -10,6 +10,7 @@ def get_model_config() -> ml_collections.ConfigDict:
   """The CLIP-It network: language-guided attention + frame-scoring transformer."""
   model = ml_collections.ConfigDict()
   model.frame_dim = 512  # Input frame features: 512 for CLIP ViT-B/32, 1024 for GoogLeNet pool5.
+  model.input_norm = True  # LayerNorm on each input frame vector (CLIP's are unit vectors).
   model.text_dim = 512  # CLIP text embeddings.
   model.width = 512  # Model width after the input projections.
   # How the text enters the attention as key/value:
@@ -58,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.validation_fraction = 0.1  # Of the training videos, for the best checkpoint.
   config.data.part = 'generic'  # Synthetic benchmark: 'generic' or 'query' (query-focused).
 
+  config.best_metric = 'f1'  # Validation metric that picks the 'best' checkpoint.
   config.progress = True  # Progress bars.
   # Stop (as an interruption would) after this epoch; running again resumes.
   config.stop_after_epoch = ml_collections.config_dict.placeholder(int)
