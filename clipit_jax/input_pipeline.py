@@ -53,28 +53,39 @@ def select_captions(embeddings: np.ndarray, num_captions: int) -> tuple[np.ndarr
 
 
 def video_windows(videos: list[Video], window: int) -> Batch:
-  """Every video cut into windows: frames `[N, window, D]`, frame_mask, labels, text, text_mask.
+  """Every video cut into windows of `window` frames.
 
-  `video_index` `[N]` says which video a window came from.
+  Returns per sample (window) `frame_mask`, `labels` `[N, window]`, `text`, `text_mask`,
+  `video_index` `[N]` and `window_id` `[N]`, an index into `frame_table`
+  `[n_windows, window, D]`. Videos that share one features array (the queries of a
+  QFVS video) share their windows in the table, so features are held once.
   """
+  if not videos:
+    raise ValueError('no videos to make windows of')
+  tables, first_window = [], {}
   fields: dict[str, list[np.ndarray]] = {k: [] for k in (
-      'frames', 'frame_mask', 'labels', 'text', 'text_mask', 'video_index')}
+      'window_id', 'frame_mask', 'labels', 'text', 'text_mask', 'video_index')}
+  n_table = 0
   for i, video in enumerate(videos):
     n = video.features.shape[0]
     n_windows = -(-n // window)
-    padded = np.zeros((n_windows * window, video.features.shape[1]), np.float32)
-    padded[:n] = video.features
+    if id(video.features) not in first_window:
+      padded = np.zeros((n_windows * window, video.features.shape[1]), np.float32)
+      padded[:n] = video.features
+      tables.append(padded.reshape(n_windows, window, -1))
+      first_window[id(video.features)] = n_table
+      n_table += n_windows
     labels = np.zeros((n_windows * window,), np.float32)
     labels[:n] = video.labels
-    fields['frames'].append(padded.reshape(n_windows, window, -1))
+    fields['window_id'].append(first_window[id(video.features)] + np.arange(n_windows))
     fields['frame_mask'].append((np.arange(n_windows * window) < n).reshape(n_windows, window))
     fields['labels'].append(labels.reshape(n_windows, window))
     fields['text'].append(np.broadcast_to(video.text, (n_windows,) + video.text.shape))
     fields['text_mask'].append(np.broadcast_to(video.text_mask, (n_windows,) + video.text_mask.shape))
     fields['video_index'].append(np.full((n_windows,), i, np.int32))
-  if not videos:
-    raise ValueError('no videos to make windows of')
-  return {k: np.concatenate(v) for k, v in fields.items()}
+  windows = {k: np.concatenate(v) for k, v in fields.items()}
+  windows['frame_table'] = np.concatenate(tables)
+  return windows
 
 
 def padded_batch_size(batch_size: int, num_shards: int) -> int:
@@ -91,13 +102,15 @@ def epoch_batches(windows: Batch, batch_size: int, *, seed: int, epoch: int,
   run sees the same batches. The last global batch is padded with empty samples
   (frame_mask all False).
   """
-  n = windows['frames'].shape[0]
+  n = windows['window_id'].shape[0]
   order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
   global_size = padded_batch_size(batch_size, process_count * local_devices)
   host_size = global_size // process_count
+  per_sample = ('frame_mask', 'labels', 'text', 'text_mask')
   for start in range(0, n, global_size):
     index = order[start:start + global_size]
-    batch = {k: v[index] for k, v in windows.items() if k != 'video_index'}
+    batch = {k: windows[k][index] for k in per_sample}
+    batch['frames'] = windows['frame_table'][windows['window_id'][index]]
     pad = global_size - len(index)
     if pad:
       batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])

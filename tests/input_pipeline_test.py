@@ -16,11 +16,12 @@ def _video(i, n_frames, dim=3):
 
 def test_video_windows_masks_and_padding():
   windows = input_pipeline.video_windows([_video(0, 10), _video(1, 3)], window=4)
-  assert windows['frames'].shape == (4, 4, 3)
+  frames = windows['frame_table'][windows['window_id']]
+  assert frames.shape == (4, 4, 3)
   np.testing.assert_array_equal(windows['frame_mask'].sum(1), [4, 4, 2, 3])
   np.testing.assert_array_equal(windows['video_index'], [0, 0, 0, 1])
-  np.testing.assert_array_equal(windows['frames'][2, 2:], 0)
-  np.testing.assert_allclose(windows['frames'][2, :2, 0], [1.008, 1.009])
+  np.testing.assert_array_equal(frames[2, 2:], 0)
+  np.testing.assert_allclose(frames[2, :2, 0], [1.008, 1.009])
   np.testing.assert_array_equal(windows['labels'][0], [1, 0, 0, 0])
   np.testing.assert_array_equal(windows['text'][3], np.full((2, 5), 1))
   np.testing.assert_array_equal(windows['text_mask'][3], [True, False])
@@ -38,11 +39,25 @@ def test_select_captions_uniform_and_padded():
   assert out.shape == (3, 4) and not mask.any()
 
 
+def test_videos_sharing_features_share_windows():
+  shared = _video(0, 10)
+  other_query = input_pipeline.Video(ref=('toy', 'v0/q2'), features=shared.features,
+                                     labels=1 - shared.labels, text=shared.text + 1,
+                                     text_mask=shared.text_mask, evaluation={})
+  windows = input_pipeline.video_windows([shared, other_query, _video(1, 3)], window=4)
+  assert windows['frame_table'].shape == (4, 4, 3)
+  np.testing.assert_array_equal(windows['window_id'], [0, 1, 2, 0, 1, 2, 3])
+  np.testing.assert_array_equal(windows['labels'][3], 1 - windows['labels'][0])
+  batch = next(input_pipeline.epoch_batches(windows, 7, seed=0, epoch=0, shuffle=False))
+  np.testing.assert_array_equal(batch['frames'][0, 3], batch['frames'][0, 0])
+  np.testing.assert_array_equal(batch['text'][0, 3], batch['text'][0, 0] + 1)
+
+
 def _windows(n):
   frames = np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 2, 1), np.float32)
-  return dict(frames=frames, frame_mask=np.ones((n, 2), bool), labels=np.zeros((n, 2), np.float32),
-              text=np.zeros((n, 1, 1), np.float32), text_mask=np.ones((n, 1), bool),
-              video_index=np.zeros(n, np.int32))
+  return dict(frame_table=frames, window_id=np.arange(n), frame_mask=np.ones((n, 2), bool),
+              labels=np.zeros((n, 2), np.float32), text=np.zeros((n, 1, 1), np.float32),
+              text_mask=np.ones((n, 1), bool), video_index=np.zeros(n, np.int32))
 
 
 @pytest.mark.parametrize('process_count,local_devices', [(1, 1), (1, 4), (2, 2)])
