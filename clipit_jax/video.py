@@ -328,6 +328,50 @@ def _decode(path: PathLike, rate: Fraction, size: int, chunk_size: int
     container.close()
 
 
+def decode_frames_at(path: PathLike, indices: Sequence[int], size: int = 224,
+                     chunk_size: int = 64) -> Iterator[np.ndarray]:
+  """Streams the frames at 0-based decode-order `indices` (increasing), cropped like
+  `decode_frames`: chunks of uint8 [n, size, size, 3], at most `chunk_size` frames each.
+
+  This is how the benchmark files' `picks` (frame numbers) are read back from the
+  raw videos. Raises VideoError when the file is bad or ends before the last index.
+  """
+  wanted = np.asarray(indices, np.int64).reshape(-1)
+  if wanted.size and (wanted[0] < 0 or np.any(np.diff(wanted) <= 0)):
+    raise ValueError("frame indices must be increasing and non-negative")
+  _open(path).close()  # Fail now, not at the first next(), on a bad file.
+
+  def generate():
+    container = _open(path)
+    try:
+      stream = container.streams.video[0]
+      stream.thread_type = "AUTO"
+      chunk, k, decoded = [], 0, 0
+      try:
+        for i, frame in enumerate(container.decode(stream)):
+          decoded = i + 1
+          if k == wanted.size:
+            break
+          if i == wanted[k]:
+            chunk.append(_to_rgb_crop(frame, size))
+            k += 1
+            if len(chunk) == chunk_size:
+              yield np.stack(chunk)
+              chunk = []
+      except av.error.FFmpegError as e:
+        raise VideoError(f"{path}: decoding failed at frame {decoded} ({_reason(e)}); "
+                         "the file is corrupt or truncated.") from None
+      if k < wanted.size:
+        raise VideoError(f"{path}: has {decoded} frames but frame {wanted[k]} is needed; "
+                         "is it the right video (see the name mapping file)?")
+      if chunk:
+        yield np.stack(chunk)
+    finally:
+      container.close()
+
+  return generate()
+
+
 # ------------------------------------------------------------------- write --
 
 

@@ -17,6 +17,11 @@ def get_config():
   config.model.update(width=128, mlp_dim=256, head_mlp_dim=64, num_encoder_layers=2,
                       num_decoder_layers=2, window=128)
   config.batch_size = 8
-  config.num_epochs = 30
-  config.learning_rate = 3e-4
+  config.num_epochs = 20
+  config.learning_rate = 1e-3
+  # Keyshot F1 does not separate scorers here (Otani et al. 2019: the knapsack on shot
+  # means rewards short shots whatever the scores; a random scorer gets about 56 and
+  # the annotators' mean about 52), so the best checkpoint is chosen by Kendall's tau.
+  config.best_metric = 'kendall'
+  config.data.validation_fraction = 0.2  # 16 videos: fewer pick the best epoch by noise.
   return config

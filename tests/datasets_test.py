@@ -13,6 +13,7 @@ from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from clipit_jax.datasets import settings
+from testutil import load_config_file
 
 
 def write_h5(path, n_videos, *, names=True, feature_dim=1024, seed=0, frames=(150, 400)):
@@ -221,3 +222,137 @@ def test_split_fingerprint_is_order_free_and_distinct():
   b = settings.resolve_setting('tvsum', 'standard', 1, KEYS)['test']
   assert settings.split_fingerprint(a) == settings.split_fingerprint(list(reversed(a)))
   assert settings.split_fingerprint(a) != settings.split_fingerprint(b)
+
+
+# --- clip config: features of the raw videos at the picks ------------------------------------
+
+def _coloured_frames(n_frames, seed):
+  """Frames whose colour changes every 20 frames, so features differ along the video."""
+  rng = np.random.default_rng(seed)
+  colours = rng.integers(0, 255, size=(n_frames // 20 + 1, 3))
+  return np.repeat(colours, 20, axis=0)[:n_frames, None, None, :].repeat(32, 1).repeat(32, 2).astype(np.uint8)
+
+
+def test_clip_config_encodes_raw_videos_at_picks(tmp_path, manual_dir):
+  from clipit_jax import encoders
+  from clipit_jax import video as video_io
+  written = write_h5(manual_dir / h5_files.h5_filename('summe'), 2, frames=(60, 90))
+  frames = {}
+  for i, (key, data) in enumerate(written.items()):
+    frames[key] = _coloured_frames(data['n_frames'], i)
+    video_io.write_frames(manual_dir / 'videos' / 'summe' / f'name_{key.split("_")[1]}.mp4',
+                          frames[key], fps=25.0)
+  builder = tfds.builder('clipit_summe/clip_tiny', data_dir=str(tmp_path / 'data'))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+      file_format='array_record')
+  records = loading.read_records(builder)
+  encoder = encoders.load_clip('tiny')
+  for key, data in written.items():
+    record = records[key]
+    assert record['features'].shape == (len(data['picks']), 512)
+    # Decoding the picks again and encoding them gives the stored features.
+    picked = np.concatenate(list(video_io.decode_frames_at(
+        manual_dir / 'videos' / 'summe' / f'name_{key.split("_")[1]}.mp4', data['picks'],
+        size=encoder.image_size)))
+    np.testing.assert_allclose(record['features'], encoder.encode_images(picked), atol=1e-5)
+    captions = loading._text(record['captions']).split('\n')
+    assert len(captions) == record['caption_embeddings'].shape[0] > 0
+    np.testing.assert_allclose(record['caption_embeddings'], encoder.encode_texts(captions),
+                               atol=1e-5)
+    np.testing.assert_array_equal(record['user_summary'], data['user_summary'])
+
+
+def test_clip_config_names_missing_raw_videos(tmp_path, manual_dir):
+  write_h5(manual_dir / h5_files.h5_filename('summe'), 2, frames=(60, 90))
+  with pytest.raises(h5_files.DatasetError, match='raw videos missing for the clip config: name_1'):
+    _build_config('summe', 'clip_tiny', tmp_path, manual_dir)
+
+
+def _build_config(name, config, tmp_path, manual_dir):
+  builder = tfds.builder(f'clipit_{name}/{config}', data_dir=str(tmp_path / 'data'))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+      file_format='array_record')
+  return builder
+
+
+# --- QFVS ---------------------------------------------------------------------------------------
+
+def write_qfvs(root, seconds=(12, 17, 11, 14)):
+  """Four tiny 'UT Egocentric' videos, their shot tags, queries and summaries."""
+  from clipit_jax import video as video_io
+  from clipit_jax.datasets import qfvs
+  origin = root / 'qfvs' / 'origin_data'
+  tags_dir = origin / 'Dense_per_shot_tags'
+  tags_dir.mkdir(parents=True)
+  concepts = ['Baby', 'Cupglass', 'Street', 'Sky'] + [f'Thing{i}' for i in range(44)]
+  (tags_dir / 'Dictionary.txt').write_text(''.join(f"'{c}'\n" for c in concepts))
+  expected = {}
+  for v, (video, length) in enumerate(zip(qfvs.VIDEOS, seconds)):
+    video_io.write_frames(root / 'qfvs' / 'videos' / f'{video}.mp4',
+                          _coloured_frames(int(length * 8), v), fps=8.0)
+    n_shots = -(-length // 5)
+    shot_tags = [['Baby', 'Street'], ['Cupglass'], ['Sky', 'Street'], []][:n_shots]
+    (tags_dir / video).mkdir()
+    (tags_dir / video / f'{video}.txt').write_text('\n'.join(','.join(t) for t in shot_tags) + '\n')
+    oracle_dir = origin / 'Query-Focused_Summaries' / 'Oracle_Summaries' / video
+    oracle_dir.mkdir(parents=True)
+    for query, oracle, users in ((('Baby', 'Sky'), [1, 3], ([1], [1, 3], [3])),
+                                 (('Cupglass', 'Street'), [2], ([2], [2, 1], [1]))):
+      name = f'{query[0]}_{query[1]}'
+      (oracle_dir / f'{name}_oracle.txt').write_text(''.join(f'{s}\n' for s in oracle))
+      user_dir = origin / 'Query-Focused_Summaries' / 'User_Summaries' / video / name
+      user_dir.mkdir(parents=True)
+      for u, shots in enumerate(users, 1):
+        (user_dir / f'{name}_user{u}.txt').write_text(''.join(f'{s}\n' for s in shots))
+      expected[(video, name)] = (oracle, users, n_shots)
+  return expected
+
+
+def test_qfvs_builder_and_rounds(tmp_path, manual_dir):
+  from clipit_jax.datasets import qfvs
+  expected = write_qfvs(manual_dir)
+  records = loading.read_records(_build_config('qfvs', 'tiny', tmp_path, manual_dir))
+  assert sorted(records) == list(qfvs.VIDEOS)
+  for (video, query), (oracle, users, n_shots) in expected.items():
+    record = records[video]
+    queries = loading._text(record['queries']).split('\n')
+    q = queries.index(query)
+    assert record['shot_concepts'].shape == (n_shots, 48)
+    np.testing.assert_array_equal(np.flatnonzero(record['oracle'][q]) + 1, oracle)
+    for u, shots in enumerate(users):
+      np.testing.assert_array_equal(np.flatnonzero(record['user_shots'][q, u]) + 1, sorted(shots))
+    # 2 fps frames; frame at t seconds lies in shot floor(t / 5).
+    np.testing.assert_array_equal(record['shot_of_frame'],
+                                  np.minimum(record['timestamps'] // 5, n_shots - 1))
+    assert record['features'].shape[0] == record['timestamps'].shape[0]
+  assert records['P01']['shot_concepts'][0, [0, 2]].tolist() == [1, 1]
+  assert qfvs.query_text(('Cupglass', 'Street')) == 'cup or glass and street'
+
+  config = load_config_file('qfvs')
+  config.data.update(features='tiny', data_dir=str(tmp_path / 'data'), split=2)
+  data = loading.load_data(config)
+  assert [v.ref[0] for v in data['test']] == ['qfvs', 'qfvs']
+  assert {v.ref[1].split('/')[0] for v in data['test']} == {'P03'}
+  assert {v.ref[1].split('/')[0] for v in data['validation']} == {'P04'}
+  assert {v.ref[1].split('/')[0] for v in data['train']} == {'P01', 'P02'}
+  video = data['test'][0]
+  np.testing.assert_array_equal(video.labels,
+                                video.evaluation['oracle'][video.evaluation['shot_of_frame']])
+  assert video.text.shape == (1, 512) and video.features is data['test'][1].features
+
+
+def test_qfvs_rejects_unknown_concepts(tmp_path, manual_dir):
+  write_qfvs(manual_dir)
+  (manual_dir / 'qfvs/origin_data/Dense_per_shot_tags/P02/P02.txt').write_text('Baby,Unicorn\n')
+  with pytest.raises(h5_files.DatasetError, match=r"P02.txt:1: unknown concept 'Unicorn'"):
+    _build_config('qfvs', 'tiny', tmp_path, manual_dir)
+
+
+def test_qfvs_rounds_cover_each_video_once_as_test():
+  from clipit_jax.datasets import qfvs
+  rounds = qfvs.rounds()
+  assert sorted(r['test'][0] for r in rounds) == list(qfvs.VIDEOS)
+  for r in rounds:
+    assert len(set(r['train'] + r['validation'] + r['test'])) == 4 and len(r['train']) == 2

@@ -2,6 +2,7 @@
 
 import importlib.util
 import pathlib
+import sys
 
 import ml_collections
 import numpy as np
@@ -9,13 +10,15 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def load_config_file(name: str) -> ml_collections.ConfigDict:
-  """`get_config()` of `configs/<name>.py`."""
+def load_config_file(name: str, *args) -> ml_collections.ConfigDict:
+  """`get_config(*args)` of `configs/<name>.py` (which may import `configs.default`)."""
+  if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
   path = ROOT / 'configs' / f'{name}.py'
   spec = importlib.util.spec_from_file_location(f'configs_{name}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(*args)
 
 
 def small_config(**model_overrides) -> ml_collections.ConfigDict:

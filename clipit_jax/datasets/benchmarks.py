@@ -15,7 +15,10 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from clipit_jax import captions as captions_lib
+from clipit_jax import encoders
 from clipit_jax import human_baseline
+from clipit_jax import video as video_io
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import settings
 
@@ -36,15 +39,32 @@ in the manual directory (`<data_dir>/downloads/manual/` unless you pass another)
                                          Kendall tau / Spearman rho)
   video_names/<dataset>.json            (optional: {"video_1": "<name>", ...} where a file
                                          carries no video names)
+
+The `clip` config also needs the raw videos, named as in the files (or the mapping):
+
+  videos/<dataset>/<name>.mp4 (or .avi, .webm, .mkv, .flv, .mpg, .mov)
+
+SumMe: https://gyglim.github.io/me/vsum/index.html; TVSum: https://github.com/yalesong/tvsum;
+YouTube and OVP: https://sites.google.com/site/vsummsite/ .
 """
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.webm', '.mkv', '.flv', '.mpg', '.mov')
 
 
 class BenchmarkConfig(tfds.core.BuilderConfig):
-  """Which frame features an example carries."""
+  """Which frame features an example carries.
 
-  def __init__(self, *, feature_dim: int, **kwargs):
+  With a `clip_model`, the features are that CLIP's image embeddings of the raw video
+  frames at `picks`, and `num_captions` frames spread over the video are captioned by
+  `captioner` and CLIP-text-encoded (the paper's generic-summary language).
+  """
+
+  def __init__(self, *, feature_dim: int, clip_model: str | None = None,
+               captioner: str | None = None, num_captions: int = 15, **kwargs):
     super().__init__(**kwargs)
     self.feature_dim = feature_dim
+    self.clip_model = clip_model
+    self.captioner = captioner
+    self.num_captions = num_captions
 
 
 def example_features(feature_dim: int) -> tfds.features.FeaturesDict:
@@ -98,6 +118,14 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
   BUILDER_CONFIGS = [
       BenchmarkConfig(name='googlenet', feature_dim=1024,
                       description='The files\' own 1024-d GoogLeNet pool5 features; no captions.'),
+      BenchmarkConfig(name='clip', feature_dim=TEXT_DIM, clip_model=encoders.DEFAULT_CLIP,
+                      captioner=captions_lib.DEFAULT_CAPTIONER,
+                      description='CLIP ViT-B/32 features of the raw videos at the files\' picks, '
+                      'and 15 generated captions per video; needs the raw videos.'),
+      BenchmarkConfig(name='clip_tiny', feature_dim=TEXT_DIM, clip_model=encoders.TINY,
+                      captioner=captions_lib.TINY,
+                      description='As clip, with the tiny random CLIP and captioner: offline '
+                      'tests and demos only.'),
   ]
   DATASET = ''  # 'summe', 'tvsum', 'youtube' or 'ovp'.
 
@@ -112,7 +140,8 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     path = os.path.join(manual_dir, h5_files.h5_filename(self.DATASET))
     if not os.path.exists(path):
       raise DatasetError(f'{path}: not found.\n{_MANUAL}')
-    videos = list(h5_files.read_h5_videos(path, self.builder_config.feature_dim))
+    videos = list(h5_files.read_h5_videos(path, None if self.builder_config.clip_model else
+                                          self.builder_config.feature_dim))
     keys = [v.key for v in videos]
     self.info.metadata['dataset'] = self.DATASET
     self.info.metadata['split_seed'] = settings.SPLIT_SEED
@@ -124,10 +153,47 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     """Per-frame annotator scores where the dataset has them (TVSum); keyed by video key."""
     return {}
 
+  def _raw_video_paths(self, names: list[str], manual_dir: str) -> list[str]:
+    directory = os.path.join(manual_dir, 'videos', self.DATASET)
+    paths, missing = [], []
+    for name in names:
+      found = [os.path.join(directory, name + ext) for ext in VIDEO_EXTENSIONS
+               if os.path.exists(os.path.join(directory, name + ext))]
+      (paths if found else missing).append(found[0] if found else name)
+    if missing:
+      raise DatasetError(f'{directory}: raw videos missing for the clip config: '
+                         f'{", ".join(missing[:5])}{" ..." if len(missing) > 5 else ""}\n{_MANUAL}')
+    return paths
+
+  def _clip_language_and_features(self, video: h5_files.H5Video, path: str,
+                                  encoder: encoders.ClipEncoder, captioner):
+    """(features [n_steps, 512], captions, caption embeddings [n, 512]) from the raw video."""
+    cfg = self.builder_config
+    caption_steps = set(np.round(np.linspace(0, len(video.picks) - 1, cfg.num_captions)).astype(int))
+    features, caption_frames, step = [], [], 0
+    for chunk in video_io.decode_frames_at(path, video.picks, size=encoder.image_size):
+      features.append(encoder.encode_images(chunk))
+      caption_frames += [chunk[i] for i in range(len(chunk)) if step + i in caption_steps]
+      step += len(chunk)
+    fps = video_io.probe(path).fps
+    times = video.picks[sorted(caption_steps)] / fps
+    texts = [c.text for c in captions_lib.generate_captions(np.stack(caption_frames), times,
+                                                             captioner)]
+    return np.concatenate(features), texts, encoder.encode_texts(texts)
+
   def _generate_examples(self, videos: list[h5_files.H5Video], manual_dir: str):
+    cfg = self.builder_config
     names = _load_name_mapping(manual_dir, self.DATASET)
     user_scores = self._user_scores(videos, manual_dir)
-    for video in videos:
+    if cfg.clip_model:
+      paths = self._raw_video_paths([names.get(v.key, v.name) for v in videos], manual_dir)
+      encoder = encoders.load_clip(cfg.clip_model)
+      captioner = captions_lib.load_captioner(cfg.captioner)
+    for i, video in enumerate(videos):
+      texts, text_embeddings = [], np.zeros((0, TEXT_DIM), np.float32)
+      if cfg.clip_model:
+        video.features, texts, text_embeddings = self._clip_language_and_features(
+            video, paths[i], encoder, captioner)
       yield video.key, dict(
           video_key=video.key,
           video_name=names.get(video.key, video.name),
@@ -139,8 +205,8 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
           change_points=video.change_points.astype(np.int32),
           user_summary=video.user_summary,
           user_scores=user_scores.get(video.key, video.user_summary.astype(np.float32)),
-          captions='',
-          caption_embeddings=np.zeros((0, TEXT_DIM), np.float32))
+          captions='\n'.join(texts),
+          caption_embeddings=text_embeddings)
 
 
 class ClipitSumme(_BenchmarkBuilder):

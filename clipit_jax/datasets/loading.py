@@ -13,10 +13,16 @@ import tensorflow_datasets as tfds
 
 from clipit_jax import input_pipeline
 from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import qfvs
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import synthetic  # pylint: disable=unused-import (registers the builder)
 
 DatasetError = benchmarks.DatasetError
+
+
+# The CLIP image encoder behind each builder config's features (None: not CLIP features).
+CLIP_OF_FEATURES = {'tiny': 'tiny', 'vit_b32': 'openai/clip-vit-base-patch32',
+                    'clip': 'openai/clip-vit-base-patch32', 'clip_tiny': 'tiny', 'googlenet': None}
 
 
 def _text(value) -> str:
@@ -107,6 +113,36 @@ def load_synthetic(data: ml_collections.ConfigDict,
   return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))
 
 
+def qfvs_videos(record: dict) -> list[input_pipeline.Video]:
+  """One query-focused video per query of a QFVS record; all share the record's features."""
+  features = np.asarray(record['features'], np.float32)
+  shot_of_frame = np.asarray(record['shot_of_frame'])
+  shot_concepts = np.asarray(record['shot_concepts'])
+  videos = []
+  for i, query in enumerate(_text(record['queries']).split('\n')):
+    oracle = np.asarray(record['oracle'][i])
+    videos.append(input_pipeline.Video(
+        ref=('qfvs', f'{_text(record["video_key"])}/{query}'), features=features,
+        labels=oracle[shot_of_frame].astype(np.float32),
+        text=np.asarray(record['query_embeddings'][i:i + 1], np.float32),
+        text_mask=np.ones((1,), bool),
+        evaluation=dict(protocol='qfvs', shot_of_frame=shot_of_frame,
+                        shot_concepts=shot_concepts, oracle=oracle,
+                        user_shots=np.asarray(record['user_shots'][i]), query=query)))
+  return videos
+
+
+def load_qfvs(data: ml_collections.ConfigDict) -> dict[str, list[input_pipeline.Video]]:
+  """The videos of QFVS round `data.split` (0-3): two train, one validation, one test video."""
+  if not 0 <= data.split < len(qfvs.VIDEOS):
+    raise ValueError(f'QFVS has rounds 0-{len(qfvs.VIDEOS) - 1}, got split={data.split}')
+  records = read_records(load_builder('qfvs', data.features, data.data_dir,
+                                      data.get('manual_dir')))
+  chosen = qfvs.rounds()[data.split]
+  return {part: [v for key in keys for v in qfvs_videos(records[key])]
+          for part, keys in chosen.items()}
+
+
 def load_setting(data: ml_collections.ConfigDict,
                  num_captions: int) -> dict[str, list[input_pipeline.Video]]:
   """Train, validation and test videos of a benchmark setting (SumMe/TVSum).
@@ -135,6 +171,8 @@ def load_data(config: ml_collections.ConfigDict) -> dict[str, list[input_pipelin
     splits = load_setting(data, config.model.num_captions)
   elif data.dataset == 'synthetic':
     splits = load_synthetic(data, config.model.num_captions)
+  elif data.dataset == 'qfvs':
+    splits = load_qfvs(data)
   else:
     raise ValueError(f'unknown dataset {data.dataset!r}; expected one of '
                      f'{settings.TARGETS + ("synthetic", "qfvs")}')

@@ -38,7 +38,7 @@ QUERIES_PER_VIDEO = 3
 class SyntheticConfig(tfds.core.BuilderConfig):
   """How many videos, from which seed, encoded by which CLIP."""
 
-  def __init__(self, *, clip_model: str = encoders.TINY, num_videos: int = 40, seed: int = 0,
+  def __init__(self, *, clip_model: str = encoders.TINY, num_videos: int = 100, seed: int = 0,
                **kwargs):
     super().__init__(**kwargs)
     self.clip_model = clip_model
@@ -79,9 +79,9 @@ class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Shapes in motion, rarity and query ground truth, 5 annotators.'}
   BUILDER_CONFIGS = [
-      SyntheticConfig(name='tiny', description='40 videos encoded by the tiny random CLIP.'),
+      SyntheticConfig(name='tiny', description='100 videos encoded by the tiny random CLIP.'),
       SyntheticConfig(name='vit_b32', clip_model=encoders.DEFAULT_CLIP,
-                      description='40 videos encoded by CLIP ViT-B/32 (needs its weights).'),
+                      description='100 videos encoded by CLIP ViT-B/32 (needs its weights).'),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:

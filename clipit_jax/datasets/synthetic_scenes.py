@@ -5,8 +5,9 @@ colour and a shape) moving. Most scenes of a video show its one or two "common"
 objects (red, green or blue circles and squares); a few show a rare event (a triangle
 or a yellow object). Ground truth follows the content:
 
-- generic importance: a scene matters in proportion to how rare its object is in the
-  video (rare events matter), so scoring needs the whole video as context;
+- generic importance: rare events matter. A scene's importance is its rarity in the
+  video (1 - the share of the video's scenes showing the same object), scaled by 1
+  for rare-event objects and by 0.3 for everyday ones;
 - query-focused importance for a query "<colour> <shape>": scenes showing exactly that
   object matter most, scenes sharing only its colour or shape a little.
 
@@ -54,8 +55,8 @@ def make_script(rng: np.random.Generator, fps: float, min_scenes: int = 6,
                 image_size: int = 64) -> list[Scene]:
   """A random sequence of scenes: mostly 1-2 common objects, a few rare events."""
   concepts = [(c, s) for c in COLOURS for s in SHAPES]
-  everyday = [(c, s) for c, s in concepts if c != 'yellow' and s != 'triangle']
-  events = [(c, s) for c, s in concepts if (c, s) not in everyday]
+  events = [(c, s) for c, s in concepts if c == 'yellow' or s == 'triangle']
+  everyday = [(c, s) for c, s in concepts if (c, s) not in events]
   common = [everyday[i] for i in rng.permutation(len(everyday))[:int(rng.integers(1, 3))]]
   rare = events
   # One background per video: with random encoders the background would otherwise
@@ -106,10 +107,16 @@ def scene_of_frame(scenes: list[Scene]) -> np.ndarray:
   return np.repeat(np.arange(len(scenes)), [s.frames for s in scenes])
 
 
+def is_event(scene: Scene) -> bool:
+  """Rare events are triangles and yellow objects; everyday objects are the rest."""
+  return scene.colour == 'yellow' or scene.shape == 'triangle'
+
+
 def generic_importance(scenes: list[Scene]) -> np.ndarray:
-  """Per-scene importance in [0, 1]: 1 - (share of the video's scenes with the same object)."""
+  """Per-scene importance in [0, 1]: rarity in the video, x1 for events, x0.3 otherwise."""
   concepts = [s.concept for s in scenes]
-  return np.array([1.0 - concepts.count(c) / len(concepts) for c in concepts])
+  return np.array([(1.0 if is_event(s) else 0.3) * (1.0 - concepts.count(s.concept) / len(scenes))
+                   for s in scenes])
 
 
 def query_importance(scenes: list[Scene], query: str) -> np.ndarray:

@@ -1,0 +1,207 @@
+"""`clipit_qfvs`: query-focused video summarization on UT Egocentric (Sharghi et al. 2017).
+
+Four egocentric videos of 3-5 hours (P01-P04), cut into 5-second shots; every shot is
+tagged with the concepts (of 48) it shows; a query is a pair of concepts; for each
+query there are the summaries of three users and an oracle summary, as shot lists.
+One example per video holds its CLIP frame features at 2 fps (the paper's rate), each
+frame's shot, the shot concept tags, and every query with its CLIP text embedding,
+oracle and user summaries as 0/1 shot masks. The standard four rounds (train on two
+videos, validate on one, test on one) are in `rounds()` and the dataset metadata.
+"""
+
+import os
+import re
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from clipit_jax import encoders
+from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import h5_files
+
+DatasetError = h5_files.DatasetError
+VIDEOS = ('P01', 'P02', 'P03', 'P04')
+SHOT_SECONDS = 5.0
+SAMPLE_FPS = 2.0
+NUM_USERS = 3
+# Concept names of the dictionary that are not plain words, as a CLIP query reads them.
+READABLE = {'cupglass': 'cup or glass', 'petsanimal': 'pet or animal',
+            'musicalinstrument': 'musical instrument'}
+
+_MANUAL = """\
+Put the QFVS annotations and the UT Egocentric videos in the manual directory
+(`<data_dir>/downloads/manual/` unless you pass another), under qfvs/:
+
+  qfvs/videos/P01.mp4 ... P04.mp4            UT Egocentric videos (also .avi, .mkv, ...),
+      http://vision.cs.utexas.edu/projects/egocentric_data/UT_Egocentric_Dataset.html
+  qfvs/origin_data/                          the QFVS release, https://www.aidean-sharghi.com/cvpr2017
+    Dense_per_shot_tags/Dictionary.txt       the 48 concepts, one per line
+    Dense_per_shot_tags/P0k/P0k.txt          one line per 5-second shot: its concepts, comma-separated
+    Query-Focused_Summaries/Oracle_Summaries/P0k/<c1>_<c2>_oracle.txt       1-based shot numbers
+    Query-Focused_Summaries/User_Summaries/P0k/.../<c1>_<c2>..._user<u>.txt  (u = 1, 2, 3)
+"""
+
+
+def rounds() -> list[dict[str, list[str]]]:
+  """Round r tests on video r, validates on the next one, trains on the other two."""
+  out = []
+  for r, test in enumerate(VIDEOS):
+    val = VIDEOS[(r + 1) % len(VIDEOS)]
+    out.append(dict(train=[v for v in VIDEOS if v not in (test, val)], validation=[val],
+                    test=[test]))
+  return out
+
+
+def query_text(concepts: tuple[str, str]) -> str:
+  """The CLIP text of a concept-pair query, e.g. ('Cupglass', 'Street') -> 'cup or glass and street'."""
+  return ' and '.join(READABLE.get(c.lower(), c.lower()) for c in concepts)
+
+
+def read_dictionary(path: str) -> list[str]:
+  """The concept names, in file order (quotes and blanks stripped)."""
+  if not os.path.exists(path):
+    raise DatasetError(f'{path}: not found.\n{_MANUAL}')
+  with open(path) as f:
+    names = [line.strip().strip('\'"') for line in f if line.strip()]
+  if not names or len(set(n.lower() for n in names)) != len(names):
+    raise DatasetError(f'{path}: expected distinct concept names, one per line')
+  return names
+
+
+def read_shot_tags(path: str, dictionary: list[str]) -> np.ndarray:
+  """`[n_shots, n_concepts]` uint8 tags from one line of comma-separated concepts per shot."""
+  if not os.path.exists(path):
+    raise DatasetError(f'{path}: not found.\n{_MANUAL}')
+  index = {name.lower(): i for i, name in enumerate(dictionary)}
+  with open(path) as f:
+    lines = f.read().splitlines()  # A shot without concepts is an empty line.
+  tags = np.zeros((len(lines), len(dictionary)), np.uint8)
+  for shot, line in enumerate(lines):
+    for name in filter(None, (c.strip().strip('\'"') for c in line.split(','))):
+      if name.lower() not in index:
+        raise DatasetError(f'{path}:{shot + 1}: unknown concept {name!r}')
+      tags[shot, index[name.lower()]] = 1
+  if not len(lines):
+    raise DatasetError(f'{path}: no shots')
+  return tags
+
+
+def read_shot_list(path: str, n_shots: int) -> np.ndarray:
+  """A summary file of 1-based shot numbers -> a 0/1 mask `[n_shots]`."""
+  mask = np.zeros((n_shots,), np.uint8)
+  with open(path) as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        shot = int(line.strip())
+      except ValueError:
+        raise DatasetError(f'{path}:{line_no}: not a shot number: {line.strip()!r}') from None
+      if not 1 <= shot <= n_shots:
+        raise DatasetError(f'{path}:{line_no}: shot {shot} outside 1..{n_shots}')
+      mask[shot - 1] = 1
+  return mask
+
+
+def read_queries(root: str, video: str, n_shots: int):
+  """[(concept pair, oracle mask [n_shots], user masks [3, n_shots])] of one video, sorted."""
+  oracle_dir = os.path.join(root, 'Query-Focused_Summaries', 'Oracle_Summaries', video)
+  user_dir = os.path.join(root, 'Query-Focused_Summaries', 'User_Summaries', video)
+  if not os.path.isdir(oracle_dir):
+    raise DatasetError(f'{oracle_dir}: not found.\n{_MANUAL}')
+  user_files = [os.path.join(d, f) for d, _, files in os.walk(user_dir) for f in files
+                if f.endswith('.txt')]
+  queries = []
+  for name in sorted(os.listdir(oracle_dir)):
+    match = re.fullmatch(r'([^_]+)_([^_]+)_oracle\.txt', name)
+    if not match:
+      continue
+    pair = (match.group(1), match.group(2))
+    users = []
+    for u in range(1, NUM_USERS + 1):
+      found = [f for f in user_files if os.path.basename(f).lower().startswith(
+          f'{pair[0]}_{pair[1]}'.lower()) and re.search(rf'user_?{u}\b', os.path.basename(f))]
+      if len(found) != 1:
+        raise DatasetError(f'{user_dir}: expected one summary of user {u} for query '
+                           f'{pair[0]}_{pair[1]}, found {len(found)}')
+      users.append(read_shot_list(found[0], n_shots))
+    queries.append((pair, read_shot_list(os.path.join(oracle_dir, name), n_shots),
+                    np.stack(users)))
+  if not queries:
+    raise DatasetError(f'{oracle_dir}: no <c1>_<c2>_oracle.txt files')
+  return queries
+
+
+class QfvsConfig(tfds.core.BuilderConfig):
+  """Which CLIP encodes the frames and the queries."""
+
+  def __init__(self, *, clip_model: str, **kwargs):
+    super().__init__(**kwargs)
+    self.clip_model = clip_model
+
+
+class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
+  """QFVS (UT Egocentric): CLIP features at 2 fps, shot concepts, queries and summaries."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'CLIP features at 2 fps, 5-second shots, 48 concepts.'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL
+  BUILDER_CONFIGS = [
+      QfvsConfig(name='clip', clip_model=encoders.DEFAULT_CLIP,
+                 description='CLIP ViT-B/32 frame and query embeddings.'),
+      QfvsConfig(name='tiny', clip_model=encoders.TINY,
+                 description='The tiny random CLIP: offline tests and demos only.'),
+  ]
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    zlib = tfds.features.Encoding.ZLIB
+    dim = benchmarks.TEXT_DIM
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            'video_key': tfds.features.Text(),
+            'features': tfds.features.Tensor(shape=(None, dim), dtype=np.float32),
+            'timestamps': tfds.features.Tensor(shape=(None,), dtype=np.float32),
+            'shot_of_frame': tfds.features.Tensor(shape=(None,), dtype=np.int32),
+            'shot_concepts': tfds.features.Tensor(shape=(None, None), dtype=np.uint8,
+                                                  encoding=zlib),
+            'concepts': tfds.features.Text(),  # Newline-separated dictionary.
+            'queries': tfds.features.Text(),  # Newline-separated '<c1>_<c2>'.
+            'query_embeddings': tfds.features.Tensor(shape=(None, dim), dtype=np.float32),
+            'oracle': tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding=zlib),
+            'user_shots': tfds.features.Tensor(shape=(None, NUM_USERS, None), dtype=np.uint8,
+                                               encoding=zlib),
+        }),
+        metadata=tfds.core.MetadataDict(),
+        homepage='https://www.aidean-sharghi.com/cvpr2017')
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    root = os.path.join(os.fspath(dl_manager.manual_dir), 'qfvs')
+    annotations = os.path.join(root, 'origin_data')
+    dictionary = read_dictionary(os.path.join(annotations, 'Dense_per_shot_tags',
+                                              'Dictionary.txt'))
+    video_paths = {}
+    for video in VIDEOS:
+      found = [os.path.join(root, 'videos', video + ext) for ext in benchmarks.VIDEO_EXTENSIONS
+               if os.path.exists(os.path.join(root, 'videos', video + ext))]
+      if not found:
+        raise DatasetError(f'{os.path.join(root, "videos", video)}.mp4: not found.\n{_MANUAL}')
+      video_paths[video] = found[0]
+    self.info.metadata.update(dataset='qfvs', rounds=rounds(), concepts=dictionary)
+    return {'videos': self._generate_examples(annotations, dictionary, video_paths)}
+
+  def _generate_examples(self, annotations: str, dictionary: list[str],
+                         video_paths: dict[str, str]):
+    encoder = encoders.load_clip(self.builder_config.clip_model)
+    for video, path in video_paths.items():
+      tags = read_shot_tags(os.path.join(annotations, 'Dense_per_shot_tags', video,
+                                         f'{video}.txt'), dictionary)
+      queries = read_queries(annotations, video, tags.shape[0])
+      features, timestamps = encoders.video_features(path, encoder, SAMPLE_FPS, progress=True)
+      shot_of_frame = np.minimum(timestamps // SHOT_SECONDS, tags.shape[0] - 1).astype(np.int32)
+      yield video, dict(
+          video_key=video, features=features, timestamps=timestamps.astype(np.float32),
+          shot_of_frame=shot_of_frame, shot_concepts=tags, concepts='\n'.join(dictionary),
+          queries='\n'.join(f'{a}_{b}' for (a, b), _, _ in queries),
+          query_embeddings=encoder.encode_texts([query_text(q) for q, _, _ in queries]),
+          oracle=np.stack([o for _, o, _ in queries]),
+          user_shots=np.stack([u for _, _, u in queries]))

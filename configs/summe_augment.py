@@ -1,0 +1,11 @@
+"""SumMe, Augment setting: the training part of a standard split plus all of the other three datasets.
+
+Supervised loss 0.5 Lc + 0.3 Ld + 0.2 Lr. Append :clip to the config path for CLIP features of the raw videos.
+  python train.py --config configs/summe_augment.py --workdir runs/summe_augment
+"""
+
+from configs import benchmark
+
+
+def get_config(features='googlenet'):
+  return benchmark.get_config('summe', 'augment', features, loss='supervised')

@@ -1,0 +1,11 @@
+"""TVSum, Augment setting: the training part of a standard split plus all of the other three datasets.
+
+Supervised loss 0.5 Lc + 0.3 Ld + 0.2 Lr. Append :clip to the config path for CLIP features of the raw videos.
+  python train.py --config configs/tvsum_augment.py --workdir runs/tvsum_augment
+"""
+
+from configs import benchmark
+
+
+def get_config(features='googlenet'):
+  return benchmark.get_config('tvsum', 'augment', features, loss='supervised')

@@ -1,0 +1,11 @@
+"""TVSum, Augment setting: the training part of a standard split plus all of the other three datasets.
+
+Unsupervised loss Ld + Lr (no labels are read). Append :clip to the config path for CLIP features of the raw videos.
+  python train.py --config configs/tvsum_augment_unsupervised.py --workdir runs/tvsum_augment_unsupervised
+"""
+
+from configs import benchmark
+
+
+def get_config(features='googlenet'):
+  return benchmark.get_config('tvsum', 'augment', features, loss='unsupervised')

@@ -1,0 +1,11 @@
+"""TVSum, Transfer setting: train on the other three datasets, test on the whole of TVSum.
+
+Supervised loss 0.5 Lc + 0.3 Ld + 0.2 Lr. Append :clip to the config path for CLIP features of the raw videos.
+  python train.py --config configs/tvsum_transfer.py --workdir runs/tvsum_transfer
+"""
+
+from configs import benchmark
+
+
+def get_config(features='googlenet'):
+  return benchmark.get_config('tvsum', 'transfer', features, loss='supervised')

@@ -1,0 +1,11 @@
+"""TVSum, Transfer setting: train on the other three datasets, test on the whole of TVSum.
+
+Unsupervised loss Ld + Lr (no labels are read). Append :clip to the config path for CLIP features of the raw videos.
+  python train.py --config configs/tvsum_transfer_unsupervised.py --workdir runs/tvsum_transfer_unsupervised
+"""
+
+from configs import benchmark
+
+
+def get_config(features='googlenet'):
+  return benchmark.get_config('tvsum', 'transfer', features, loss='unsupervised')
