@@ -16,8 +16,8 @@ from absl import app
 from absl import logging
 from absl import flags
 
-from clipit_jax import checkpoints
 from clipit_jax import cli
+from clipit_jax import files
 from clipit_jax import human_baseline
 from clipit_jax import train
 from clipit_jax.datasets import settings
@@ -42,7 +42,7 @@ def _evaluate_one(workdir: str) -> dict:
   result = train.evaluate_checkpoint(workdir, _SPLIT.value, _CHECKPOINT.value)
   _print_table(result['rows'], tuple(result['metrics']))
   print(f'{"mean":<28}' + ''.join(f'{v:>12.4f}' for v in result['metrics'].values()))
-  checkpoints.write_atomically(os.path.join(workdir, 'eval.json'), json.dumps(result, indent=2))
+  files.write_text(os.path.join(workdir, 'eval.json'), json.dumps(result, indent=2))
   return result['metrics']
 
 
@@ -66,7 +66,7 @@ def main(argv):
       per_split.append(_evaluate_one(os.path.join(_CKPT.value, f'split_{split}')))
     summary = {k: float(np.mean([m[k] for m in per_split])) for k in per_split[0]}
     summary.update({f'{k}_std': float(np.std([m[k] for m in per_split])) for k in per_split[0]})
-    checkpoints.write_atomically(os.path.join(_CKPT.value, 'eval.json'),
+    files.write_text(os.path.join(_CKPT.value, 'eval.json'),
                                  json.dumps(dict(splits=per_split, **summary), indent=2))
     print(json.dumps(summary))
 

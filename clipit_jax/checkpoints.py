@@ -11,13 +11,14 @@ so an interrupted save never leaves a checkpoint that looks finished.
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
+
+from clipit_jax import files
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
@@ -27,23 +28,8 @@ class CheckpointError(ValueError):
   """A workdir has no usable checkpoint or config; the message says what is wrong."""
 
 
-def write_atomically(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file and a rename."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
-  try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
+  files.write_text(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from clipit_jax import files
 from clipit_jax import video
 
 T = TypeVar("T")
@@ -489,16 +490,8 @@ def feature_cache_key(content_sha256: str, model_id: str, fps: float,
 
 
 def _save_npz_atomic(path: pathlib.Path, **arrays: np.ndarray) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                             dir=path.parent)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with files.atomic_path(path, suffix=".npz") as tmp:
+    np.savez(tmp, **arrays)
 
 
 def _load_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:

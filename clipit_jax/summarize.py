@@ -62,10 +62,9 @@ import math
 import os
 import pathlib
 import sys
-import tempfile
 import textwrap
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -73,6 +72,7 @@ import numpy as np
 
 from clipit_jax import captions as captions_lib
 from clipit_jax import checkpoints
+from clipit_jax import files
 from clipit_jax import cli
 from clipit_jax import encoders
 from clipit_jax import evaluation
@@ -297,31 +297,6 @@ def versions() -> dict[str, str]:
           "av": av.__version__, "numpy": np.__version__}
 
 
-def _default_mode() -> int:
-  """Permissions of a new file under the current umask (mkstemp gives 0600)."""
-  umask = os.umask(0o022)
-  os.umask(umask)
-  return 0o666 & ~umask
-
-
-def write_atomically(path: PathLike, write: Callable[[pathlib.Path], None]
-                     ) -> pathlib.Path:
-  """Calls `write(tmp)` on a temporary file beside `path`, renames it there."""
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                             dir=path.parent)
-  os.close(fd)
-  tmp = pathlib.Path(tmp)
-  try:
-    write(tmp)
-    tmp.chmod(_default_mode())
-    os.replace(tmp, path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
-  return path
-
-
 def _title(summary: Summary, width: int = 110, max_lines: int = 5) -> str:
   """Plot title: what was summarized and how, then the wrapped text."""
   share = summary.summary_duration / summary.duration
@@ -363,8 +338,9 @@ def plot_scores(summary: Summary, path: PathLike) -> pathlib.Path:
   ax.set_ylabel("score")
   ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
   ax.set_title(_title(summary), fontsize=9, loc="left")
-  return write_atomically(
-      path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+  with files.atomic_path(path, suffix=".png") as tmp:
+    fig.savefig(tmp, format="png", dpi=100)
+  return pathlib.Path(path)
 
 
 # ----------------------------------------------------------------- summary --
@@ -448,10 +424,7 @@ class Summary:
     video.write_summary(
         self.video, self.segments, paths["video"],
         progress=progress and self.summary_duration >= PROGRESS_MIN_S)
-    paths["video"].chmod(_default_mode())
-    text = json.dumps(self.to_json(), indent=2) + "\n"
-    write_atomically(paths["json"],
-                     lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    files.write_text(paths["json"], json.dumps(self.to_json(), indent=2) + "\n")
     plot_scores(self, paths["plot"])
     return paths
 

@@ -22,6 +22,7 @@ from flax.training import train_state
 
 from clipit_jax import benchmark_eval
 from clipit_jax import checkpoints
+from clipit_jax import files
 from clipit_jax import input_pipeline
 from clipit_jax import losses
 from clipit_jax import models
@@ -121,7 +122,7 @@ class MetricsWriter:
     if os.path.exists(self.path):  # Drop epochs the restored checkpoint does not have.
       with open(self.path) as f:
         kept = [line for line in f if line.strip() and json.loads(line)['epoch'] <= resumed_epoch]
-      checkpoints.write_atomically(self.path, ''.join(kept))
+      files.write_text(self.path, ''.join(kept))
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 

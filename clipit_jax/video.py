@@ -13,13 +13,14 @@ import logging
 import math
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterator, Sequence
 
 import av
 import av.error
 import numpy as np
 import tqdm
+
+from clipit_jax import files
 
 Fraction = fractions.Fraction
 PathLike = str | os.PathLike
@@ -569,12 +570,9 @@ def write_summary(
   info = probe(src_path)
   segments = _check_segments(segments_seconds, info.duration, src_path)
   out_path = pathlib.Path(out_path)
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(
-      prefix=f".{out_path.name}.", suffix=".tmp.mp4", dir=out_path.parent)
-  os.close(fd)
   try:
-    with _open(src_path) as src, av.open(tmp, mode="w", format="mp4") as out:
+    with (files.atomic_path(out_path, suffix=".mp4") as tmp, _open(src_path) as src,
+          av.open(str(tmp), mode="w", format="mp4") as out):
       vin = src.streams.video[0]
       vin.thread_type = "AUTO"
       fps = _stream_fps(vin) or Fraction(25)
@@ -609,16 +607,12 @@ def write_summary(
       out.mux(vout.encode(None))
       if aout is not None:
         out.mux(aout.encode(None))
-    if state["next_pts"] == 0:
-      raise VideoError(f"{src_path}: no frame decoded in the selected "
-                       "segments; the file may be corrupt or truncated.")
-    os.replace(tmp, out_path)
+      if state["next_pts"] == 0:  # Raised inside the block: nothing is renamed into place.
+        raise VideoError(f"{src_path}: no frame decoded in the selected "
+                         "segments; the file may be corrupt or truncated.")
   except av.error.FFmpegError as e:
     raise VideoError(f"{src_path}: failed while writing the summary "
                      f"({_reason(e)}); the source may be corrupt.") from None
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return out_path
 
 
@@ -630,21 +624,13 @@ def write_frames(path: PathLike, frames: np.ndarray, fps: float, *, crf: int = 1
     raise ValueError(f"frames must be uint8 [n > 0, H, W, 3], got {frames.dtype} {frames.shape}")
   if frames.shape[1] % 2 or frames.shape[2] % 2:
     raise ValueError(f"H.264 (yuv420p) needs even sides, got {frames.shape[2]}x{frames.shape[1]}")
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.mp4", dir=path.parent)
-  os.close(fd)
-  try:
-    with av.open(tmp, mode="w", format="mp4") as out:
-      stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
-      stream.width, stream.height = frames.shape[2], frames.shape[1]
-      stream.pix_fmt = "yuv420p"
-      stream.options = {"crf": str(crf), "preset": preset}
-      for frame in frames:
-        out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-      out.mux(stream.encode(None))
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  return path
+  with (files.atomic_path(path, suffix=".mp4") as tmp,
+        av.open(str(tmp), mode="w", format="mp4") as out):
+    stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
+    stream.width, stream.height = frames.shape[2], frames.shape[1]
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"crf": str(crf), "preset": preset}
+    for frame in frames:
+      out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    out.mux(stream.encode(None))
+  return pathlib.Path(path)

@@ -2,7 +2,6 @@
 
 import gzip
 import json
-import os
 
 import h5py
 import numpy as np
