@@ -44,10 +44,13 @@ class TextFusion(nn.Module):
   fusion: str
   num_captions: int
   width: int
+  input_norm: bool = True
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, text: Array, text_mask: Array) -> tuple[Array, Array]:
+    if self.input_norm:  # CLIP text embeddings are unit vectors, as the frames are.
+      text = nn.LayerNorm(dtype=self.dtype, name='input_norm')(text)
     text = jnp.where(text_mask[..., None], text, 0.0)
     if self.fusion == 'concat':
       if text.shape[1] != self.num_captions:
@@ -64,23 +67,30 @@ class TextFusion(nn.Module):
 class LanguageGuidedAttention(nn.Module):
   """LayerNorm(frames + MHA(query=frames, key=value=text)), 4 heads in the paper.
 
-  With a single fused text token the softmax over keys is identically 1, so the
-  attention output is the same (projected) text vector for every frame; the residual
-  path is what carries each frame's own information forward. Frames of a video with
-  no valid text token get no text contribution.
+  With a single text token (the fused captions, or a query) the softmax over keys is
+  identically 1 and every frame would get the same text vector. A null token (a zero
+  input, so its key and value are the learned projection biases; PyTorch's
+  `add_zero_attn` in spirit) is therefore prepended to the keys: each frame's softmax
+  over {null, text} becomes a gate set by how well the frame matches the text. The
+  residual path carries each frame's own information forward.
   """
   num_heads: int
   dropout_rate: float
+  null_token: bool = True
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, frames: Array, frame_mask: Array, text: Array, text_mask: Array,
                *, deterministic: bool) -> Array:
+    has_text = jnp.any(text_mask, axis=1)
+    if self.null_token:
+      text = jnp.concatenate([jnp.zeros_like(text[:, :1]), text], axis=1)
+      text_mask = jnp.concatenate([jnp.ones_like(text_mask[:, :1]), text_mask], axis=1)
     mask = nn.make_attention_mask(frame_mask, text_mask)
     attended = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dtype=self.dtype, dropout_rate=self.dropout_rate,
-        deterministic=deterministic, name='attention')(frames, text, text, mask=mask)
-    attended = jnp.where(jnp.any(text_mask, axis=1)[:, None, None], attended, 0.0)
+        deterministic=deterministic, name='attention')(frames, text, mask=mask)
+    attended = jnp.where(has_text[:, None, None], attended, 0.0)  # No text, no contribution.
     attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     return nn.LayerNorm(dtype=self.dtype, name='norm')(frames + attended)
 
@@ -110,7 +120,7 @@ class EncoderLayer(nn.Module):
     y = nn.LayerNorm(dtype=self.dtype)(x)
     y = nn.MultiHeadDotProductAttention(
         num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
-        deterministic=deterministic)(y, y, y, mask=self_mask)
+        deterministic=deterministic)(y, y, mask=self_mask)
     x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype)(
         nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic)
@@ -130,7 +140,7 @@ class DecoderLayer(nn.Module):
       kv = y if kv is None else kv
       y = nn.MultiHeadDotProductAttention(
           num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
-          deterministic=deterministic, name=name)(y, kv, kv, mask=mask)
+          deterministic=deterministic, name=name)(y, kv, mask=mask)
       x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype)(
         nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic)
@@ -196,13 +206,13 @@ class CLIPIt(nn.Module):
 
     if cfg.input_norm:
       # CLIP features are unit vectors (about 0.04 per dimension); normalising each
-      # frame's vector gives the projection inputs of unit scale.
+      # frame's vector gives the projection inputs of unit scale (the text likewise).
       frames = nn.LayerNorm(dtype=dtype, name='input_norm')(frames)
     x = nn.Dense(cfg.width, dtype=dtype, name='frame_projection')(frames)
-    tokens, token_mask = TextFusion(cfg.text_fusion, cfg.num_captions, cfg.width, dtype,
-                                    name='text_fusion')(text, text_mask)
-    x = LanguageGuidedAttention(cfg.language_heads, cfg.attention_dropout_rate, dtype,
-                                name='language_attention')(
+    tokens, token_mask = TextFusion(cfg.text_fusion, cfg.num_captions, cfg.width, cfg.input_norm,
+                                    dtype, name='text_fusion')(text, text_mask)
+    x = LanguageGuidedAttention(cfg.language_heads, cfg.attention_dropout_rate,
+                                cfg.null_text_token, dtype, name='language_attention')(
                                     x, frame_mask, tokens, token_mask, deterministic=deterministic)
     logits, reconstruction = FrameScoringTransformer(cfg, frames.shape[-1], dtype,
                                                      name='scorer')(

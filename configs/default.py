@@ -10,7 +10,7 @@ def get_model_config() -> ml_collections.ConfigDict:
   """The CLIP-It network: language-guided attention + frame-scoring transformer."""
   model = ml_collections.ConfigDict()
   model.frame_dim = 512  # Input frame features: 512 for CLIP ViT-B/32, 1024 for GoogLeNet pool5.
-  model.input_norm = True  # LayerNorm on each input frame vector (CLIP's are unit vectors).
+  model.input_norm = True  # LayerNorm on each input frame and text vector (CLIP gives unit vectors).
   model.text_dim = 512  # CLIP text embeddings.
   model.width = 512  # Model width after the input projections.
   # How the text enters the attention as key/value:
@@ -20,6 +20,7 @@ def get_model_config() -> ml_collections.ConfigDict:
   model.text_fusion = 'concat'
   model.num_captions = 7  # M; 15 for hour-long videos.
   model.language_heads = 4
+  model.null_text_token = True  # A learned null key/value: frames can attend away from the text.
   model.num_heads = 8
   model.num_encoder_layers = 6
   model.num_decoder_layers = 6
@@ -43,6 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.optimizer = 'adam'  # 'adam': coupled L2 weight decay (PyTorch Adam); 'adamw': decoupled.
   config.learning_rate = 1e-4
+  config.lr_schedule = 'constant'  # 'constant' (the paper) or 'cosine' (after warmup_steps).
+  config.warmup_steps = 0
   config.weight_decay = 1e-3
   config.num_epochs = 20
   config.batch_size = 100  # Global batch of windows, split over all devices.
