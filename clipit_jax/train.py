@@ -33,26 +33,44 @@ Array = jax.Array
 Batch = dict[str, Array]
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def learning_rate(config: ml_collections.ConfigDict, total_steps: int) -> float | optax.Schedule:
+  """'constant' (the paper) or 'cosine': linear warmup over `config.warmup_steps`, then
+  cosine decay to zero at `total_steps`."""
+  if config.lr_schedule == 'constant':
+    return config.learning_rate
+  if config.lr_schedule == 'cosine':
+    return optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, config.warmup_steps,
+        max(total_steps, config.warmup_steps + 1))
+  raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected 'constant' or 'cosine'")
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   total_steps: int = 1) -> optax.GradientTransformation:
   """Adam with weight decay as in the paper.
 
   'adam' is PyTorch's `Adam(weight_decay=...)`: the decay is added to the gradient
   before the Adam moments (coupled L2). 'adamw' decouples it (Loshchilov & Hutter).
   """
+  lr = learning_rate(config, total_steps)
   if config.optimizer == 'adam':
-    return optax.chain(optax.add_decayed_weights(config.weight_decay),
-                       optax.adam(config.learning_rate))
+    return optax.chain(optax.add_decayed_weights(config.weight_decay), optax.adam(lr))
   if config.optimizer == 'adamw':
-    return optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
+    return optax.adamw(lr, weight_decay=config.weight_decay)
   raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'adam' or 'adamw'")
 
 
-def create_train_state(config: ml_collections.ConfigDict, rng: Array) -> train_state.TrainState:
-  """Freshly initialised parameters and optimizer state for `config.model`."""
+def create_train_state(config: ml_collections.ConfigDict, rng: Array,
+                       total_steps: int = 1) -> train_state.TrainState:
+  """Freshly initialised parameters and optimizer state for `config.model`.
+
+  `total_steps` only shapes the learning-rate schedule; the state's structure does
+  not depend on it, so any value serves as a restore target.
+  """
   model = models.CLIPIt(config.model)
   params = models.init_params(config.model, rng)
   return train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                       tx=make_optimizer(config))
+                                       tx=make_optimizer(config, total_steps))
 
 
 def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
@@ -161,8 +179,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   windows = input_pipeline.video_windows(data['train'], window)
   validation = data['validation'] or data['train']
 
+  local_devices = jax.local_device_count()
+  num_shards = jax.process_count() * local_devices
+  steps_per_epoch = input_pipeline.num_batches(windows['window_id'].shape[0], config.batch_size,
+                                               num_shards)
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = create_train_state(config, init_rng)
+  state = create_train_state(config, init_rng, steps_per_epoch * config.num_epochs)
   manager = checkpoints.make_manager(workdir, config.best_metric)
   start_epoch = 0
   if manager.latest_step() is not None:
@@ -171,10 +193,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   checkpoints.save_config(workdir, config)
   writer = MetricsWriter(workdir, start_epoch)
 
-  local_devices = jax.local_device_count()
-  num_shards = jax.process_count() * local_devices
-  steps_per_epoch = input_pipeline.num_batches(windows['window_id'].shape[0], config.batch_size,
-                                               num_shards)
   p_train_step = make_train_step(config, pmapped=True)
   eval_apply = jax.jit(models.CLIPIt(config.model).apply)
   replicated = jax_utils.replicate(state)
