@@ -48,7 +48,7 @@ def _evaluate_one(workdir: str) -> dict:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every step of a save at INFO.
+  logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO and notes at WARNING.
   with cli.one_line_errors('eval.py'):
     if _HUMAN.value:
       if not _ANNO.value:
@@ -72,4 +72,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser('eval.py'))

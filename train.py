@@ -30,7 +30,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every step of a save at INFO.
+  logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO and notes at WARNING.
   with cli.one_line_errors('train.py'):
     if _DISTRIBUTED.value:
       import jax  # pylint: disable=g-import-not-at-top
@@ -47,4 +47,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser('train.py'))

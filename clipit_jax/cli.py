@@ -1,7 +1,10 @@
 """What the command-line entry points share: one-line errors instead of tracebacks."""
 
+import ast
 import contextlib
 import sys
+
+from absl import flags
 
 from clipit_jax import checkpoints
 from clipit_jax import encoders
@@ -20,3 +23,37 @@ def one_line_errors(program: str):
     for line in message[1:]:  # Instructions (e.g. what to download) follow the error line.
       print(f'  {line}', file=sys.stderr)
     sys.exit(1)
+
+
+def _one_line(e: BaseException) -> str:
+  message = str(e)
+  if len(message) > 1 and message[0] == message[-1] and message[0] in '"\'':
+    try:  # ml_collections raises AttributeError(repr of its message).
+      message = ast.literal_eval(message)
+    except (ValueError, SyntaxError):
+      pass
+  if 'Traceback (most recent call last)' in message:  # Keep the flag and the final error only.
+    lines = [l.strip() for l in message.splitlines() if l.strip()]
+    message = f'{message.split(":", 1)[0]}: {lines[-1]}'
+  return ' '.join(message.split())
+
+
+def flags_parser(program: str):
+  """An `app.run(flags_parser=...)` that reports a bad flag, config file or override in one line."""
+
+  def parse(argv):
+    try:
+      args = flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+      print(f'{program}: error: {_one_line(e)}', file=sys.stderr)
+      sys.exit(2)
+    if 'config' in flags.FLAGS and flags.FLAGS['config'].present:
+      try:  # config_flags defers a file that fails to load; say it now, in one line.
+        flags.FLAGS['config'].value.keys()
+      except Exception as e:  # pylint: disable=broad-except
+        last = [l.strip() for l in str(e).splitlines() if l.strip()][-1]
+        print(f'{program}: error: cannot load --config: {last}', file=sys.stderr)
+        sys.exit(2)
+    return args
+
+  return parse

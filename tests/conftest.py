@@ -2,8 +2,11 @@
 
 import os
 import pathlib
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Models built by the tests (the tiny CLIP and captioner) go to a temporary cache, not ~/.cache.
+os.environ.setdefault("CLIPIT_CACHE", tempfile.mkdtemp(prefix="clipit-test-cache-"))
 
 import pytest  # noqa: E402
 
