@@ -232,8 +232,11 @@ def load_trained(workdir: str, which: str = 'best') -> tuple[ml_collections.Conf
   """The saved config, the parameters of the `which` checkpoint ('best' or 'latest'), its epoch."""
   config = checkpoints.load_config(workdir)
   manager = checkpoints.make_manager(workdir, config.best_metric, read_only=True)
-  state, epoch = checkpoints.restore(manager, create_train_state(config, jax.random.PRNGKey(0)),
-                                     which)
+  try:
+    state, epoch = checkpoints.restore(
+        manager, create_train_state(config, jax.random.PRNGKey(0)), which)
+  finally:
+    manager.close()  # Its threads would otherwise outlive a failed restore at exit.
   return config, state.params, epoch
 
 
