@@ -17,6 +17,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -257,6 +258,40 @@ def machine_info() -> dict[str, Any]:
     pass
   info["xla_flags"] = os.environ.get("XLA_FLAGS", "")
   return info
+
+
+def current_rss_mib() -> float:
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+class RssSampler:
+  """A daemon thread sampling this process's RSS every `interval` s; `peak()` since `reset()`.
+
+  ru_maxrss only gives the peak of the whole process so far; this gives each
+  stage's own peak.
+  """
+
+  def __init__(self, interval: float = 0.01):
+    self.interval = interval
+    self._peak = current_rss_mib()
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._loop, daemon=True)
+    self._thread.start()
+
+  def _loop(self):
+    while not self._stop.wait(self.interval):
+      self._peak = max(self._peak, current_rss_mib())
+
+  def reset(self) -> None:
+    self._peak = current_rss_mib()
+
+  def peak(self) -> float:
+    self._peak = max(self._peak, current_rss_mib())
+    return self._peak
+
+  def stop(self) -> None:
+    self._stop.set()
 
 
 def peak_rss_mib() -> float:

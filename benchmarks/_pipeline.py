@@ -12,8 +12,6 @@ import fractions
 import math
 import os
 import pathlib
-import resource
-import threading
 import time
 import tracemalloc
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import av
 import numpy as np
 
+import _common  # pylint: disable=g-bad-import-order
 from clipit_jax import encoders
 from clipit_jax import summarize
 from clipit_jax import video
@@ -136,42 +135,9 @@ def generate_video(directory: os.PathLike | str, duration_s: float, width: int =
 # ----------------------------------------------------------------- memory --
 
 
-def current_rss_mib() -> float:
-  with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-
-
-def peak_rss_mib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-class RssSampler:
-  """A daemon thread sampling this process's RSS every `interval` s; `peak()` since `reset()`.
-
-  ru_maxrss only gives the peak of the whole process so far; this gives each
-  stage's own peak.
-  """
-
-  def __init__(self, interval: float = 0.01):
-    self.interval = interval
-    self._peak = current_rss_mib()
-    self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._loop, daemon=True)
-    self._thread.start()
-
-  def _loop(self):
-    while not self._stop.wait(self.interval):
-      self._peak = max(self._peak, current_rss_mib())
-
-  def reset(self) -> None:
-    self._peak = current_rss_mib()
-
-  def peak(self) -> float:
-    self._peak = max(self._peak, current_rss_mib())
-    return self._peak
-
-  def stop(self) -> None:
-    self._stop.set()
+current_rss_mib = _common.current_rss_mib
+peak_rss_mib = _common.peak_rss_mib
+RssSampler = _common.RssSampler
 
 
 class StageTimer:

@@ -23,6 +23,7 @@ a batch to at least 8 frames (`encoders._bucket`), so its batch-1 row computes 8
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import dataclasses
 import gc
 import os
@@ -32,7 +33,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -144,9 +144,7 @@ def main(argv=None) -> int:
                 model_dir=path, rows=[])
   torch_ok = not args.skip_torch
   if torch_ok:
-    try:
-      import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-    except ImportError:
+    if importlib.util.find_spec("torch") is None:
       torch_ok = False
       print("torch is not installed (pip install -e .[bench]); PyTorch rows skipped")
 

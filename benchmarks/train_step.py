@@ -5,9 +5,14 @@ frames of 512-d features, 7 captions fused by 'concat', supervised loss, Adam wi
 coupled weight decay). The PyTorch peer is the port in `torch_clipit.py`.
 
 Measured in one run, on the same machine and the same batch:
-  * JAX `make_train_step(config, pmapped=False)` (jit) and `pmapped=True` (pmap over
-    the local devices; 1 on a CPU);
-  * PyTorch eager, and `torch.compile` (model + losses compiled, Adam eager);
+  * JAX `make_train_step(config, pmapped=False)` (jit) on the whole batch at once;
+    with `config.microbatch_size` (`--microbatch`, default 4: the gradients of
+    microbatches of 4 windows summed in a `lax.scan`, the same update); the same
+    under pmap over the local devices (1 on a CPU), as train.py runs it; and with
+    `model.matmul_dtype='bfloat16'` (mixed precision: bfloat16 operands, float32
+    sums, for the weight matmuls only);
+  * PyTorch eager, eager under `torch.autocast(bfloat16)` (the mixed-precision peer),
+    and `torch.compile` (model + losses compiled, Adam eager);
   * the FLOPs of the JAX step from XLA's cost analysis, and the machine's limit
     measured as a large float32 matmul in jnp and in torch;
   * with `--check`, that the port has the Flax model's parameter count and gives
@@ -22,7 +27,7 @@ Measured in one run, on the same machine and the same batch:
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import importlib.util
 import functools
 import gc
 import os
@@ -38,6 +43,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import jax_utils  # noqa: E402
 
+from clipit_jax import losses  # noqa: E402
 from clipit_jax import models  # noqa: E402
 from clipit_jax import train  # noqa: E402
 from configs import default  # noqa: E402
@@ -98,6 +104,8 @@ def check_port(config, batch_size: int = 2, attention: str = "explicit",
   """
   import torch  # pylint: disable=g-import-not-at-top
   import torch_clipit  # pylint: disable=g-import-not-at-top
+  config = config.copy_and_resolve_references()
+  config.model.dtype = "float32"  # the port is float32
   cfg = config.model
   params = models.init_params(cfg, jax.random.PRNGKey(1))
   flax_count = int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
@@ -171,21 +179,41 @@ def check_port(config, batch_size: int = 2, attention: str = "explicit",
   return result
 
 
-def check_bfloat16(config, batch_size: int = 2) -> dict:
-  """Relative error of the bfloat16 forward against float32 on the same weights."""
-  cfg = config.model
-  params = models.init_params(cfg, jax.random.PRNGKey(1))
-  batch = make_batch(batch_size, cfg, seed=4)
+def check_bfloat16(config, field: str = "dtype", batch_size: int = 2) -> dict:
+  """Relative error of bfloat16 against float32 on the same weights and batch.
+
+  `field` is 'dtype' (all compute in bfloat16) or 'matmul_dtype' (bfloat16 operands
+  of the weight matmuls only). Compares the forward outputs and the gradient of
+  the supervised loss (dropout off).
+  """
+  config = config.copy_and_resolve_references()
+  config.model.dtype = config.model.matmul_dtype = "float32"
+  params = models.init_params(config.model, jax.random.PRNGKey(1))
+  batch = make_batch(batch_size, config.model, seed=4)
   args = (batch["frames"], batch["frame_mask"], batch["text"], batch["text_mask"])
-  f32 = jax.jit(models.CLIPIt(cfg).apply)({"params": params}, *args)
-  cfg16 = cfg.copy_and_resolve_references()
-  cfg16.dtype = "bfloat16"
-  b16 = jax.jit(models.CLIPIt(cfg16).apply)({"params": params}, *args)
-  rel = {}
-  for key in ("scores", "reconstruction"):
-    a, b = np.asarray(f32[key], np.float64), np.asarray(b16[key], np.float64)
-    rel[key] = float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
-  return dict(relative_error=rel, ok=all(v < 1e-2 for v in rel.values()))
+  config16 = config.copy_and_resolve_references()
+  config16.model[field] = "bfloat16"
+
+  def forward_and_grad(cfg):
+    model = models.CLIPIt(cfg.model)
+
+    def loss(p):
+      out = model.apply({"params": p}, *args)
+      return jnp.mean(losses.per_sample_losses(out, batch, cfg)["total"]), out
+
+    grads, out = jax.jit(jax.grad(loss, has_aux=True))(params)
+    return out, grads
+
+  (f32, g32), (b16, g16) = forward_and_grad(config), forward_and_grad(config16)
+
+  def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+
+  errors = {key: rel(f32[key], b16[key]) for key in ("scores", "reconstruction")}
+  errors["gradients"] = rel(*(np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
+                              for g in (g32, g16)))
+  return dict(field=field, relative_error=errors, ok=all(v < 1e-2 for v in errors.values()))
 
 
 # ------------------------------------------------------------------ timing --
@@ -219,8 +247,8 @@ def time_jax(config, batch_np, *, pmapped: bool, warmup: int, steps: int,
       raise ValueError(f"batch must divide over {n} devices")
     batch = {k: v.reshape((n, -1) + v.shape[1:]) for k, v in batch_np.items()}
     batch = shard_for_pmap(batch)
-    state = jax_utils.replicate(state)
-    rng = jax_utils.replicate(rng)
+    state = train.replicate(state, config.axis_name)
+    rng = train.replicate(rng, config.axis_name)
   else:
     batch = jax.device_put(batch_np)
   t0 = time.perf_counter()
@@ -244,14 +272,17 @@ def time_jax(config, batch_np, *, pmapped: bool, warmup: int, steps: int,
   loss = float(np.asarray(run()["total"]).reshape(-1)[0])
   r.update(steps_per_s=1.0 / r["median_s"], compile_and_first_s=compile_s, xla_flops=flops,
            final_loss=loss)
-  del holder, state, batch, fn
   gc.collect()
   return r
 
 
 def time_torch(config, batch_np, *, compile_mode: str | None, attention: str, warmup: int,
-               steps: int, max_wait: float) -> dict:
-  """Steps/s of the PyTorch port: eager (`compile_mode=None`) or torch.compile."""
+               steps: int, max_wait: float, autocast: bool = False) -> dict:
+  """Steps/s of the PyTorch port: eager (`compile_mode=None`) or torch.compile.
+
+  `autocast`: the forward under `torch.autocast('cpu', torch.bfloat16)`, PyTorch's
+  mixed precision (matmuls in bfloat16), the peer of `matmul_dtype='bfloat16'`.
+  """
   import torch  # pylint: disable=g-import-not-at-top
   import torch_clipit  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
@@ -272,7 +303,8 @@ def time_torch(config, batch_np, *, compile_mode: str | None, attention: str, wa
 
   def run():
     optimizer.zero_grad(set_to_none=True)
-    loss = forward_loss(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+      loss = forward_loss(batch)
     loss.backward()
     optimizer.step()
     return loss.detach()
@@ -283,7 +315,6 @@ def time_torch(config, batch_np, *, compile_mode: str | None, attention: str, wa
   r = _common.measure(run, warmup=max(0, warmup - 1), repeats=steps, max_wait_s=max_wait)
   r.update(steps_per_s=1.0 / r["median_s"], compile_and_first_s=compile_s,
            final_loss=float(run()), threads=torch.get_num_threads())
-  del model, optimizer, batch, forward_loss
   gc.collect()
   return r
 
@@ -305,8 +336,12 @@ def main(argv=None) -> int:
                       "fused scaled_dot_product_attention")
   parser.add_argument("--compile-mode", default="default",
                       help="torch.compile mode (default, reduce-overhead, max-autotune)")
+  parser.add_argument("--microbatch", type=int, default=4,
+                      help="config.microbatch_size of the tuned JAX rows (jit_micro, pmap, "
+                      "bf16mm): windows per forward/backward pass, gradients summed")
   parser.add_argument("--skip", nargs="*", default=[],
-                      choices=("jit", "pmap", "eager", "compile", "matmul"),
+                      choices=("jit", "jit_micro", "bf16mm", "pmap", "eager", "eager_bf16",
+                               "compile", "matmul"),
                       help="variants not to run")
   parser.add_argument("--check", action="store_true",
                       help="first check the port: parameter counts and outputs on the same "
@@ -332,9 +367,7 @@ def main(argv=None) -> int:
                            null_text_token=bool(cfg.get("null_text_token", False))),
                 results={})
   torch_ok = True
-  try:
-    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
+  if importlib.util.find_spec("torch") is None:
     torch_ok = False
     print("torch is not installed (pip install -e .[bench]); PyTorch rows skipped")
 
@@ -350,21 +383,29 @@ def main(argv=None) -> int:
       record["check"] = chk
       if not chk["ok"]:
         print(chk)
-    if args.dtype == "bfloat16":
-      b16 = check_bfloat16(config)
-      print(f"bfloat16 vs float32: relative error {b16['relative_error']} -> "
+    for field in (["dtype"] if args.dtype == "bfloat16" else []) + ["matmul_dtype"]:
+      b16 = check_bfloat16(config, field)
+      print(f"{field}=bfloat16 vs float32: relative error "
+            f"{ {k: f'{v:.1e}' for k, v in b16['relative_error'].items()} } -> "
             f"{'OK' if b16['ok'] else 'FAILED'}")
-      record["check_bfloat16"] = b16
+      record[f"check_bfloat16_{field}"] = b16
 
   batch = make_batch(args.batch, cfg)
   record["analytic_flops_per_step"] = analytic_flops(cfg, args.batch)
   res = record["results"]
   common = dict(warmup=args.warmup, steps=args.steps, max_wait=args.max_wait)
 
+  sampler = _common.RssSampler()
+
   def attempt(name, fn):
     print(f"timing {name} ...", flush=True)
+    gc.collect()
+    rss0 = _common.current_rss_mib()
+    sampler.reset()
     try:
       res[name] = fn()
+      res[name]["rss_before_mib"] = round(rss0, 1)
+      res[name]["peak_rss_mib"] = round(sampler.peak(), 1)
       print(f"  {name}: {res[name]['median_s']:.3f} s/step "
             f"(load before {res[name]['load']['loadavg_1m']}, other processes "
             f"{res[name]['load']['foreign_cores_during']} cores during)", flush=True)
@@ -375,13 +416,29 @@ def main(argv=None) -> int:
       print(f"  {name} FAILED: {res[name]['error']}", flush=True)
     gc.collect()
 
+  micro = config.copy_and_resolve_references()
+  micro.microbatch_size = args.microbatch
+  mixed = micro.copy_and_resolve_references()
+  mixed.model.matmul_dtype = "bfloat16"
+  m = args.microbatch
   if "jit" not in args.skip:
     attempt("jax_jit", functools.partial(time_jax, config, batch, pmapped=False, **common))
+  if "jit_micro" not in args.skip:
+    attempt(f"jax_jit_micro{m}", functools.partial(time_jax, micro, batch, pmapped=False,
+                                                   **common))
   if "pmap" not in args.skip:
-    attempt("jax_pmap", functools.partial(time_jax, config, batch, pmapped=True, **common))
+    attempt(f"jax_pmap_micro{m}", functools.partial(time_jax, micro, batch, pmapped=True,
+                                                    **common))
+  if "bf16mm" not in args.skip:
+    attempt(f"jax_jit_micro{m}_bf16mm", functools.partial(time_jax, mixed, batch,
+                                                          pmapped=False, **common))
   if torch_ok and "eager" not in args.skip:
     attempt("torch_eager", functools.partial(time_torch, config, batch, compile_mode=None,
                                              attention=args.torch_attention, **common))
+  if torch_ok and "eager_bf16" not in args.skip:
+    attempt("torch_eager_autocast_bf16", functools.partial(
+        time_torch, config, batch, compile_mode=None, attention=args.torch_attention,
+        autocast=True, **common))
   if torch_ok and "compile" not in args.skip:
     attempt("torch_compile", functools.partial(time_torch, config, batch,
                                                compile_mode=args.compile_mode,
@@ -404,11 +461,13 @@ def main(argv=None) -> int:
   rows = []
   for name, r in res.items():
     if "error" in r:
-      rows.append([name, None, None, None, None, None, None, None, "FAILED: " + r["error"][:80]])
+      rows.append([name, None, None, None, None, None, None, None, None,
+                   "FAILED: " + r["error"][:80]])
       continue
     achieved = flops / r["median_s"] if flops else None
     rows.append([
         name, r["median_s"], r["steps_per_s"], r["steps_per_s"] * args.batch,
+        r["peak_rss_mib"] / 1024,
         r["steps_per_s"] / eager if eager else None,
         r["steps_per_s"] / compiled if compiled else None,
         _common.gflops(achieved),
@@ -420,7 +479,8 @@ def main(argv=None) -> int:
   print(f"training step, batch {args.batch} x {cfg.window} frames, {cfg.dtype}; "
         f"XLA FLOPs/step {flops and flops / 1e12:.3f} T (analytic matmul count "
         f"{record['analytic_flops_per_step'] / 1e12:.3f} T)")
-  print(_common.table(rows, ["variant", "s/step", "steps/s", "windows/s", "x torch eager",
+  print(_common.table(rows, ["variant", "s/step", "steps/s", "windows/s", "peak RSS GiB",
+                             "x torch eager",
                              "x torch.compile", "GFLOP/s", "% of matmul", "load / other"]))
   if "matmul" in record:
     mm = record["matmul"]

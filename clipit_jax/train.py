@@ -85,7 +85,7 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
       no real frame is padding and does not count.
     rng: dropout key; the step number (and the device index under pmap) is folded in,
       so the same key may be passed at every step.
-    config: the full config (losses and their weights).
+    config: the full config (losses and their weights, `microbatch_size`).
     axis_name: the pmap axis (`config.axis_name`) when run under `jax.pmap`, else None.
   Returns:
     The new state, and metrics averaged over the global batch's real samples.
@@ -104,21 +104,67 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
     num_devices = jax.lax.psum(1.0, axis_name)
   local_count = count / num_devices
 
-  def loss_fn(params):
+  def loss_fn(params, batch, rng):
     outputs = state.apply_fn({'params': params}, batch['frames'], batch['frame_mask'],
                              batch['text'], batch['text_mask'], deterministic=False,
                              rngs={'dropout': rng})
     per_sample = losses.per_sample_losses(outputs, batch, config)
-    loss = losses.batch_mean(per_sample['total'], sample_mask, local_count)
-    return loss, per_sample
+    real = jnp.any(batch['frame_mask'], axis=-1)
+    loss = losses.batch_mean(per_sample['total'], real, local_count)
+    return loss, {k: jnp.sum(v * real) for k, v in per_sample.items()}
 
-  grads, per_sample = jax.grad(loss_fn, has_aux=True)(state.params)
-  metric_sums = {k: jnp.sum(v * sample_mask) for k, v in per_sample.items()}
+  grad_fn = jax.grad(loss_fn, has_aux=True)
+  micro = config.get('microbatch_size')
+  if micro is None or micro >= batch['frames'].shape[0]:
+    grads, metric_sums = grad_fn(state.params, batch, rng)
+  else:
+    grads, metric_sums = _accumulate(grad_fn, state.params, batch, rng, micro)
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     metric_sums = jax.lax.psum(metric_sums, axis_name)
   metrics = {k: v / jnp.maximum(count, 1.0) for k, v in metric_sums.items()}
   return state.apply_gradients(grads=grads), metrics
+
+
+def _accumulate(grad_fn, params: Any, batch: Batch, rng: Array,
+                micro: int) -> tuple[Any, dict[str, Array]]:
+  """Sums `grad_fn(params, microbatch, rng)` over microbatches of `micro` samples.
+
+  The batch is padded with empty samples (no real frame, so they add nothing) to a
+  multiple of `micro`, and microbatch i draws its dropout from `fold_in(rng, i)`. The
+  loss is a sum over samples divided by a fixed count, so the summed gradients are
+  those of the whole batch.
+  """
+  size = batch['frames'].shape[0]
+  n = -(-size // micro)
+  pad = n * micro - size
+  micro_batches = jax.tree.map(
+      lambda x: jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(
+          (n, micro) + x.shape[1:]), batch)
+
+  def body(sums, inputs):
+    i, micro_batch = inputs
+    out = grad_fn(params, micro_batch, jax.random.fold_in(rng, i))
+    return jax.tree.map(jnp.add, sums, out), None
+
+  first = jax.tree.map(lambda x: x[0], micro_batches)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                       jax.eval_shape(grad_fn, params, first, rng))
+  sums, _ = jax.lax.scan(body, zeros, (jnp.arange(n), micro_batches))
+  return sums
+
+
+def replicate(tree: Any, axis_name: str) -> Any:
+  """Copies `tree` to every local device, `[local_devices, ...]`, as `jax.pmap` lays out its outputs.
+
+  `flax.jax_utils.replicate` names its mesh axis otherwise, so the state a pmapped step
+  returns would not match the one it was given, and the second step would compile again.
+  """
+  mesh = jax.sharding.Mesh(np.array(jax.local_devices()), (axis_name,))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis_name))
+  n = jax.local_device_count()
+  return jax.tree.map(
+      lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), sharding), tree)
 
 
 def make_train_step(config: ml_collections.ConfigDict, *, pmapped: bool) -> Any:
@@ -195,8 +241,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
   p_train_step = make_train_step(config, pmapped=True)
   eval_apply = jax.jit(models.CLIPIt(config.model).apply)
-  replicated = jax_utils.replicate(state)
-  replicated_rng = jax_utils.replicate(dropout_rng)
+  replicated = replicate(state, config.axis_name)
+  replicated_rng = replicate(dropout_rng, config.axis_name)
   last_epoch = config.num_epochs if config.stop_after_epoch is None else min(
       config.num_epochs, config.stop_after_epoch)
 

@@ -30,6 +30,9 @@ def get_model_config() -> ml_collections.ConfigDict:
   model.attention_dropout_rate = 0.1
   model.window = 256  # Frames per transformer input window.
   model.dtype = 'float32'  # Compute dtype ('bfloat16' on accelerators); parameters stay float32.
+  # Operands of the weight matmuls only ('bfloat16': mixed precision with float32 sums and
+  # everything else float32; about 2x on CPUs with AVX512-BF16, see benchmarks/README.md).
+  model.matmul_dtype = 'float32'
   return model
 
 
@@ -49,6 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 1e-3
   config.num_epochs = 20
   config.batch_size = 100  # Global batch of windows, split over all devices.
+  # Windows per forward/backward pass on a device; their gradients are summed, so the update
+  # is the whole batch's. None: all at once. 4 is fastest on a CPU (cache-sized attention).
+  config.microbatch_size = ml_collections.config_dict.placeholder(int)
   config.axis_name = 'batch'  # pmap axis over which gradients are averaged.
   config.seed = 0
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from clipit_jax import models
-from testutil import small_config
+from testutil import random_batch, small_config
 
 
 def _model_and_params(**overrides):
@@ -125,3 +125,65 @@ def test_sinusoidal_positions():
   np.testing.assert_allclose(table[:, 1], np.cos(pos), atol=1e-6)
   np.testing.assert_allclose(table[:, 2], np.sin(pos / 100.0), atol=1e-6)
   np.testing.assert_allclose(table[:, 3], np.cos(pos / 100.0), atol=1e-6)
+
+
+def _bf16_round(x):
+  return np.asarray(jax.numpy.asarray(x).astype(jax.numpy.bfloat16).astype(np.float32))
+
+
+@pytest.mark.parametrize('x_shape,w_shape,k', [
+    ((3, 5, 8), (8, 6), 1),        # Dense: [B, T, in] . [in, out]
+    ((3, 5, 8), (8, 2, 4), 1),     # DenseGeneral q/k/v: [B, T, in] . [in, heads, head_dim]
+    ((3, 5, 2, 4), (2, 4, 7), 2),  # DenseGeneral out: [B, T, heads, head_dim] . [heads, ..., out]
+])
+def test_bf16_dot_general_forward_and_gradients(x_shape, w_shape, k):
+  """Mixed precision = float32 arithmetic on bfloat16-rounded operands (and cotangents)."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=x_shape).astype(np.float32)
+  w = rng.normal(size=w_shape).astype(np.float32)
+  g = rng.normal(size=x_shape[:-k] + w_shape[k:]).astype(np.float32)
+  dims = ((tuple(range(x.ndim - k, x.ndim)), tuple(range(k))), ((), ()))
+  out, vjp = jax.vjp(lambda a, b: models.bf16_dot_general(a, b, dims), x, w)
+  dx, dw = vjp(g)
+  xr, wr, gr = _bf16_round(x), _bf16_round(w), _bf16_round(g)
+  contract = list(range(x.ndim - k, x.ndim))
+  np.testing.assert_allclose(out, np.tensordot(xr, wr, (contract, list(range(k)))),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(  # dx = g . w^T over w's output dims.
+      dx, np.tensordot(gr, wr, (list(range(x.ndim - k, gr.ndim)), list(range(k, w.ndim)))),
+      rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(  # dw = x^T . g over the batch dims.
+      dw, np.tensordot(xr, gr, (list(range(x.ndim - k)), list(range(x.ndim - k)))),
+      rtol=1e-5, atol=1e-4)
+  assert out.dtype == dx.dtype == dw.dtype == np.float32
+  # Not the float32 product: the operands really were rounded.
+  assert not np.allclose(out, np.tensordot(x, w, (contract, list(range(k)))), rtol=1e-6, atol=0)
+
+
+def test_bf16_dot_general_other_forms_stay_float32():
+  rng = np.random.default_rng(1)
+  a = rng.normal(size=(2, 3, 4)).astype(np.float32)
+  b = rng.normal(size=(2, 4, 5)).astype(np.float32)
+  batched = (((2,), (1,)), ((0,), (0,)))  # A batched matmul is not a Dense kernel.
+  np.testing.assert_allclose(models.bf16_dot_general(a, b, batched),
+                             np.einsum('bij,bjk->bik', a, b), rtol=1e-6)
+
+
+def test_bf16_matmuls_match_float32_model():
+  config = small_config()
+  params = models.init_params(config.model, jax.random.PRNGKey(0))
+  mixed = config.model.copy_and_resolve_references()
+  mixed.matmul_dtype = 'bfloat16'
+  assert jax.tree.structure(models.init_params(mixed, jax.random.PRNGKey(0))) == \
+      jax.tree.structure(params)
+  batch = random_batch(config, 2, [16, 9], seed=3)
+  args = (batch['frames'], batch['frame_mask'], batch['text'], batch['text_mask'])
+  f32 = models.CLIPIt(config.model).apply({'params': params}, *args)
+  b16 = models.CLIPIt(mixed).apply({'params': params}, *args)
+  for key in ('scores', 'reconstruction'):
+    a, b = np.asarray(f32[key]), np.asarray(b16[key])
+    rel = np.linalg.norm(a - b) / np.linalg.norm(a)
+    assert 1e-6 < rel < 1e-2, (key, rel)
+  mixed.matmul_dtype = 'float16'
+  with pytest.raises(ValueError, match="unknown matmul_dtype 'float16'"):
+    models.init_params(mixed, jax.random.PRNGKey(0))

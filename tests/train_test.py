@@ -69,3 +69,26 @@ def test_training_drives_classification_loss_down():
   first, last = np.mean(history[:10]), np.mean(history[-10:])
   assert last < 0.3 * first, (first, last)
   assert int(state.step) == 300
+
+
+@pytest.mark.parametrize('micro', [2, 3])
+def test_microbatches_give_the_whole_batch_update(micro):
+  """Summed microbatch gradients are the whole batch's (5 samples: 2 or 3 do not divide it)."""
+  config = small_config(dropout_rate=0.0, attention_dropout_rate=0.0)
+  state = train.create_train_state(config, jax.random.PRNGKey(0)).replace(tx=optax.sgd(1.0))
+  state = state.replace(opt_state=state.tx.init(state.params))
+  batch = random_batch(config, 5, [16, 9, 0, 12, 3], seed=2)
+  rng = jax.random.PRNGKey(1)
+  whole, metrics_whole = jax.jit(functools.partial(train.train_step, config=config))(
+      state, batch, rng)
+  config.microbatch_size = micro
+  parts, metrics_parts = jax.jit(functools.partial(train.train_step, config=config))(
+      state, batch, rng)
+  moved = 0.0
+  for x, y, p in zip(jax.tree.leaves(whole.params), jax.tree.leaves(parts.params),
+                     jax.tree.leaves(state.params)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+    moved = max(moved, float(np.max(np.abs(np.asarray(x) - np.asarray(p)))))
+  assert moved > 1e-3  # The step did update the parameters.
+  for k in metrics_whole:
+    np.testing.assert_allclose(metrics_whole[k], metrics_parts[k], rtol=1e-5)
