@@ -50,6 +50,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO and notes at WARNING.
   with cli.one_line_errors('eval.py'):
+    cli.enable_compilation_cache()
     if _HUMAN.value:
       if not _ANNO.value:
         raise ValueError('--human-baseline needs --anno (the raw annotation file)')

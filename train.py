@@ -32,6 +32,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO and notes at WARNING.
   with cli.one_line_errors('train.py'):
+    cli.enable_compilation_cache()
     if _DISTRIBUTED.value:
       import jax  # pylint: disable=g-import-not-at-top
       jax.distributed.initialize()

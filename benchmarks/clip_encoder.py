@@ -13,7 +13,7 @@ pixel normalisation and L2 normalisation.
 Reported per batch size (default 1, 16, 64): frames/s of both, their ratio, the
 FLOPs of the compiled JAX function (XLA cost analysis) and the achieved FLOP/s as
 a share of a float32 4096^3 matmul measured in the same run. `encode_images` pads
-a batch to at least 8 frames (`encoders._bucket`), so its batch-1 row computes 8.
+a batch to the next power of two (`encoders._bucket`); 1, 16 and 64 are exact.
 
   python benchmarks/clip_encoder.py                     # batch 1, 16, 64
   python benchmarks/clip_encoder.py --quick             # batch 1, 8; fewer repeats

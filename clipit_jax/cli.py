@@ -1,9 +1,11 @@
-"""What the command-line entry points share: one-line errors instead of tracebacks."""
+"""What the command-line entry points share: one-line errors, and a disk cache of compiles."""
 
 import ast
 import contextlib
+import os
 import sys
 
+import jax
 from absl import flags
 
 from clipit_jax import checkpoints
@@ -57,3 +59,18 @@ def flags_parser(program: str):
     return args
 
   return parse
+
+
+def enable_compilation_cache() -> str | None:
+  """Keeps compiled XLA programs on disk, so the next run of a command skips its compiles.
+
+  The directory is `$JAX_COMPILATION_CACHE_DIR` when set (JAX reads it itself), else
+  `<cache root>/xla` (`$CLIPIT_CACHE` or `~/.cache/clipit_jax`); `CLIPIT_NO_XLA_CACHE=1`
+  turns it off. Only programs that took over a second to compile are kept (JAX's
+  default). Returns the directory, or None when off.
+  """
+  if os.environ.get('CLIPIT_NO_XLA_CACHE', '').strip() not in ('', '0'):
+    return None
+  directory = os.environ.get('JAX_COMPILATION_CACHE_DIR') or str(encoders.cache_root() / 'xla')
+  jax.config.update('jax_compilation_cache_dir', directory)
+  return directory

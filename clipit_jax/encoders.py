@@ -303,8 +303,8 @@ def tiny_clip_dir(cache_dir: PathLike | None = None) -> pathlib.Path:
 
 
 def _bucket(n: int, batch_size: int) -> int:
-  """Padded batch size: next power of two >= n, in [8, batch_size]."""
-  return min(batch_size, max(8, 1 << max(0, n - 1).bit_length()))
+  """Padded batch size: the next power of two >= n, at most batch_size (few distinct shapes)."""
+  return min(batch_size, 1 << max(0, n - 1).bit_length())
 
 
 def _l2_normalize(x: jax.Array) -> jax.Array:

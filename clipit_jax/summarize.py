@@ -829,6 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   warnings.filterwarnings("ignore", "Using the model-agnostic default",
                           UserWarning)  # Captioning with a saved max_length.
   with cli.one_line_errors(PROGRAM):
+    cli.enable_compilation_cache()
     try:
       run(args)
     except encoders.ModelLoadError as e:  # A RuntimeError, not in cli's list.

@@ -263,3 +263,9 @@ def test_file_sha256(tmp_path):
   import hashlib  # pylint: disable=g-import-not-at-top
   assert encoders.file_sha256(path, block=7) == hashlib.sha256(
       b"abc" * 1000).hexdigest()
+
+
+def test_batch_buckets_are_powers_of_two_up_to_the_batch_size():
+  # A single frame is computed alone (no padding to 8), and at most 7 shapes compile.
+  assert [encoders._bucket(n, 64) for n in (1, 2, 3, 5, 9, 33, 64)] == [1, 2, 4, 8, 16, 64, 64]
+  assert encoders._bucket(20, 16) == 16
