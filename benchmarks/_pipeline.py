@@ -135,11 +135,6 @@ def generate_video(directory: os.PathLike | str, duration_s: float, width: int =
 # ----------------------------------------------------------------- memory --
 
 
-current_rss_mib = _common.current_rss_mib
-peak_rss_mib = _common.peak_rss_mib
-RssSampler = _common.RssSampler
-
-
 class StageTimer:
   """Times named stages; with `memory`, also RSS (sampled peak) and the traced peak.
 
@@ -154,7 +149,7 @@ class StageTimer:
     if memory:
       if not tracemalloc.is_tracing():
         tracemalloc.start()
-      self.sampler = RssSampler()
+      self.sampler = _common.RssSampler()
 
   def begin(self) -> dict[str, float]:
     """Starts measuring memory; returns the state to pass to `end`."""
@@ -162,7 +157,7 @@ class StageTimer:
       return {}
     tracemalloc.reset_peak()
     self.sampler.reset()
-    return dict(traced0=tracemalloc.get_traced_memory()[0], rss0=current_rss_mib())
+    return dict(traced0=tracemalloc.get_traced_memory()[0], rss0=_common.current_rss_mib())
 
   def end(self, state: dict[str, float], rec: dict[str, Any]) -> dict[str, Any]:
     if self.memory:
@@ -170,10 +165,10 @@ class StageTimer:
       rec["traced_peak_mib"] = (peak - state["traced0"]) / 2 ** 20
       rec["traced_kept_mib"] = (current - state["traced0"]) / 2 ** 20
       rec["rss_before_mib"] = state["rss0"]
-      rec["rss_after_mib"] = current_rss_mib()
+      rec["rss_after_mib"] = _common.current_rss_mib()
       rec["rss_peak_mib"] = self.sampler.peak()
       rec["rss_peak_growth_mib"] = rec["rss_peak_mib"] - state["rss0"]
-      rec["ru_maxrss_so_far_mib"] = peak_rss_mib()
+      rec["ru_maxrss_so_far_mib"] = _common.peak_rss_mib()
     return rec
 
   def run(self, name: str, fn, *args, **kwargs):

@@ -43,13 +43,13 @@ QUERY = "a red square moving over a green background"
 def worker(args) -> int:
   """One size in this (fresh) process: load, compile, run the stages, write JSON."""
   from clipit_jax import encoders  # pylint: disable=g-import-not-at-top
-  rss_start = _pipeline.current_rss_mib()
+  rss_start = _common.current_rss_mib()
   t0 = time.perf_counter()
   encoder = encoders.load_clip(_common.resolve_clip_model(args.clip_model))
   load_s = time.perf_counter() - t0
   compile_s = _pipeline.warm_up_encoder(encoder)
-  rss_ready = _pipeline.current_rss_mib()
-  maxrss_ready = _pipeline.peak_rss_mib()
+  rss_ready = _common.current_rss_mib()
+  maxrss_ready = _common.peak_rss_mib()
   with tempfile.TemporaryDirectory(prefix="clipit-bench-scaling-") as out:
     monitor = _common.CpuMonitor()
     t0 = time.perf_counter()
@@ -58,7 +58,7 @@ def worker(args) -> int:
     r["foreign_cores_during"] = round(monitor.foreign_cores(), 2)
   r.update(load_s=load_s, compile_s=compile_s, rss_start_mib=rss_start,
            rss_ready_mib=rss_ready, ru_maxrss_ready_mib=maxrss_ready,
-           ru_maxrss_end_mib=_pipeline.peak_rss_mib())
+           ru_maxrss_end_mib=_common.peak_rss_mib())
   with open(args.worker_out, "w") as f:
     json.dump(r, f)
   return 0
