@@ -70,14 +70,17 @@ def bf16_dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None,
   k = len(lhs_contract)
   if (not lhs_batch and not rhs_batch and tuple(rhs_contract) == tuple(range(k))
       and tuple(lhs_contract) == tuple(range(lhs.ndim - k, lhs.ndim))):
+    # float32 in, so the gradients (float32) match the inputs' dtype under any model.dtype.
     out = _bf16_contract(lhs.astype(jnp.float32), rhs.astype(jnp.float32), k)
     return out if preferred_element_type is None else out.astype(preferred_element_type)
   return jax.lax.dot_general(lhs, rhs, dimension_numbers,
                              preferred_element_type=preferred_element_type)
 
 
-def dense_dot_general(matmul_dtype: str):
-  """The `dot_general` for Dense layers: None (Flax's float32 default) or `bf16_dot_general`."""
+def dense_dot_general(config: ml_collections.ConfigDict):
+  """The Dense layers' `dot_general` for `config.matmul_dtype` (float32 when absent, as in
+  configs saved before it existed): None (Flax's default) or `bf16_dot_general`."""
+  matmul_dtype = config.get('matmul_dtype', 'float32')
   if matmul_dtype not in MATMUL_DTYPES:
     raise ValueError(f'unknown matmul_dtype {matmul_dtype!r}; expected one of {MATMUL_DTYPES}')
   return bf16_dot_general if matmul_dtype == 'bfloat16' else None
@@ -183,7 +186,7 @@ class EncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, self_mask: Array, *, deterministic: bool) -> Array:
     cfg = self.config
-    dot_general = dense_dot_general(cfg.get('matmul_dtype', 'float32'))
+    dot_general = dense_dot_general(cfg)
     y = nn.LayerNorm(dtype=self.dtype)(x)
     y = nn.MultiHeadDotProductAttention(
         num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
@@ -203,7 +206,7 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, memory: Array, mask: Array, *, deterministic: bool) -> Array:
     cfg = self.config
-    dot_general = dense_dot_general(cfg.get('matmul_dtype', 'float32'))
+    dot_general = dense_dot_general(cfg)
     for name, kv in (('self_attention', None), ('cross_attention', memory)):
       y = nn.LayerNorm(dtype=self.dtype)(x)
       kv = y if kv is None else kv
@@ -233,7 +236,7 @@ class FrameScoringTransformer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, frame_mask: Array, *, deterministic: bool) -> tuple[Array, Array]:
     cfg = self.config
-    dot_general = dense_dot_general(cfg.get('matmul_dtype', 'float32'))
+    dot_general = dense_dot_general(cfg)
     mask = nn.make_attention_mask(frame_mask, frame_mask)
     positions = sinusoidal_positions(x.shape[1], x.shape[2]).astype(x.dtype)
     h = nn.Dropout(cfg.dropout_rate)(x + positions, deterministic=deterministic)
@@ -273,7 +276,7 @@ class CLIPIt(nn.Module):
     if cfg.text_fusion not in TEXT_FUSIONS:
       raise ValueError(f'unknown text_fusion {cfg.text_fusion!r}; expected one of {TEXT_FUSIONS}')
     dtype = jnp.dtype(cfg.dtype)
-    dot_general = dense_dot_general(cfg.get('matmul_dtype', 'float32'))
+    dot_general = dense_dot_general(cfg)
     frame_mask = frame_mask.astype(bool)
     text_mask = text_mask.astype(bool)
     frames = jnp.where(frame_mask[..., None], frames, 0.0)

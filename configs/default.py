@@ -31,7 +31,8 @@ def get_model_config() -> ml_collections.ConfigDict:
   model.window = 256  # Frames per transformer input window.
   model.dtype = 'float32'  # Compute dtype ('bfloat16' on accelerators); parameters stay float32.
   # Operands of the weight matmuls only ('bfloat16': mixed precision with float32 sums and
-  # everything else float32; about 2x on CPUs with AVX512-BF16, see benchmarks/README.md).
+  # everything else float32; a 1.5x faster training step on a CPU with AVX512-BF16, see
+  # benchmarks/README.md).
   model.matmul_dtype = 'float32'
   return model
 
@@ -53,7 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 20
   config.batch_size = 100  # Global batch of windows, split over all devices.
   # Windows per forward/backward pass on a device; their gradients are summed, so the update
-  # is the whole batch's. None: all at once. 4 is fastest on a CPU (cache-sized attention).
+  # is the whole batch's. None: all at once. 2-4 was fastest on the 2-core CPU measured
+  # (cache-sized attention tensors).
   config.microbatch_size = ml_collections.config_dict.placeholder(int)
   config.axis_name = 'batch'  # pmap axis over which gradients are averaged.
   config.seed = 0
