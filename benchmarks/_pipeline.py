@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 import _common  # pylint: disable=g-bad-import-order
+from clipit_jax import baselines
 from clipit_jax import encoders
 from clipit_jax import summarize
 from clipit_jax import video
@@ -230,7 +231,7 @@ def run_stages(path: str, encoder: encoders.ClipEncoder, query: str, out_dir: st
 
   duration = summarize.content_end(info, timestamps, fps)
   text = timer.run("text", encoder.encode_texts, [query])
-  scores = timer.run("score", summarize.baseline_scores, features, text)
+  scores = timer.run("score", baselines.clip_similarity, features, text)
   steps = timer.run("kts", summarize.segment_shots, features)
 
   def select():

@@ -344,6 +344,15 @@ def knapsack(values: Any, weights: Any, capacity: int) -> list[int]:
   return sorted(picks)
 
 
+def min_max(scores: np.ndarray) -> np.ndarray:
+  """[n] -> [n] in [0, 1]; constant scores become all ones (every shot ties)."""
+  scores = np.asarray(scores, np.float64)
+  low, high = scores.min(), scores.max()
+  if high - low <= 1e-12:
+    return np.ones_like(scores)
+  return (scores - low) / (high - low)
+
+
 def upsample_scores(scores: Any, positions: Any, n_frames: int) -> np.ndarray:
   """Spreads sub-sampled scores to every frame (step function).
 

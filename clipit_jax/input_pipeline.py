@@ -19,17 +19,41 @@ Batch = dict[str, np.ndarray]
 class Video:
   """One video (or one video-query pair) in memory.
 
-  features `[n_steps, frame_dim]` at the sub-sampled frames, labels `[n_steps]` 0/1
-  keyframes, text `[L, text_dim]` + text_mask `[L]` (captions or the query).
+  features `[n_steps, frame_dim]` at the sub-sampled frames; the two supervision
+  targets at those frames: labels `[n_steps]` 0/1 keyframes (the paper's Lc) and
+  importance `[n_steps]` in [0, 1] (the annotators' mean score, min-max normalised per
+  video); text `[L, text_dim]` + text_mask `[L]` (captions or the query).
   `evaluation` holds what the protocol needs (picks, n_frames, change_points,
   user_summary, user_scores, ...; see evaluation.py).
   """
   ref: tuple[str, str]
   features: np.ndarray
   labels: np.ndarray
+  importance: np.ndarray
   text: np.ndarray
   text_mask: np.ndarray
   evaluation: dict[str, np.ndarray | int | str]
+
+
+def split_into_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+  """Splits `[T, ...]` into zero-padded windows `[ceil(T/window), window, ...]` and a mask.
+
+  The mask `[n_windows, window]` is True on real frames. A video of zero frames
+  gives zero windows.
+  """
+  x = np.asarray(x)
+  length = x.shape[0]
+  n_windows = -(-length // window)
+  padded = np.zeros((n_windows * window,) + x.shape[1:], x.dtype)
+  padded[:length] = x
+  mask = np.arange(n_windows * window) < length
+  return padded.reshape((n_windows, window) + x.shape[1:]), mask.reshape(n_windows, window)
+
+
+def stitch_windows(windows: np.ndarray, length: int) -> np.ndarray:
+  """Inverse of `split_into_windows`: `[n_windows, window, ...]` -> `[length, ...]`."""
+  windows = np.asarray(windows)
+  return windows.reshape((-1,) + windows.shape[2:])[:length]
 
 
 def select_captions(embeddings: np.ndarray, num_captions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +79,8 @@ def select_captions(embeddings: np.ndarray, num_captions: int) -> tuple[np.ndarr
 def video_windows(videos: list[Video], window: int) -> Batch:
   """Every video cut into windows of `window` frames.
 
-  Returns per sample (window) `frame_mask`, `labels` `[N, window]`, `text`, `text_mask`,
-  `video_index` `[N]` and `window_id` `[N]`, an index into `frame_table`
+  Returns per sample (window) `frame_mask`, `labels`, `importance` `[N, window]`, `text`,
+  `text_mask`, `video_index` `[N]` and `window_id` `[N]`, an index into `frame_table`
   `[n_windows, window, D]`. Videos that share one features array (the queries of a
   QFVS video) share their windows in the table, so features are held once.
   """
@@ -64,22 +88,20 @@ def video_windows(videos: list[Video], window: int) -> Batch:
     raise ValueError('no videos to make windows of')
   tables, first_window = [], {}
   fields: dict[str, list[np.ndarray]] = {k: [] for k in (
-      'window_id', 'frame_mask', 'labels', 'text', 'text_mask', 'video_index')}
+      'window_id', 'frame_mask', 'labels', 'importance', 'text', 'text_mask', 'video_index')}
   n_table = 0
   for i, video in enumerate(videos):
     n = video.features.shape[0]
     n_windows = -(-n // window)
     if id(video.features) not in first_window:
-      padded = np.zeros((n_windows * window, video.features.shape[1]), np.float32)
-      padded[:n] = video.features
-      tables.append(padded.reshape(n_windows, window, -1))
+      tables.append(split_into_windows(video.features.astype(np.float32), window)[0])
       first_window[id(video.features)] = n_table
       n_table += n_windows
-    labels = np.zeros((n_windows * window,), np.float32)
-    labels[:n] = video.labels
+    labels, frame_mask = split_into_windows(video.labels.astype(np.float32), window)
+    fields['labels'].append(labels)
+    fields['frame_mask'].append(frame_mask)
+    fields['importance'].append(split_into_windows(video.importance.astype(np.float32), window)[0])
     fields['window_id'].append(first_window[id(video.features)] + np.arange(n_windows))
-    fields['frame_mask'].append((np.arange(n_windows * window) < n).reshape(n_windows, window))
-    fields['labels'].append(labels.reshape(n_windows, window))
     fields['text'].append(np.broadcast_to(video.text, (n_windows,) + video.text.shape))
     fields['text_mask'].append(np.broadcast_to(video.text_mask, (n_windows,) + video.text_mask.shape))
     fields['video_index'].append(np.full((n_windows,), i, np.int32))
@@ -106,7 +128,7 @@ def epoch_batches(windows: Batch, batch_size: int, *, seed: int, epoch: int,
   order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
   global_size = padded_batch_size(batch_size, process_count * local_devices)
   host_size = global_size // process_count
-  per_sample = ('frame_mask', 'labels', 'text', 'text_mask')
+  per_sample = ('frame_mask', 'labels', 'importance', 'text', 'text_mask')
   for start in range(0, n, global_size):
     index = order[start:start + global_size]
     batch = {k: windows[k][index] for k in per_sample}

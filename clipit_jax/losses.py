@@ -1,5 +1,10 @@
 """CLIP-It's losses: classification Lc, diversity Ld, reconstruction Lr.
 
+Lc supervises the scores with one of two targets (`config.target`): 'keyframes', the
+0/1 keyframe labels (gtsummary) as in the paper, by class-balanced cross-entropy; or
+'importance', the annotators' mean score (gtscore, min-max normalised per video) by
+squared error, as PGL-SUM, DSNet and VASNet train.
+
 Every loss is computed per sample (one window of a video) over its real frames only,
 giving `[B]`; `combine` weights them and `batch_mean` averages samples, so a padded
 frame or a padded sample never contributes.
@@ -34,6 +39,30 @@ def classification_loss(logits: Array, labels: Array, mask: Array) -> Array:
   per_frame = -(pos_weight * labels * jax.nn.log_sigmoid(logits)
                 + (1.0 - labels) * jax.nn.log_sigmoid(-logits))
   return jnp.sum(per_frame * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
+
+
+def importance_loss(scores: Array, importance: Array, mask: Array) -> Array:
+  """Lc on the importance target: mean squared error of the scores.
+
+  Args:
+    scores: `[B, T]` frame scores in (0, 1).
+    importance: `[B, T]` target importance in [0, 1].
+    mask: `[B, T]` True on real frames.
+  Returns:
+    `[B]` mean over each sample's real frames.
+  """
+  mask = mask.astype(jnp.float32)
+  squared = jnp.square(scores - importance) * mask
+  return jnp.sum(squared, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
+
+
+def supervision_loss(outputs: dict[str, Array], batch: dict[str, Array], target: str) -> Array:
+  """Lc `[B]` against `target`: 'keyframes' (batch['labels']) or 'importance'."""
+  if target == 'keyframes':
+    return classification_loss(outputs['logits'], batch['labels'], batch['frame_mask'])
+  if target == 'importance':
+    return importance_loss(outputs['scores'], batch['importance'], batch['frame_mask'])
+  raise ValueError(f"unknown target {target!r}; expected 'keyframes' or 'importance'")
 
 
 def diversity_loss(scores: Array, features: Array, mask: Array) -> Array:
@@ -78,15 +107,16 @@ def per_sample_losses(outputs: dict[str, Array], batch: dict[str, Array],
                       config: ml_collections.ConfigDict) -> dict[str, Array]:
   """The three losses and their weighted total, each `[B]`.
 
-  `config.loss` is 'supervised' (a*Lc + b*Ld + l*Lr with `config.loss_weights`) or
-  'unsupervised' (Ld + Lr; labels are not read).
+  `config.loss` is 'supervised' (a*Lc + b*Ld + l*Lr with `config.loss_weights`, Lc
+  against `config.target`) or 'unsupervised' (Ld + Lr; no target is read).
   """
   mask = batch['frame_mask']
   losses = dict(
       diversity=diversity_loss(outputs['scores'], batch['frames'], mask),
       reconstruction=reconstruction_loss(outputs['reconstruction'], batch['frames'], mask))
   if config.loss == 'supervised':
-    losses['classification'] = classification_loss(outputs['logits'], batch['labels'], mask)
+    losses['classification'] = supervision_loss(outputs, batch,
+                                                config.get('target', 'keyframes'))
     w = config.loss_weights
     losses['total'] = (w.classification * losses['classification']
                        + w.diversity * losses['diversity']

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from clipit_jax import input_pipeline
+
 Array = jax.Array
 TEXT_FUSIONS = ('concat', 'tokens', 'query')
 MATMUL_DTYPES = ('float32', 'bfloat16')
@@ -163,16 +165,45 @@ class LanguageGuidedAttention(nn.Module):
     return nn.LayerNorm(dtype=self.dtype, name='norm')(frames + attended)
 
 
-class MlpBlock(nn.Module):
-  """Dense-GELU-Dense feed-forward block."""
-  mlp_dim: int
+class LanguageGuidedMlp(nn.Module):
+  """The paper's Table 3 ablation: an MLP in place of the cross-modal attention.
+
+  Each frame `[B, T, width]` is concatenated with the mean of the real text tokens
+  `[B, width]` and passed through Dense-GELU-Dense; `LayerNorm(frames + MLP(...))`, so
+  it has the attention block's interface and residual. A video without text gets no
+  contribution, as in the attention block.
+  """
   dropout_rate: float
   dtype: Any = jnp.float32
   dot_general: Any = None
 
   @nn.compact
+  def __call__(self, frames: Array, frame_mask: Array, text: Array, text_mask: Array,
+               *, deterministic: bool) -> Array:
+    del frame_mask
+    weights = text_mask.astype(frames.dtype)[..., None]
+    has_text = jnp.any(text_mask, axis=1)
+    pooled = jnp.sum(text * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+    width = frames.shape[-1]
+    joint = jnp.concatenate([frames, jnp.broadcast_to(pooled[:, None], frames.shape)], axis=-1)
+    mixed = MlpBlock(width, self.dropout_rate, self.dtype, self.dot_general, out_dim=width,
+                     name='mlp')(joint, deterministic=deterministic)
+    mixed = jnp.where(has_text[:, None, None], mixed, 0.0)
+    mixed = nn.Dropout(self.dropout_rate)(mixed, deterministic=deterministic)
+    return nn.LayerNorm(dtype=self.dtype, name='norm')(frames + mixed)
+
+
+class MlpBlock(nn.Module):
+  """Dense-GELU-Dense feed-forward block; its output is `out_dim` wide (default: the input's)."""
+  mlp_dim: int
+  dropout_rate: float
+  dtype: Any = jnp.float32
+  dot_general: Any = None
+  out_dim: int | None = None
+
+  @nn.compact
   def __call__(self, x: Array, *, deterministic: bool) -> Array:
-    width = x.shape[-1]
+    width = self.out_dim or x.shape[-1]
     x = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype, dot_general=self.dot_general)(x))
     x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
     return nn.Dense(width, dtype=self.dtype, dot_general=self.dot_general)(x)
@@ -288,10 +319,16 @@ class CLIPIt(nn.Module):
     x = nn.Dense(cfg.width, dtype=dtype, dot_general=dot_general, name='frame_projection')(frames)
     tokens, token_mask = TextFusion(cfg.text_fusion, cfg.num_captions, cfg.width, cfg.input_norm,
                                     dtype, dot_general, name='text_fusion')(text, text_mask)
-    x = LanguageGuidedAttention(cfg.language_heads, cfg.attention_dropout_rate,
-                                cfg.null_text_token, dtype, dot_general,
-                                name='language_attention')(
-                                    x, frame_mask, tokens, token_mask, deterministic=deterministic)
+    cross_modal = cfg.get('cross_modal', 'attention')
+    if cross_modal == 'attention':
+      block = LanguageGuidedAttention(cfg.language_heads, cfg.attention_dropout_rate,
+                                      cfg.null_text_token, dtype, dot_general,
+                                      name='language_attention')
+    elif cross_modal == 'mlp':
+      block = LanguageGuidedMlp(cfg.dropout_rate, dtype, dot_general, name='language_mlp')
+    else:
+      raise ValueError(f"unknown cross_modal {cross_modal!r}; expected 'attention' or 'mlp'")
+    x = block(x, frame_mask, tokens, token_mask, deterministic=deterministic)
     logits, reconstruction = FrameScoringTransformer(cfg, frames.shape[-1], dtype,
                                                      name='scorer')(
                                                          x, frame_mask, deterministic=deterministic)
@@ -305,27 +342,6 @@ def init_params(config: ml_collections.ConfigDict, rng: Array) -> Any:
   text = jnp.zeros((1, text_len, config.text_dim), jnp.float32)
   return CLIPIt(config).init(rng, frames, jnp.ones(frames.shape[:2], bool), text,
                              jnp.ones(text.shape[:2], bool))['params']
-
-
-def split_into_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-  """Splits `[T, ...]` into zero-padded windows `[ceil(T/window), window, ...]` and a mask.
-
-  The mask `[n_windows, window]` is True on real frames. A video of zero frames
-  gives zero windows.
-  """
-  x = np.asarray(x)
-  length = x.shape[0]
-  n_windows = -(-length // window)
-  padded = np.zeros((n_windows * window,) + x.shape[1:], x.dtype)
-  padded[:length] = x
-  mask = np.arange(n_windows * window) < length
-  return padded.reshape((n_windows, window) + x.shape[1:]), mask.reshape(n_windows, window)
-
-
-def stitch_windows(windows: np.ndarray, length: int) -> np.ndarray:
-  """Inverse of `split_into_windows`: `[n_windows, window, ...]` -> `[length, ...]`."""
-  windows = np.asarray(windows)
-  return windows.reshape((-1,) + windows.shape[2:])[:length]
 
 
 def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
@@ -343,7 +359,7 @@ def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
   Returns:
     scores `[T]` in (0, 1).
   """
-  windows, mask = split_into_windows(frames, window)
+  windows, mask = input_pipeline.split_into_windows(frames, window)
   n_windows = windows.shape[0]
   batch_size = max(1, min(batch_size, n_windows))
   scores = []
@@ -358,4 +374,4 @@ def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
     scores.append(np.asarray(out['scores'])[:batch_size - pad])
   if not scores:
     return np.zeros((0,), np.float32)
-  return stitch_windows(np.concatenate(scores), frames.shape[0])
+  return input_pipeline.stitch_windows(np.concatenate(scores), frames.shape[0])

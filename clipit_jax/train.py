@@ -264,6 +264,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     val = benchmark_eval.evaluate_videos(eval_apply, state.params, validation, window)['metrics']
     epoch_metrics = {f'train_{k}': v / max(count, 1.0) for k, v in sums.items()}
     epoch_metrics.update({f'val_{k}': v for k, v in val.items()})
+    if config.get('test_every_epoch'):  # Logged only: the best checkpoint is chosen on val.
+      test = benchmark_eval.evaluate_videos(eval_apply, state.params, data['test'], window)
+      epoch_metrics.update({f'test_{k}': v for k, v in test['metrics'].items()})
     epoch_metrics['epoch_seconds'] = time.time() - start
     checkpoints.save(manager, epoch, state, val)
     writer.write(epoch, epoch_metrics)

@@ -19,6 +19,10 @@ def get_model_config() -> ml_collections.ConfigDict:
   #   'query':  the CLIP-encoded query is the single token (query-focused summaries).
   model.text_fusion = 'concat'
   model.num_captions = 7  # M; 15 for hour-long videos.
+  # The cross-modal block between frames and text: 'attention' (the paper's language-guided
+  # multi-head attention) or 'mlp' (the paper's Table 3 ablation: an MLP on each frame
+  # concatenated with the mean text token).
+  model.cross_modal = 'attention'
   model.language_heads = 4
   model.null_text_token = True  # A learned null key/value: frames can attend away from the text.
   model.num_heads = 8
@@ -43,6 +47,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = get_model_config()
 
   config.loss = 'supervised'  # 'supervised': a*Lc + b*Ld + l*Lr; 'unsupervised': Ld + Lr.
+  # What Lc supervises the scores with: 'keyframes' (the paper: 0/1 keyframe labels,
+  # gtsummary) or 'importance' (the annotators' mean score, gtscore, as PGL-SUM, DSNet
+  # and VASNet train).
+  config.target = 'keyframes'
   config.loss_weights = ml_collections.ConfigDict(
       dict(classification=0.5, diversity=0.3, reconstruction=0.2))
 
@@ -71,6 +79,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.part = 'generic'  # Synthetic benchmark: 'generic' or 'query' (query-focused).
 
   config.best_metric = 'f1'  # Validation metric that picks the 'best' checkpoint.
+  # Also evaluate the test videos after every epoch, logged as test_* in metrics.jsonl, for
+  # learning curves and the literature's optimistic "best test epoch". Never used to
+  # choose a checkpoint.
+  config.test_every_epoch = False
   config.progress = True  # Progress bars.
   # Stop (as an interruption would) after this epoch; running again resumes.
   config.stop_after_epoch = ml_collections.config_dict.placeholder(int)

@@ -11,6 +11,7 @@ def _video(i, n_frames, dim=3):
       ref=('toy', f'v{i}'),
       features=np.full((n_frames, dim), i + 1, np.float32) + np.arange(n_frames)[:, None] / 1000,
       labels=(np.arange(n_frames) % 4 == 0).astype(np.float32),
+      importance=np.linspace(0, 1, n_frames).astype(np.float32),
       text=np.full((2, 5), i, np.float32), text_mask=np.array([True, False]), evaluation={})
 
 
@@ -23,6 +24,7 @@ def test_video_windows_masks_and_padding():
   np.testing.assert_array_equal(frames[2, 2:], 0)
   np.testing.assert_allclose(frames[2, :2, 0], [1.008, 1.009])
   np.testing.assert_array_equal(windows['labels'][0], [1, 0, 0, 0])
+  np.testing.assert_allclose(windows['importance'][2], [8 / 9, 1, 0, 0])
   np.testing.assert_array_equal(windows['text'][3], np.full((2, 5), 1))
   np.testing.assert_array_equal(windows['text_mask'][3], [True, False])
 
@@ -42,7 +44,8 @@ def test_select_captions_uniform_and_padded():
 def test_videos_sharing_features_share_windows():
   shared = _video(0, 10)
   other_query = input_pipeline.Video(ref=('toy', 'v0/q2'), features=shared.features,
-                                     labels=1 - shared.labels, text=shared.text + 1,
+                                     labels=1 - shared.labels, importance=shared.importance,
+                                     text=shared.text + 1,
                                      text_mask=shared.text_mask, evaluation={})
   windows = input_pipeline.video_windows([shared, other_query, _video(1, 3)], window=4)
   assert windows['frame_table'].shape == (4, 4, 3)
@@ -56,7 +59,8 @@ def test_videos_sharing_features_share_windows():
 def _windows(n):
   frames = np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 2, 1), np.float32)
   return dict(frame_table=frames, window_id=np.arange(n), frame_mask=np.ones((n, 2), bool),
-              labels=np.zeros((n, 2), np.float32), text=np.zeros((n, 1, 1), np.float32),
+              labels=np.zeros((n, 2), np.float32), importance=np.zeros((n, 2), np.float32),
+              text=np.zeros((n, 1, 1), np.float32),
               text_mask=np.ones((n, 1), bool), video_index=np.zeros(n, np.int32))
 
 

@@ -117,6 +117,28 @@ def test_unsupervised_total_ignores_labels():
                              np.asarray(got['diversity']) + np.asarray(got['reconstruction']))
 
 
+def test_importance_target_is_squared_error_on_the_scores():
+  outputs, batch = _outputs_and_batch()
+  batch['importance'] = np.array([[0.0, 0.5, 1.0, 0.25, 9.0], [1.0, 0.0, 0.5, 0.5, 0.0]],
+                                 np.float32)
+  config = small_config()
+  config.target = 'importance'
+  got = losses.per_sample_losses(outputs, batch, config)
+  scores = np.asarray(outputs['scores'], np.float64)
+  want = [np.mean((scores[0, :4] - batch['importance'][0, :4]) ** 2),  # Frame 4 is padding.
+          np.mean((scores[1] - batch['importance'][1]) ** 2)]
+  np.testing.assert_allclose(got['classification'], want, rtol=1e-5)
+  del batch['labels']  # The keyframe labels are not read.
+  np.testing.assert_allclose(losses.per_sample_losses(outputs, batch, config)['total'],
+                             got['total'])
+  config.target = 'keyframes'
+  with pytest.raises(KeyError):
+    losses.per_sample_losses(outputs, batch, config)
+  config.target = 'gtscore'
+  with pytest.raises(ValueError, match="unknown target 'gtscore'"):
+    losses.per_sample_losses(outputs, batch, config)
+
+
 def test_unknown_loss_is_rejected():
   outputs, batch = _outputs_and_batch()
   config = small_config()

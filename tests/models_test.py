@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from clipit_jax import input_pipeline
 from clipit_jax import models
 from testutil import random_batch, small_config
 
@@ -80,6 +81,29 @@ def test_language_changes_scores(fusion):
   assert np.max(np.abs(np.asarray(a['scores']) - np.asarray(b['scores']))) > 1e-3
 
 
+def test_mlp_cross_modal_block():
+  """Table 3's variant: an MLP on [frame, mean text]; text-dependent, no text -> no contribution."""
+  config, model, params = _model_and_params(cross_modal='mlp', text_fusion='tokens')
+  assert 'language_mlp' in params and 'language_attention' not in params
+  rng = np.random.default_rng(4)
+  frames = rng.normal(size=(1, 16, config.frame_dim)).astype(np.float32)
+  mask = np.ones((1, 16), bool)
+  text = rng.normal(size=(2, 1, config.num_captions, config.text_dim)).astype(np.float32)
+  text_mask = np.ones((1, config.num_captions), bool)
+  a, b = (np.asarray(_apply(model, params, frames, mask, t, text_mask)['scores']) for t in text)
+  assert np.max(np.abs(a - b)) > 1e-3
+  # Without text, the block is LayerNorm(frames): its MLP and the text do not matter.
+  no_text = np.zeros((1, config.num_captions), bool)
+  zeroed = jax.tree_util.tree_map_with_path(
+      lambda path, x: 0 * x if 'language_mlp' in str(path) and 'mlp' in str(path[1]) else x,
+      params)
+  c, d = (np.asarray(_apply(model, p, frames, mask, text[0], no_text)['scores'])
+          for p in (params, zeroed))
+  np.testing.assert_allclose(c, d, atol=1e-6)
+  with pytest.raises(ValueError, match="unknown cross_modal 'gru'"):
+    _model_and_params(cross_modal='gru')
+
+
 def test_concat_fusion_rejects_wrong_caption_count():
   config, model, params = _model_and_params()
   frames = np.zeros((1, 16, config.frame_dim), np.float32)
@@ -90,13 +114,13 @@ def test_concat_fusion_rejects_wrong_caption_count():
 
 def test_split_and_stitch_round_trip():
   x = np.arange(37 * 2).reshape(37, 2)
-  windows, mask = models.split_into_windows(x, 16)
+  windows, mask = input_pipeline.split_into_windows(x, 16)
   assert windows.shape == (3, 16, 2)
   assert mask.sum() == 37 and mask[2].sum() == 5 and not mask[2, 5:].any()
   np.testing.assert_array_equal(windows[1, 0], x[16])
   np.testing.assert_array_equal(windows[2, 5:], 0)
-  np.testing.assert_array_equal(models.stitch_windows(windows, 37), x)
-  empty, empty_mask = models.split_into_windows(np.zeros((0, 4)), 16)
+  np.testing.assert_array_equal(input_pipeline.stitch_windows(windows, 37), x)
+  empty, empty_mask = input_pipeline.split_into_windows(np.zeros((0, 4)), 16)
   assert empty.shape == (0, 16, 4) and empty_mask.shape == (0, 16)
 
 

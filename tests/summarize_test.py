@@ -12,6 +12,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from clipit_jax import baselines
 from clipit_jax import captions as captions_lib
 from clipit_jax import checkpoints
 from clipit_jax import encoders
@@ -229,9 +230,9 @@ def test_baseline_scores_are_max_similarity_min_max_normalised():
   features = np.eye(4, 512, dtype=np.float32)
   text = np.stack([np.eye(1, 512, 0)[0], 0.5 * np.eye(1, 512, 2)[0]])
   np.testing.assert_allclose(
-      summarize.baseline_scores(features, text), [1.0, 0.0, 0.5, 0.0])
+      baselines.clip_similarity(features, text), [1.0, 0.0, 0.5, 0.0])
   np.testing.assert_array_equal(
-      summarize.baseline_scores(np.ones((3, 512)), text), np.ones(3))
+      baselines.clip_similarity(np.ones((3, 512)), text), np.ones(3))
 
 
 def test_shot_times_and_values():

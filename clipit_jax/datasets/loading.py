@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from clipit_jax import evaluation as evaluation_lib
 from clipit_jax import input_pipeline
 from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import qfvs
@@ -70,6 +71,7 @@ def benchmark_video(dataset: str, record: dict, num_captions: int) -> input_pipe
       ref=(dataset, _text(record['video_key'])),
       features=np.asarray(record['features'], np.float32),
       labels=np.asarray(record['gtsummary'], np.float32),
+      importance=evaluation_lib.min_max(record['gtscore']).astype(np.float32),
       text=text, text_mask=text_mask, evaluation=evaluation)
 
 
@@ -121,14 +123,16 @@ def qfvs_videos(record: dict) -> list[input_pipeline.Video]:
   videos = []
   for i, query in enumerate(_text(record['queries']).split('\n')):
     oracle = np.asarray(record['oracle'][i])
+    user_shots = np.asarray(record['user_shots'][i])
     videos.append(input_pipeline.Video(
         ref=('qfvs', f'{_text(record["video_key"])}/{query}'), features=features,
         labels=oracle[shot_of_frame].astype(np.float32),
+        importance=user_shots.mean(axis=0)[shot_of_frame].astype(np.float32),
         text=np.asarray(record['query_embeddings'][i:i + 1], np.float32),
         text_mask=np.ones((1,), bool),
         evaluation=dict(protocol='qfvs', shot_of_frame=shot_of_frame,
                         shot_concepts=shot_concepts, oracle=oracle,
-                        user_shots=np.asarray(record['user_shots'][i]), query=query)))
+                        user_shots=user_shots, query=query)))
   return videos
 
 

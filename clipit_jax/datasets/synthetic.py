@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 from clipit_jax import encoders
 from clipit_jax import evaluation
 from clipit_jax import video as video_io
+from clipit_jax.datasets import annotators
 from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import synthetic_scenes as scenes_lib
@@ -61,16 +62,6 @@ def change_points_from_steps(step_shots: np.ndarray, picks: np.ndarray, n_frames
   starts[0] = 0
   ends = np.append(starts[1:] - 1, n_frames - 1)
   return np.stack([starts, ends], axis=1).astype(np.int32)
-
-
-def labels_for(user_scores: np.ndarray, change_points: np.ndarray, picks: np.ndarray,
-               n_frames: int) -> dict[str, np.ndarray]:
-  """gtscore `[n_steps]` in [0, 1], keyframe labels and user summaries from annotator scores."""
-  mean = user_scores.mean(axis=0)
-  gtscore = ((mean[picks] - 1.0) / 4.0).astype(np.float32)
-  keyshots = evaluation.generate_summary(gtscore, change_points, n_frames, picks)
-  return dict(gtscore=gtscore, gtsummary=keyshots[picks].astype(np.float32),
-              user_summary=evaluation.user_summaries_from_scores(user_scores, change_points))
 
 
 class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
@@ -128,14 +119,16 @@ class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
                stream: int):
     """One record; `stream` (0 generic, 1.. per query) seeds its annotators."""
     rng = np.random.default_rng([self.builder_config.seed, video['index'], 1000 + stream])
-    user_scores = scenes_lib.annotator_scores(truth, video['script'], rng, NUM_USERS, SOURCE_FPS)
+    user_scores = annotators.annotator_scores(truth, scenes_lib.scene_of_frame(video['script']),
+                                              rng, NUM_USERS, int(round(2 * SOURCE_FPS)))
     return dict(
         video_key=video['key'], video_name=video['name'], features=video['features'],
         picks=video['picks'].astype(np.int32), n_frames=video['n_frames'],
         change_points=video['change_points'], user_scores=user_scores,
         captions='\n'.join(video['captions']), caption_embeddings=video['caption_embeddings'],
         query=query, query_embedding=query_embedding,
-        **labels_for(user_scores, video['change_points'], video['picks'], video['n_frames']))
+        **annotators.fields_from_scores(user_scores, video['change_points'], video['picks'],
+                                        video['n_frames']))
 
   def _generate_examples(self, videos: list[dict], part: str):
     """Generic examples (one per video) or query-focused ones (one per video and query)."""

@@ -11,8 +11,9 @@ or a yellow object). Ground truth follows the content:
 - query-focused importance for a query "<colour> <shape>": scenes showing exactly that
   object matter most, scenes sharing only its colour or shape a little.
 
-Simulated annotators add scene-level and 2-second-segment noise to the truth and score
-1-5 per frame, like TVSum's annotators. Everything is a pure function of the seed.
+Simulated annotators (annotators.py) add scene-level and 2-second-segment noise to the
+truth and score 1-5 per frame, like TVSum's annotators. Everything is a pure function of
+the seed.
 """
 
 import dataclasses
@@ -124,22 +125,3 @@ def query_importance(scenes: list[Scene], query: str) -> np.ndarray:
   colour, shape = query.split()
   return np.array([1.0 if (s.colour, s.shape) == (colour, shape)
                    else 0.25 if s.colour == colour or s.shape == shape else 0.0 for s in scenes])
-
-
-def annotator_scores(truth_per_scene: np.ndarray, scenes: list[Scene], rng: np.random.Generator,
-                     num_users: int, fps: float, noise: float = 0.15) -> np.ndarray:
-  """Per-frame 1-5 scores of simulated annotators, `[num_users, n_frames]` float32.
-
-  Each annotator sees the truth with scene-level noise plus noise on every 2-second
-  segment, and scores it on TVSum's 1-5 scale.
-  """
-  scene_index = scene_of_frame(scenes)
-  n_frames = scene_index.shape[0]
-  segment = np.arange(n_frames) // max(1, int(round(2 * fps)))
-  scores = np.empty((num_users, n_frames), np.float32)
-  for u in range(num_users):
-    scene_noise = rng.normal(0.0, noise, len(scenes))
-    segment_noise = rng.normal(0.0, noise / 2, segment.max() + 1)
-    value = truth_per_scene[scene_index] + scene_noise[scene_index] + segment_noise[segment]
-    scores[u] = np.clip(np.round(1 + 4 * value), 1, 5)
-  return scores

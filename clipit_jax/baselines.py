@@ -1,0 +1,61 @@
+"""Reference scorers that need no training of CLIP-It: what a trained model must beat.
+
+Each returns frame scores `[n_steps]` for one video, to be evaluated by the same
+protocol as a model's (benchmark_eval.evaluate_keyshot):
+
+- `random_scores`: uniform noise (the floor; keyshot F1 is far from 0 here, Otani et al.);
+- `clip_similarity`: training-free, the CLIP cosine similarity of each frame to the
+  query, or its maximum over the captions;
+- `LinearProbe`: least squares from a frame's features to a target, fitted on the
+  training videos: what a per-frame linear model can read off the features;
+- the annotators' mean score (the ground truth itself) is `video.importance`.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from clipit_jax import evaluation
+
+
+def random_scores(n_steps: int, rng: np.random.Generator) -> np.ndarray:
+  return rng.random(n_steps)
+
+
+def clip_similarity(features: np.ndarray, text: np.ndarray) -> np.ndarray:
+  """Training-free frame scores.
+
+  Args:
+    features: [n, 512] L2-normalised CLIP image embeddings.
+    text: [L, 512] L2-normalised CLIP text embeddings (a query: L = 1).
+
+  Returns:
+    [n] max over L of the cosine similarity, min-max normalised to [0, 1].
+  """
+  similarity = np.asarray(features, np.float64) @ np.asarray(text, np.float64).T  # [n, L]
+  return evaluation.min_max(similarity.max(axis=1))
+
+
+@dataclasses.dataclass
+class LinearProbe:
+  """`features @ weights + bias`, fitted by least squares (`fit`)."""
+  weights: np.ndarray  # [frame_dim]
+  bias: float
+
+  @classmethod
+  def fit(cls, features: list[np.ndarray], targets: list[np.ndarray],
+          ridge: float = 0.0) -> 'LinearProbe':
+    """Fits on every frame of the given videos: features `[n_i, D]`, targets `[n_i]`.
+
+    `ridge` scales an L2 penalty by the number of frames (0: ordinary least squares).
+    """
+    x = np.concatenate(features).astype(np.float64)
+    y = np.concatenate(targets).astype(np.float64)
+    x_mean, y_mean = x.mean(axis=0), y.mean()
+    xc = x - x_mean
+    gram = xc.T @ xc + ridge * len(x) * np.eye(x.shape[1])
+    weights = np.linalg.lstsq(gram, xc.T @ (y - y_mean), rcond=None)[0]
+    return cls(weights=weights, bias=float(y_mean - x_mean @ weights))
+
+  def __call__(self, features: np.ndarray) -> np.ndarray:
+    return np.asarray(features, np.float64) @ self.weights + self.bias

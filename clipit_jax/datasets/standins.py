@@ -1,0 +1,292 @@
+"""Benchmark-shaped stand-ins: eccv16-format h5 files the size of SumMe, TVSum, YouTube and OVP.
+
+They let the whole data path (the real builders, settings, training at real sizes,
+the evaluation protocol) run offline, before the real files are downloaded:
+
+    python -m clipit_jax.datasets.standins --manual_dir ~/clipit_standins/downloads/manual \\
+        --tvsum_annotations ../shared/data/tvsum/ydata-anno.tsv.gz
+    python train.py --config configs/tvsum_standard.py --workdir runs/tvsum_standin \\
+        --config.data.data_dir ~/clipit_standins
+
+Every file has the fields of the field's files (h5_files.py): 1024-d `features` at
+`picks` (every 15th frame, 2 fps at 30 fps), `gtscore`, `gtsummary`, `user_summary`
+`[users, n_frames]`, `change_points` `[shots, 2]`, `n_frame_per_seg`, `n_frames`,
+`n_steps` and `video_name`, derived from the annotations by the standard procedure
+(annotators.py). Sizes follow the real sets: TVSum 50 videos with 20 annotators'
+1-5 scores (the real frame counts and scores when the annotation file is given,
+simulated otherwise); SumMe 25 videos of 1-6 minutes with 15-18 annotators' 0/1
+selections; YouTube 39 and OVP 50 videos with 5 annotators each.
+
+The signal in the features, by construction:
+
+- Each video is cut into shots of 2-10 s (these are the `change_points`) and each shot
+  shows one *concept*: a random direction in feature space from a vocabulary of 256,
+  shared by all videos. How often a concept recurs within its video falls with the
+  shot's importance: the least important half of the shots share two concepts, the
+  next 30 % share concepts in pairs or triples, the most important 20 % are unique.
+  Which concept plays which role is random per video, so a concept's identity says
+  nothing about importance: only its *rarity within the video* does (context).
+- A weak per-frame cue: every sampled frame moves along one fixed "salience"
+  direction in proportion to its importance (centred per video), so a per-frame
+  linear probe finds some signal but not the rarity.
+- A per-video offset (like the background that dominates real CNN features) and
+  Gaussian per-frame noise.
+
+Importance is the annotators' mean (TVSum) or the simulated shot truth (the others).
+"""
+
+import argparse
+import dataclasses
+import gzip
+import os
+import sys
+
+import h5py
+import numpy as np
+
+from clipit_jax import files
+from clipit_jax import human_baseline
+from clipit_jax.datasets import annotators
+from clipit_jax.datasets import h5_files
+
+FEATURE_DIM = 1024
+FRAME_STRIDE = 15  # `picks`: every 15th frame, as in the eccv16 files.
+SOURCE_FPS = 30.0
+NUM_CONCEPTS = 256  # More than any video has shots, so tiers never wrap.
+SHOT_SECONDS = (2.0, 10.0)
+# Feature scales (per dimension): per-video offset, concept, salience cue, noise.
+OFFSET_SCALE = 1.0
+CONCEPT_SCALE = 0.6
+SALIENCE_SCALE = 0.75
+NOISE_SCALE = 0.5
+TIERS = ((0.5, 'common'), (0.8, 'shared'), (1.0, 'unique'))  # Cumulative shares of shots.
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+  """A benchmark's size and kind of annotation."""
+  num_videos: int
+  seconds: tuple[float, float]  # Range of video durations.
+  users: tuple[int, int]  # Range of annotators per video.
+  annotation: str  # 'scores' (1-5 per frame, TVSum) or 'selections' (0/1 shots).
+
+
+SHAPES = {
+    'summe': Shape(25, (60.0, 360.0), (15, 18), 'selections'),
+    'tvsum': Shape(50, (83.0, 647.0), (20, 20), 'scores'),
+    'youtube': Shape(39, (60.0, 600.0), (5, 5), 'selections'),
+    'ovp': Shape(50, (60.0, 240.0), (5, 5), 'selections'),
+}
+
+
+def random_shots(n_frames: int, rng: np.random.Generator,
+                 seconds: tuple[float, float] = SHOT_SECONDS) -> np.ndarray:
+  """Inclusive frame ranges `[shots, 2]` of random lengths covering `[0, n_frames)`."""
+  starts, start = [], 0
+  while start < n_frames:
+    starts.append(start)
+    start += int(rng.uniform(*seconds) * SOURCE_FPS)
+  starts = np.asarray(starts)
+  if len(starts) > 1 and n_frames - starts[-1] < seconds[0] * SOURCE_FPS:
+    starts = starts[:-1]  # A short tail joins the shot before it.
+  return np.stack([starts, np.append(starts[1:] - 1, n_frames - 1)], axis=1)
+
+
+def assign_concepts(shot_importance: np.ndarray, rng: np.random.Generator,
+                    num_concepts: int = NUM_CONCEPTS) -> np.ndarray:
+  """A concept index per shot whose recurrence in the video falls with importance `[shots]`.
+
+  Shots ranked by importance fall into tiers (TIERS): 'common' shots share two concepts,
+  'shared' shots share a concept in twos or threes, 'unique' shots each have their own.
+  """
+  n = len(shot_importance)
+  order = np.argsort(shot_importance, kind='stable')
+  vocabulary = rng.permutation(num_concepts)
+  concept = np.empty(n, np.int64)
+  used, begin = 0, 0
+  for share, tier in TIERS:
+    end = int(round(share * n))
+    members = order[begin:end]
+    if tier == 'common':
+      groups = rng.integers(0, 2, len(members))
+    elif tier == 'shared':
+      groups = np.arange(len(members)) // int(rng.integers(2, 4))
+    else:
+      groups = np.arange(len(members))
+    concept[members] = vocabulary[(used + groups) % num_concepts]
+    used += int(groups.max()) + 1 if len(members) else 0
+    begin = end
+  return concept
+
+
+def standin_features(importance: np.ndarray, shot_of_step: np.ndarray, concept: np.ndarray,
+                     vocabulary: np.ndarray, salience: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
+  """Features `[n_steps, FEATURE_DIM]` float32 of one video (see the module docstring).
+
+  Args:
+    importance: `[n_steps]` in [0, 1] at the sampled frames.
+    shot_of_step: `[n_steps]` shot index of each sampled frame.
+    concept: `[shots]` concept index of each shot.
+    vocabulary: `[NUM_CONCEPTS, FEATURE_DIM]` concept directions.
+    salience: `[FEATURE_DIM]` unit vector.
+  """
+  n = importance.shape[0]
+  offset = rng.normal(0.0, OFFSET_SCALE, FEATURE_DIM)
+  cue = SALIENCE_SCALE * 2.0 * (importance - importance.mean())
+  noise = rng.normal(0.0, NOISE_SCALE, (n, FEATURE_DIM))
+  features = (offset + CONCEPT_SCALE * vocabulary[concept[shot_of_step]]
+              + cue[:, None] * salience + noise)
+  return features.astype(np.float32)
+
+
+def _video_lengths(shape: Shape, rng: np.random.Generator, count: int) -> np.ndarray:
+  """Frame counts, log-uniform over the shape's durations."""
+  low, high = np.log(shape.seconds[0]), np.log(shape.seconds[1])
+  return np.round(np.exp(rng.uniform(low, high, count)) * SOURCE_FPS).astype(np.int64)
+
+
+def make_video(shape: Shape, n_frames: int, rng: np.random.Generator, vocabulary: np.ndarray,
+               salience: np.ndarray, user_scores: np.ndarray | None = None) -> dict:
+  """Every eccv16 field of one stand-in video.
+
+  `user_scores` `[users, n_frames]` (1-5) are TVSum's real annotations when given;
+  otherwise the annotators are simulated from a random shot truth.
+  """
+  change_points = random_shots(n_frames, rng)
+  lengths = change_points[:, 1] - change_points[:, 0] + 1
+  shot_of_frame = np.repeat(np.arange(len(change_points)), lengths)
+  picks = np.arange(0, n_frames, FRAME_STRIDE)
+  num_users = int(rng.integers(shape.users[0], shape.users[1] + 1))
+  if user_scores is None:
+    truth = rng.beta(0.8, 1.6, len(change_points))  # Most shots dull, a few important.
+    if shape.annotation == 'scores':
+      user_scores = annotators.annotator_scores(truth, shot_of_frame, rng, num_users,
+                                                int(2 * SOURCE_FPS))
+  if shape.annotation == 'scores':
+    fields = annotators.fields_from_scores(user_scores, change_points, picks, n_frames)
+    importance = fields['gtscore']
+  else:
+    fields = annotators.fields_from_selections(
+        annotators.annotator_selections(truth, change_points, rng, num_users),
+        change_points, picks, n_frames)
+    importance = truth[shot_of_frame][picks]
+  shot_importance = np.bincount(shot_of_frame[picks], weights=importance,
+                                minlength=len(lengths)) / np.maximum(
+                                    np.bincount(shot_of_frame[picks], minlength=len(lengths)), 1)
+  concept = assign_concepts(shot_importance, rng)
+  features = standin_features(importance, shot_of_frame[picks], concept, vocabulary, salience,
+                              rng)
+  return dict(features=features, change_points=change_points.astype(np.int32),
+              n_frame_per_seg=lengths.astype(np.int32), n_frames=np.int32(n_frames),
+              n_steps=np.int32(len(picks)), picks=picks.astype(np.int32),
+              user_scores=user_scores, **fields)
+
+
+def _real_tvsum(path: str | None) -> list[tuple[str, np.ndarray]] | None:
+  if path is None:
+    return None
+  return [(name, video.user_scores.astype(np.float32))
+          for name, video in human_baseline.load_tvsum_annotations(path).items()]
+
+
+def _write_h5(path: str, videos: list[tuple[str, dict]]) -> None:
+  with files.atomic_path(path) as tmp:
+    with h5py.File(tmp, 'w') as f:
+      for i, (name, video) in enumerate(videos):
+        group = f.create_group(f'video_{i + 1}')
+        for key in h5_files.REQUIRED_FIELDS + ('n_steps',):
+          group[key] = video[key]
+        group['video_name'] = name.encode()
+
+
+def _write_tvsum_annotations(path: str, videos: list[tuple[str, dict]]) -> None:
+  """`ydata-anno.tsv.gz` in TVSum's format: one line per (video, annotator)."""
+  lines = []
+  for name, video in videos:
+    for user in np.asarray(video['user_scores'], np.int64):
+      lines.append(f'{name}\tSI\t{",".join(map(str, user))}\n')
+  with files.atomic_path(path) as tmp:
+    with gzip.open(tmp, 'wt') as f:
+      f.writelines(lines)
+
+
+def write_standin(dataset: str, manual_dir: str, *, seed: int = 0,
+                  num_videos: int | None = None, tvsum_annotations: str | None = None,
+                  max_seconds: float | None = None) -> str:
+  """Writes `eccv16_dataset_<dataset>_google_pool5.h5` (and TVSum's annotations) into `manual_dir`.
+
+  Args:
+    dataset: 'summe', 'tvsum', 'youtube' or 'ovp'.
+    manual_dir: the builders' manual directory.
+    seed: every array is a pure function of (seed, dataset, video index).
+    num_videos: fewer videos than the real set (tests); the first ones.
+    tvsum_annotations: TVSum's `ydata-anno.tsv[.gz]`: its videos' real frame counts and
+      20 annotators' scores are used. Simulated when None.
+    max_seconds: caps video durations (tests).
+  Returns:
+    The h5 file's path.
+  """
+  if dataset not in SHAPES:
+    raise ValueError(f'unknown dataset {dataset!r}; expected one of {sorted(SHAPES)}')
+  shape = SHAPES[dataset]
+  count = shape.num_videos if num_videos is None else min(num_videos, shape.num_videos)
+  shared = np.random.default_rng([seed, 0])
+  vocabulary = shared.normal(0.0, 1.0, (NUM_CONCEPTS, FEATURE_DIM))
+  salience = shared.normal(0.0, 1.0, FEATURE_DIM)
+  salience /= np.linalg.norm(salience)
+  real = _real_tvsum(tvsum_annotations) if dataset == 'tvsum' else None
+  lengths = _video_lengths(shape, np.random.default_rng([seed, 1, len(dataset)]), count)
+  if max_seconds is not None:
+    lengths = np.minimum(lengths, int(max_seconds * SOURCE_FPS))
+  videos = []
+  for i in range(count):
+    rng = np.random.default_rng([seed, 2, sum(map(ord, dataset)), i])
+    if real is not None:
+      name, scores = real[i]
+      if max_seconds is not None:
+        scores = scores[:, :int(max_seconds * SOURCE_FPS)]
+      video = make_video(shape, scores.shape[1], rng, vocabulary, salience, scores)
+    else:
+      name = f'{dataset}_standin_{i + 1:02d}'
+      video = make_video(shape, int(lengths[i]), rng, vocabulary, salience)
+    videos.append((name, video))
+  os.makedirs(manual_dir, exist_ok=True)
+  path = os.path.join(manual_dir, h5_files.h5_filename(dataset))
+  _write_h5(path, videos)
+  if dataset == 'tvsum':
+    _write_tvsum_annotations(os.path.join(manual_dir, 'ydata-anno.tsv.gz'), videos)
+  return path
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='python -m clipit_jax.datasets.standins',
+      description='Write benchmark-shaped stand-in eccv16 h5 files (offline).')
+  parser.add_argument('--manual_dir', required=True,
+                      help='Where to write them: <data_dir>/downloads/manual of a data_dir '
+                      'kept apart from the real data.')
+  parser.add_argument('--datasets', default='summe,tvsum,youtube,ovp')
+  parser.add_argument('--tvsum_annotations', default=None,
+                      help="TVSum's ydata-anno.tsv[.gz]: real frame counts and scores.")
+  parser.add_argument('--seed', type=int, default=0)
+  args = parser.parse_args(argv)
+  for dataset in args.datasets.split(','):
+    if os.path.exists(os.path.join(args.manual_dir, h5_files.h5_filename(dataset))):
+      existing = h5_files.h5_filename(dataset)
+      print(f'standins: {args.manual_dir} already holds {existing}; '
+            'choose an empty manual directory', file=sys.stderr)
+      return 2
+  for dataset in args.datasets.split(','):
+    try:
+      path = write_standin(dataset, args.manual_dir, seed=args.seed,
+                           tvsum_annotations=args.tvsum_annotations)
+    except ValueError as e:
+      print(f'standins: {e}', file=sys.stderr)
+      return 2
+    print(f'wrote {path}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,126 @@
+"""The benchmark-shaped stand-ins: every eccv16 field, real TVSum scores, the standard procedure."""
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from clipit_jax import evaluation
+from clipit_jax import human_baseline
+from clipit_jax.datasets import h5_files
+from clipit_jax.datasets import loading
+from clipit_jax.datasets import standins
+
+
+def _optimal_value(values: np.ndarray, weights: np.ndarray, capacity: int) -> float:
+  """The 0/1 knapsack optimum by scipy's MILP solver (independent of evaluation.knapsack)."""
+  result = scipy.optimize.milp(
+      -values, integrality=np.ones_like(values),
+      bounds=scipy.optimize.Bounds(0, 1),
+      constraints=scipy.optimize.LinearConstraint(weights[None], 0, capacity))
+  return -result.fun
+
+
+def _check_common_fields(video: h5_files.H5Video) -> np.ndarray:
+  """The eccv16 invariants every stand-in video keeps; returns each frame's shot."""
+  n_steps = video.features.shape[0]
+  assert video.features.shape == (n_steps, standins.FEATURE_DIM)
+  assert video.features.dtype == np.float32 and np.all(np.isfinite(video.features))
+  np.testing.assert_array_equal(video.picks, np.arange(0, video.n_frames, 15))
+  assert video.gtscore.shape == video.gtsummary.shape == (n_steps,)
+  cps = evaluation.check_change_points(video.change_points, video.n_frames)
+  lengths = cps[:, 1] - cps[:, 0] + 1
+  np.testing.assert_array_equal(video.n_frame_per_seg, lengths)
+  assert video.user_summary.shape[1] == video.n_frames
+  shot_of_frame = np.repeat(np.arange(len(cps)), lengths)
+  for user in video.user_summary:  # Whole shots only.
+    per_shot = np.bincount(shot_of_frame, weights=user) / lengths
+    assert set(np.unique(per_shot)) <= {0.0, 1.0}
+  np.testing.assert_array_equal(video.gtsummary, evaluation.generate_summary(
+      video.gtscore, cps, video.n_frames, video.picks)[video.picks])
+  return shot_of_frame
+
+
+def test_tvsum_standin_uses_the_real_annotations(shared_dir, tmp_path):
+  anno_path = shared_dir / 'data/tvsum/ydata-anno.tsv.gz'
+  real = list(human_baseline.load_tvsum_annotations(anno_path).items())[:3]
+  path = standins.write_standin('tvsum', str(tmp_path), num_videos=3,
+                                tvsum_annotations=str(anno_path))
+  videos = list(h5_files.read_h5_videos(path))
+  assert [v.name for v in videos] == [name for name, _ in real]
+  for video, (_, annotation) in zip(videos, real):
+    scores = annotation.user_scores.astype(np.float64)
+    assert video.n_frames == scores.shape[1] and video.user_summary.shape[0] == 20
+    shot_of_frame = _check_common_fields(video)
+    np.testing.assert_allclose(video.gtscore, (scores.mean(0)[video.picks] - 1) / 4, rtol=1e-6)
+    # Each user summary: the optimal knapsack of that user's shot means at 15 %.
+    lengths = np.bincount(shot_of_frame)
+    for user_scores, summary in zip(scores[:4], video.user_summary[:4]):
+      means = np.bincount(shot_of_frame, weights=user_scores) / lengths
+      chosen = np.bincount(shot_of_frame, weights=summary) > 0
+      capacity = int(0.15 * video.n_frames)
+      assert lengths[chosen].sum() <= capacity
+      np.testing.assert_allclose(means[chosen].sum(), _optimal_value(means, lengths, capacity),
+                                 rtol=1e-9)
+  # The annotation file written beside the h5 holds the same real scores, and the
+  # real builder reads them as the per-frame annotator scores.
+  written = human_baseline.load_tvsum_annotations(tmp_path / 'ydata-anno.tsv.gz')
+  for name, annotation in real:
+    np.testing.assert_array_equal(written[name].user_scores, annotation.user_scores)
+  records = loading.read_records(loading.load_builder(
+      'tvsum', 'googlenet', str(tmp_path / 'tfds'), str(tmp_path)))
+  for video, (_, annotation) in zip(videos, real):
+    np.testing.assert_array_equal(records[video.key]['user_scores'], annotation.user_scores)
+
+
+@pytest.mark.parametrize('dataset', ['summe', 'youtube', 'ovp'])
+def test_selection_standins(dataset, tmp_path):
+  shape = standins.SHAPES[dataset]
+  path = standins.write_standin(dataset, str(tmp_path), num_videos=3, max_seconds=90)
+  videos = list(h5_files.read_h5_videos(path))
+  assert len(videos) == 3
+  for video in videos:
+    _check_common_fields(video)
+    assert shape.users[0] <= video.user_summary.shape[0] <= shape.users[1]
+    proportions = video.user_summary.mean(axis=1)
+    assert np.all(proportions <= 0.15) and np.all(proportions > 0.02)
+    # gtscore: the fraction of annotators selecting each sampled frame.
+    np.testing.assert_allclose(video.gtscore, video.user_summary.mean(0)[video.picks], rtol=1e-6)
+
+
+def test_real_sizes_without_annotations(tmp_path):
+  """The simulated TVSum has TVSum's 50 videos and 20 annotators (durations as the real set)."""
+  shape = standins.SHAPES['tvsum']
+  lengths = standins._video_lengths(shape, np.random.default_rng(0), shape.num_videos)
+  assert len(lengths) == 50
+  seconds = lengths / standins.SOURCE_FPS
+  assert seconds.min() >= shape.seconds[0] and seconds.max() <= shape.seconds[1]
+  path = standins.write_standin('tvsum', str(tmp_path), num_videos=2, max_seconds=60)
+  video = next(h5_files.read_h5_videos(path))
+  assert video.user_summary.shape == (20, video.n_frames)
+  with gzip.open(tmp_path / 'ydata-anno.tsv.gz', 'rt') as f:
+    assert sum(1 for _ in f) == 40  # 2 videos x 20 annotators.
+
+
+def test_rarity_within_a_video_falls_with_importance():
+  rng = np.random.default_rng(0)
+  importance = rng.random(40)
+  concept = standins.assign_concepts(importance, rng)
+  counts = np.array([np.sum(concept == c) for c in concept])
+  order = np.argsort(importance)
+  assert np.all(counts[order[32:]] == 1)  # The top 20 %: unique concepts.
+  assert np.all(counts[order[:20]] >= 4)  # The bottom half share two concepts.
+  assert counts[order[:20]].min() > counts[order[20:32]].max() >= 2
+
+
+def test_same_seed_same_file_and_the_cli_keeps_existing_files(tmp_path, capsys):
+  a = standins.write_standin('summe', str(tmp_path / 'a'), num_videos=2, max_seconds=60)
+  b = standins.write_standin('summe', str(tmp_path / 'b'), num_videos=2, max_seconds=60)
+  for x, y in zip(h5_files.read_h5_videos(a), h5_files.read_h5_videos(b)):
+    np.testing.assert_array_equal(x.features, y.features)
+    np.testing.assert_array_equal(x.user_summary, y.user_summary)
+  before = os.path.getmtime(a)
+  assert standins.main(['--manual_dir', str(tmp_path / 'a'), '--datasets', 'summe']) == 2
+  assert 'already holds' in capsys.readouterr().err and os.path.getmtime(a) == before
