@@ -44,7 +44,8 @@ VARIANTS = {  # Key: the variant's workdir under --workdir.
     'lc': Variant(2, 'Lc', ('classification',), 'attention'),
     'lc_lr': Variant(2, 'Lc + Lr', ('classification', 'reconstruction'), 'attention'),
     'lc_ld': Variant(2, 'Lc + Ld', ('classification', 'diversity'), 'attention'),
-    'ld_lr': Variant(2, 'Ld + Lr (unsupervised)', ('diversity', 'reconstruction'), 'attention'),
+    'ld_lr': Variant(2, 'Ld + Lr (unsupervised, with the summary-length term)',
+                     ('diversity', 'reconstruction'), 'attention'),
     'full': Variant(2, 'Lc + Ld + Lr (CLIP-It)', ALL_TERMS, 'attention'),
     'mlp': Variant(3, 'CLIP-It with an MLP for the cross-modal attention', ALL_TERMS, 'mlp'),
 }
@@ -147,29 +148,34 @@ _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of every variant.')
 _VARIANTS = flags.DEFINE_list('variants', list(VARIANTS), 'Which variants (default: all).')
 
 
+def run_ablations(base: ml_collections.ConfigDict, workdir: str, variants: Sequence[str],
+                  seeds: Sequence[int], config_name: str) -> str:
+  """Trains (or reuses) every variant with every seed, then writes and returns the tables."""
+  unknown = [v for v in variants if v not in VARIANTS]
+  if unknown:
+    raise ValueError(f'unknown variants {unknown}; expected some of {list(VARIANTS)}')
+  runs = {}
+  for variant in variants:
+    runs[variant] = []
+    for seed in seeds:
+      result = experiments.run(variant_config(base, variant, seed),
+                               os.path.join(workdir, variant, f'seed_{seed}'))
+      print(f'{VARIANTS[variant].label}, seed {seed}: ' + '  '.join(
+          f'{k} {result["metrics"][k]:.4f}' for k in METRICS)
+            + f'  (best epoch {result["epoch"]}, {result["seconds"] / 60:.1f} min)', flush=True)
+      runs[variant].append(result)
+  results = dict(split=base.data.split, seeds=list(seeds), runs=runs)
+  return write_tables(workdir, config_name, results, reference_rows(base, seeds))
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
   with cli.one_line_errors('ablations'):
     cli.enable_compilation_cache()
-    unknown = [v for v in _VARIANTS.value if v not in VARIANTS]
-    if unknown:
-      raise ValueError(f'unknown variants {unknown}; expected some of {list(VARIANTS)}')
-    seeds = [int(s) for s in _SEEDS.value]
-    base = _CONFIG.value
-    runs = {}
-    for variant in _VARIANTS.value:
-      runs[variant] = []
-      for seed in seeds:
-        workdir = os.path.join(_WORKDIR.value, variant, f'seed_{seed}')
-        result = experiments.run(variant_config(base, variant, seed), workdir)
-        print(f'{VARIANTS[variant].label}, seed {seed}: ' + '  '.join(
-            f'{k} {result["metrics"][k]:.4f}' for k in METRICS)
-              + f'  (best epoch {result["epoch"]}, {result["seconds"] / 60:.1f} min)', flush=True)
-        runs[variant].append(result)
-    results = dict(split=base.data.split, seeds=seeds, runs=runs)
-    config_name = config_flags.get_config_filename(flags.FLAGS['config'])
-    print(write_tables(_WORKDIR.value, config_name, results, reference_rows(base, seeds)))
+    print(run_ablations(_CONFIG.value, _WORKDIR.value, _VARIANTS.value,
+                        [int(s) for s in _SEEDS.value],
+                        config_flags.get_config_filename(flags.FLAGS['config'])))
 
 
 if __name__ == '__main__':

@@ -14,6 +14,7 @@ protocol as a model's (benchmark_eval.evaluate_keyshot):
 import dataclasses
 
 import numpy as np
+import scipy.linalg
 
 from clipit_jax import evaluation
 
@@ -54,7 +55,9 @@ class LinearProbe:
     x_mean, y_mean = x.mean(axis=0), y.mean()
     xc = x - x_mean
     gram = xc.T @ xc + ridge * len(x) * np.eye(x.shape[1])
-    weights = np.linalg.lstsq(gram, xc.T @ (y - y_mean), rcond=None)[0]
+    # QR with pivoting: robust where the SVD-based solver fails to converge (rank-deficient
+    # features, e.g. videos repeated once per query).
+    weights = scipy.linalg.lstsq(gram, xc.T @ (y - y_mean), lapack_driver='gelsy')[0]
     return cls(weights=weights, bias=float(y_mean - x_mean @ weights))
 
   def __call__(self, features: np.ndarray) -> np.ndarray:

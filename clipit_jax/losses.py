@@ -73,6 +73,11 @@ def diversity_loss(scores: Array, features: Array, mask: Array) -> Array:
   from frames that look alike (a repelling regulariser); it is invariant to scaling
   all scores, so it does not simply push scores to zero.
 
+  The features are centred on the sample's mean real frame first. A video's frames
+  share a large common component (CLIP's shared direction, a CNN's background), so
+  raw cosines are all close to 1 (0.97 on the synthetic benchmark) and Ld would be
+  flat; centred, they measure how the frames' content differs.
+
   Args:
     scores: `[B, T]` frame scores in (0, 1).
     features: `[B, T, D]` frame features.
@@ -80,7 +85,11 @@ def diversity_loss(scores: Array, features: Array, mask: Array) -> Array:
   Returns:
     `[B]`; 0 for samples with fewer than two real frames.
   """
-  unit = features / jnp.maximum(jnp.linalg.norm(features, axis=-1, keepdims=True), _EPS)
+  weights = mask.astype(features.dtype)[..., None]
+  mean = jnp.sum(features * weights, axis=1, keepdims=True) / jnp.maximum(
+      jnp.sum(weights, axis=1, keepdims=True), 1.0)
+  centred = features - mean
+  unit = centred / jnp.maximum(jnp.linalg.norm(centred, axis=-1, keepdims=True), _EPS)
   similarity = jnp.einsum('btd,bsd->bts', unit, unit)
   s = scores * mask.astype(scores.dtype)
   pair_weight = s[:, :, None] * s[:, None, :]
@@ -103,12 +112,25 @@ def reconstruction_loss(reconstruction: Array, features: Array, mask: Array) -> 
   return jnp.sum(squared, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1) * features.shape[-1], 1.0)
 
 
+def length_loss(scores: Array, mask: Array, rate: float) -> Array:
+  """|mean score - rate| over each sample's real frames, `[B]` (SUM-GAN's sparsity loss).
+
+  Without labels, Lr alone is lowest when every frame passes to the decoder, so the
+  unsupervised scores drift to 1 together; this term holds their mean at the summary
+  rate, so frames compete for it (Mahasseni et al. 2017, with rate 0.3 there).
+  """
+  mask = mask.astype(jnp.float32)
+  mean = jnp.sum(scores * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
+  return jnp.abs(mean - rate)
+
+
 def per_sample_losses(outputs: dict[str, Array], batch: dict[str, Array],
                       config: ml_collections.ConfigDict) -> dict[str, Array]:
   """The three losses and their weighted total, each `[B]`.
 
   `config.loss` is 'supervised' (a*Lc + b*Ld + l*Lr with `config.loss_weights`, Lc
-  against `config.target`) or 'unsupervised' (Ld + Lr; no target is read).
+  against `config.target`) or 'unsupervised' (Ld + Lr, plus the summary-length term at
+  `config.summary_rate` unless it is None; no target is read).
   """
   mask = batch['frame_mask']
   losses = dict(
@@ -123,6 +145,10 @@ def per_sample_losses(outputs: dict[str, Array], batch: dict[str, Array],
                        + w.reconstruction * losses['reconstruction'])
   elif config.loss == 'unsupervised':
     losses['total'] = losses['diversity'] + losses['reconstruction']
+    rate = config.get('summary_rate')
+    if rate is not None:
+      losses['length'] = length_loss(outputs['scores'], mask, rate)
+      losses['total'] = losses['total'] + losses['length']
   else:
     raise ValueError(f"unknown loss {config.loss!r}; expected 'supervised' or 'unsupervised'")
   return losses

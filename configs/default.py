@@ -51,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
   # gtsummary) or 'importance' (the annotators' mean score, gtscore, as PGL-SUM, DSNet
   # and VASNet train).
   config.target = 'keyframes'
+  # The unsupervised loss adds |mean score - summary_rate| (SUM-GAN's sparsity term):
+  # with Ld + Lr alone the scores all drift to about 0.95 (docs/learning.md). None: the
+  # paper's Ld + Lr only.
+  config.summary_rate = 0.15
   config.loss_weights = ml_collections.ConfigDict(
       dict(classification=0.5, diversity=0.3, reconstruction=0.2))
 

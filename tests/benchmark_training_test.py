@@ -13,41 +13,14 @@ from clipit_jax import benchmark_eval
 from clipit_jax import models
 from clipit_jax import train
 from clipit_jax.datasets import loading
-from clipit_jax.datasets import standins
-from testutil import ROOT, load_config_file
-
-TINY_MODEL = ['--config.model.width=32', '--config.model.mlp_dim=64',
-              '--config.model.head_mlp_dim=16', '--config.model.num_heads=2',
-              '--config.model.language_heads=2', '--config.model.num_encoder_layers=1',
-              '--config.model.num_decoder_layers=1', '--config.model.window=64']
+from testutil import ROOT, TINY_MODEL, tiny_config
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  """Stand-ins of all four benchmarks, 6 short videos each, in a data_dir's manual directory."""
-  root = tmp_path_factory.mktemp('standins')
-  for dataset in standins.SHAPES:
-    standins.write_standin(dataset, str(root / 'downloads' / 'manual'), num_videos=6,
-                           max_seconds=75)
-  return str(root)
-
-
-def tiny_config(name: str, data_dir: str, **overrides):
-  """`configs/<name>.py` with the TINY_MODEL and a few epochs."""
-  config = load_config_file(name)
-  for flag in TINY_MODEL:
-    key, value = flag[len('--config.model.'):].split('=')
-    config.model[key] = int(value)
-  config.data.data_dir = data_dir
-  config.update(dict(num_epochs=3, batch_size=4, learning_rate=1e-3, progress=False, **overrides))
-  return config
-
-
-def test_train_py_and_eval_py_run_the_benchmark_config(data_dir, tmp_path):
+def test_train_py_and_eval_py_run_the_benchmark_config(standin_data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
   out = subprocess.run(
       [sys.executable, str(ROOT / 'train.py'), '--config=configs/tvsum_standard.py',
-       f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', '--config.num_epochs=1',
+       f'--workdir={workdir}', f'--config.data.data_dir={standin_data_dir}', '--config.num_epochs=1',
        '--config.progress=False', *TINY_MODEL], cwd=ROOT, capture_output=True, text=True,
       timeout=600, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
@@ -61,8 +34,8 @@ def test_train_py_and_eval_py_run_the_benchmark_config(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize('target', ['keyframes', 'importance'])
-def test_both_targets_train(data_dir, tmp_path, target):
-  config = tiny_config('tvsum_standard', data_dir, target=target, test_every_epoch=True)
+def test_both_targets_train(standin_data_dir, tmp_path, target):
+  config = tiny_config('tvsum_standard', standin_data_dir, target=target, test_every_epoch=True)
   state = train.train_and_evaluate(config, str(tmp_path / target))
   with open(tmp_path / target / 'metrics.jsonl') as f:
     lines = [json.loads(line) for line in f]
@@ -75,12 +48,12 @@ def test_both_targets_train(data_dir, tmp_path, target):
   assert int(state.step) == 3 * -(-sum(-(-len(v.features) // 64) for v in videos) // 4)
 
 
-def test_unsupervised_scores_are_not_constant(data_dir, tmp_path):
-  config = tiny_config('tvsum_standard_unsupervised', data_dir, num_epochs=6)
+def test_unsupervised_scores_are_not_constant(standin_data_dir, tmp_path):
+  config = tiny_config('tvsum_standard_unsupervised', standin_data_dir, num_epochs=6)
   state = train.train_and_evaluate(config, str(tmp_path / 'run'))
   videos = loading.load_data(config)['test']
   apply_fn = jax.jit(models.CLIPIt(config.model).apply)
   scores = benchmark_eval.score_videos(apply_fn, state.params, videos, config.model.window)
-  for s in scores:
-    assert np.std(s) > 0.02, np.std(s)
-    assert 0.05 < np.mean(s) < 0.95, np.mean(s)
+  for s in scores:  # Held near the summary rate (0.15), not all high, and not constant.
+    assert 0.05 < np.mean(s) < 0.3, np.mean(s)
+    assert np.std(s) > 1e-3, np.std(s)

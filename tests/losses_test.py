@@ -40,19 +40,30 @@ def test_diversity_loss_by_hand():
   features = rng.normal(size=(2, 4, 3)).astype(np.float32)
   scores = rng.uniform(0.1, 0.9, size=(2, 4)).astype(np.float32)
   mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+  features[0, 3] = 1000.0  # Padding: neither in the mean nor in a pair.
   got = np.asarray(losses.diversity_loss(scores, features, mask))
   for b in range(2):
     num = den = 0.0
     real = np.flatnonzero(mask[b])
+    centred = features[b] - features[b, real].mean(axis=0)
     for i in real:
       for j in real:
         if i == j:
           continue
-        cos = features[b, i] @ features[b, j] / (
-            np.linalg.norm(features[b, i]) * np.linalg.norm(features[b, j]))
+        cos = centred[i] @ centred[j] / (np.linalg.norm(centred[i]) * np.linalg.norm(centred[j]))
         num += scores[b, i] * scores[b, j] * cos
         den += scores[b, i] * scores[b, j]
     np.testing.assert_allclose(got[b], num / den, rtol=1e-5)
+
+
+def test_diversity_ignores_what_all_frames_share():
+  """A common offset (CLIP's shared direction) does not make every pair look alike."""
+  rng = np.random.default_rng(2)
+  content = rng.normal(size=(1, 6, 8)).astype(np.float32)
+  scores = rng.uniform(0.1, 0.9, size=(1, 6)).astype(np.float32)
+  mask = np.ones((1, 6), bool)
+  np.testing.assert_allclose(losses.diversity_loss(scores, content + 50.0, mask),
+                             losses.diversity_loss(scores, content, mask), rtol=1e-4)
 
 
 def test_diversity_prefers_dissimilar_selections():
@@ -113,6 +124,16 @@ def test_unsupervised_total_ignores_labels():
   del batch['labels']
   got = losses.per_sample_losses(outputs, batch, config)
   assert 'classification' not in got
+  scores = np.asarray(outputs['scores'], np.float64)
+  mask = batch['frame_mask']
+  mean_scores = [scores[b][mask[b]].mean() for b in range(2)]
+  np.testing.assert_allclose(got['length'], np.abs(np.array(mean_scores) - 0.15), rtol=1e-5)
+  np.testing.assert_allclose(got['total'], np.asarray(got['diversity'])
+                             + np.asarray(got['reconstruction']) + np.asarray(got['length']),
+                             rtol=1e-6)
+  config.summary_rate = None  # The paper's Ld + Lr alone.
+  got = losses.per_sample_losses(outputs, batch, config)
+  assert 'length' not in got
   np.testing.assert_allclose(got['total'],
                              np.asarray(got['diversity']) + np.asarray(got['reconstruction']))
 

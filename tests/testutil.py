@@ -47,3 +47,22 @@ def random_batch(config: ml_collections.ConfigDict, batch: int, lengths, seed: i
       text=rng.normal(size=(batch, text_len, m.text_dim)).astype(np.float32),
       text_mask=np.ones((batch, text_len), bool),
       labels=((rng.random((batch, window)) < 0.2) & frame_mask).astype(np.float32))
+
+
+# The model flags of a benchmark config shrunk for CPU tests (train.py --config.model.*).
+TINY_MODEL = ['--config.model.width=32', '--config.model.mlp_dim=64',
+              '--config.model.head_mlp_dim=16', '--config.model.num_heads=2',
+              '--config.model.language_heads=2', '--config.model.num_encoder_layers=1',
+              '--config.model.num_decoder_layers=1', '--config.model.window=64']
+
+
+def tiny_config(name: str, data_dir: str, **overrides) -> ml_collections.ConfigDict:
+  """`configs/<name>.py` with the TINY_MODEL, a few epochs and batches of 4 windows."""
+  config = load_config_file(name)
+  for flag in TINY_MODEL:
+    key, value = flag[len('--config.model.'):].split('=')
+    config.model[key] = int(value)
+  config.data.data_dir = data_dir
+  config.update({'num_epochs': 3, 'batch_size': 4, 'learning_rate': 1e-3, 'progress': False,
+                 **overrides})
+  return config
