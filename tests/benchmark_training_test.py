@@ -13,34 +13,13 @@ from clipit_jax import benchmark_eval
 from clipit_jax import models
 from clipit_jax import train
 from clipit_jax.datasets import loading
-from clipit_jax.datasets import standins
-from testutil import ROOT, load_config_file
-
-TINY_MODEL = ['--config.model.width=32', '--config.model.mlp_dim=64',
-              '--config.model.head_mlp_dim=16', '--config.model.num_heads=2',
-              '--config.model.language_heads=2', '--config.model.num_encoder_layers=1',
-              '--config.model.num_decoder_layers=1', '--config.model.window=64']
+from testutil import ROOT, TINY_MODEL, tiny_config, write_standins
 
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
   """Stand-ins of all four benchmarks, 6 short videos each, in a data_dir's manual directory."""
-  root = tmp_path_factory.mktemp('standins')
-  for dataset in standins.SHAPES:
-    standins.write_standin(dataset, str(root / 'downloads' / 'manual'), num_videos=6,
-                           max_seconds=75)
-  return str(root)
-
-
-def tiny_config(name: str, data_dir: str, **overrides):
-  """`configs/<name>.py` with the TINY_MODEL and a few epochs."""
-  config = load_config_file(name)
-  for flag in TINY_MODEL:
-    key, value = flag[len('--config.model.'):].split('=')
-    config.model[key] = int(value)
-  config.data.data_dir = data_dir
-  config.update(dict(num_epochs=3, batch_size=4, learning_rate=1e-3, progress=False, **overrides))
-  return config
+  return write_standins(tmp_path_factory.mktemp('standins'))
 
 
 def test_train_py_and_eval_py_run_the_benchmark_config(data_dir, tmp_path):
