@@ -16,17 +16,19 @@ from absl import app
 from absl import logging
 from absl import flags
 
+from clipit_jax import checkpoints
 from clipit_jax import cli
 from clipit_jax import files
 from clipit_jax import human_baseline
 from clipit_jax import train
-from clipit_jax.datasets import settings
+from clipit_jax.datasets import loading
 
 _CKPT = flags.DEFINE_string('ckpt', None, 'The workdir of a train.py run.')
 _SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'validation', 'test'], 'Videos to evaluate.')
 _CHECKPOINT = flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.')
-_ALL_SPLITS = flags.DEFINE_bool('all_splits', False, 'Aggregate CKPT/split_<k> over the 5 '
-                                'standard splits (mean and std).')
+_ALL_SPLITS = flags.DEFINE_bool('all_splits', False, 'Aggregate CKPT/split_<k> over every split '
+                                '(the 5 standard ones, or the entries of the splits file): '
+                                'mean and std.')
 _HUMAN = flags.DEFINE_string('human-baseline', None, 'Dataset whose human agreement to compute '
                              '(tvsum).')
 _ANNO = flags.DEFINE_string('anno', None, 'The raw annotation file for --human-baseline.')
@@ -62,7 +64,8 @@ def main(argv):
       print(json.dumps(_evaluate_one(_CKPT.value)))
       return
     per_split = []
-    for split in range(settings.NUM_STANDARD_SPLITS):
+    first = checkpoints.load_config(os.path.join(_CKPT.value, 'split_0'))
+    for split in range(loading.num_splits(first.data)):
       print(f'--- split {split} ---')
       per_split.append(_evaluate_one(os.path.join(_CKPT.value, f'split_{split}')))
     summary = {k: float(np.mean([m[k] for m in per_split])) for k in per_split[0]}

@@ -16,13 +16,13 @@ from ml_collections import config_flags
 
 from clipit_jax import cli
 from clipit_jax import train
-from clipit_jax.datasets import settings
+from clipit_jax.datasets import loading
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file under configs/.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and config.')
-_ALL_SPLITS = flags.DEFINE_bool('all_splits', False, 'Train the 5 standard splits into '
-                                'WORKDIR/split_<k> (standard and augment settings).')
+_ALL_SPLITS = flags.DEFINE_bool('all_splits', False, 'Train every split into WORKDIR/split_<k>: '
+                                'the 5 standard ones, or every entry of data.splits_file.')
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() '
                                  'first (several hosts; see the README).')
 flags.mark_flags_as_required(['config', 'workdir'])
@@ -40,7 +40,7 @@ def main(argv):
     if not _ALL_SPLITS.value:
       train.train_and_evaluate(config, _WORKDIR.value)
       return
-    for split in range(settings.NUM_STANDARD_SPLITS):
+    for split in range(loading.num_splits(config.data)):
       with config.unlocked():
         config.data.split = split
       print(f'--- split {split} ---', flush=True)

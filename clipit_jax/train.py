@@ -28,6 +28,7 @@ from clipit_jax import losses
 from clipit_jax import models
 from clipit_jax.datasets import loading
 from clipit_jax.datasets import settings
+from clipit_jax.datasets import split_files
 
 Array = jax.Array
 Batch = dict[str, Array]
@@ -293,7 +294,8 @@ def evaluate_checkpoint(workdir: str, split: str = 'test', which: str = 'best') 
   """Evaluates a run's checkpoint on one of its data splits with the saved config.
 
   Returns {'metrics': mean over videos, 'rows': per video, 'epoch', 'checkpoint',
-  'split', 'videos', 'split_fingerprint'}.
+  'split', 'videos', 'split_fingerprint'} and, for a run on a split file, 'splits_file':
+  {'name', 'path', 'sha256', 'entry'}.
   """
   if split not in ('train', 'validation', 'test'):
     raise ValueError(f"unknown split {split!r}; expected 'train', 'validation' or 'test'")
@@ -304,4 +306,6 @@ def evaluate_checkpoint(workdir: str, split: str = 'test', which: str = 'best') 
   refs = [v.ref for v in videos]
   result.update(epoch=epoch, checkpoint=which, split=split, videos=[list(r) for r in refs],
                 split_fingerprint=settings.split_fingerprint(refs))
+  if config.data.get('splits_file'):
+    result['splits_file'] = split_files.read(config.data.splits_file).record(config.data.split)
   return result

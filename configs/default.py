@@ -75,7 +75,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.dataset = 'summe'  # 'summe' | 'tvsum' | 'synthetic' | 'qfvs'.
   config.data.setting = 'standard'  # 'standard' | 'augment' | 'transfer'.
-  config.data.split = 0  # Which of the 5 standard splits (0-4).
+  config.data.split = 0  # Which of the 5 standard splits (0-4), or entry of the splits file.
+  # A split file of the field (JSON of vsumm-reinforce/VASNet/PGL-SUM, YAML of DSNet) to
+  # train and test on the videos it lists; None: our seeded splits (datasets/settings.py).
+  config.data.splits_file = ml_collections.config_dict.placeholder(str)
   config.data.features = 'clip'  # Builder config: 'clip' (512-d, the paper) or 'googlenet' (1024-d).
   config.data.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir.
   config.data.manual_dir = ml_collections.config_dict.placeholder(str)  # Raw files.

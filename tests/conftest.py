@@ -25,9 +25,5 @@ def shared_dir():
 def standin_data_dir(tmp_path_factory):
   """A data_dir whose manual directory holds stand-ins of all four benchmarks (6 short videos
   each, simulated annotators); the builders prepare them on first use."""
-  from clipit_jax.datasets import standins  # pylint: disable=g-import-not-at-top
-  root = tmp_path_factory.mktemp("standins")
-  for dataset in standins.SHAPES:
-    standins.write_standin(dataset, str(root / "downloads" / "manual"), num_videos=6,
-                           max_seconds=75)
-  return str(root)
+  import testutil  # pylint: disable=g-import-not-at-top
+  return testutil.write_standins(tmp_path_factory.mktemp("standins"))

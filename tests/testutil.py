@@ -1,13 +1,20 @@
-"""Helpers shared by the tests: configs small enough for the CPU, and toy batches."""
+"""Helpers shared by the tests: configs small enough for the CPU, stand-in data, toy batches."""
 
 import importlib.util
+import json
 import pathlib
 import sys
 
 import ml_collections
 import numpy as np
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# A model small enough for a CPU test on the 1024-d stand-ins, as train.py overrides.
+TINY_MODEL = ['--config.model.width=32', '--config.model.mlp_dim=64',
+              '--config.model.head_mlp_dim=16', '--config.model.num_heads=2',
+              '--config.model.language_heads=2', '--config.model.num_encoder_layers=1',
+              '--config.model.num_decoder_layers=1', '--config.model.window=64']
 
 
 def load_config_file(name: str, *args) -> ml_collections.ConfigDict:
@@ -19,6 +26,44 @@ def load_config_file(name: str, *args) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(*args)
+
+
+def write_standins(data_dir: pathlib.Path, num_videos: int = 6, max_seconds: float = 75) -> str:
+  """Stand-ins of all four benchmarks (short videos) in `data_dir`'s manual directory."""
+  from clipit_jax.datasets import standins  # pylint: disable=g-import-not-at-top
+  for dataset in standins.SHAPES:
+    standins.write_standin(dataset, str(data_dir / 'downloads' / 'manual'),
+                           num_videos=num_videos, max_seconds=max_seconds)
+  return str(data_dir)
+
+
+def tiny_config(name: str, data_dir: str, **overrides) -> ml_collections.ConfigDict:
+  """`configs/<name>.py` with the TINY_MODEL, a few epochs and batches of 4 windows."""
+  config = load_config_file(name)
+  for flag in TINY_MODEL:
+    key, value = flag[len('--config.model.'):].split('=')
+    config.model[key] = int(value)
+  config.data.data_dir = data_dir
+  config.update({**dict(num_epochs=3, batch_size=4, learning_rate=1e-3, progress=False),
+                 **overrides})
+  return config
+
+
+def stem_key(dataset: str, video: str) -> str:
+  """A split-file key as in VASNet's augmented and transfer files."""
+  return f'eccv16_dataset_{dataset}_google_pool5/{video}'
+
+
+def path_key(dataset: str, video: str) -> str:
+  """A split-file key as in DSNet's YAML files."""
+  return f'../datasets/eccv16_dataset_{dataset}_google_pool5.h5/{video}'
+
+
+def write_splits_file(path: pathlib.Path, entries: list[dict]) -> str:
+  """A split file by its suffix: JSON (as vsumm-reinforce, VASNet, PGL-SUM) or YAML (DSNet)."""
+  path.write_text(json.dumps(entries, indent=2) if path.suffix == '.json'
+                  else yaml.safe_dump(entries, default_flow_style=False))
+  return str(path)
 
 
 def small_config(**model_overrides) -> ml_collections.ConfigDict:
@@ -47,22 +92,3 @@ def random_batch(config: ml_collections.ConfigDict, batch: int, lengths, seed: i
       text=rng.normal(size=(batch, text_len, m.text_dim)).astype(np.float32),
       text_mask=np.ones((batch, text_len), bool),
       labels=((rng.random((batch, window)) < 0.2) & frame_mask).astype(np.float32))
-
-
-# The model flags of a benchmark config shrunk for CPU tests (train.py --config.model.*).
-TINY_MODEL = ['--config.model.width=32', '--config.model.mlp_dim=64',
-              '--config.model.head_mlp_dim=16', '--config.model.num_heads=2',
-              '--config.model.language_heads=2', '--config.model.num_encoder_layers=1',
-              '--config.model.num_decoder_layers=1', '--config.model.window=64']
-
-
-def tiny_config(name: str, data_dir: str, **overrides) -> ml_collections.ConfigDict:
-  """`configs/<name>.py` with the TINY_MODEL, a few epochs and batches of 4 windows."""
-  config = load_config_file(name)
-  for flag in TINY_MODEL:
-    key, value = flag[len('--config.model.'):].split('=')
-    config.model[key] = int(value)
-  config.data.data_dir = data_dir
-  config.update({'num_epochs': 3, 'batch_size': 4, 'learning_rate': 1e-3, 'progress': False,
-                 **overrides})
-  return config

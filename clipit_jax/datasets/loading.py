@@ -1,7 +1,8 @@
 """Reading built datasets into `input_pipeline.Video`s for a data config.
 
 `config.data` fields read here: dataset ('summe', 'tvsum', 'synthetic', 'qfvs'),
-setting, split, features (the builder config: 'googlenet' or 'clip'), data_dir,
+setting, split, splits_file (a split file of the field, see split_files.py; None: our
+seeded splits), features (the builder config: 'googlenet' or 'clip'), data_dir,
 manual_dir, validation_fraction.
 """
 
@@ -16,6 +17,7 @@ from clipit_jax import input_pipeline
 from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import qfvs
 from clipit_jax.datasets import settings
+from clipit_jax.datasets import split_files
 from clipit_jax.datasets import synthetic  # pylint: disable=unused-import (registers the builder)
 
 DatasetError = benchmarks.DatasetError
@@ -151,21 +153,38 @@ def load_setting(data: ml_collections.ConfigDict,
                  num_captions: int) -> dict[str, list[input_pipeline.Video]]:
   """Train, validation and test videos of a benchmark setting (SumMe/TVSum).
 
-  Returns {'train', 'validation', 'test'} lists of videos; the validation videos are
-  held out of the training ones.
+  The split is entry `data.split` of `data.splits_file` when one is given, else our
+  seeded split. Returns {'train', 'validation', 'test'} lists of videos; the validation
+  videos are held out of the training ones.
   """
-  needed = [data.dataset] if data.setting == 'standard' else list(settings.BENCHMARKS)
+  splits = split_files.read(data.splits_file) if data.get('splits_file') else None
+  if splits is not None:
+    needed = split_files.entry_datasets(splits, data.split, data.dataset)
+  else:
+    needed = [data.dataset] if data.setting == 'standard' else list(settings.BENCHMARKS)
   records = {name: read_records(load_builder(name, data.features, data.data_dir,
                                              data.get('manual_dir')))
              for name in needed}
   keys = {name: list(r) for name, r in records.items()}
-  chosen = settings.resolve_setting(data.dataset, data.setting, data.split, keys)
+  if splits is not None:
+    chosen = split_files.split_videos(splits, data.split, data.dataset, data.setting, keys)
+  else:
+    chosen = settings.resolve_setting(data.dataset, data.setting, data.split, keys)
   train, validation = settings.hold_out_validation(chosen['train'], data.validation_fraction)
 
   def videos(refs):
     return [benchmark_video(d, records[d][k], num_captions) for d, k in refs]
 
   return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))
+
+
+def num_splits(data: ml_collections.ConfigDict) -> int:
+  """How many splits `data` has: the split file's entries, else 5 (1 for transfer, 4 QFVS rounds)."""
+  if data.get('splits_file'):
+    return len(split_files.read(data.splits_file).entries)
+  if data.dataset == 'qfvs':
+    return len(qfvs.VIDEOS)
+  return 1 if data.get('setting') == 'transfer' else settings.NUM_STANDARD_SPLITS
 
 
 def load_data(config: ml_collections.ConfigDict) -> dict[str, list[input_pipeline.Video]]:
