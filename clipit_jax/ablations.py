@@ -141,13 +141,6 @@ def write_tables(workdir: str, config_name: str, results: dict[str, list[dict]],
   return markdown
 
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file under configs/.',
-                                          lock_config=False)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'One subdirectory per variant and seed.')
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of every variant.')
-_VARIANTS = flags.DEFINE_list('variants', list(VARIANTS), 'Which variants (default: all).')
-
-
 def run_ablations(base: ml_collections.ConfigDict, workdir: str, variants: Sequence[str],
                   seeds: Sequence[int], config_name: str) -> str:
   """Trains (or reuses) every variant with every seed, then writes and returns the tables."""
@@ -168,16 +161,26 @@ def run_ablations(base: ml_collections.ConfigDict, workdir: str, variants: Seque
   return write_tables(workdir, config_name, results, reference_rows(base, seeds))
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.ERROR)
-  with cli.one_line_errors('ablations'):
-    cli.enable_compilation_cache()
-    print(run_ablations(_CONFIG.value, _WORKDIR.value, _VARIANTS.value,
-                        [int(s) for s in _SEEDS.value],
-                        config_flags.get_config_filename(flags.FLAGS['config'])))
+def main() -> None:
+  """The command line; its flags are defined here, so importing the module defines none."""
+  config = config_flags.DEFINE_config_file('config', None, 'A config file under configs/.',
+                                           lock_config=False)
+  workdir = flags.DEFINE_string('workdir', None, 'One subdirectory per variant and seed.')
+  seeds = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of every variant.')
+  variants = flags.DEFINE_list('variants', list(VARIANTS), 'Which variants (default: all).')
+  flags.mark_flags_as_required(['config', 'workdir'])
+
+  def run(argv):
+    del argv
+    logging.set_verbosity(logging.ERROR)
+    with cli.one_line_errors('ablations'):
+      cli.enable_compilation_cache()
+      print(run_ablations(config.value, workdir.value, variants.value,
+                          [int(s) for s in seeds.value],
+                          config_flags.get_config_filename(flags.FLAGS['config'])))
+
+  app.run(run, flags_parser=cli.flags_parser('ablations'))
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main, flags_parser=cli.flags_parser('ablations'))
+  main()
