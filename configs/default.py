@@ -65,7 +65,10 @@ def get_config() -> ml_collections.ConfigDict:
   # is the whole batch's. None: all at once. 2-4 was fastest on the 2-core CPU measured
   # (cache-sized attention tensors).
   config.microbatch_size = ml_collections.config_dict.placeholder(int)
-  config.axis_name = 'batch'  # pmap axis over which gradients are averaged.
+  # Data parallelism over all devices of all hosts: 'shard_map' (jax.shard_map on a mesh) or
+  # 'pmap' (jax.pmap, in maintenance mode since JAX 0.8); the same per-device train step.
+  config.parallelism = 'shard_map'
+  config.axis_name = 'data'  # The device axis over which gradients are averaged.
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
