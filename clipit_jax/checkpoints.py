@@ -89,8 +89,8 @@ def restore(manager: ocp.CheckpointManager, target: Any, which: str = 'latest', 
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   if params_only:
     abstract = {'params': abstract}
-    item = ocp.args.PyTreeRestore(abstract, partial_restore=True,
-                                  restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    item = ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=True)
   else:
     item = ocp.args.StandardRestore(abstract)
   try:

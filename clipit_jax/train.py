@@ -1,8 +1,9 @@
 """Training: optimizer, train state, the pure per-device train step, and the loop.
 
 `train_and_evaluate(config, workdir)` trains data-parallel over every device of every
-host (`jax.shard_map` on a one-axis mesh, or `jax.pmap`), validates every epoch, checkpoints the latest and the best epoch, and
-resumes from the latest checkpoint when the workdir already holds one.
+host (`jax.shard_map` on a one-axis mesh, or `jax.pmap`), validates every epoch,
+checkpoints the latest and the best epoch, and resumes from the latest checkpoint when
+the workdir already holds one.
 """
 
 import collections
@@ -407,7 +408,8 @@ def load_trained(workdir: str, which: str = 'best') -> tuple[ml_collections.Conf
   config = checkpoints.load_config(workdir)
   manager = checkpoints.make_manager(workdir, config.best_metric, read_only=True)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  shapes = jax.eval_shape(functools.partial(models.init_params, config.model), jax.random.PRNGKey(0))
+  shapes = jax.eval_shape(functools.partial(models.init_params, config.model),
+                          jax.random.PRNGKey(0))
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
   try:
     params, epoch = checkpoints.restore(manager, target, which, params_only=True)

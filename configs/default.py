@@ -33,6 +33,11 @@ def get_model_config() -> ml_collections.ConfigDict:
   model.dropout_rate = 0.1
   model.attention_dropout_rate = 0.1
   model.window = 256  # Frames per transformer input window.
+  # The attention of the multi-head layers: 'einsum' (Flax's dot_product_attention) or
+  # 'dot_product_attention' (jax.nn's: XLA, or cuDNN's fused kernel on a GPU; Flax's where
+  # attention dropout is drawn). The same parameters and results.
+  model.attention = 'einsum'
+
   model.dtype = 'float32'  # Compute dtype ('bfloat16' on accelerators); parameters stay float32.
   # Operands of the weight matmuls only ('bfloat16': mixed precision with float32 sums and
   # everything else float32; a 1.5x faster training step on a CPU with AVX512-BF16, see
