@@ -90,7 +90,8 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
       no real frame is padding and does not count.
     rng: dropout key; the step number (and the device index under pmap) is folded in,
       so the same key may be passed at every step.
-    config: the full config (losses and their weights, `microbatch_size`).
+    config: the full config (losses and their weights, `microbatch_size`: see
+      `microbatch_size`).
     axis_name: the device axis (`config.axis_name`) when run per device under
       `jax.shard_map` or `jax.pmap`, else None.
   Returns:
@@ -120,8 +121,8 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
     return loss, {k: jnp.sum(v * real) for k, v in per_sample.items()}
 
   grad_fn = jax.grad(loss_fn, has_aux=True)
-  micro = config.get('microbatch_size')
-  if micro is None or micro >= batch['frames'].shape[0]:
+  micro = microbatch_size(config, batch['frames'].shape[0])
+  if micro is None:
     grads, metric_sums = grad_fn(state.params, batch, rng)
   else:
     grads, metric_sums = _accumulate(grad_fn, state.params, batch, rng, micro)
@@ -130,6 +131,25 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
     metric_sums = jax.lax.psum(metric_sums, axis_name)
   metrics = {k: v / jnp.maximum(count, 1.0) for k, v in metric_sums.items()}
   return state.apply_gradients(grads=grads), metrics
+
+
+# Windows per forward/backward pass on a CPU when `config.microbatch_size` is None: what
+# the `micro` rows of benchmarks/train_step.py measured fastest per window (see
+# benchmarks/README.md); it also bounds the activations held at once.
+CPU_MICROBATCH = 4
+
+
+def microbatch_size(config: ml_collections.ConfigDict, batch_size: int,
+                    platform: str | None = None) -> int | None:
+  """Windows per forward/backward pass for a per-device batch of `batch_size`, None: all.
+
+  `config.microbatch_size` when set (0: the whole batch); when None, `CPU_MICROBATCH`
+  on a CPU and the whole batch on accelerators (`platform`, default JAX's backend).
+  """
+  micro = config.get('microbatch_size')
+  if micro is None:
+    micro = CPU_MICROBATCH if (platform or jax.default_backend()) == 'cpu' else 0
+  return micro if 0 < micro < batch_size else None
 
 
 def _accumulate(grad_fn, params: Any, batch: Batch, rng: Array,

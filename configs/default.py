@@ -67,8 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 20
   config.batch_size = 100  # Global batch of windows, split over all devices.
   # Windows per forward/backward pass on a device; their gradients are summed, so the update
-  # is the whole batch's. None: all at once. 2-4 was fastest on the 2-core CPU measured
-  # (cache-sized attention tensors).
+  # is the whole batch's. None: train.CPU_MICROBATCH on a CPU (the fastest per window in
+  # benchmarks/train_step.py's micro rows), the whole batch on accelerators; 0: the whole batch.
   config.microbatch_size = ml_collections.config_dict.placeholder(int)
   # Data parallelism over all devices of all hosts: 'shard_map' (jax.shard_map on a mesh) or
   # 'pmap' (jax.pmap, in maintenance mode since JAX 0.8); the same per-device train step.
