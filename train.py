@@ -4,7 +4,8 @@
   python train.py --config configs/synthetic.py --workdir runs/synthetic --config.num_epochs=3
   python train.py --config configs/tvsum_standard.py --workdir runs/tvsum_standard --all_splits
 
-Running again on the same workdir resumes from its latest checkpoint.
+Running again on the same workdir resumes from its latest checkpoint. On several hosts
+(or processes), run it on each with --distributed (see the README).
 """
 
 import os
@@ -24,7 +25,13 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metr
 _ALL_SPLITS = flags.DEFINE_bool('all_splits', False, 'Train every split into WORKDIR/split_<k>: '
                                 'the 5 standard ones, or every entry of data.splits_file.')
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() '
-                                 'first (several hosts; see the README).')
+                                 'first (several hosts or processes; see the README).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'With --distributed: host:port '
+                                   'of process 0, where no TPU, SLURM or MPI environment says it.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'With --distributed: how many '
+                                      'processes, where the environment does not say.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'With --distributed: this process, '
+                                   '0 to num_processes - 1, where the environment does not say.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -35,7 +42,7 @@ def main(argv):
     cli.enable_compilation_cache()
     if _DISTRIBUTED.value:
       import jax  # pylint: disable=g-import-not-at-top
-      jax.distributed.initialize()
+      jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = _CONFIG.value
     if not _ALL_SPLITS.value:
       train.train_and_evaluate(config, _WORKDIR.value)

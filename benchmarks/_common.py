@@ -30,6 +30,11 @@ if str(REPO_ROOT) not in sys.path:  # `from configs import default`.
 
 # Another process counts as busy above this many cores of CPU beside ours.
 BUSY_CORES = 0.7
+# The x86 SIMD flags of /proc/cpuinfo recorded with every result.
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+# Environment variables that restrict the instruction sets libraries use.
+ISA_ENV = ("XLA_FLAGS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 # ------------------------------------------------------------------- load --
@@ -235,8 +240,7 @@ def machine_info() -> dict[str, Any]:
           break
   except OSError:
     pass
-  simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
-          if f" {f}" in flags]
+  simd = [f for f in SIMD_FLAGS if f" {f} " in flags.rstrip() + " "]
   mem = None
   try:
     with open("/proc/meminfo") as f:
@@ -257,7 +261,17 @@ def machine_info() -> dict[str, Any]:
   except Exception:  # pylint: disable=broad-except
     pass
   info["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+  info["isa_env"] = {k: os.environ[k] for k in ISA_ENV if k in os.environ}
+  info["uptime"] = uptime()
   return info
+
+
+def uptime() -> str:
+  """`uptime`'s line: the time and the load averages over 1, 5 and 15 minutes."""
+  try:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+  except OSError:
+    return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def current_rss_mib() -> float:

@@ -60,17 +60,26 @@ def make_manager(workdir: str, best_metric: str, *,
 
 
 def save(manager: ocp.CheckpointManager, epoch: int, state: Any, metrics: dict[str, float]) -> None:
-  """Saves the (unreplicated) train state after `epoch` epochs, with its validation metrics."""
+  """Saves the train state after `epoch` epochs, with its validation metrics.
+
+  Every host calls it with the same state, replicated over all devices (or on one
+  device in a single process); Orbax writes each array once.
+  """
   manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
                metrics={k: float(v) for k, v in metrics.items()})
   manager.wait_until_finished()
 
 
-def restore(manager: ocp.CheckpointManager, target: Any, which: str = 'latest') -> tuple[Any, int]:
+def restore(manager: ocp.CheckpointManager, target: Any, which: str = 'latest', *,
+            params_only: bool = False) -> tuple[Any, int]:
   """Restores `which` ('latest' or 'best') checkpoint into the structure of `target`.
 
-  Returns the restored state and its epoch. A checkpoint of another model size
-  raises CheckpointError.
+  Each array is restored with the shape, dtype and sharding of its `target` leaf
+  (arrays or `jax.ShapeDtypeStruct`s), so a state replicated over a mesh of several
+  hosts comes back that way. With `params_only`, `target` is the parameters alone and
+  only they are read, not the optimizer state (evaluation and summarizing).
+  Returns the restored state (or parameters) and its epoch. A checkpoint of another
+  model size raises CheckpointError.
   """
   if which not in ('latest', 'best'):
     raise CheckpointError(f"unknown checkpoint {which!r}; expected 'latest' or 'best'")
@@ -78,10 +87,15 @@ def restore(manager: ocp.CheckpointManager, target: Any, which: str = 'latest') 
   if step is None:
     raise CheckpointError(f'{manager.directory}: no checkpoint found')
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  if params_only:
+    abstract = {'params': abstract}
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    item = ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=True)
+  else:
+    item = ocp.args.StandardRestore(abstract)
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))
+    restored = manager.restore(step, args=ocp.args.Composite(state=item))
   except (ValueError, KeyError, TypeError) as e:
     raise CheckpointError(f'{manager.directory}/{step}: does not fit the configured model '
                           f'({str(e).splitlines()[0][:200]})') from None
-  return restored['state'], step
+  return restored['state']['params'] if params_only else restored['state'], step

@@ -146,3 +146,9 @@ def epoch_batches(windows: Batch, batch_size: int, *, seed: int, epoch: int,
 def num_batches(num_windows: int, batch_size: int, num_shards: int) -> int:
   """Batches per epoch for `epoch_batches`."""
   return -(-num_windows // padded_batch_size(batch_size, num_shards))
+
+
+def real_samples_per_batch(num_windows: int, batch_size: int, num_shards: int) -> list[int]:
+  """The real (not padding) samples of each global batch of `epoch_batches`."""
+  size = padded_batch_size(batch_size, num_shards)
+  return [min(size, num_windows - start) for start in range(0, num_windows, size)]

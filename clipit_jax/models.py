@@ -88,6 +88,38 @@ def dense_dot_general(config: ml_collections.ConfigDict):
   return bf16_dot_general if matmul_dtype == 'bfloat16' else None
 
 
+ATTENTIONS = ('einsum', 'dot_product_attention')
+
+
+def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | None = None,
+                          mask: Array | None = None, broadcast_dropout: bool = True,
+                          dropout_rng: Array | None = None, dropout_rate: float = 0.0,
+                          deterministic: bool = False, dtype: Any = None,
+                          precision: Any = None) -> Array:
+  """Flax's `attention_fn` through `jax.nn.dot_product_attention` (XLA; cuDNN's fused kernel
+  on a GPU where it applies). Shapes as Flax's: `[B, T, heads, head_dim]` in and out.
+
+  `jax.nn.dot_product_attention` draws no dropout on the attention weights, so where
+  dropout is drawn (training with `attention_dropout_rate > 0`) this is Flax's own.
+  """
+  if dropout_rate > 0.0 and not deterministic:
+    return nn.dot_product_attention(query, key, value, bias, mask, broadcast_dropout,
+                                    dropout_rng, dropout_rate, deterministic, dtype, precision)
+  mask = None if mask is None else mask.astype(bool)  # Flax's masks are 0/1 floats.
+  out = jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask)
+  return out if dtype is None else out.astype(dtype)
+
+
+def attention_fn(config: ml_collections.ConfigDict):
+  """The attention of every multi-head layer for `config.attention` ('einsum' when absent,
+  as in configs saved before it existed): Flax's `dot_product_attention` (explicit
+  einsums and softmax) or `jax.nn.dot_product_attention`. The parameters are the same."""
+  name = config.get('attention', 'einsum')
+  if name not in ATTENTIONS:
+    raise ValueError(f'unknown attention {name!r}; expected one of {ATTENTIONS}')
+  return dot_product_attention if name == 'dot_product_attention' else nn.dot_product_attention
+
+
 def sinusoidal_positions(length: int, width: int) -> Array:
   """Fixed sinusoidal position encodings (Vaswani et al. 2017), `[length, width]`."""
   positions = np.arange(length)[:, None]
@@ -147,6 +179,7 @@ class LanguageGuidedAttention(nn.Module):
   null_token: bool = True
   dtype: Any = jnp.float32
   dot_general: Any = None
+  attention_fn: Any = nn.dot_product_attention
 
   @nn.compact
   def __call__(self, frames: Array, frame_mask: Array, text: Array, text_mask: Array,
@@ -159,7 +192,8 @@ class LanguageGuidedAttention(nn.Module):
     attended = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dtype=self.dtype, dropout_rate=self.dropout_rate,
         deterministic=deterministic, qkv_dot_general=self.dot_general,
-        out_dot_general=self.dot_general, name='attention')(frames, text, mask=mask)
+        out_dot_general=self.dot_general, attention_fn=self.attention_fn,
+        name='attention')(frames, text, mask=mask)
     attended = jnp.where(has_text[:, None, None], attended, 0.0)  # No text, no contribution.
     attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     return nn.LayerNorm(dtype=self.dtype, name='norm')(frames + attended)
@@ -217,12 +251,12 @@ class EncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, self_mask: Array, *, deterministic: bool) -> Array:
     cfg = self.config
-    dot_general = dense_dot_general(cfg)
+    dot_general, attend = dense_dot_general(cfg), attention_fn(cfg)
     y = nn.LayerNorm(dtype=self.dtype)(x)
     y = nn.MultiHeadDotProductAttention(
         num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
         deterministic=deterministic, qkv_dot_general=dot_general,
-        out_dot_general=dot_general)(y, y, mask=self_mask)
+        out_dot_general=dot_general, attention_fn=attend)(y, y, mask=self_mask)
     x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype, dot_general)(
         nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic)
@@ -237,14 +271,14 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, memory: Array, mask: Array, *, deterministic: bool) -> Array:
     cfg = self.config
-    dot_general = dense_dot_general(cfg)
+    dot_general, attend = dense_dot_general(cfg), attention_fn(cfg)
     for name, kv in (('self_attention', None), ('cross_attention', memory)):
       y = nn.LayerNorm(dtype=self.dtype)(x)
       kv = y if kv is None else kv
       y = nn.MultiHeadDotProductAttention(
           num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
           deterministic=deterministic, qkv_dot_general=dot_general,
-          out_dot_general=dot_general, name=name)(y, kv, mask=mask)
+          out_dot_general=dot_general, attention_fn=attend, name=name)(y, kv, mask=mask)
       x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype, dot_general)(
         nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic)
@@ -322,7 +356,7 @@ class CLIPIt(nn.Module):
     cross_modal = cfg.get('cross_modal', 'attention')
     if cross_modal == 'attention':
       block = LanguageGuidedAttention(cfg.language_heads, cfg.attention_dropout_rate,
-                                      cfg.null_text_token, dtype, dot_general,
+                                      cfg.null_text_token, dtype, dot_general, attention_fn(cfg),
                                       name='language_attention')
     elif cross_modal == 'mlp':
       block = LanguageGuidedMlp(cfg.dropout_rate, dtype, dot_general, name='language_mlp')

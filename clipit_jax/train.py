@@ -1,14 +1,17 @@
-"""Training: optimizer, train state, the pure pmap-ready train step, and the loop.
+"""Training: optimizer, train state, the pure per-device train step, and the loop.
 
-`train_and_evaluate(config, workdir)` trains data-parallel over all local devices
-(and hosts), validates every epoch, checkpoints the latest and the best epoch, and
-resumes from the latest checkpoint when the workdir already holds one.
+`train_and_evaluate(config, workdir)` trains data-parallel over every device of every
+host (`jax.shard_map` on a one-axis mesh, or `jax.pmap`), validates every epoch,
+checkpoints the latest and the best epoch, and resumes from the latest checkpoint when
+the workdir already holds one.
 """
 
+import collections
 import functools
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -17,8 +20,10 @@ import ml_collections
 import numpy as np
 import optax
 import tqdm
-from flax import jax_utils
 from flax.training import train_state
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from clipit_jax import benchmark_eval
 from clipit_jax import checkpoints
@@ -80,19 +85,21 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
   """One optimisation step on a batch of windows; pure.
 
   Args:
-    state: the train state (replicated under pmap).
+    state: the train state (the same on every device).
     batch: 'frames' `[B, T, frame_dim]`, 'frame_mask' `[B, T]`, 'text' `[B, L, text_dim]`,
       'text_mask' `[B, L]` and, for the supervised loss, 'labels' `[B, T]`. A sample with
       no real frame is padding and does not count.
     rng: dropout key; the step number (and the device index under pmap) is folded in,
       so the same key may be passed at every step.
-    config: the full config (losses and their weights, `microbatch_size`).
-    axis_name: the pmap axis (`config.axis_name`) when run under `jax.pmap`, else None.
+    config: the full config (losses and their weights, `microbatch_size`: see
+      `microbatch_size`).
+    axis_name: the device axis (`config.axis_name`) when run per device under
+      `jax.shard_map` or `jax.pmap`, else None.
   Returns:
     The new state, and metrics averaged over the global batch's real samples.
 
-  Under pmap, every device normalises by the global number of real samples times the
-  device count and the gradients are `pmean`-ed, so the update equals the one a
+  With `axis_name`, each device divides its loss sum by the global number of real
+  samples over the device count, and the gradients are `pmean`-ed, so the update equals the one a
   single device computes on the whole global batch, uneven padding included.
   """
   rng = jax.random.fold_in(rng, state.step)
@@ -115,8 +122,8 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
     return loss, {k: jnp.sum(v * real) for k, v in per_sample.items()}
 
   grad_fn = jax.grad(loss_fn, has_aux=True)
-  micro = config.get('microbatch_size')
-  if micro is None or micro >= batch['frames'].shape[0]:
+  micro = microbatch_size(config, batch['frames'].shape[0])
+  if micro is None:
     grads, metric_sums = grad_fn(state.params, batch, rng)
   else:
     grads, metric_sums = _accumulate(grad_fn, state.params, batch, rng, micro)
@@ -125,6 +132,25 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
     metric_sums = jax.lax.psum(metric_sums, axis_name)
   metrics = {k: v / jnp.maximum(count, 1.0) for k, v in metric_sums.items()}
   return state.apply_gradients(grads=grads), metrics
+
+
+# Windows per forward/backward pass on a CPU when `config.microbatch_size` is None: what
+# the `micro` rows of benchmarks/train_step.py measured fastest per window (see
+# benchmarks/README.md); it also bounds the activations held at once.
+CPU_MICROBATCH = 4
+
+
+def microbatch_size(config: ml_collections.ConfigDict, batch_size: int,
+                    platform: str | None = None) -> int | None:
+  """Windows per forward/backward pass for a per-device batch of `batch_size`, None: all.
+
+  `config.microbatch_size` when set (0: the whole batch); when None, `CPU_MICROBATCH`
+  on a CPU and the whole batch on accelerators (`platform`, default JAX's backend).
+  """
+  micro = config.get('microbatch_size')
+  if micro is None:
+    micro = CPU_MICROBATCH if (platform or jax.default_backend()) == 'cpu' else 0
+  return micro if 0 < micro < batch_size else None
 
 
 def _accumulate(grad_fn, params: Any, batch: Batch, rng: Array,
@@ -155,25 +181,136 @@ def _accumulate(grad_fn, params: Any, batch: Batch, rng: Array,
   return sums
 
 
-def replicate(tree: Any, axis_name: str) -> Any:
-  """Copies `tree` to every local device, `[local_devices, ...]`, as `jax.pmap` lays out its outputs.
+PARALLELISMS = ('shard_map', 'pmap')
 
-  `flax.jax_utils.replicate` names its mesh axis otherwise, so the state a pmapped step
-  returns would not match the one it was given, and the second step would compile again.
+
+def parallelism(config: ml_collections.ConfigDict) -> str:
+  """`config.parallelism` ('shard_map' when absent, as in configs saved before it existed)."""
+  mode = config.get('parallelism', 'shard_map')
+  if mode not in PARALLELISMS:
+    raise ValueError(f'unknown parallelism {mode!r}; expected one of {PARALLELISMS}')
+  return mode
+
+
+def make_mesh(config: ml_collections.ConfigDict) -> Mesh:
+  """Every device of every host on one data axis, `config.axis_name`."""
+  return Mesh(np.array(jax.devices()), (config.axis_name,))
+
+
+def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Any:
+  """`train_step` compiled for `config.parallelism`, with the state donated.
+
+  'shard_map' (the default): `jax.jit(jax.shard_map(train_step))` over `mesh`, the
+  devices of all hosts. The state and the dropout key are replicated
+  (`NamedSharding(mesh, P())`, see `place_state`), the batch `[global_batch, ...]` is
+  split over the mesh axis (`place_batch`), and each device runs `train_step` on its
+  part with `pmean`/`psum` over `config.axis_name`.
+  'pmap': the same per-device `train_step` under `jax.pmap` over the local devices, on
+  state `[local_devices, ...]` and batches `[local_devices, per_device, ...]`.
+  Without a mesh: `jax.jit` of `train_step` on one device, no collectives.
   """
-  mesh = jax.sharding.Mesh(np.array(jax.local_devices()), (axis_name,))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis_name))
-  n = jax.local_device_count()
-  return jax.tree.map(
-      lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), sharding), tree)
-
-
-def make_train_step(config: ml_collections.ConfigDict, *, pmapped: bool) -> Any:
-  """`train_step` compiled for the config: `jax.pmap` over local devices, or `jax.jit`."""
-  if pmapped:
-    step = functools.partial(train_step, config=config, axis_name=config.axis_name)
+  if mesh is None:
+    return jax.jit(functools.partial(train_step, config=config), donate_argnums=(0,))
+  step = functools.partial(train_step, config=config, axis_name=config.axis_name)
+  if parallelism(config) == 'pmap':
     return jax.pmap(step, axis_name=config.axis_name, donate_argnums=(0,))
-  return jax.jit(functools.partial(train_step, config=config), donate_argnums=(0,))
+  replicated, split = P(), P(config.axis_name)
+  # check_vma=False: autodiff must not insert its own psum into the gradients of the
+  # replicated parameters; the step averages them itself, as under pmap.
+  per_device = jax.shard_map(step, mesh=mesh, in_specs=(replicated, split, replicated),
+                             out_specs=(replicated, replicated), check_vma=False)
+  return jax.jit(per_device, donate_argnums=(0,))
+
+
+def place_state(tree: Any, config: ml_collections.ConfigDict, mesh: Mesh) -> Any:
+  """The state (or the dropout key) as the step of `make_train_step(config, mesh)` takes it.
+
+  'shard_map': one global array per leaf, replicated on every device of `mesh`. Every
+  host must pass the same values. 'pmap': `[local_devices, ...]` copies, laid out as
+  `jax.pmap` lays out its outputs (`flax.jax_utils.replicate` names its mesh axis
+  otherwise, so the state a pmapped step returned would not match the one it was
+  given, and the second step would compile again).
+  """
+  if parallelism(config) == 'pmap':
+    local = Mesh(np.array(jax.local_devices()), (config.axis_name,))
+    sharding = NamedSharding(local, P(config.axis_name))
+    n = jax.local_device_count()
+    return jax.tree.map(
+        lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), sharding),
+        tree)
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def place_batch(batch: Batch, config: ml_collections.ConfigDict, mesh: Mesh) -> Batch:
+  """A host batch `[local_devices, per_device, ...]` (`input_pipeline.epoch_batches`) on device.
+
+  'shard_map': this host's part of one global array `[global_batch, ...]` split over
+  the mesh axis (`jax.make_array_from_process_local_data`). 'pmap': split over the
+  local devices along the first axis.
+  """
+  if parallelism(config) == 'pmap':
+    local = Mesh(np.array(jax.local_devices()), (config.axis_name,))
+    return jax.device_put(batch, NamedSharding(local, P(config.axis_name)))
+  sharding = NamedSharding(mesh, P(config.axis_name))
+  return {k: jax.make_array_from_process_local_data(sharding, v.reshape((-1,) + v.shape[2:]))
+          for k, v in batch.items()}
+
+
+def global_state(placed: Any, config: ml_collections.ConfigDict, mesh: Mesh) -> Any:
+  """The state replicated over `mesh` whatever the parallelism: what Orbax saves and restores."""
+  if parallelism(config) == 'pmap':
+    first = lambda x: np.asarray(x.addressable_data(0)).reshape(x.shape[1:])  # noqa: E731
+    return jax.device_put(jax.tree.map(first, placed), NamedSharding(mesh, P()))
+  return placed
+
+
+def local_copy(tree: Any) -> Any:
+  """This host's first device's copy of replicated arrays: evaluation runs there."""
+  return jax.tree.map(lambda x: x.addressable_data(0), tree)
+
+
+def prefetch(batches: Iterator[Batch], place: Callable[[Batch], Batch],
+             ahead: int = 1) -> Iterator[Batch]:
+  """`place(batch)` for each batch, placed `ahead` batches before it is needed.
+
+  The step runs asynchronously, so the next batch is assembled and copied to the
+  devices while the current step computes.
+  """
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(place(batch))
+    if len(queue) > ahead:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
+
+
+def train_epoch(step: Callable, state: Any, rng: Array, batches: Iterator[Batch],
+                real_per_batch: list[int], *, in_flight: int = 2) -> tuple[Any, dict[str, float]]:
+  """Runs `state, metrics = step(state, batch, rng)` over an epoch's batches.
+
+  Args:
+    step, state, rng: from `make_train_step`, `place_state`.
+    batches: placed batches, from `prefetch`.
+    real_per_batch: the real samples in each global batch, which weigh its metrics.
+    in_flight: steps queued ahead of the devices at most; the host waits for no other.
+  Returns:
+    The state, and the metrics averaged over the epoch's real samples. They stay on
+    the devices until the end of the epoch and are fetched once.
+  """
+  outputs = []
+  for batch in batches:
+    state, metrics = step(state, batch, rng)
+    outputs.append(metrics)
+    if len(outputs) > in_flight:
+      jax.block_until_ready(outputs[-in_flight - 1])
+  weights = np.asarray(real_per_batch[:len(outputs)], np.float64)
+  fetched = jax.device_get(outputs)  # Under pmap, one copy per local device: take the first.
+  means = {}
+  for key in fetched[0] if fetched else ():
+    values = np.array([np.ravel(m[key])[0] for m in fetched])
+    means[key] = float(np.sum(values * weights) / max(np.sum(weights), 1.0))
+  return state, means
 
 
 class MetricsWriter:
@@ -227,11 +364,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   validation = data['validation'] or data['train']
 
   local_devices = jax.local_device_count()
-  num_shards = jax.process_count() * local_devices
-  steps_per_epoch = input_pipeline.num_batches(windows['window_id'].shape[0], config.batch_size,
-                                               num_shards)
+  num_windows = windows['window_id'].shape[0]
+  steps_per_epoch = input_pipeline.num_batches(num_windows, config.batch_size, jax.device_count())
+  real_per_batch = input_pipeline.real_samples_per_batch(num_windows, config.batch_size,
+                                                         jax.device_count())
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = create_train_state(config, init_rng, steps_per_epoch * config.num_epochs)
+  mesh = make_mesh(config)
+  # Replicated over the mesh, so that Orbax saves and restores it in that layout on every host.
+  state = jax.device_put(create_train_state(config, init_rng, steps_per_epoch * config.num_epochs),
+                         NamedSharding(mesh, P()))
   manager = checkpoints.make_manager(workdir, config.best_metric)
   start_epoch = 0
   if manager.latest_step() is not None:
@@ -240,34 +381,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   checkpoints.save_config(workdir, config)
   writer = MetricsWriter(workdir, start_epoch)
 
-  p_train_step = make_train_step(config, pmapped=True)
+  step = make_train_step(config, mesh)
   eval_apply = jax.jit(models.CLIPIt(config.model).apply)
-  replicated = replicate(state, config.axis_name)
-  replicated_rng = replicate(dropout_rng, config.axis_name)
+  placed = place_state(state, config, mesh)
+  placed_rng = place_state(dropout_rng, config, mesh)
   last_epoch = config.num_epochs if config.stop_after_epoch is None else min(
       config.num_epochs, config.stop_after_epoch)
 
   for epoch in range(start_epoch + 1, last_epoch + 1):
     start = time.time()
-    sums, count = {}, 0.0
     batches = input_pipeline.epoch_batches(
         windows, config.batch_size, seed=config.seed, epoch=epoch,
         process_index=jax.process_index(), process_count=jax.process_count(),
         local_devices=local_devices)
-    for batch in tqdm.tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch}/{config.num_epochs}',
-                           leave=False, disable=not config.progress):
-      replicated, metrics = p_train_step(replicated, batch, replicated_rng)
-      real = float(np.sum(np.any(batch['frame_mask'], axis=-1)))
-      for k, v in jax.device_get(metrics).items():
-        sums[k] = sums.get(k, 0.0) + float(v[0]) * real
-      count += real
-    state = jax_utils.unreplicate(replicated)
-    val = benchmark_eval.evaluate_videos(eval_apply, state.params, validation, window)['metrics']
-    epoch_metrics = {f'train_{k}': v / max(count, 1.0) for k, v in sums.items()}
+    batches = tqdm.tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch}/{config.num_epochs}',
+                        leave=False, disable=not config.progress)
+    placed, train_metrics = train_epoch(
+        step, placed, placed_rng, prefetch(batches, lambda b: place_batch(b, config, mesh)),
+        real_per_batch)
+    train_seconds = time.time() - start
+    state = global_state(placed, config, mesh)
+    val = benchmark_eval.evaluate_videos(eval_apply, local_copy(state.params), validation,
+                                         window)['metrics']
+    epoch_metrics = {f'train_{k}': v for k, v in train_metrics.items()}
     epoch_metrics.update({f'val_{k}': v for k, v in val.items()})
     if config.get('test_every_epoch'):  # Logged only: the best checkpoint is chosen on val.
-      test = benchmark_eval.evaluate_videos(eval_apply, state.params, data['test'], window)
+      test = benchmark_eval.evaluate_videos(eval_apply, local_copy(state.params), data['test'],
+                                            window)
       epoch_metrics.update({f'test_{k}': v for k, v in test['metrics'].items()})
+    epoch_metrics['train_seconds'] = train_seconds
     epoch_metrics['epoch_seconds'] = time.time() - start
     checkpoints.save(manager, epoch, state, val)
     writer.write(epoch, epoch_metrics)
@@ -279,15 +421,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
 
 def load_trained(workdir: str, which: str = 'best') -> tuple[ml_collections.ConfigDict, Any, int]:
-  """The saved config, the parameters of the `which` checkpoint ('best' or 'latest'), its epoch."""
+  """The saved config, the parameters of the `which` checkpoint ('best' or 'latest'), its epoch.
+
+  Only the parameters are read, onto this host's first device; the optimizer state is
+  neither built nor restored.
+  """
   config = checkpoints.load_config(workdir)
   manager = checkpoints.make_manager(workdir, config.best_metric, read_only=True)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  shapes = jax.eval_shape(functools.partial(models.init_params, config.model),
+                          jax.random.PRNGKey(0))
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
   try:
-    state, epoch = checkpoints.restore(
-        manager, create_train_state(config, jax.random.PRNGKey(0)), which)
+    params, epoch = checkpoints.restore(manager, target, which, params_only=True)
   finally:
     manager.close()  # Its threads would otherwise outlive a failed restore at exit.
-  return config, state.params, epoch
+  return config, params, epoch
 
 
 def evaluate_checkpoint(workdir: str, split: str = 'test', which: str = 'best') -> dict[str, Any]:

@@ -33,6 +33,11 @@ def get_model_config() -> ml_collections.ConfigDict:
   model.dropout_rate = 0.1
   model.attention_dropout_rate = 0.1
   model.window = 256  # Frames per transformer input window.
+  # The attention of the multi-head layers: 'einsum' (Flax's dot_product_attention) or
+  # 'dot_product_attention' (jax.nn's: XLA, or cuDNN's fused kernel on a GPU; Flax's where
+  # attention dropout is drawn). The same parameters and results.
+  model.attention = 'einsum'
+
   model.dtype = 'float32'  # Compute dtype ('bfloat16' on accelerators); parameters stay float32.
   # Operands of the weight matmuls only ('bfloat16': mixed precision with float32 sums and
   # everything else float32; a 1.5x faster training step on a CPU with AVX512-BF16, see
@@ -66,10 +71,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 20
   config.batch_size = 100  # Global batch of windows, split over all devices.
   # Windows per forward/backward pass on a device; their gradients are summed, so the update
-  # is the whole batch's. None: all at once. 2-4 was fastest on the 2-core CPU measured
-  # (cache-sized attention tensors).
+  # is the whole batch's. None: train.CPU_MICROBATCH on a CPU (the fastest per window in
+  # benchmarks/train_step.py's micro rows), the whole batch on accelerators; 0: the whole batch.
   config.microbatch_size = ml_collections.config_dict.placeholder(int)
-  config.axis_name = 'batch'  # pmap axis over which gradients are averaged.
+  # Data parallelism over all devices of all hosts: 'shard_map' (jax.shard_map on a mesh) or
+  # 'pmap' (jax.pmap, in maintenance mode since JAX 0.8); the same per-device train step.
+  config.parallelism = 'shard_map'
+  config.axis_name = 'data'  # The device axis over which gradients are averaged.
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()

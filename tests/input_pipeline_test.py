@@ -67,21 +67,24 @@ def _windows(n):
 @pytest.mark.parametrize('process_count,local_devices', [(1, 1), (1, 4), (2, 2)])
 def test_every_window_once_per_epoch_across_hosts_and_devices(process_count, local_devices):
   windows = _windows(23)
-  seen, count = [], 0
+  seen, count, real_per_step = [], 0, {}
   for process in range(process_count):
-    for batch in input_pipeline.epoch_batches(windows, 10, seed=0, epoch=3,
-                                              process_index=process, process_count=process_count,
-                                              local_devices=local_devices):
+    for step, batch in enumerate(input_pipeline.epoch_batches(
+        windows, 10, seed=0, epoch=3, process_index=process, process_count=process_count,
+        local_devices=local_devices)):
       per_device = input_pipeline.padded_batch_size(10, process_count * local_devices) // (
           process_count * local_devices)
       assert batch['frames'].shape == (local_devices, per_device, 2, 1)
       real = batch['frame_mask'].any(-1).reshape(-1)
       seen += list(batch['frames'][..., 0, 0].reshape(-1)[real])
       count += process == 0
+      real_per_step[step] = real_per_step.get(step, 0) + int(real.sum())
   assert sorted(seen) == list(range(23))
   global_size = input_pipeline.padded_batch_size(10, process_count * local_devices)
   assert global_size % (process_count * local_devices) == 0 and 10 <= global_size < 14
   assert count == input_pipeline.num_batches(23, 10, process_count * local_devices) == -(-23 // global_size)
+  assert list(real_per_step.values()) == input_pipeline.real_samples_per_batch(
+      23, 10, process_count * local_devices)
 
 
 def test_last_batch_is_padded_with_empty_samples():

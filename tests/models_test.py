@@ -1,5 +1,8 @@
 """Tests of the CLIP-It network: shapes, masks, windows and the language path."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -211,3 +214,38 @@ def test_bf16_matmuls_match_float32_model():
   mixed.matmul_dtype = 'float16'
   with pytest.raises(ValueError, match="unknown matmul_dtype 'float16'"):
     models.init_params(mixed, jax.random.PRNGKey(0))
+
+
+def test_jax_nn_attention_matches_flax_einsum_attention():
+  """`attention='dot_product_attention'`: the same outputs and gradients, padding included."""
+  _, model, params = _model_and_params()
+  fused = models.CLIPIt(small_config(attention='dot_product_attention').model)
+  batch = random_batch(small_config(), 3, [16, 9, 4], seed=5)
+  batch['text_mask'][2, 1:] = False
+  args = (batch['frames'], batch['frame_mask'], batch['text'], batch['text_mask'])
+  mask = batch['frame_mask']
+
+  def loss(m, p):
+    out = m.apply({'params': p}, *args)
+    return jax.numpy.sum(out['logits'] * mask), out
+
+  (ga, a), (gb, b) = (jax.jit(jax.grad(functools.partial(loss, m), has_aux=True))(params)
+                      for m in (model, fused))
+  np.testing.assert_allclose(b['scores'][mask], a['scores'][mask], atol=1e-6)
+  np.testing.assert_allclose(b['reconstruction'][mask], a['reconstruction'][mask], atol=1e-5)
+  assert np.all(np.isfinite(b['reconstruction']))  # Padding rows too.
+  for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+    np.testing.assert_allclose(y, x, atol=1e-5)
+  with pytest.raises(ValueError, match="unknown attention 'flash'"):
+    models.attention_fn(small_config(attention='flash').model)
+
+
+def test_jax_nn_attention_draws_flax_attention_dropout():
+  """Where attention dropout is drawn, the weights are dropped exactly as Flax drops them."""
+  q, k, v = np.random.default_rng(0).normal(size=(3, 2, 5, 4, 8)).astype(np.float32)
+  mask = np.tril(np.ones((2, 1, 5, 5), bool))
+  rng = jax.random.PRNGKey(0)
+  kwargs = dict(mask=mask, dropout_rng=rng, dropout_rate=0.5, deterministic=False)
+  expected = nn.dot_product_attention(q, k, v, **kwargs)
+  np.testing.assert_array_equal(models.dot_product_attention(q, k, v, **kwargs), expected)
+  assert not np.allclose(expected, nn.dot_product_attention(q, k, v, mask=mask))

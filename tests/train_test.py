@@ -79,6 +79,7 @@ def test_microbatches_give_the_whole_batch_update(micro):
   state = state.replace(opt_state=state.tx.init(state.params))
   batch = random_batch(config, 5, [16, 9, 0, 12, 3], seed=2)
   rng = jax.random.PRNGKey(1)
+  config.microbatch_size = 0  # The whole batch at once.
   whole, metrics_whole = jax.jit(functools.partial(train.train_step, config=config))(
       state, batch, rng)
   config.microbatch_size = micro
@@ -92,3 +93,13 @@ def test_microbatches_give_the_whole_batch_update(micro):
   assert moved > 1e-3  # The step did update the parameters.
   for k in metrics_whole:
     np.testing.assert_allclose(metrics_whole[k], metrics_parts[k], rtol=1e-5)
+
+
+@pytest.mark.parametrize('setting,platform,expected', [
+    (None, 'cpu', train.CPU_MICROBATCH), (None, 'gpu', None), (None, 'tpu', None),
+    (0, 'cpu', None), (3, 'gpu', 3), (16, 'cpu', None), (40, 'cpu', None)])
+def test_microbatch_size_setting(setting, platform, expected):
+  """None: CPU_MICROBATCH on a CPU, the whole batch elsewhere; 0 or >= the batch: whole."""
+  config = small_config()
+  config.microbatch_size = setting
+  assert train.microbatch_size(config, 16, platform) == expected
