@@ -1,10 +1,12 @@
-"""Helpers shared by the tests: configs small enough for the CPU, stand-in data, toy batches."""
+"""Helpers shared by the tests: configs small enough for the CPU, stand-in data, h5 files,
+toy batches."""
 
 import importlib.util
 import json
 import pathlib
 import sys
 
+import h5py
 import ml_collections
 import numpy as np
 import yaml
@@ -92,3 +94,28 @@ def random_batch(config: ml_collections.ConfigDict, batch: int, lengths, seed: i
       text=rng.normal(size=(batch, text_len, m.text_dim)).astype(np.float32),
       text_mask=np.ones((batch, text_len), bool),
       labels=((rng.random((batch, window)) < 0.2) & frame_mask).astype(np.float32))
+
+
+def write_h5(path, n_videos, *, names=True, feature_dim=1024, seed=0, frames=(150, 400)):
+  """An eccv16-style file: picks every 15 frames, KTS-like shots, 3 users."""
+  rng = np.random.default_rng(seed)
+  videos = {}
+  with h5py.File(path, 'w') as f:
+    for i in range(1, n_videos + 1):
+      n_frames = int(rng.integers(*frames))
+      picks = np.arange(0, n_frames, 15)
+      bounds = np.unique(np.concatenate([[0], rng.integers(1, n_frames, 4), [n_frames]]))
+      change_points = np.stack([bounds[:-1], bounds[1:] - 1], 1)
+      g = f.create_group(f'video_{i}')
+      data = dict(features=rng.normal(size=(len(picks), feature_dim)).astype(np.float32),
+                  gtscore=rng.random(len(picks)).astype(np.float32),
+                  gtsummary=(rng.random(len(picks)) < 0.2).astype(np.float32),
+                  user_summary=(rng.random((3, n_frames)) < 0.15).astype(np.float32),
+                  change_points=change_points, n_frame_per_seg=np.diff(bounds),
+                  n_frames=n_frames, picks=picks, n_steps=len(picks))
+      for k, v in data.items():
+        g[k] = v
+      if names:
+        g['video_name'] = f'name_{i}'.encode()
+      videos[f'video_{i}'] = data
+  return videos
