@@ -242,8 +242,9 @@ def restore_newest(manager: ocp.CheckpointManager, workdir: str,
   """Restores the newest checkpoint that reads, for resuming; returns (state, epoch).
 
   Newer checkpoints that do not read are moved to `workdir/unreadable_checkpoints/`
-  (saying so), so that training can save those epochs again. Raises CheckpointError
-  when none restores (nothing is moved then).
+  (saying so), so that training can save those epochs again; with several processes,
+  the error says what to move instead. Raises CheckpointError when none restores
+  (nothing is moved then).
   """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   if not manager.all_steps():
@@ -255,6 +256,9 @@ def restore_newest(manager: ocp.CheckpointManager, workdir: str,
     except UnreadableCheckpoint as e:
       unreadable.append((step, str(e)))
       continue
+    if unreadable and jax.process_count() > 1:  # One process must not move what others read.
+      raise CheckpointError(f'{unreadable[0][1]}; move it out of {manager.directory} and run '
+                            f'again to resume from epoch {step}')
     for bad, message in unreadable:
       moved = _move_aside(manager, workdir, bad)
       print(f'warning: {message}; moved it to {moved} and resuming from epoch {step}',

@@ -1,14 +1,19 @@
 """Helpers shared by the tests: configs small enough for the CPU, stand-in data, h5 files,
 toy batches."""
 
+import contextlib
 import importlib.util
 import json
+import os
 import pathlib
+import shutil
+import subprocess
 import sys
 
 import h5py
 import ml_collections
 import numpy as np
+import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -119,3 +124,31 @@ def write_h5(path, n_videos, *, names=True, feature_dim=1024, seed=0, frames=(15
         g['video_name'] = f'name_{i}'.encode()
       videos[f'video_{i}'] = data
   return videos
+
+
+@contextlib.contextmanager
+def small_disk(path: pathlib.Path, size_kb: int, *, read_only: bool = False):
+  """A tmpfs of `size_kb` mounted at `path`: a disk that fills up, or a read-only one.
+
+  Needs root (or CAP_SYS_ADMIN) and `mount`; the test is skipped where that is not so.
+  """
+  path.mkdir(parents=True, exist_ok=True)
+  options = f'size={size_kb}k' + (',ro' if read_only else '')
+  if not shutil.which('mount') or os.geteuid() != 0:
+    pytest.skip('mounting a small tmpfs needs root')
+  out = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(path)],
+                       capture_output=True, text=True, check=False)
+  if out.returncode:
+    pytest.skip(f'cannot mount a tmpfs here: {out.stderr.strip()}')
+  try:
+    yield path
+  finally:
+    subprocess.run(['umount', '-l', str(path)], check=False)
+
+
+def fill_disk(directory: pathlib.Path, leave_kb: int) -> None:
+  """Fills the file system of `directory` until about `leave_kb` remain free."""
+  stat = os.statvfs(directory)
+  free = stat.f_bavail * stat.f_frsize - leave_kb * 1024
+  if free > 0:
+    (directory / 'filler').write_bytes(b'\0' * free)
