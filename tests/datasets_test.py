@@ -12,8 +12,7 @@ from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from clipit_jax.datasets import settings
-from testutil import load_config_file
-from testutil import write_h5
+from testutil import load_config_file, small_disk, write_h5
 
 
 @pytest.fixture
@@ -201,6 +200,17 @@ def test_a_changed_source_file_rebuilds_the_prepared_dataset(tmp_path, manual_di
   path.unlink()  # Sources gone: the prepared dataset stands on its own.
   assert len(loading.read_records(loading.load_builder('summe', 'googlenet', data_dir,
                                                        str(manual_dir)))) == 4
+
+
+def test_a_full_disk_during_the_build_is_one_line(tmp_path, manual_dir):
+  write_h5(manual_dir / h5_files.h5_filename('summe'), 10, frames=(200, 400))
+  with small_disk(tmp_path / 'disk', 100) as disk:
+    with pytest.raises(h5_files.DatasetError) as e:
+      loading.load_builder('summe', 'googlenet', str(disk / 'data'), str(manual_dir))
+    assert str(e.value) == (f'cannot build clipit_summe/googlenet in {disk}/data (no space left '
+                            'on device); free space there, or set config.data.data_dir to '
+                            'another directory, and run again')
+    assert not tfds.builder('clipit_summe/googlenet', data_dir=str(disk / 'data')).is_prepared()
 
 
 # --- settings ---------------------------------------------------------------------------------
