@@ -149,8 +149,9 @@ POISONS = {
     'empty video': (lambda g, n: [_replace(g, f, np.zeros((0, 1024) if f == 'features' else 0))
                                   for f in ('features', 'gtscore', 'gtsummary', 'picks')],
                     'features is empty'),
-    'change points past the end': (lambda g, n: _replace(g, 'change_points', [[0, 30], [31, n + 500]]),
-                                   'change_points end at frame {end}'),
+    'change points past the end': (
+        lambda g, n: _replace(g, 'change_points', [[0, 30], [31, n + 500]]),
+        'change_points end at frame {end}'),
     'negative change points': (lambda g, n: _replace(g, 'change_points', [[-5, 30], [31, n - 1]]),
                                'must start at frame 0'),
     'a gap between shots': (lambda g, n: _replace(g, 'change_points', [[0, 10], [20, n - 1]]),

@@ -85,9 +85,9 @@ def _read_video(path: str, key: str, group: h5py.Group, feature_dim: int | None)
   if n_steps == 0 or n_frames < 1:
     raise bad('features', f'is empty ({n_steps} steps of {n_frames} frames): the video has '
               'no frames')
-  if 'n_steps' in group and int(np.asarray(group['n_steps'][()]).reshape(())) != n_steps:
-    raise bad('n_steps', f'says {int(np.asarray(group["n_steps"][()]))} but features has '
-              f'{n_steps} rows')
+  saved_steps = int(np.asarray(group['n_steps'][()]).reshape(())) if 'n_steps' in group else None
+  if saved_steps not in (None, n_steps):
+    raise bad('n_steps', f'says {saved_steps} but features has {n_steps} rows')
   for field in ('gtscore', 'gtsummary', 'picks'):
     if np.asarray(arrays[field]).reshape(-1).shape[0] != n_steps:
       raise bad(field, f'has {np.size(arrays[field])} entries but features has {n_steps} rows')
@@ -95,7 +95,8 @@ def _read_video(path: str, key: str, group: h5py.Group, feature_dim: int | None)
   if picks.min() < 0 or picks.max() >= n_frames or np.any(np.diff(picks) <= 0):
     raise bad('picks', f'must increase within [0, n_frames={n_frames})')
   user_summary = np.asarray(arrays['user_summary'])
-  if user_summary.ndim != 2 or not user_summary.shape[0] or abs(user_summary.shape[1] - n_frames) > 1:
+  if (user_summary.ndim != 2 or not user_summary.shape[0]
+      or abs(user_summary.shape[1] - n_frames) > 1):
     raise bad('user_summary', f'has shape {user_summary.shape}, expected '
               f'[users >= 1, n_frames={n_frames}]')
   for field, values in (('features', features), ('gtscore', arrays['gtscore']),
