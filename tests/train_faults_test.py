@@ -24,7 +24,7 @@ from clipit_jax import files
 from clipit_jax import train
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
-from testutil import ROOT, load_config_file, small_disk, write_h5
+from testutil import ROOT, TINY_MODEL, fill_disk, small_disk, tiny_config, write_h5
 
 
 @pytest.fixture(scope='module')
@@ -42,21 +42,17 @@ def xla_cache(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def benchmark(tmp_path_factory):
-  """(data_dir, manual_dir) of a prepared 10-video SumMe-style benchmark."""
+  """The data_dir of a prepared 10-video SumMe-style benchmark."""
   root = tmp_path_factory.mktemp('benchmark')
-  (root / 'manual').mkdir()
-  write_h5(root / 'manual' / h5_files.h5_filename('summe'), 10, frames=(60, 120))
-  loading.load_builder('summe', 'googlenet', str(root / 'data'), str(root / 'manual'))
-  return str(root / 'data'), str(root / 'manual')
+  manual = root / 'downloads' / 'manual'
+  manual.mkdir(parents=True)
+  write_h5(manual / h5_files.h5_filename('summe'), 10, frames=(60, 120))
+  loading.load_builder('summe', 'googlenet', str(root))
+  return str(root)
 
 
-def tiny_config(benchmark, **overrides):
-  config = load_config_file('summe_standard')
-  config.data.data_dir, config.data.manual_dir = benchmark
-  config.model.update(width=32, mlp_dim=64, head_mlp_dim=16, num_heads=2, language_heads=2,
-                      num_encoder_layers=1, num_decoder_layers=1, num_captions=1, window=16)
-  config.update(dict(num_epochs=2, batch_size=4, progress=False, **overrides))
-  return config
+def _config(benchmark, **overrides):
+  return tiny_config('summe_standard', benchmark, **{'num_epochs': 2, **overrides})
 
 
 def _metrics_epochs(workdir):
@@ -89,7 +85,7 @@ def _state(config, seed):
 def two_checkpoints(benchmark, tmp_path_factory):
   """A workdir whose best checkpoint is epoch 1 and latest epoch 2 (states of seeds 1, 2)."""
   workdir = str(tmp_path_factory.mktemp('two_checkpoints'))
-  config = tiny_config(benchmark)
+  config = _config(benchmark)
   checkpoints.save_config(workdir, config)
   manager = checkpoints.make_manager(workdir, config.best_metric)
   checkpoints.save(manager, 1, _state(config, 1), {'f1': 0.9})
@@ -169,11 +165,11 @@ def test_a_checkpoint_of_another_model_says_which_array_differs(two_checkpoints)
 
 def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(benchmark,
                                                                              tmp_path, capfd):
-  config = tiny_config(benchmark)
-  with small_disk(tmp_path / 'disk', 1500) as disk:
+  config = _config(benchmark)
+  with small_disk(tmp_path / 'disk', 6000) as disk:
     manager = checkpoints.make_manager(str(disk / 'run'), config.best_metric)
     checkpoints.save(manager, 1, _state(config, 1), {'f1': 0.5})
-    (disk / 'filler').write_bytes(b'\0' * (os.statvfs(disk).f_bavail * 4096 - 50_000))
+    fill_disk(disk, leave_kb=50)
     with pytest.raises(checkpoints.CheckpointError) as e:
       checkpoints.save(manager, 2, _state(config, 2), {'f1': 0.6})
     assert str(e.value) == (f'{disk}/run/checkpoints: could not save the checkpoint of epoch 2 '
@@ -207,7 +203,7 @@ def test_a_second_run_on_a_workdir_is_refused_naming_the_first(benchmark, tmp_pa
   try:
     assert holder.stdout.readline() == 'held\n'
     with pytest.raises(files.LockedError) as e:
-      train.train_and_evaluate(tiny_config(benchmark), str(workdir))
+      train.train_and_evaluate(_config(benchmark), str(workdir))
     assert str(e.value).startswith(f'{workdir}/{train.LOCK_FILE} is locked by pid {holder.pid} '
                                    f'on {socket.gethostname()} since ')
     assert str(e.value).endswith(f'another train.py is running in {workdir}: wait for it to '
@@ -239,7 +235,7 @@ def killed_after_commit(benchmark, xla_cache, tmp_path_factory):
   checkpoints.save = save_then_die
   try:
     with pytest.raises(_Killed):
-      train.train_and_evaluate(tiny_config(benchmark), workdir)
+      train.train_and_evaluate(_config(benchmark), workdir)
   finally:
     checkpoints.save = save
   return workdir
@@ -267,17 +263,13 @@ def test_ctrl_c_resumes_a_torn_log_and_stops_between_epochs(killed_after_commit,
   shutil.copytree(killed_after_commit, workdir)
   with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
     f.write('{"epoch": 2, "train_total": 0.8')  # A kill cut the last line short.
-  data_dir, manual_dir = benchmark
-  overrides = dict(num_epochs=1000, batch_size=4, progress=False, **{
-      'data.data_dir': data_dir, 'data.manual_dir': manual_dir, 'model.width': 32,
-      'model.mlp_dim': 64, 'model.head_mlp_dim': 16, 'model.num_heads': 2,
-      'model.language_heads': 2, 'model.num_encoder_layers': 1, 'model.num_decoder_layers': 1,
-      'model.num_captions': 1, 'model.window': 16})
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=xla_cache,
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  flags = [f'--config.data.data_dir={benchmark}', '--config.num_epochs=1000',
+           '--config.batch_size=4', '--config.learning_rate=1e-3', '--config.progress=False']
   run = subprocess.Popen(
-      [sys.executable, 'train.py', '--config=configs/summe_standard.py', f'--workdir={workdir}']
-      + [f'--config.{k}={v}' for k, v in overrides.items()],
+      [sys.executable, 'train.py', '--config=configs/summe_standard.py', f'--workdir={workdir}',
+       *TINY_MODEL, *flags],
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
     for line in run.stdout:  # Interrupt once an epoch after the resumed one is done.
