@@ -16,12 +16,8 @@ from absl import app
 from absl import logging
 from absl import flags
 
-from clipit_jax import checkpoints
 from clipit_jax import cli
 from clipit_jax import files
-from clipit_jax import human_baseline
-from clipit_jax import train
-from clipit_jax.datasets import loading
 
 _CKPT = flags.DEFINE_string('ckpt', None, 'The workdir of a train.py run.')
 _SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'validation', 'test'], 'Videos to evaluate.')
@@ -41,6 +37,7 @@ def _print_table(rows: list[dict], keys: tuple[str, ...]) -> None:
 
 
 def _evaluate_one(workdir: str) -> dict:
+  from clipit_jax import train  # pylint: disable=g-import-not-at-top (after the flags)
   result = train.evaluate_checkpoint(workdir, _SPLIT.value, _CHECKPOINT.value)
   _print_table(result['rows'], tuple(result['metrics']))
   print(f'{"mean":<28}' + ''.join(f'{v:>12.4f}' for v in result['metrics'].values()))
@@ -51,11 +48,12 @@ def _evaluate_one(workdir: str) -> dict:
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO and notes at WARNING.
-  with cli.one_line_errors('eval.py'):
+  with cli.one_line_errors('eval.py', on_interrupt='nothing was written'):
     cli.enable_compilation_cache()
     if _HUMAN.value:
       if not _ANNO.value:
         raise ValueError('--human-baseline needs --anno (the raw annotation file)')
+      from clipit_jax import human_baseline  # pylint: disable=g-import-not-at-top
       print(json.dumps(human_baseline.human_baseline_main(_HUMAN.value, _ANNO.value)))
       return
     if not _CKPT.value:
@@ -63,6 +61,8 @@ def main(argv):
     if not _ALL_SPLITS.value:
       print(json.dumps(_evaluate_one(_CKPT.value)))
       return
+    from clipit_jax import checkpoints  # pylint: disable=g-import-not-at-top
+    from clipit_jax.datasets import loading  # pylint: disable=g-import-not-at-top
     per_split = []
     first = checkpoints.load_config(os.path.join(_CKPT.value, 'split_0'))
     for split in range(loading.num_splits(first.data)):

@@ -16,8 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from clipit_jax import cli
-from clipit_jax import train
-from clipit_jax.datasets import loading
+from clipit_jax import config_checks
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file under configs/.',
                                           lock_config=True)
@@ -38,7 +37,10 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO and notes at WARNING.
-  with cli.one_line_errors('train.py'):
+  with cli.one_line_errors('train.py', on_interrupt='run the same command to resume'):
+    config_checks.check_config(_CONFIG.value)  # Before the heavy imports below.
+    from clipit_jax import train  # pylint: disable=g-import-not-at-top
+    from clipit_jax.datasets import loading  # pylint: disable=g-import-not-at-top
     cli.enable_compilation_cache()
     if _DISTRIBUTED.value:
       import jax  # pylint: disable=g-import-not-at-top

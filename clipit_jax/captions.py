@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import html
 import json
+import logging
 import os
 import pathlib
 import re
@@ -24,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from clipit_jax import encoders
+
+_log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 
@@ -206,6 +209,28 @@ def parse_captions(path: PathLike) -> list[Caption]:
     raise CaptionError(f"{path}: no captions found; the file is empty or has "
                        "only blank cues.")
   return sorted(captions, key=lambda c: (c.start, c.end))
+
+
+def drop_after(captions: Sequence[Caption], duration: float,
+               source: str = "captions") -> list[Caption]:
+  """The captions that start within the video's `duration` seconds.
+
+  Cues past the end (a subtitle file of a longer cut, or of another video) would be
+  sampled as if they described the video; they are dropped with a warning, and a file
+  with none inside the video is an error.
+
+  Raises:
+    CaptionError: no caption starts before `duration`.
+  """
+  kept = [c for c in captions if c.start < duration]
+  if not kept:
+    raise CaptionError(
+        f"{source}: all {len(captions)} captions start after the video ends "
+        f"({duration:.1f} s); are they this video's?")
+  if len(kept) < len(captions):
+    _log.warning("%s: dropped %d of %d captions that start after the video ends "
+                 "(%.1f s)", source, len(captions) - len(kept), len(captions), duration)
+  return kept
 
 
 # ---------------------------------------------------------------- sampling --

@@ -1,30 +1,64 @@
-"""What the command-line entry points share: one-line errors, and a disk cache of compiles."""
+"""What the command-line entry points share: one-line errors, and a disk cache of compiles.
+
+Light on purpose (no JAX, Orbax or TFDS at import): the scripts parse and check their
+flags with it before they import anything heavy, so a usage error is reported at once.
+"""
 
 import ast
 import contextlib
 import os
 import sys
 
-import jax
 from absl import flags
 
-from clipit_jax import checkpoints
-from clipit_jax import encoders
-from clipit_jax.datasets import h5_files
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report a Ctrl-C.
+
+
+def _is_user_error(e: BaseException) -> bool:
+  """Errors a user can cause (bad input, data, checkpoints, a full disk), not bugs."""
+  if isinstance(e, (ValueError, OSError)):  # CheckpointError, DatasetError, VideoError, ...
+    return True
+  encoders = sys.modules.get('clipit_jax.encoders')  # Imported only if a model was loaded.
+  return encoders is not None and isinstance(e, encoders.ModelLoadError)
 
 
 @contextlib.contextmanager
-def one_line_errors(program: str):
-  """Turns the errors a user can cause (bad input, data, checkpoints) into one line + exit 1."""
+def one_line_errors(program: str, on_interrupt: str = ''):
+  """Turns the errors a user can cause into one line + exit 1, and Ctrl-C into one line + 130.
+
+  `on_interrupt` is what to do after a Ctrl-C (e.g. 'run the same command to resume').
+  """
   try:
     yield
-  except (ValueError, OSError, checkpoints.CheckpointError, h5_files.DatasetError,
-          encoders.ModelLoadError) as e:
+  except KeyboardInterrupt:
+    print(f'{program}: interrupted' + (f'; {on_interrupt}' if on_interrupt else ''),
+          file=sys.stderr, flush=True)
+    sys.exit(INTERRUPTED_STATUS)
+  except Exception as e:  # pylint: disable=broad-except
+    if not _is_user_error(e):
+      raise
     message = str(e).strip().splitlines()
     print(f'{program}: error: {message[0] if message else type(e).__name__}', file=sys.stderr)
     for line in message[1:]:  # Instructions (e.g. what to download) follow the error line.
       print(f'  {line}', file=sys.stderr)
     sys.exit(1)
+
+
+def _unknown_config_field(e: BaseException, argv: list[str]) -> str | None:
+  """'--config.foo=1: ...' for an override of a field the config lacks, else None.
+
+  ml_collections reports one as AttributeError(KeyError("'foo'")), naming the field only.
+  """
+  cause = e.args[0] if isinstance(e, AttributeError) and e.args else None
+  if not isinstance(cause, KeyError):
+    return None
+  field = str(cause.args[0] if cause.args else cause).strip('\'"')
+  for arg in argv:
+    name = arg.split('=', 1)[0].lstrip('-')
+    if name.startswith('config.') and field in name.split('.')[1:]:
+      return (f'{arg}: the config has no field {name[len("config."):]!r}; see the '
+              '--config file (and configs/default.py) for its fields')
+  return f'the config has no field {field!r}'
 
 
 def _one_line(e: BaseException) -> str:
@@ -47,7 +81,8 @@ def flags_parser(program: str):
     try:
       args = flags.FLAGS(argv)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-      print(f'{program}: error: {_one_line(e)}', file=sys.stderr)
+      print(f'{program}: error: {_unknown_config_field(e, argv) or _one_line(e)}',
+            file=sys.stderr)
       sys.exit(2)
     if 'config' in flags.FLAGS and flags.FLAGS['config'].present:
       try:  # config_flags defers a file that fails to load; say it now, in one line.
@@ -69,6 +104,8 @@ def enable_compilation_cache() -> str | None:
   turns it off. Only programs that took over a second to compile are kept (JAX's
   default). Returns the directory, or None when off.
   """
+  import jax  # pylint: disable=g-import-not-at-top
+  from clipit_jax import encoders  # pylint: disable=g-import-not-at-top
   if os.environ.get('CLIPIT_NO_XLA_CACHE', '').strip() not in ('', '0'):
     return None
   directory = os.environ.get('JAX_COMPILATION_CACHE_DIR') or str(encoders.cache_root() / 'xla')

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import pathlib
@@ -21,6 +22,8 @@ import socket
 import tempfile
 import threading
 import urllib.parse
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -34,6 +37,7 @@ from clipit_jax import video
 
 T = TypeVar("T")
 PathLike = str | os.PathLike
+_log = logging.getLogger(__name__)
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 TINY = "tiny"
@@ -489,17 +493,24 @@ def feature_cache_key(content_sha256: str, model_id: str, fps: float,
   return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def _save_npz_atomic(path: pathlib.Path, **arrays: np.ndarray) -> None:
-  with files.atomic_path(path, suffix=".npz") as tmp:
-    np.savez(tmp, **arrays)
+def _save_npz_atomic(path: pathlib.Path, **arrays: np.ndarray) -> bool:
+  """Writes a cache file atomically; on failure (a full disk) warns and returns False."""
+  try:
+    with files.atomic_path(path, suffix=".npz") as tmp:
+      np.savez(tmp, **arrays)
+  except OSError as e:
+    _log.warning("could not write the feature cache file %s (%s); continuing without it",
+                 path, e.strerror or e)
+    return False
+  return True
 
 
 def _load_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
-  """(features, timestamps) from a cache file; None if it is unreadable."""
+  """(features, timestamps) from a cache file; None if it is unreadable (truncated, corrupt)."""
   try:
     with np.load(path, allow_pickle=False) as data:
       features, timestamps = data["features"], data["timestamps"]
-  except (OSError, ValueError, KeyError):
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
     return None
   if features.ndim != 2 or len(features) != len(timestamps):
     return None
@@ -516,15 +527,18 @@ def video_features(
 ) -> tuple[np.ndarray, np.ndarray]:
   """Decodes `path` at `fps` and encodes it: ([n, embed_dim], [n] seconds)."""
   info = video.probe(path)
-  total = max(1, math.ceil(info.duration * fps))
+  # A source slower than `fps` gives each of its frames once: fewer than duration * fps.
+  rate = min(fps, info.fps) if info.fps > 0 else fps
   features, timestamps = [], []
-  with tqdm.tqdm(total=total, unit="frame", disable=not progress,
-                 desc=f"encoding {pathlib.Path(path).name}") as bar:
+  with tqdm.tqdm(total=max(1, math.ceil(info.duration * rate)), unit="frame",
+                 disable=not progress, desc=f"encoding {pathlib.Path(path).name}") as bar:
     for frames, times in video.decode_frames(
         path, fps=fps, size=encoder.image_size, chunk_size=chunk_size):
       features.append(encoder.encode_images(frames))
       timestamps.append(times)
       bar.update(len(times))
+    bar.total = bar.n  # Ends at 100 % whatever the estimate.
+    bar.refresh()
   return (np.concatenate(features).astype(np.float32),
           np.concatenate(timestamps).astype(np.float64))
 
@@ -542,7 +556,9 @@ def cached_video_features(
 
   The key is the sha256 of the file's bytes, `encoder.model_id`, `fps` and the
   crop size, so a renamed copy hits and an edited file misses. Files are
-  written atomically; an unreadable cache file is recomputed.
+  written atomically; an unreadable cache file (truncated, corrupt) is a miss,
+  recomputed and replaced; a cache that cannot be written (a full disk) is a
+  warning.
 
   Returns:
     (features float32 [n, embed_dim], timestamps float64 [n] seconds).

@@ -1,12 +1,15 @@
-"""Atomic file output: write beside the target, then rename onto it.
+"""Atomic file output: write beside the target, then rename onto it; and lock files.
 
 A failure (or a kill) part-way never leaves a partial file under the final name, and
 an existing file stays intact until the new one is complete.
 """
 
 import contextlib
+import datetime
+import fcntl
 import os
 import pathlib
+import socket
 import tempfile
 from collections.abc import Iterator
 
@@ -41,3 +44,32 @@ def write_text(path: PathLike, text: str) -> None:
   """Writes `text` to `path` atomically."""
   with atomic_path(path) as tmp:
     tmp.write_text(text)
+
+
+class LockedError(ValueError):
+  """Another process holds the lock; the message names it."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: PathLike, advice: str = '') -> Iterator[None]:
+  """Holds an exclusive lock on the file `path` (created) for the block.
+
+  `fcntl.flock`: the kernel releases the lock when its holder ends, however it ends
+  (kill -9 too), so a lock is never left stale. The file names its holder (pid, host,
+  start time) for the refusal. Raises LockedError, ending with `advice`, when another
+  process holds it.
+  """
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 256, 0).decode(errors='replace').strip() or 'another process'
+      raise LockedError(f'{path} is locked by {holder}' + (f'; {advice}' if advice else '')
+                        ) from None
+    since = datetime.datetime.now().isoformat(sep=' ', timespec='seconds')
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f'pid {os.getpid()} on {socket.gethostname()} since {since}\n'.encode(), 0)
+    yield
+  finally:
+    os.close(fd)  # Releases the lock.

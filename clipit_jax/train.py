@@ -4,12 +4,20 @@
 host (`jax.shard_map` on a one-axis mesh, or `jax.pmap`), validates every epoch,
 checkpoints the latest and the best epoch, and resumes from the latest checkpoint when
 the workdir already holds one.
+
+Faults: one run at a time holds a workdir (`lock_workdir`); an epoch's metrics line is
+written before its checkpoint, and Ctrl-C waits until both are written, so after any
+kill `metrics.jsonl` resumes in agreement with the checkpoints.
 """
 
 import collections
+import contextlib
 import functools
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +35,7 @@ from jax.sharding import PartitionSpec as P
 
 from clipit_jax import benchmark_eval
 from clipit_jax import checkpoints
+from clipit_jax import config_checks
 from clipit_jax import files
 from clipit_jax import input_pipeline
 from clipit_jax import losses
@@ -37,6 +46,7 @@ from clipit_jax.datasets import split_files
 
 Array = jax.Array
 Batch = dict[str, Array]
+LOCK_FILE = 'train.lock'
 
 
 def learning_rate(config: ml_collections.ConfigDict, total_steps: int) -> float | optax.Schedule:
@@ -314,25 +324,46 @@ def train_epoch(step: Callable, state: Any, rng: Array, batches: Iterator[Batch]
 
 
 class MetricsWriter:
-  """One JSON line per epoch in `workdir/metrics.jsonl`, and TensorBoard scalars."""
+  """One JSON line per epoch in `workdir/metrics.jsonl`, and TensorBoard scalars.
+
+  On resume, lines of epochs after the restored checkpoint are dropped (they are trained
+  again), and so is a line a kill cut short, with a warning.
+  """
 
   def __init__(self, workdir: str, resumed_epoch: int):
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self.enabled = jax.process_index() == 0
     if not self.enabled:
       return
-    if os.path.exists(self.path):  # Drop epochs the restored checkpoint does not have.
-      with open(self.path) as f:
-        kept = [line for line in f if line.strip() and json.loads(line)['epoch'] <= resumed_epoch]
-      files.write_text(self.path, ''.join(kept))
+    if os.path.exists(self.path):
+      files.write_text(self.path, ''.join(self._lines_up_to(resumed_epoch)))
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def _lines_up_to(self, epoch: int) -> list[str]:
+    kept, torn = [], 0
+    with open(self.path) as f:
+      for line in f:
+        if not line.strip():
+          continue
+        try:
+          record = json.loads(line)
+          if record['epoch'] <= epoch:
+            kept.append(line if line.endswith('\n') else line + '\n')
+        except (ValueError, KeyError, TypeError):
+          torn += 1
+    if torn:
+      print(f'warning: {self.path}: dropped {torn} unreadable line(s) (cut short by a kill?)',
+            file=sys.stderr, flush=True)
+    return kept
 
   def write(self, epoch: int, metrics: dict[str, float]) -> None:
     if not self.enabled:
       return
     with open(self.path, 'a') as f:
       f.write(json.dumps(dict(epoch=epoch, **metrics)) + '\n')
+      f.flush()
+      os.fsync(f.fileno())
     for name, value in metrics.items():
       self.tensorboard.add_scalar(name, value, epoch)
     self.tensorboard.flush()
@@ -340,6 +371,41 @@ class MetricsWriter:
   def close(self) -> None:
     if self.enabled:
       self.tensorboard.close()
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+  """Holds a Ctrl-C (SIGINT) back until the block ends, then raises KeyboardInterrupt.
+
+  Around an epoch's metrics line and checkpoint: an interrupted run stops between
+  epochs, never half-way through writing them.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  received = []
+  previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if received and callable(previous):
+    previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt.
+  elif received and previous != signal.SIG_IGN:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def lock_workdir(workdir: str):
+  """One training run per workdir (a lock file, released when the run ends or dies)."""
+  if jax.process_index() != 0:  # Hosts of one multi-host run share the workdir.
+    yield
+    return
+  with files.exclusive_lock(
+      os.path.join(workdir, LOCK_FILE),
+      advice=f'another train.py is running in {workdir}: wait for it to end, or use '
+      'another --workdir'):
+    yield
 
 
 def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -355,8 +421,19 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state."""
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state.
+
+  Resuming skips checkpoints that no longer read (moving them aside, with a warning);
+  another run in the same workdir is refused (ValueError).
+  """
+  config_checks.check_config(config)
   os.makedirs(workdir, exist_ok=True)
+  with lock_workdir(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict,
+                        workdir: str) -> train_state.TrainState:
   check_compatible(workdir, config)
   data = loading.load_data(config)
   window = config.model.window
@@ -376,7 +453,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   manager = checkpoints.make_manager(workdir, config.best_metric)
   start_epoch = 0
   if manager.latest_step() is not None:
-    state, start_epoch = checkpoints.restore(manager, state)
+    state, start_epoch = checkpoints.restore_newest(manager, workdir, state)
     print(f'Resuming from {workdir} after epoch {start_epoch}.', flush=True)
   checkpoints.save_config(workdir, config)
   writer = MetricsWriter(workdir, start_epoch)
@@ -411,8 +488,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       epoch_metrics.update({f'test_{k}': v for k, v in test['metrics'].items()})
     epoch_metrics['train_seconds'] = train_seconds
     epoch_metrics['epoch_seconds'] = time.time() - start
-    checkpoints.save(manager, epoch, state, val)
-    writer.write(epoch, epoch_metrics)
+    with interrupts_deferred():  # The line first: a kill between the two re-trains the epoch.
+      writer.write(epoch, epoch_metrics)
+      checkpoints.save(manager, epoch, state, val)
     print(f'epoch {epoch:3d}/{config.num_epochs}  loss {epoch_metrics["train_total"]:.4f}  '
           + '  '.join(f'val_{k} {v:.4f}' for k, v in val.items())
           + f'  ({epoch_metrics["epoch_seconds"]:.1f}s)', flush=True)

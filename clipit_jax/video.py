@@ -8,6 +8,7 @@ times that `write_summary` cuts at.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fractions
 import logging
 import math
@@ -611,6 +612,9 @@ def write_summary(
         raise VideoError(f"{src_path}: no frame decoded in the selected "
                          "segments; the file may be corrupt or truncated.")
   except av.error.FFmpegError as e:
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+      raise VideoError(f"{out_path}: no space left on device while writing the summary; "
+                       "free space there or pass another --out") from None
     raise VideoError(f"{src_path}: failed while writing the summary "
                      f"({_reason(e)}); the source may be corrupt.") from None
   return out_path

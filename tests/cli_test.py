@@ -1,9 +1,15 @@
-"""Tests of what the entry points share (clipit_jax/cli.py)."""
+"""Tests of what the entry points share (clipit_jax/cli.py) and their usage errors."""
+
+import os
+import subprocess
+import sys
 
 import jax
 import pytest
 
 from clipit_jax import cli
+from clipit_jax import config_checks
+from testutil import ROOT, load_config_file
 
 
 @pytest.fixture
@@ -30,3 +36,69 @@ def test_compilation_cache_honours_jax_variable_and_opt_out(monkeypatch, tmp_pat
   monkeypatch.setenv('CLIPIT_NO_XLA_CACHE', '1')
   assert cli.enable_compilation_cache() is None
   assert jax.config.jax_compilation_cache_dir is None
+
+
+# --- usage errors, before anything heavy is imported ---------------------------------------------
+
+def _script(*args):
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=120, check=False)
+
+
+def test_scripts_import_nothing_heavy_before_checking_their_flags():
+  out = _script('-c', 'import sys, runpy; sys.argv = ["train.py", "--helpshort"]\n'
+                'try:\n  runpy.run_path("train.py", run_name="__main__")\n'
+                'except SystemExit:\n  pass\n'
+                'heavy = [m for m in ("jax", "orbax.checkpoint", "tensorflow_datasets", "av",\n'
+                '                     "transformers", "clipit_jax.train") if m in sys.modules]\n'
+                'print("heavy:", heavy)')
+  assert out.stdout.strip().splitlines()[-1] == 'heavy: []', out.stdout + out.stderr
+
+
+@pytest.mark.parametrize('override, status, words', [
+    ('--config.foo=1', 2, "--config.foo=1: the config has no field 'foo'"),
+    ('--config.data.foo=1', 2, "--config.data.foo=1: the config has no field 'data.foo'"),
+    ('--config.batch_size=0', 1, 'config.batch_size must be an integer >= 1, got 0'),
+    ('--config.num_epochs=-1', 1, 'config.num_epochs must be an integer >= 1, got -1'),
+])
+def test_bad_config_overrides_are_one_line(tmp_path, override, status, words):
+  out = _script('train.py', '--config=configs/synthetic.py', f'--workdir={tmp_path}', override)
+  assert out.returncode == status
+  lines = out.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f'train.py: error: {words}'), out.stderr
+  assert not os.listdir(tmp_path)  # Refused before anything was written.
+
+
+def test_every_config_passes_its_checks_and_bad_values_are_named():
+  for path in sorted((ROOT / 'configs').glob('*.py')):
+    if path.stem != 'benchmark':
+      config_checks.check_config(load_config_file(path.stem))
+  config = load_config_file('synthetic')
+  for field, value in (('microbatch_size', 0), ('learning_rate', float('nan')),
+                       ('data.validation_fraction', 1.0), ('stop_after_epoch', 0),
+                       ('warmup_steps', -1), ('model.window', 0)):
+    bad = config.copy_and_resolve_references()
+    *parents, name = field.split('.')
+    target = bad
+    for part in parents:
+      target = target[part]
+    target[name] = value
+    with pytest.raises(ValueError, match=rf'^config\.{field} must be .* \(--config\.{field}\)$'):
+      config_checks.check_config(bad)
+
+
+def test_ctrl_c_is_one_line_and_status_130(capsys):
+  with pytest.raises(SystemExit) as e:
+    with cli.one_line_errors('train.py', on_interrupt='run the same command to resume'):
+      raise KeyboardInterrupt
+  assert e.value.code == 130
+  assert capsys.readouterr().err == 'train.py: interrupted; run the same command to resume\n'
+  with pytest.raises(SystemExit) as e:  # A user's error: one line, status 1; a bug: a traceback.
+    with cli.one_line_errors('eval.py'):
+      raise OSError(28, 'No space left on device', '/full/eval.json')
+  assert e.value.code == 1
+  assert capsys.readouterr().err == ("eval.py: error: [Errno 28] No space left on device: "
+                                     "'/full/eval.json'\n")
+  with pytest.raises(ZeroDivisionError):
+    with cli.one_line_errors('eval.py'):
+      raise ZeroDivisionError

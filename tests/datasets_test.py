@@ -12,32 +12,7 @@ from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from clipit_jax.datasets import settings
-from testutil import load_config_file
-
-
-def write_h5(path, n_videos, *, names=True, feature_dim=1024, seed=0, frames=(150, 400)):
-  """An eccv16-style file: picks every 15 frames, KTS-like shots, 3 users."""
-  rng = np.random.default_rng(seed)
-  videos = {}
-  with h5py.File(path, 'w') as f:
-    for i in range(1, n_videos + 1):
-      n_frames = int(rng.integers(*frames))
-      picks = np.arange(0, n_frames, 15)
-      bounds = np.unique(np.concatenate([[0], rng.integers(1, n_frames, 4), [n_frames]]))
-      change_points = np.stack([bounds[:-1], bounds[1:] - 1], 1)
-      g = f.create_group(f'video_{i}')
-      data = dict(features=rng.normal(size=(len(picks), feature_dim)).astype(np.float32),
-                  gtscore=rng.random(len(picks)).astype(np.float32),
-                  gtsummary=(rng.random(len(picks)) < 0.2).astype(np.float32),
-                  user_summary=(rng.random((3, n_frames)) < 0.15).astype(np.float32),
-                  change_points=change_points, n_frame_per_seg=np.diff(bounds),
-                  n_frames=n_frames, picks=picks, n_steps=len(picks))
-      for k, v in data.items():
-        g[k] = v
-      if names:
-        g['video_name'] = f'name_{i}'.encode()
-      videos[f'video_{i}'] = data
-  return videos
+from testutil import load_config_file, small_disk, write_h5
 
 
 @pytest.fixture
@@ -162,6 +137,81 @@ def test_interrupted_build_leaves_nothing_and_reruns(tmp_path, manual_dir):
   assert not builder.is_prepared()
   write_h5(path, 3)
   assert len(loading.read_records(_build('youtube', tmp_path, manual_dir))) == 3
+
+
+def _replace(group, field, value):
+  del group[field]
+  group[field] = value
+
+
+# Each poison is (edit of video_2, words of the error). video_2 has n_frames frames.
+POISONS = {
+    'empty video': (lambda g, n: [_replace(g, f, np.zeros((0, 1024) if f == 'features' else 0))
+                                  for f in ('features', 'gtscore', 'gtsummary', 'picks')],
+                    'features is empty'),
+    'change points past the end': (
+        lambda g, n: _replace(g, 'change_points', [[0, 30], [31, n + 500]]),
+        'change_points end at frame {end}'),
+    'negative change points': (lambda g, n: _replace(g, 'change_points', [[-5, 30], [31, n - 1]]),
+                               'must start at frame 0'),
+    'a gap between shots': (lambda g, n: _replace(g, 'change_points', [[0, 10], [20, n - 1]]),
+                            'leave a gap'),
+    'NaN importance': (lambda g, n: g['gtscore'].__setitem__(0, np.nan), 'gtscore contains NaN'),
+    'no annotator': (lambda g, n: _replace(g, 'user_summary', np.zeros((0, n))), 'user_summary'),
+    'wrong n_steps': (lambda g, n: _replace(g, 'n_steps', 3), 'n_steps says 3'),
+}
+
+
+@pytest.mark.parametrize('poison', sorted(POISONS))
+def test_poisoned_video_is_refused_at_build_naming_file_and_video(poison, tmp_path, manual_dir):
+  path = manual_dir / h5_files.h5_filename('summe')
+  written = write_h5(path, 3, frames=(60, 90))
+  n = written['video_2']['n_frames']
+  edit, words = POISONS[poison]
+  with h5py.File(path, 'a') as f:
+    edit(f['video_2'], n)
+  with pytest.raises(h5_files.DatasetError) as e:
+    loading.load_builder('summe', 'googlenet', str(tmp_path / 'data'), str(manual_dir))
+  assert str(e.value).startswith(f'{path}: video_2 (name_2)/'), e.value
+  assert words.format(end=n + 500) in str(e.value) and 'download it again' in str(e.value)
+  assert not tfds.builder('clipit_summe/googlenet', data_dir=str(tmp_path / 'data')).is_prepared()
+
+
+def test_a_changed_source_file_rebuilds_the_prepared_dataset(tmp_path, manual_dir, capfd):
+  path = manual_dir / h5_files.h5_filename('summe')
+  data_dir = str(tmp_path / 'data')
+  write_h5(path, 3, frames=(60, 90))
+  with h5py.File(path, 'a') as f:  # Poisoned: refused, nothing prepared.
+    _replace(f['video_3'], 'change_points', [[0, 10], [11, 2000]])
+  with pytest.raises(h5_files.DatasetError, match='video_3'):
+    loading.load_builder('summe', 'googlenet', data_dir, str(manual_dir))
+  write_h5(path, 3, frames=(60, 90))  # Fixed: built.
+  builder = loading.load_builder('summe', 'googlenet', data_dir, str(manual_dir))
+  assert sorted(loading.read_records(builder)) == ['video_1', 'video_2', 'video_3']
+  capfd.readouterr()
+  loading.load_builder('summe', 'googlenet', data_dir, str(manual_dir))  # Unchanged: reused.
+  assert 'rebuilding' not in capfd.readouterr().err
+  fixed = write_h5(path, 4, frames=(60, 90), seed=7)  # Edited again: rebuilt, saying so.
+  records = loading.read_records(loading.load_builder('summe', 'googlenet', data_dir,
+                                                      str(manual_dir)))
+  err = capfd.readouterr().err
+  assert f'{path.name} changed in {manual_dir} since the dataset was built; rebuilding' in err
+  assert sorted(records) == sorted(fixed)
+  np.testing.assert_array_equal(records['video_4']['picks'], fixed['video_4']['picks'])
+  path.unlink()  # Sources gone: the prepared dataset stands on its own.
+  assert len(loading.read_records(loading.load_builder('summe', 'googlenet', data_dir,
+                                                       str(manual_dir)))) == 4
+
+
+def test_a_full_disk_during_the_build_is_one_line(tmp_path, manual_dir):
+  write_h5(manual_dir / h5_files.h5_filename('summe'), 10, frames=(200, 400))
+  with small_disk(tmp_path / 'disk', 100) as disk:
+    with pytest.raises(h5_files.DatasetError) as e:
+      loading.load_builder('summe', 'googlenet', str(disk / 'data'), str(manual_dir))
+    assert str(e.value) == (f'cannot build clipit_summe/googlenet in {disk}/data (no space left '
+                            'on device); free space there, or set config.data.data_dir to '
+                            'another directory, and run again')
+    assert not tfds.builder('clipit_summe/googlenet', data_dir=str(disk / 'data')).is_prepared()
 
 
 # --- settings ---------------------------------------------------------------------------------

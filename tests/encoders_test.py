@@ -10,6 +10,7 @@ import pytest
 
 from clipit_jax import encoders
 from clipit_jax import video
+from testutil import fill_disk, small_disk
 
 
 @pytest.fixture(scope="module")
@@ -240,15 +241,37 @@ def test_feature_cache_hit_does_not_decode(tiny, clip_path, tmp_path,
   assert len(list(cache_dir.iterdir())) == 2
 
 
-def test_feature_cache_recovers_from_a_corrupt_entry(tiny, clip_path,
-                                                     tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "tail cut"])
+def test_feature_cache_recomputes_and_replaces_a_damaged_entry(tiny, clip_path, tmp_path,
+                                                               damage):
   cache_dir = tmp_path / "features"
   feats, _ = encoders.cached_video_features(clip_path, tiny, 2.0, cache_dir)
   (entry,) = cache_dir.iterdir()
-  entry.write_bytes(b"not an npz")
+  data = entry.read_bytes()
+  entry.write_bytes({"garbage": b"not an npz", "truncated": data[:len(data) // 2],
+                     "tail cut": data[:-50]}[damage])
   again, _ = encoders.cached_video_features(clip_path, tiny, 2.0, cache_dir)
   np.testing.assert_allclose(again, feats, atol=1e-6)
-  assert np.load(entry)["features"].shape == (6, 512)
+  assert list(cache_dir.iterdir()) == [entry]
+  np.testing.assert_array_equal(np.load(entry)["features"], again)  # Replaced, whole.
+
+
+def test_feature_cache_on_a_full_disk_is_a_warning(tiny, clip_path, tmp_path, caplog):
+  with small_disk(tmp_path / "disk", 64) as disk:
+    fill_disk(disk, leave_kb=4)
+    feats, times = encoders.cached_video_features(clip_path, tiny, 2.0, disk / "features")
+    assert feats.shape == (6, 512) and len(times) == 6
+    assert [p.name for p in (disk / "features").iterdir()] == []  # No partial entry.
+  (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+  assert "could not write the feature cache file" in record.getMessage()
+  assert "No space left on device" in record.getMessage()
+
+
+def test_progress_reaches_the_end_when_the_source_is_slower_than_fps(tiny, clip_path, capfd):
+  feats, _ = encoders.video_features(clip_path, tiny, 20.0, progress=True)
+  assert len(feats) == 30  # 10 fps source: each frame once.
+  last = capfd.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+  assert "100%" in last and "30/30" in last, last
 
 
 def test_feature_cache_missing_video(tiny, tmp_path):

@@ -20,7 +20,7 @@ from clipit_jax import models
 from clipit_jax import summarize
 from clipit_jax import train
 from clipit_jax import video
-from testutil import small_config
+from testutil import fill_disk, small_config, small_disk
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -357,6 +357,61 @@ def test_cli_errors_are_one_line(case, bad_inputs, tmp_path, capsys):
   assert len(err.strip().splitlines()) == 1, err
   assert err.startswith("clipit-summarize: error:") and fragment in err, err
   assert not (tmp_path / "out").exists()
+
+
+def test_an_unusable_out_is_refused_before_the_work(tmp_path, capsys):
+  missing = str(tmp_path / "missing.mp4")  # Were --out checked late, this would fail first.
+  (tmp_path / "a_file").write_text("x")
+  with small_disk(tmp_path / "ro", 64, read_only=True) as read_only:
+    for out, words in ((tmp_path / "a_file", f"{tmp_path / 'a_file'} is a file"),
+                       (tmp_path / "a_file" / "out", f"{tmp_path / 'a_file'} is a file"),
+                       (read_only / "out", "cannot write in")):
+      with pytest.raises(SystemExit) as e:
+        summarize.main([missing, "--query", "red", "--out", str(out)])
+      assert e.value.code == 1
+      err = capsys.readouterr().err
+      assert err.startswith(f"clipit-summarize: error: --out {out}: ") and words in err, err
+      assert len(err.splitlines()) == 1
+
+
+def test_a_full_disk_leaves_the_earlier_summary_whole(scenes, tmp_path, capsys):
+  args = [str(scenes), "--clip-model", "tiny", "--cache-dir", str(tmp_path / "features"),
+          "--no-progress"]
+  with small_disk(tmp_path / "disk", 1024) as disk:
+    out = disk / "out"
+    assert summarize.main(args + ["--query", "a red square", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    fill_disk(disk, leave_kb=2)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+      summarize.main(args + ["--query", "a blue square", "--proportion", "0.5",
+                             "--out", str(out)])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err == (f"clipit-summarize: error: {out}: no space left on device for the summary; "
+                   "free space there or pass another --out (what was there is unchanged)\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # No temporary left.
+
+
+def test_captions_after_the_video_are_dropped_with_a_warning(tiny, scenes, tmp_path, caplog):
+  inside = [f"scene {i} shows colour {i}" for i in range(8)]
+  srt = tmp_path / "longer_cut.srt"
+  cues = [(2 * i, 2 * i + 2, t) for i, t in enumerate(inside)] + [
+      (100 + i, 101 + i, f"after the end {i}") for i in range(3)]
+  srt.write_text("".join(f"{i + 1}\n00:{a // 60:02d}:{a % 60:02d},000 --> "
+                         f"00:{b // 60:02d}:{b % 60:02d},000\n{t}\n\n"
+                         for i, (a, b, t) in enumerate(cues)))
+  summarizer = summarize.Summarizer.training_free(
+      tiny, cache_dir=tmp_path / "f", progress=False)
+  summary = summarizer.summarize(scenes, captions=srt)
+  assert set(summary.captions) <= set(inside) and len(summary.captions) == 7
+  assert any(f"dropped 3 of 11 captions that start after the video ends (16.0 s)"
+             in r.getMessage() for r in caplog.records)
+  late = tmp_path / "another_video.srt"
+  late.write_text("1\n00:01:40,000 --> 00:01:41,000\nlater\n")
+  with pytest.raises(captions_lib.CaptionError,
+                     match=r"all 1 captions start after the video ends \(16.0 s\)"):
+    summarizer.summarize(scenes, captions=late)
 
 
 def test_query_with_captions_is_refused():

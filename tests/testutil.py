@@ -1,12 +1,19 @@
-"""Helpers shared by the tests: configs small enough for the CPU, stand-in data, toy batches."""
+"""Helpers shared by the tests: configs small enough for the CPU, stand-in data, h5 files,
+toy batches."""
 
+import contextlib
 import importlib.util
 import json
+import os
 import pathlib
+import shutil
+import subprocess
 import sys
 
+import h5py
 import ml_collections
 import numpy as np
+import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -92,3 +99,56 @@ def random_batch(config: ml_collections.ConfigDict, batch: int, lengths, seed: i
       text=rng.normal(size=(batch, text_len, m.text_dim)).astype(np.float32),
       text_mask=np.ones((batch, text_len), bool),
       labels=((rng.random((batch, window)) < 0.2) & frame_mask).astype(np.float32))
+
+
+def write_h5(path, n_videos, *, names=True, feature_dim=1024, seed=0, frames=(150, 400)):
+  """An eccv16-style file: picks every 15 frames, KTS-like shots, 3 users."""
+  rng = np.random.default_rng(seed)
+  videos = {}
+  with h5py.File(path, 'w') as f:
+    for i in range(1, n_videos + 1):
+      n_frames = int(rng.integers(*frames))
+      picks = np.arange(0, n_frames, 15)
+      bounds = np.unique(np.concatenate([[0], rng.integers(1, n_frames, 4), [n_frames]]))
+      change_points = np.stack([bounds[:-1], bounds[1:] - 1], 1)
+      g = f.create_group(f'video_{i}')
+      data = dict(features=rng.normal(size=(len(picks), feature_dim)).astype(np.float32),
+                  gtscore=rng.random(len(picks)).astype(np.float32),
+                  gtsummary=(rng.random(len(picks)) < 0.2).astype(np.float32),
+                  user_summary=(rng.random((3, n_frames)) < 0.15).astype(np.float32),
+                  change_points=change_points, n_frame_per_seg=np.diff(bounds),
+                  n_frames=n_frames, picks=picks, n_steps=len(picks))
+      for k, v in data.items():
+        g[k] = v
+      if names:
+        g['video_name'] = f'name_{i}'.encode()
+      videos[f'video_{i}'] = data
+  return videos
+
+
+@contextlib.contextmanager
+def small_disk(path: pathlib.Path, size_kb: int, *, read_only: bool = False):
+  """A tmpfs of `size_kb` mounted at `path`: a disk that fills up, or a read-only one.
+
+  Needs root (or CAP_SYS_ADMIN) and `mount`; the test is skipped where that is not so.
+  """
+  path.mkdir(parents=True, exist_ok=True)
+  options = f'size={size_kb}k' + (',ro' if read_only else '')
+  if not shutil.which('mount') or os.geteuid() != 0:
+    pytest.skip('mounting a small tmpfs needs root')
+  out = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(path)],
+                       capture_output=True, text=True, check=False)
+  if out.returncode:
+    pytest.skip(f'cannot mount a tmpfs here: {out.stderr.strip()}')
+  try:
+    yield path
+  finally:
+    subprocess.run(['umount', '-l', str(path)], check=False)
+
+
+def fill_disk(directory: pathlib.Path, leave_kb: int) -> None:
+  """Fills the file system of `directory` until about `leave_kb` remain free."""
+  stat = os.statvfs(directory)
+  free = stat.f_bavail * stat.f_frsize - leave_kb * 1024
+  if free > 0:
+    (directory / 'filler').write_bytes(b'\0' * free)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from clipit_jax import video
+from testutil import fill_disk, small_disk
 
 FPS = 25
 BANDS = 8  # Horizontal bands that spell a frame's index in binary.
@@ -350,6 +351,18 @@ def test_write_summary_failure_leaves_no_partial_file(clip, tmp_path,
     video.write_summary(clip, [(0.0, 1.0), (2.0, 3.0)], out, progress=False)
   assert out.read_bytes() == b"previous summary"
   assert [p.name for p in tmp_path.iterdir()] == ["summary.mp4"]
+
+
+def test_write_summary_on_a_full_disk_says_so(clip, tmp_path):
+  with small_disk(tmp_path / "disk", 64) as disk:
+    out = disk / "summary.mp4"
+    out.write_bytes(b"previous summary")
+    fill_disk(disk, leave_kb=4)
+    with pytest.raises(video.VideoError) as e:
+      video.write_summary(clip, [(0.0, 3.0)], out, progress=False)
+    assert str(e.value) == (f"{out}: no space left on device while writing the summary; "
+                            "free space there or pass another --out")
+    assert out.read_bytes() == b"previous summary"
 
 
 def test_write_summary_bad_source(tmp_path):

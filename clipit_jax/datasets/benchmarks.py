@@ -102,6 +102,19 @@ def _load_name_mapping(manual_dir: str, dataset: str) -> dict[str, str]:
   return {str(k): str(v) for k, v in mapping.items()}
 
 
+def file_stamps(manual_dir: str, paths: list[str]) -> dict[str, list[int]]:
+  """{path relative to `manual_dir`: [size, mtime_ns]} of the files a dataset is built from.
+
+  Recorded in the dataset's metadata (`source_files`) so that `loading.load_builder`
+  rebuilds a prepared dataset whose sources changed since.
+  """
+  stamps = {}
+  for path in paths:
+    stat = os.stat(path)
+    stamps[os.path.relpath(path, manual_dir)] = [stat.st_size, stat.st_mtime_ns]
+  return stamps
+
+
 def _tvsum_annotation_path(manual_dir: str) -> str | None:
   for name in ('ydata-anno.tsv', 'ydata-anno.tsv.gz'):
     if os.path.exists(os.path.join(manual_dir, name)):
@@ -143,6 +156,8 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     videos = list(h5_files.read_h5_videos(path, None if self.builder_config.clip_model else
                                           self.builder_config.feature_dim))
     keys = [v.key for v in videos]
+    self.info.metadata['source_files'] = file_stamps(manual_dir, self._source_files(
+        path, manual_dir, videos))
     self.info.metadata['dataset'] = self.DATASET
     self.info.metadata['split_seed'] = settings.SPLIT_SEED
     self.info.metadata['standard_splits'] = settings.standard_splits(keys)
@@ -152,6 +167,18 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
                    manual_dir: str) -> dict[str, np.ndarray]:
     """Per-frame annotator scores where the dataset has them (TVSum); keyed by video key."""
     return {}
+
+  def _source_files(self, h5_path: str, manual_dir: str,
+                    videos: list[h5_files.H5Video]) -> list[str]:
+    """Every file of the manual directory the examples are made from."""
+    sources = [h5_path]
+    names_path = os.path.join(manual_dir, 'video_names', f'{self.DATASET}.json')
+    if os.path.exists(names_path):
+      sources.append(names_path)
+    if self.builder_config.clip_model:
+      names = _load_name_mapping(manual_dir, self.DATASET)
+      sources += self._raw_video_paths([names.get(v.key, v.name) for v in videos], manual_dir)
+    return sources
 
   def _raw_video_paths(self, names: list[str], manual_dir: str) -> list[str]:
     directory = os.path.join(manual_dir, 'videos', self.DATASET)
@@ -217,6 +244,12 @@ class ClipitSumme(_BenchmarkBuilder):
 class ClipitTvsum(_BenchmarkBuilder):
   """TVSum (Song et al. 2015): 50 videos in 10 categories, 20 annotators; F1 = mean over users."""
   DATASET = 'tvsum'
+
+  def _source_files(self, h5_path: str, manual_dir: str,
+                    videos: list[h5_files.H5Video]) -> list[str]:
+    annotations = _tvsum_annotation_path(manual_dir)
+    return super()._source_files(h5_path, manual_dir, videos) + (
+        [annotations] if annotations else [])
 
   def _user_scores(self, videos: list[h5_files.H5Video],
                    manual_dir: str) -> dict[str, np.ndarray]:

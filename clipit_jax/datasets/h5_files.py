@@ -21,6 +21,8 @@ from collections.abc import Iterator
 import h5py
 import numpy as np
 
+from clipit_jax import evaluation
+
 REQUIRED_FIELDS = ('features', 'gtscore', 'gtsummary', 'user_summary', 'change_points',
                    'n_frame_per_seg', 'n_frames', 'picks')
 
@@ -61,32 +63,51 @@ def _video_sort_key(key: str) -> tuple[int, str]:
 
 
 def _read_video(path: str, key: str, group: h5py.Group, feature_dim: int | None) -> H5Video:
+  """One video's arrays, every field checked (the message names the file, video and fix)."""
+  name = _decode_name(group['video_name'][()]) if 'video_name' in group else key
+  where = f'{path}: {key}' + (f' ({name})' if name != key else '')
   missing = [f for f in REQUIRED_FIELDS if f not in group]
   if missing:
-    raise DatasetError(f'{path}: {key} lacks {", ".join(missing)}; is this an eccv16 '
+    raise DatasetError(f'{where} lacks {", ".join(missing)}; is this an eccv16 '
                        '*_google_pool5.h5 file? Re-download it.')
   arrays = {f: group[f][()] for f in REQUIRED_FIELDS}
+
+  def bad(field: str, problem: str) -> DatasetError:
+    return DatasetError(f'{where}/{field} {problem}; the file is damaged or was edited, '
+                        'download it again')
+
   features = np.asarray(arrays['features'], np.float32)
-  n_steps = features.shape[0]
   if features.ndim != 2 or (feature_dim is not None and features.shape[1] != feature_dim):
-    raise DatasetError(f'{path}: {key}/features has shape {features.shape}, expected '
+    raise DatasetError(f'{where}/features has shape {features.shape}, expected '
                        f'[n_steps, {feature_dim}]; use the GoogLeNet pool5 file of the benchmark')
-  picks = np.asarray(arrays['picks'], np.int64).reshape(-1)
+  n_steps = features.shape[0]
   n_frames = int(np.asarray(arrays['n_frames']).reshape(()))
+  if n_steps == 0 or n_frames < 1:
+    raise bad('features', f'is empty ({n_steps} steps of {n_frames} frames): the video has '
+              'no frames')
+  saved_steps = int(np.asarray(group['n_steps'][()]).reshape(())) if 'n_steps' in group else None
+  if saved_steps not in (None, n_steps):
+    raise bad('n_steps', f'says {saved_steps} but features has {n_steps} rows')
   for field in ('gtscore', 'gtsummary', 'picks'):
     if np.asarray(arrays[field]).reshape(-1).shape[0] != n_steps:
-      raise DatasetError(f'{path}: {key}/{field} has {np.size(arrays[field])} entries but '
-                         f'features has {n_steps} rows; the file is inconsistent, re-download it')
-  if n_steps and (picks.min() < 0 or picks.max() >= n_frames or np.any(np.diff(picks) <= 0)):
-    raise DatasetError(f'{path}: {key}/picks must increase within [0, n_frames={n_frames})')
+      raise bad(field, f'has {np.size(arrays[field])} entries but features has {n_steps} rows')
+  picks = np.asarray(arrays['picks'], np.int64).reshape(-1)
+  if picks.min() < 0 or picks.max() >= n_frames or np.any(np.diff(picks) <= 0):
+    raise bad('picks', f'must increase within [0, n_frames={n_frames})')
   user_summary = np.asarray(arrays['user_summary'])
-  if user_summary.ndim != 2 or abs(user_summary.shape[1] - n_frames) > 1:
-    raise DatasetError(f'{path}: {key}/user_summary has shape {user_summary.shape}, expected '
-                       f'[users, n_frames={n_frames}]')
-  change_points = np.asarray(arrays['change_points'], np.int64).reshape(-1, 2)
-  if not np.all(np.isfinite(features)):
-    raise DatasetError(f'{path}: {key}/features contains NaN or inf')
-  name = _decode_name(group['video_name'][()]) if 'video_name' in group else key
+  if (user_summary.ndim != 2 or not user_summary.shape[0]
+      or abs(user_summary.shape[1] - n_frames) > 1):
+    raise bad('user_summary', f'has shape {user_summary.shape}, expected '
+              f'[users >= 1, n_frames={n_frames}]')
+  for field, values in (('features', features), ('gtscore', arrays['gtscore']),
+                        ('gtsummary', arrays['gtsummary']), ('user_summary', user_summary)):
+    if not np.all(np.isfinite(np.asarray(values, np.float64))):
+      raise bad(field, 'contains NaN or inf')
+  try:
+    change_points = evaluation.check_change_points(
+        np.asarray(arrays['change_points']).reshape(-1, 2), n_frames)
+  except ValueError as e:  # Shots must cover [0, n_frames) in order, each non-empty.
+    raise bad('change_points', f'are not shots covering the {n_frames} frames ({e})') from None
   return H5Video(key=key, name=name, features=features,
                  gtscore=np.asarray(arrays['gtscore'], np.float32).reshape(-1),
                  gtsummary=np.asarray(arrays['gtsummary'], np.float32).reshape(-1),

@@ -6,7 +6,10 @@ seeded splits), features (the builder config: 'googlenet' or 'clip'), data_dir,
 manual_dir, validation_fraction.
 """
 
+import errno
 import os
+import shutil
+import sys
 
 import ml_collections
 import numpy as np
@@ -32,21 +35,61 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def load_builder(name: str, features: str, data_dir: str | None,
-                 manual_dir: str | None = None, *,
-                 needs_manual_dir: bool = True) -> tfds.core.DatasetBuilder:
-  """The builder `clipit_<name>/<features>`, prepared (from the manual directory) if needed."""
-  data_dir = os.path.expanduser(data_dir) if data_dir else None
-  builder = tfds.builder(f'clipit_{name}/{features}', data_dir=data_dir)
-  if not builder.is_prepared():
-    manual_dir = (os.path.expanduser(manual_dir) if manual_dir
-                  else os.path.join(os.fspath(builder.data_dir_root), 'downloads', 'manual'))
-    if needs_manual_dir and (not os.path.isdir(manual_dir) or not os.listdir(manual_dir)):
-      raise DatasetError(f'clipit_{name} is not built and its manual directory {manual_dir} is '
-                         f'missing or empty.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+def _changed_sources(builder: tfds.core.DatasetBuilder, manual_dir: str) -> list[str]:
+  """Source files (relative to `manual_dir`) that differ from when `builder` was prepared.
+
+  Files since removed do not count: a prepared dataset stands without its sources.
+  """
+  recorded = builder.info.metadata.get('source_files') if builder.info.metadata else None
+  present = [name for name in recorded or {}
+             if os.path.isfile(os.path.join(manual_dir, name))]
+  now = benchmarks.file_stamps(manual_dir, [os.path.join(manual_dir, n) for n in present])
+  return [name for name in present if list(recorded[name]) != now[name]]
+
+
+def _prepare(builder: tfds.core.DatasetBuilder, manual_dir: str) -> None:
+  """Builds the dataset from `manual_dir`; a full disk is one line."""
+  try:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
         file_format='array_record')
+  except DatasetError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except (TFDS and array_record wrap OSErrors)
+    full = os.strerror(errno.ENOSPC) in str(e) or getattr(e, 'errno', None) == errno.ENOSPC
+    if not (full or isinstance(e, OSError)):
+      raise
+    reason = 'no space left on device' if full else ' '.join(str(e).split())[:200]
+    fix = 'free space there' if full else 'check that you can write there'
+    raise DatasetError(f'cannot build {builder.name}/{builder.builder_config.name} in '
+                       f'{builder.data_dir_root} ({reason}); {fix}, or set config.data.data_dir '
+                       'to another directory, and run again') from None
+
+
+def load_builder(name: str, features: str, data_dir: str | None,
+                 manual_dir: str | None = None, *,
+                 needs_manual_dir: bool = True) -> tfds.core.DatasetBuilder:
+  """The builder `clipit_<name>/<features>`, prepared (from the manual directory) if needed.
+
+  A prepared dataset whose source files changed since it was built (size or
+  modification time) is rebuilt from them, saying so.
+  """
+  data_dir = os.path.expanduser(data_dir) if data_dir else None
+  builder = tfds.builder(f'clipit_{name}/{features}', data_dir=data_dir)
+  manual_dir = (os.path.expanduser(manual_dir) if manual_dir
+                else os.path.join(os.fspath(builder.data_dir_root), 'downloads', 'manual'))
+  if builder.is_prepared():
+    changed = _changed_sources(builder, manual_dir)
+    if not changed:
+      return builder
+    print(f'clipit_{name}/{features}: {", ".join(changed)} changed in {manual_dir} since the '
+          f'dataset was built; rebuilding {builder.data_dir}', file=sys.stderr, flush=True)
+    shutil.rmtree(builder.data_dir)
+    builder = tfds.builder(f'clipit_{name}/{features}', data_dir=data_dir)
+  elif needs_manual_dir and (not os.path.isdir(manual_dir) or not os.listdir(manual_dir)):
+    raise DatasetError(f'clipit_{name} is not built and its manual directory {manual_dir} is '
+                       f'missing or empty.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+  _prepare(builder, manual_dir)
   return builder
 
 
