@@ -8,7 +8,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Models built by the tests (the tiny CLIP and captioner) go to a temporary cache, not ~/.cache.
 os.environ.setdefault("CLIPIT_CACHE", tempfile.mkdtemp(prefix="clipit-test-cache-"))
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Compiled programs are kept for the session in that temporary cache (and read by the scripts
+# the tests start): the many runs of one tiny model compile once.
+jax.config.update("jax_compilation_cache_dir", os.path.join(os.environ["CLIPIT_CACHE"], "xla"))
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
