@@ -9,6 +9,9 @@ import pytest
 from clipit_jax import captions
 from clipit_jax.captions import Caption
 
+# Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("captions")
+
 SRT = """\
 1
 00:00:01,000 --> 00:00:04,500

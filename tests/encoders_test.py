@@ -12,6 +12,9 @@ from clipit_jax import encoders
 from clipit_jax import video
 from testutil import fill_disk, small_disk
 
+# Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("encoders")
+
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):

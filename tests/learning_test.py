@@ -13,6 +13,9 @@ from clipit_jax import train
 from clipit_jax.datasets import loading
 from testutil import load_config_file
 
+# Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('learning')
+
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
@@ -27,12 +30,12 @@ def _mean(rows, key):
 
 
 def test_trained_model_beats_clip_similarity_and_random(data_dir, tmp_path):
-  """The embedded default (configs/synthetic.py), stopped after a third of its epochs to keep
+  """The embedded default (configs/synthetic.py), stopped after a sixth of its epochs to keep
   the suite short, scored on its test videos."""
   config = load_config_file('synthetic')
   config.data.data_dir = data_dir
   config.progress = False
-  config.stop_after_epoch = config.num_epochs // 3
+  config.stop_after_epoch = config.num_epochs // 6
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(config, workdir)
   trained = train.evaluate_checkpoint(workdir, 'test', 'latest')['metrics']

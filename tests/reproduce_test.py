@@ -17,6 +17,9 @@ from clipit_jax.datasets import settings
 from testutil import ROOT, TINY_MODEL, load_config_file, path_key, tiny_config
 from testutil import write_splits_file
 
+# Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('reproduce')
+
 VIDEOS = [f'video_{i}' for i in range(1, 7)]
 TINY = dict(num_epochs=2, batch_size=4, learning_rate=1e-3, progress=False)
 

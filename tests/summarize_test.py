@@ -22,6 +22,9 @@ from clipit_jax import train
 from clipit_jax import video
 from testutil import fill_disk, small_config, small_disk
 
+# Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("summarize")
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SOURCE_FPS = 8

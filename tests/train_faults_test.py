@@ -26,6 +26,9 @@ from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from testutil import ROOT, TINY_MODEL, fill_disk, small_disk, tiny_config, write_h5
 
+# Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('train_faults')
+
 
 @pytest.fixture(scope='module')
 def xla_cache(tmp_path_factory):

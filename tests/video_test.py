@@ -14,6 +14,9 @@ import pytest
 from clipit_jax import video
 from testutil import fill_disk, small_disk
 
+# Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("video")
+
 FPS = 25
 BANDS = 8  # Horizontal bands that spell a frame's index in binary.
 
