@@ -22,6 +22,17 @@ def _is_user_error(e: BaseException) -> bool:
   return encoders is not None and isinstance(e, encoders.ModelLoadError)
 
 
+def _is_out_of_memory(e: BaseException) -> bool:
+  """XLA's allocation failure (a JaxRuntimeError whose message starts RESOURCE_EXHAUSTED)."""
+  return isinstance(e, (RuntimeError, MemoryError)) and (
+      isinstance(e, MemoryError) or str(e).lstrip().startswith('RESOURCE_EXHAUSTED'))
+
+
+def _first_words(e: BaseException) -> str:
+  line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+  return line if len(line) <= 160 else line[:157] + '...'
+
+
 @contextlib.contextmanager
 def one_line_errors(program: str, on_interrupt: str = ''):
   """Turns the errors a user can cause into one line + exit 1, and Ctrl-C into one line + 130.
@@ -35,6 +46,10 @@ def one_line_errors(program: str, on_interrupt: str = ''):
           file=sys.stderr, flush=True)
     sys.exit(INTERRUPTED_STATUS)
   except Exception as e:  # pylint: disable=broad-except
+    if _is_out_of_memory(e):
+      print(f'{program}: error: out of memory ({_first_words(e)}); lower --config.microbatch_size '
+            '(windows per pass; the update is the same) or --config.batch_size', file=sys.stderr)
+      sys.exit(1)
     if not _is_user_error(e):
       raise
     message = str(e).strip().splitlines()

@@ -102,3 +102,14 @@ def test_ctrl_c_is_one_line_and_status_130(capsys):
   with pytest.raises(ZeroDivisionError):
     with cli.one_line_errors('eval.py'):
       raise ZeroDivisionError
+
+
+def test_out_of_memory_is_one_line_that_names_the_remedy(capsys):
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit) as e:
+    with cli.one_line_errors('train.py'):
+      jnp.ones((2**44,), jnp.float32).block_until_ready()  # 64 TiB: XLA's RESOURCE_EXHAUSTED.
+  assert e.value.code == 1
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and err.startswith('train.py: error: out of memory (RESOURCE_EXHAUSTED')
+  assert '--config.microbatch_size' in err
