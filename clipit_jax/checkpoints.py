@@ -26,6 +26,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
+from clipit_jax import cli
 from clipit_jax import files
 
 CONFIG_FILE = 'config.json'
@@ -83,9 +84,7 @@ def _reason(e: BaseException) -> str:
     if e.__cause__ is None and e.__context__ is None:
       break
     e = e.__cause__ or e.__context__
-  lines = str(e).strip().splitlines()
-  line = lines[0] if lines else type(e).__name__
-  return line if len(line) <= 160 else line[:157] + '...'
+  return cli.first_line(e)
 
 
 class _NoOrbaxRecords(logging.Filter):

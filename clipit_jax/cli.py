@@ -28,9 +28,10 @@ def _is_out_of_memory(e: BaseException) -> bool:
       isinstance(e, MemoryError) or str(e).lstrip().startswith('RESOURCE_EXHAUSTED'))
 
 
-def _first_words(e: BaseException) -> str:
+def first_line(e: BaseException, limit: int = 200) -> str:
+  """An exception's first message line (its type's name when empty), cut to `limit` characters."""
   line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-  return line if len(line) <= 160 else line[:157] + '...'
+  return line if len(line) <= limit else line[:limit - 3] + '...'
 
 
 @contextlib.contextmanager
@@ -47,7 +48,7 @@ def one_line_errors(program: str, on_interrupt: str = ''):
     sys.exit(INTERRUPTED_STATUS)
   except Exception as e:  # pylint: disable=broad-except
     if _is_out_of_memory(e):
-      print(f'{program}: error: out of memory ({_first_words(e)}); lower --config.microbatch_size '
+      print(f'{program}: error: out of memory ({first_line(e)}); lower --config.microbatch_size '
             '(windows per pass; the update is the same) or --config.batch_size', file=sys.stderr)
       sys.exit(1)
     if not _is_user_error(e):

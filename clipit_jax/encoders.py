@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from clipit_jax import cli
 from clipit_jax import files
 from clipit_jax import video
 
@@ -107,11 +108,6 @@ def _looks_like_path(name: str) -> bool:
           or pathlib.Path(name).expanduser().exists())
 
 
-def _first_line(e: BaseException) -> str:
-  text = str(e).strip()
-  return (text.splitlines()[0] if text else type(e).__name__)[:200]
-
-
 def load_pretrained(
     load: Callable[..., T],
     name_or_path: str,
@@ -153,7 +149,7 @@ def load_pretrained(
       return load(str(path), local_files_only=True)
     except Exception as e:  # pylint: disable=broad-except
       raise ModelLoadError(
-          f"could not load {what} from {path} ({_first_line(e)}); pass a "
+          f"could not load {what} from {path} ({cli.first_line(e)}); pass a "
           f"directory written by save_pretrained, or `{flag} tiny`.") from None
   kwargs = {"cache_dir": str(hf_cache_dir)} if hf_cache_dir else {}
   try:
@@ -172,8 +168,8 @@ def load_pretrained(
     return load(name_or_path, **kwargs)
   except Exception as e:  # pylint: disable=broad-except
     raise ModelLoadError(
-        f"could not load {what} {name_or_path!r} ({_first_line(e)}; locally: "
-        f"{_first_line(local_error)}); {fix}.") from None
+        f"could not load {what} {name_or_path!r} ({cli.first_line(e)}; locally: "
+        f"{cli.first_line(local_error)}); {fix}.") from None
 
 
 def build_once(directory: PathLike, build: Callable[[pathlib.Path], None]

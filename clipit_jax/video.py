@@ -21,6 +21,7 @@ import av.error
 import numpy as np
 import tqdm
 
+from clipit_jax import cli
 from clipit_jax import files
 
 Fraction = fractions.Fraction
@@ -66,18 +67,12 @@ def _open(path: PathLike) -> av.container.InputContainer:
   except (av.error.FFmpegError, OSError, ValueError) as e:
     raise VideoError(
         f"{path}: not a readable video (corrupt, truncated or not a video: "
-        f"{_reason(e)}); re-encode or re-download it.") from None
+        f"{cli.first_line(e)}); re-encode or re-download it.") from None
   if not container.streams.video:
     container.close()
     raise VideoError(
         f"{path}: no video stream in the file; pass a file that has video.")
   return container
-
-
-def _reason(e: BaseException) -> str:
-  """An exception's first message line, shortened, for one-line errors."""
-  text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-  return text[:200]
 
 
 def _origin(stream: av.stream.Stream) -> int:
@@ -136,7 +131,7 @@ def probe(path: PathLike) -> VideoInfo:
       try:
         duration = _packet_end_time(container, stream)
       except av.error.FFmpegError as e:
-        raise VideoError(f"{path}: cannot read the video ({_reason(e)}); "
+        raise VideoError(f"{path}: cannot read the video ({cli.first_line(e)}); "
                          "the file may be corrupt.") from None
     if duration <= 0:
       raise VideoError(f"{path}: the video has zero length; pass a longer one.")
@@ -305,10 +300,10 @@ def _decode(path: PathLike, rate: Fraction, size: int, chunk_size: int
       except av.error.FFmpegError as e:
         if last[0] is None:
           raise VideoError(
-              f"{path}: no frame could be decoded ({_reason(e)}); the file is "
+              f"{path}: no frame could be decoded ({cli.first_line(e)}); the file is "
               "corrupt or truncated, re-encode or re-download it.") from None
         _log.warning("%s: decoding failed after %.2f s (%s); using the "
-                     "frames before that.", path, float(last[0]), _reason(e))
+                     "frames before that.", path, float(last[0]), cli.first_line(e))
         break
       frames[n], times[n] = _to_rgb_crop(frame, size), float(t)
       n += 1
@@ -361,7 +356,7 @@ def decode_frames_at(path: PathLike, indices: Sequence[int], size: int = 224,
               yield np.stack(chunk)
               chunk = []
       except av.error.FFmpegError as e:
-        raise VideoError(f"{path}: decoding failed at frame {decoded} ({_reason(e)}); "
+        raise VideoError(f"{path}: decoding failed at frame {decoded} ({cli.first_line(e)}); "
                          "the file is corrupt or truncated.") from None
       if k < wanted.size:
         raise VideoError(f"{path}: has {decoded} frames but frame {wanted[k]} is needed; "
@@ -411,7 +406,7 @@ def _decode_from(container, stream, target_pts: int
                    any_frame=False)
   except av.error.FFmpegError as e:
     raise VideoError(
-        f"{container.name}: cannot seek in this file ({_reason(e)}); remux "
+        f"{container.name}: cannot seek in this file ({cli.first_line(e)}); remux "
         "it into an mp4 first (ffmpeg -i IN -c copy OUT.mp4).") from None
   frames = container.decode(stream)
   first = next(frames, None)
@@ -616,7 +611,7 @@ def write_summary(
       raise VideoError(f"{out_path}: no space left on device while writing the summary; "
                        "free space there or pass another --out") from None
     raise VideoError(f"{src_path}: failed while writing the summary "
-                     f"({_reason(e)}); the source may be corrupt.") from None
+                     f"({cli.first_line(e)}); the source may be corrupt.") from None
   return out_path
 
 

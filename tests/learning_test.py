@@ -29,15 +29,21 @@ def _mean(rows, key):
   return float(np.mean([r[key] for r in rows]))
 
 
+def _train_part_of(name, data_dir, workdir, fraction):
+  """Trains `configs/<name>.py` as shipped for `fraction` of its epochs; returns the config."""
+  config = load_config_file(name)
+  config.data.data_dir = data_dir
+  config.progress = False
+  config.stop_after_epoch = int(config.num_epochs * fraction)
+  train.train_and_evaluate(config, workdir)
+  return config
+
+
 def test_trained_model_beats_clip_similarity_and_random(data_dir, tmp_path):
   """The embedded default (configs/synthetic.py), stopped after a sixth of its epochs to keep
   the suite short, scored on its test videos."""
-  config = load_config_file('synthetic')
-  config.data.data_dir = data_dir
-  config.progress = False
-  config.stop_after_epoch = config.num_epochs // 6
   workdir = str(tmp_path / 'run')
-  train.train_and_evaluate(config, workdir)
+  config = _train_part_of('synthetic', data_dir, workdir, 1 / 6)
   trained = train.evaluate_checkpoint(workdir, 'test', 'latest')['metrics']
   videos = loading.load_data(config)['test']
   rng = np.random.default_rng(0)
@@ -52,12 +58,8 @@ def test_trained_model_beats_clip_similarity_and_random(data_dir, tmp_path):
 
 def test_query_model_needs_the_right_query(data_dir, tmp_path):
   """Query-focused part: the same model fed another video's query scores clearly worse."""
-  config = load_config_file('synthetic_query')
-  config.data.data_dir = data_dir
-  config.progress = False
-  config.stop_after_epoch = config.num_epochs // 2
   workdir = str(tmp_path / 'run')
-  train.train_and_evaluate(config, workdir)
+  config = _train_part_of('synthetic_query', data_dir, workdir, 1 / 2)
   _, params, _ = train.load_trained(workdir, 'latest')
   videos = loading.load_data(config)['test']
   apply_fn = jax.jit(models.CLIPIt(config.model).apply)

@@ -292,7 +292,3 @@ class ClipitYoutube(_BenchmarkBuilder):
 class ClipitOvp(_BenchmarkBuilder):
   """OVP, the Open Video Project (De Avila et al. 2011): 50 videos; augments training data."""
   DATASET = 'ovp'
-
-
-BUILDERS = {'summe': ClipitSumme, 'tvsum': ClipitTvsum, 'youtube': ClipitYoutube,
-            'ovp': ClipitOvp}

@@ -47,10 +47,6 @@ class Scene:
             f'on a {self.background} background')
 
 
-def all_concepts() -> list[str]:
-  return [f'{c} {s}' for c in COLOURS for s in SHAPES]
-
-
 def make_script(rng: np.random.Generator, fps: float, min_scenes: int = 6,
                 max_scenes: int = 10, scene_seconds: tuple[float, float] = (3.0, 7.0),
                 image_size: int = 64) -> list[Scene]:
