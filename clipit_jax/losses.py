@@ -13,6 +13,7 @@ frame or a padded sample never contributes.
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 Array = jax.Array
 _EPS = 1e-8
@@ -36,8 +37,8 @@ def classification_loss(logits: Array, labels: Array, mask: Array) -> Array:
   positives = jnp.sum(labels, axis=-1, keepdims=True)
   negatives = jnp.sum(mask, axis=-1, keepdims=True) - positives
   pos_weight = jnp.where(positives > 0, negatives / jnp.maximum(positives, 1.0), 1.0)
-  per_frame = -(pos_weight * labels * jax.nn.log_sigmoid(logits)
-                + (1.0 - labels) * jax.nn.log_sigmoid(-logits))
+  weights = jnp.where(labels > 0, pos_weight, 1.0)
+  per_frame = weights * optax.sigmoid_binary_cross_entropy(logits, labels)
   return jnp.sum(per_frame * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
 
 
@@ -52,7 +53,7 @@ def importance_loss(scores: Array, importance: Array, mask: Array) -> Array:
     `[B]` mean over each sample's real frames.
   """
   mask = mask.astype(jnp.float32)
-  squared = jnp.square(scores - importance) * mask
+  squared = optax.squared_error(scores, importance) * mask
   return jnp.sum(squared, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
 
 

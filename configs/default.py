@@ -40,8 +40,7 @@ def get_model_config() -> ml_collections.ConfigDict:
 
   model.dtype = 'float32'  # Compute dtype ('bfloat16' on accelerators); parameters stay float32.
   # Operands of the weight matmuls only ('bfloat16': mixed precision with float32 sums and
-  # everything else float32; a 1.5x faster training step on a CPU with AVX512-BF16, see
-  # benchmarks/README.md).
+  # everything else float32; faster on CPUs with AVX512-BF16: benchmarks/README.md).
   model.matmul_dtype = 'float32'
   return model
 

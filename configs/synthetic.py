@@ -1,6 +1,6 @@
 """The embedded default: the synthetic benchmark (generic summaries), a few minutes on 2 CPU cores.
 
-Needs nothing from outside: the dataset builds itself (about 25 s) from procedurally
+Needs nothing from outside: the dataset builds itself from procedurally
 generated videos encoded by the tiny random CLIP. The architecture is the paper's;
 it is narrower and shallower here so that the run fits a laptop's CPU.
   python train.py --config configs/synthetic.py --workdir runs/synthetic
