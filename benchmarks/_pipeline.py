@@ -22,6 +22,7 @@ import numpy as np
 import _common  # pylint: disable=g-bad-import-order
 from clipit_jax import baselines
 from clipit_jax import encoders
+from clipit_jax import evaluation
 from clipit_jax import summarize
 from clipit_jax import video
 
@@ -236,7 +237,7 @@ def run_stages(path: str, encoder: encoders.ClipEncoder, query: str, out_dir: st
 
   def select():
     times_ = summarize.shot_times(steps, timestamps, duration)
-    values_ = summarize.shot_values(scores, steps)
+    values_ = evaluation.shot_means(np.asarray(scores, np.float64), steps)
     return times_, values_, summarize.select_shots(values_, times_, proportion * duration)
 
   times, values, selected = timer.run("knapsack", select)

@@ -385,12 +385,20 @@ def upsample_scores(scores: Any, positions: Any, n_frames: int) -> np.ndarray:
   return np.concatenate([np.zeros(pos[0]), np.repeat(s, counts)])
 
 
+def shot_means(scores: np.ndarray, segments: np.ndarray) -> np.ndarray:
+  """Mean score of each shot: `[n]` scores, `[k, 2]` inclusive (first, last) indices -> `[k]`.
+
+  The shots are contiguous and in order, covering the scores from `segments[0, 0]` on.
+  """
+  return np.add.reduceat(scores, segments[:, 0]) / (segments[:, 1] - segments[:, 0] + 1)
+
+
 def _keyshot_summary(frame_scores: np.ndarray, cps: np.ndarray,
                      n_frames: int, proportion: float,
                      value_scale: float | None) -> np.ndarray:
   """Mean score per shot -> knapsack at `proportion` -> `[n_frames]` int8."""
   lengths = cps[:, 1] - cps[:, 0] + 1
-  shot_scores = np.add.reduceat(frame_scores, cps[:, 0]) / lengths
+  shot_scores = shot_means(frame_scores, cps)
   if value_scale is not None:
     shot_scores = np.trunc(shot_scores * value_scale)
   picks = knapsack(shot_scores, lengths, int(n_frames * proportion))

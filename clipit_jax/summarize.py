@@ -198,12 +198,6 @@ def shot_times(steps: np.ndarray, timestamps: np.ndarray, end: float
   return np.stack([starts, np.append(starts[1:], end)], axis=1)
 
 
-def shot_values(scores: np.ndarray, steps: np.ndarray) -> np.ndarray:
-  """Mean frame score of each shot: [n] scores, [k, 2] steps -> [k]."""
-  lengths = steps[:, 1] - steps[:, 0] + 1
-  return np.add.reduceat(np.asarray(scores, np.float64), steps[:, 0]) / lengths
-
-
 def select_shots(values: np.ndarray, times: np.ndarray, budget: float
                  ) -> list[int]:
   """Knapsack of shot `values` [k] weighing their durations `times` [k, 2].
@@ -696,7 +690,7 @@ class Summarizer:
 
     steps = segment_shots(features)
     times = shot_times(steps, timestamps, duration)
-    values = shot_values(scores, steps)
+    values = evaluation.shot_means(np.asarray(scores, np.float64), steps)
     budget = self.proportion * duration
     selected = select_shots(values, times, budget)
     fallback = not selected

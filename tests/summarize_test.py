@@ -16,6 +16,7 @@ from clipit_jax import baselines
 from clipit_jax import captions as captions_lib
 from clipit_jax import checkpoints
 from clipit_jax import encoders
+from clipit_jax import evaluation
 from clipit_jax import models
 from clipit_jax import summarize
 from clipit_jax import train
@@ -245,7 +246,7 @@ def test_shot_times_and_values():
       summarize.shot_times(steps, timestamps, 3.0),
       [[0.0, 1.0], [1.0, 2.5], [2.5, 3.0]])
   np.testing.assert_allclose(
-      summarize.shot_values(np.array([1, 0, 1, 1, 1, 0.5]), steps),
+      evaluation.shot_means(np.array([1, 0, 1, 1, 1, 0.5]), steps),
       [0.5, 1.0, 0.5])
 
 
