@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from clipit_jax import encoders
+from clipit_jax import input_pipeline
 
 _log = logging.getLogger(__name__)
 
@@ -533,8 +534,7 @@ def generate_captions(
   if num_frames is not None and num_frames < len(frames):
     if num_frames <= 0:
       raise ValueError(f"num_frames must be positive, got {num_frames}")
-    keep = np.unique(np.linspace(0, len(frames) - 1, num_frames).round()
-                     .astype(int))
+    keep = input_pipeline.uniform_indices(len(frames), num_frames)
     frames, timestamps = frames[keep], timestamps[keep]
   captioner = model if isinstance(model, Captioner) else load_captioner(
       model, **load_kwargs)

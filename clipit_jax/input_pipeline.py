@@ -56,6 +56,11 @@ def stitch_windows(windows: np.ndarray, length: int) -> np.ndarray:
   return windows.reshape((-1,) + windows.shape[2:])[:length]
 
 
+def uniform_indices(n: int, k: int) -> np.ndarray:
+  """`k` indices spread evenly over `range(n)`, first and last included (rounded) -> `[k]` int."""
+  return np.round(np.linspace(0, n - 1, k)).astype(int)
+
+
 def select_captions(embeddings: np.ndarray, num_captions: int) -> tuple[np.ndarray, np.ndarray]:
   """M caption embeddings sampled uniformly over time, padded and masked when fewer.
 
@@ -71,7 +76,7 @@ def select_captions(embeddings: np.ndarray, num_captions: int) -> tuple[np.ndarr
   if n <= num_captions:
     out[:n], mask[:n] = embeddings, True
   else:
-    index = np.round(np.linspace(0, n - 1, num_captions)).astype(int)
+    index = uniform_indices(n, num_captions)
     out[:], mask[:] = embeddings[index], True
   return out, mask
 

@@ -107,3 +107,9 @@ def test_order_depends_only_on_seed_and_epoch():
                                input_pipeline.epoch_batches(_windows(8), 8, seed=0, epoch=0,
                                                             shuffle=False)])
   np.testing.assert_array_equal(unshuffled, np.arange(8))
+
+
+def test_uniform_indices_include_both_ends():
+  np.testing.assert_array_equal(input_pipeline.uniform_indices(10, 4), [0, 3, 6, 9])
+  np.testing.assert_array_equal(input_pipeline.uniform_indices(5, 5), [0, 1, 2, 3, 4])
+  np.testing.assert_array_equal(input_pipeline.uniform_indices(7, 1), [0])

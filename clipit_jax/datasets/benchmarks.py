@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 from clipit_jax import captions as captions_lib
 from clipit_jax import encoders
 from clipit_jax import human_baseline
+from clipit_jax import input_pipeline
 from clipit_jax import video as video_io
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import settings
@@ -196,7 +197,7 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
                                   encoder: encoders.ClipEncoder, captioner):
     """(features [n_steps, 512], captions, caption embeddings [n, 512]) from the raw video."""
     cfg = self.builder_config
-    caption_steps = set(np.round(np.linspace(0, len(video.picks) - 1, cfg.num_captions)).astype(int))
+    caption_steps = set(input_pipeline.uniform_indices(len(video.picks), cfg.num_captions))
     features, caption_frames, step = [], [], 0
     for chunk in video_io.decode_frames_at(path, video.picks, size=encoder.image_size):
       features.append(encoder.encode_images(chunk))
