@@ -233,7 +233,7 @@ def run_stages(path: str, encoder: encoders.ClipEncoder, query: str, out_dir: st
   duration = summarize.content_end(info, timestamps, fps)
   text = timer.run("text", encoder.encode_texts, [query])
   scores = timer.run("score", baselines.clip_similarity, features, text)
-  steps = timer.run("kts", summarize.segment_shots, features)
+  steps = timer.run("kts", evaluation.kts_centred, np.asarray(features, np.float64))
 
   def select():
     times_ = summarize.shot_times(steps, timestamps, duration)

@@ -15,7 +15,6 @@ import functools
 import html
 import json
 import logging
-import os
 import pathlib
 import re
 from collections.abc import Callable, Sequence
@@ -25,11 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from clipit_jax import encoders
+from clipit_jax import files
 from clipit_jax import input_pipeline
 
 _log = logging.getLogger(__name__)
 
-PathLike = str | os.PathLike
 
 DEFAULT_CAPTIONER = "nlpconnect/vit-gpt2-image-captioning"
 TINY = encoders.TINY
@@ -180,7 +179,7 @@ def parse_plain(text: str, path: str = "<text>") -> list[Caption]:
           for i, (s, t) in enumerate(starts)]
 
 
-def parse_captions(path: PathLike) -> list[Caption]:
+def parse_captions(path: files.PathLike) -> list[Caption]:
   """Reads `.srt`, `.vtt` (or any file starting with WEBVTT), or plain text.
 
   Returns:
@@ -394,7 +393,7 @@ def build_tiny_captioner(directory: pathlib.Path) -> None:
       image_std=[0.5] * 3).save_pretrained(str(directory))
 
 
-def tiny_captioner_dir(cache_dir: PathLike | None = None) -> pathlib.Path:
+def tiny_captioner_dir(cache_dir: files.PathLike | None = None) -> pathlib.Path:
   """The tiny captioner's directory (or under `cache_root()`), built once."""
   root = pathlib.Path(cache_dir) if cache_dir else encoders.cache_root()
   return encoders.build_once(root / TINY_CAPTIONER_ID, build_tiny_captioner)
@@ -462,8 +461,8 @@ def load_captioner(
     *,
     max_length: int = 20,
     batch_size: int = 8,
-    hf_cache_dir: PathLike | None = None,
-    cache_dir: PathLike | None = None,
+    hf_cache_dir: files.PathLike | None = None,
+    cache_dir: files.PathLike | None = None,
 ) -> Captioner:
   """Loads a Flax vision-encoder-decoder captioner, its tokenizer and pixels.
 

@@ -37,7 +37,6 @@ from clipit_jax import files
 from clipit_jax import video
 
 T = TypeVar("T")
-PathLike = str | os.PathLike
 _log = logging.getLogger(__name__)
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
@@ -114,7 +113,7 @@ def load_pretrained(
     *,
     what: str,
     flag: str,
-    hf_cache_dir: PathLike | None = None,
+    hf_cache_dir: files.PathLike | None = None,
 ) -> T:
   """Calls `load(name_or_path, ...)` (a `from_pretrained`), failing fast.
 
@@ -172,7 +171,7 @@ def load_pretrained(
         f"{cli.first_line(local_error)}); {fix}.") from None
 
 
-def build_once(directory: PathLike, build: Callable[[pathlib.Path], None]
+def build_once(directory: files.PathLike, build: Callable[[pathlib.Path], None]
                ) -> pathlib.Path:
   """Runs `build(tmp)` and renames tmp to `directory`, unless it exists.
 
@@ -293,7 +292,7 @@ def build_tiny_clip(directory: pathlib.Path) -> None:
   ).save_pretrained(str(directory))
 
 
-def tiny_clip_dir(cache_dir: PathLike | None = None) -> pathlib.Path:
+def tiny_clip_dir(cache_dir: files.PathLike | None = None) -> pathlib.Path:
   """The tiny CLIP's directory in `cache_dir` or `cache_root()`, built once."""
   root = pathlib.Path(cache_dir) if cache_dir else cache_root()
   return build_once(root / TINY_CLIP_ID, build_tiny_clip)
@@ -413,8 +412,8 @@ def load_clip(
     *,
     image_batch_size: int = 64,
     text_batch_size: int = 16,
-    hf_cache_dir: PathLike | None = None,
-    cache_dir: PathLike | None = None,
+    hf_cache_dir: files.PathLike | None = None,
+    cache_dir: files.PathLike | None = None,
 ) -> ClipEncoder:
   """Loads CLIP weights, tokenizer and pixel statistics into a `ClipEncoder`.
 
@@ -471,7 +470,7 @@ def load_clip(
 # ----------------------------------------------------------- feature cache --
 
 
-def file_sha256(path: PathLike, block: int = 1 << 20) -> str:
+def file_sha256(path: files.PathLike, block: int = 1 << 20) -> str:
   """Hex sha256 of a file's bytes, read in blocks."""
   h = hashlib.sha256()
   with open(path, "rb") as f:
@@ -514,7 +513,7 @@ def _load_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def video_features(
-    path: PathLike,
+    path: files.PathLike,
     encoder: ClipEncoder,
     fps: float,
     *,
@@ -540,10 +539,10 @@ def video_features(
 
 
 def cached_video_features(
-    path: PathLike,
+    path: files.PathLike,
     encoder: ClipEncoder,
     fps: float,
-    cache_dir: PathLike,
+    cache_dir: files.PathLike,
     *,
     chunk_size: int = 64,
     progress: bool = False,

@@ -282,6 +282,15 @@ def kts(features: Any,
 # Keyshot selection.
 
 
+def kts_centred(features: np.ndarray) -> np.ndarray:
+  """KTS shots `[n_shots, 2]` of `[n, d]` features centred on their mean (in their dtype).
+
+  CLIP embeddings share a large common direction; KTS on the raw features of the tiny
+  CLIP finds a single shot, on centred ones the content changes.
+  """
+  return kts(features - features.mean(axis=0))
+
+
 def knapsack(values: Any, weights: Any, capacity: int) -> list[int]:
   """Exact 0/1 knapsack by dynamic programming over integer capacity.
 

@@ -83,8 +83,7 @@ from clipit_jax import evaluation
 from clipit_jax import models
 from clipit_jax import video
 
-PathLike = str | os.PathLike
-CaptionsArg = PathLike | Sequence[captions_lib.Caption] | Sequence[str] | None
+CaptionsArg = files.PathLike | Sequence[captions_lib.Caption] | Sequence[str] | None
 
 PROGRAM = "clipit-summarize"
 DEFAULT_FPS = 2.0
@@ -121,7 +120,7 @@ def check_fps(fps: float) -> float:
   return f
 
 
-def check_out_dir(out: PathLike) -> pathlib.Path:
+def check_out_dir(out: files.PathLike) -> pathlib.Path:
   """`out` if it is, or can be created as, a directory that takes files; else ValueError.
 
   Checked before the work, so that a file or read-only `--out` is not found after it.
@@ -170,20 +169,7 @@ def check_text(fusion: str | None, query: str | None, has_captions: bool
                      "baseline")
 
 
-# ----------------------------------------------------------------- scoring --
-
-
 # ------------------------------------------------------------------- shots --
-
-
-def segment_shots(features: np.ndarray) -> np.ndarray:
-  """KTS shots of [n, d] features, centred on their mean: [n_shots, 2] steps.
-
-  CLIP embeddings share a large common direction; KTS on the raw features of
-  the tiny CLIP finds a single shot, on centred ones the content changes.
-  """
-  features = np.asarray(features, np.float64)
-  return evaluation.kts(features - features.mean(axis=0))
 
 
 def shot_times(steps: np.ndarray, timestamps: np.ndarray, end: float
@@ -245,7 +231,7 @@ def content_end(info: video.VideoInfo, timestamps: np.ndarray, fps: float
 # ---------------------------------------------------------------- language --
 
 
-def frames_near(path: PathLike, times: np.ndarray, size: int
+def frames_near(path: files.PathLike, times: np.ndarray, size: int
                 ) -> tuple[np.ndarray, np.ndarray]:
   """The decoded frames nearest to `times` (seconds), one per distinct frame.
 
@@ -310,7 +296,7 @@ def _title(summary: Summary, width: int = 110, max_lines: int = 5) -> str:
   return "\n".join([head] + lines)
 
 
-def plot_scores(summary: Summary, path: PathLike) -> pathlib.Path:
+def plot_scores(summary: Summary, path: files.PathLike) -> pathlib.Path:
   """Writes the scores over time, selected shots shaded, as a PNG (atomic)."""
   # pylint: disable-next=g-import-not-at-top
   from matplotlib.figure import Figure  # Agg canvas, no pyplot state.
@@ -405,7 +391,7 @@ class Summary:
         summary_duration=self.summary_duration, budget=self.budget,
         fallback=self.fallback, settings=self.settings, versions=versions())
 
-  def write(self, out_dir: PathLike, *, progress: bool = True
+  def write(self, out_dir: files.PathLike, *, progress: bool = True
             ) -> dict[str, pathlib.Path]:
     """Writes summary.mp4, summary.json and scores.png into `out_dir`.
 
@@ -478,7 +464,7 @@ class TrainedModel:
     return np.asarray(scores, np.float64)
 
 
-def load_model(workdir: PathLike, which: str = "best") -> TrainedModel:
+def load_model(workdir: files.PathLike, which: str = "best") -> TrainedModel:
   """Loads a train.py run for summarizing raw videos.
 
   Raises:
@@ -542,7 +528,7 @@ class Summarizer:
   caption_model: str | captions_lib.Captioner | None = None
   fps: float = DEFAULT_FPS
   proportion: float = DEFAULT_PROPORTION
-  cache_dir: PathLike | None = None
+  cache_dir: files.PathLike | None = None
   progress: bool = True
 
   def __post_init__(self):
@@ -570,7 +556,7 @@ class Summarizer:
     return cls(encoder=encoder, clip_model=name, **kwargs)
 
   @classmethod
-  def from_checkpoint(cls, workdir: PathLike,
+  def from_checkpoint(cls, workdir: files.PathLike,
                       clip_model: str | encoders.ClipEncoder | None = None,
                       which: str = "best", **kwargs) -> Summarizer:
     """Scores frames with a trained CLIP-It run.
@@ -634,7 +620,7 @@ class Summarizer:
     return (captions_lib.sample_uniform(given, m, duration),
             captioner.model_id if captioner is not None else None)
 
-  def summarize(self, video_path: PathLike, query: str | None = None,
+  def summarize(self, video_path: files.PathLike, query: str | None = None,
                 captions: CaptionsArg = None) -> Summary:
     """Summarizes one video.
 
@@ -688,7 +674,7 @@ class Summarizer:
     else:
       scores = self.model.score(features, text)
 
-    steps = segment_shots(features)
+    steps = evaluation.kts_centred(np.asarray(features, np.float64))
     times = shot_times(steps, timestamps, duration)
     values = evaluation.shot_means(np.asarray(scores, np.float64), steps)
     budget = self.proportion * duration

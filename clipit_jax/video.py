@@ -12,7 +12,6 @@ import errno
 import fractions
 import logging
 import math
-import os
 import pathlib
 from collections.abc import Iterator, Sequence
 
@@ -25,7 +24,6 @@ from clipit_jax import cli
 from clipit_jax import files
 
 Fraction = fractions.Fraction
-PathLike = str | os.PathLike
 
 _log = logging.getLogger(__name__)
 
@@ -53,7 +51,7 @@ class VideoInfo:
 # ----------------------------------------------------------------- opening --
 
 
-def _open(path: PathLike) -> av.container.InputContainer:
+def _open(path: files.PathLike) -> av.container.InputContainer:
   """Opens `path` for reading, turning every failure into a `VideoError`."""
   path = pathlib.Path(path)
   if not path.exists():
@@ -117,7 +115,7 @@ def _declared_duration(container, stream) -> float | None:
   return None
 
 
-def probe(path: PathLike) -> VideoInfo:
+def probe(path: files.PathLike) -> VideoInfo:
   """Reads a video's duration, rate, size and audio presence (no decoding).
 
   Raises:
@@ -232,7 +230,7 @@ def _frame_times(container, stream, frames=None
 
 
 def decode_frames(
-    path: PathLike,
+    path: files.PathLike,
     fps: float = 2.0,
     size: int = 224,
     chunk_size: int = 64,
@@ -273,7 +271,7 @@ def decode_frames(
                  chunk_size)
 
 
-def _decode(path: PathLike, rate: Fraction, size: int, chunk_size: int
+def _decode(path: files.PathLike, rate: Fraction, size: int, chunk_size: int
             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """The generator behind `decode_frames`."""
   container = _open(path)
@@ -325,7 +323,7 @@ def _decode(path: PathLike, rate: Fraction, size: int, chunk_size: int
     container.close()
 
 
-def decode_frames_at(path: PathLike, indices: Sequence[int], size: int = 224,
+def decode_frames_at(path: files.PathLike, indices: Sequence[int], size: int = 224,
                      chunk_size: int = 64) -> Iterator[np.ndarray]:
   """Streams the frames at 0-based decode-order `indices` (increasing), cropped like
   `decode_frames`: chunks of uint8 [n, size, size, 3], at most `chunk_size` frames each.
@@ -373,7 +371,7 @@ def decode_frames_at(path: PathLike, indices: Sequence[int], size: int = 224,
 
 
 def _check_segments(segments: Sequence[tuple[float, float]], duration: float,
-                    path: PathLike) -> list[tuple[float, float]]:
+                    path: files.PathLike) -> list[tuple[float, float]]:
   """Validates (start, end) pairs and clips them to [0, duration]."""
   out = []
   for start, end in segments:
@@ -527,9 +525,9 @@ def _copy_audio(container, stream, enc_stream, out, src_start: float,
 
 
 def write_summary(
-    src_path: PathLike,
+    src_path: files.PathLike,
     segments_seconds: Sequence[tuple[float, float]],
-    out_path: PathLike,
+    out_path: files.PathLike,
     *,
     progress: bool = True,
     crf: int = 23,
@@ -615,7 +613,7 @@ def write_summary(
   return out_path
 
 
-def write_frames(path: PathLike, frames: np.ndarray, fps: float, *, crf: int = 18,
+def write_frames(path: files.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18,
                  preset: str = "veryfast") -> pathlib.Path:
   """Encodes uint8 RGB frames `[n, H, W, 3]` (even H and W) as an H.264 mp4, atomically."""
   frames = np.asarray(frames)

@@ -1,7 +1,6 @@
 """The field's split files: every format and key form, the videos they select, one-line errors."""
 
 import hashlib
-import json
 import os
 import subprocess
 import sys

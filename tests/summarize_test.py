@@ -409,7 +409,7 @@ def test_captions_after_the_video_are_dropped_with_a_warning(tiny, scenes, tmp_p
       tiny, cache_dir=tmp_path / "f", progress=False)
   summary = summarizer.summarize(scenes, captions=srt)
   assert set(summary.captions) <= set(inside) and len(summary.captions) == 7
-  assert any(f"dropped 3 of 11 captions that start after the video ends (16.0 s)"
+  assert any("dropped 3 of 11 captions that start after the video ends (16.0 s)"
              in r.getMessage() for r in caplog.records)
   late = tmp_path / "another_video.srt"
   late.write_text("1\n00:01:40,000 --> 00:01:41,000\nlater\n")

@@ -21,7 +21,7 @@ from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import qfvs
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import split_files
-from clipit_jax.datasets import synthetic  # pylint: disable=unused-import (registers the builder)
+from clipit_jax.datasets import synthetic  # noqa: F401 (registers the builder)
 
 DatasetError = benchmarks.DatasetError
 

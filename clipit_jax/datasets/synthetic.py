@@ -103,9 +103,7 @@ class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
     features, timestamps = encoders.video_features(path, encoder, SAMPLE_FPS)
     n_frames = frames.shape[0]
     picks = np.minimum(np.round(timestamps * SOURCE_FPS).astype(np.int64), n_frames - 1)
-    # CLIP features share a large common direction; KTS on features centred on the
-    # video's mean sees the scene changes (on raw tiny-CLIP features it finds one shot).
-    shots = evaluation.kts(features - features.mean(axis=0))
+    shots = evaluation.kts_centred(features)
     change_points = change_points_from_steps(shots, picks, n_frames)
     captions = [s.caption() for s in script]
     present = sorted({s.concept for s in script})
