@@ -380,7 +380,7 @@ RANDOM_VIT_B32_ID = "random-vit-b32-v1"  # Bump when the construction changes.
 
 def bench_cache_dir() -> pathlib.Path:
   """Where the benchmarks keep generated models and videos (reused across runs)."""
-  from clipit_jax import encoders  # pylint: disable=g-import-not-at-top
+  from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
   return encoders.cache_root() / "bench"
 
 
@@ -394,7 +394,7 @@ def _build_random_vit_b32(directory: pathlib.Path) -> None:
   """
   # pylint: disable=g-import-not-at-top
   from transformers import CLIPConfig, CLIPImageProcessor, FlaxCLIPModel
-  from clipit_jax import encoders
+  from clipit_jax.summarize import encoders
   encoders.write_tiny_clip_tokenizer(directory)
   config = CLIPConfig(text_config=dict(bos_token_id=512, eos_token_id=513, pad_token_id=513),
                       projection_dim=512)
@@ -411,7 +411,7 @@ def _build_random_vit_b32(directory: pathlib.Path) -> None:
 
 def random_vit_b32_dir() -> pathlib.Path:
   """The random full-size ViT-B/32 directory (built once, ~600 MB)."""
-  from clipit_jax import encoders  # pylint: disable=g-import-not-at-top
+  from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
   return encoders.build_once(bench_cache_dir() / RANDOM_VIT_B32_ID, _build_random_vit_b32)
 
 

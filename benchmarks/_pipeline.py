@@ -21,10 +21,10 @@ import numpy as np
 
 import _common  # pylint: disable=g-bad-import-order
 from clipit_jax import baselines
-from clipit_jax import encoders
 from clipit_jax import evaluation
-from clipit_jax import summarize
-from clipit_jax import video
+from clipit_jax.summarize import encoders
+from clipit_jax.summarize import summarizer as summarize
+from clipit_jax.summarize import video
 
 STAGES = ("probe", "decode", "encode", "text", "score", "kts", "knapsack", "write_video",
           "write_json_plot")

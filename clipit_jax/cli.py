@@ -18,7 +18,7 @@ def _is_user_error(e: BaseException) -> bool:
   """Errors a user can cause (bad input, data, checkpoints, a full disk), not bugs."""
   if isinstance(e, (ValueError, OSError)):  # CheckpointError, DatasetError, VideoError, ...
     return True
-  encoders = sys.modules.get('clipit_jax.encoders')  # Imported only if a model was loaded.
+  encoders = sys.modules.get('clipit_jax.summarize.encoders')  # Imported only if a model was loaded.
   return encoders is not None and isinstance(e, encoders.ModelLoadError)
 
 
@@ -121,7 +121,7 @@ def enable_compilation_cache() -> str | None:
   default). Returns the directory, or None when off.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from clipit_jax import encoders  # pylint: disable=g-import-not-at-top
+  from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
   if os.environ.get('CLIPIT_NO_XLA_CACHE', '').strip() not in ('', '0'):
     return None
   directory = os.environ.get('JAX_COMPILATION_CACHE_DIR') or str(encoders.cache_root() / 'xla')

@@ -1,4 +1,4 @@
-"""Tests for clipit_jax.summarize: pipeline, outputs, CLI and errors."""
+"""Tests for clipit_jax.summarize.summarizer: pipeline, outputs, CLI and errors."""
 
 import json
 import os
@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from clipit_jax import baselines
-from clipit_jax import captions as captions_lib
 from clipit_jax import checkpoints
-from clipit_jax import encoders
 from clipit_jax import evaluation
 from clipit_jax import models
-from clipit_jax import summarize
 from clipit_jax import train
-from clipit_jax import video
+from clipit_jax.summarize import captions as captions_lib
+from clipit_jax.summarize import encoders
+from clipit_jax.summarize import summarizer as summarize
+from clipit_jax.summarize import video
 from testutil import fill_disk, small_config, small_disk
 
 # Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).

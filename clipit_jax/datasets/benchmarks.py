@@ -15,13 +15,13 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clipit_jax import captions as captions_lib
-from clipit_jax import encoders
 from clipit_jax import human_baseline
 from clipit_jax import input_pipeline
-from clipit_jax import video as video_io
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import settings
+from clipit_jax.summarize import captions as captions_lib
+from clipit_jax.summarize import encoders
+from clipit_jax.summarize import video as video_io
 
 DatasetError = h5_files.DatasetError
 TEXT_DIM = 512

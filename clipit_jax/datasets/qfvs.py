@@ -15,9 +15,9 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clipit_jax import encoders
 from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import h5_files
+from clipit_jax.summarize import encoders
 
 DatasetError = h5_files.DatasetError
 VIDEOS = ('P01', 'P02', 'P03', 'P04')

@@ -74,14 +74,14 @@ import jax
 import numpy as np
 
 from clipit_jax import baselines
-from clipit_jax import captions as captions_lib
 from clipit_jax import checkpoints
-from clipit_jax import files
 from clipit_jax import cli
-from clipit_jax import encoders
 from clipit_jax import evaluation
+from clipit_jax import files
 from clipit_jax import models
-from clipit_jax import video
+from clipit_jax.summarize import captions as captions_lib
+from clipit_jax.summarize import encoders
+from clipit_jax.summarize import video
 
 CaptionsArg = files.PathLike | Sequence[captions_lib.Caption] | Sequence[str] | None
 

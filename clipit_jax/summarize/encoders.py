@@ -34,7 +34,7 @@ import tqdm
 
 from clipit_jax import cli
 from clipit_jax import files
-from clipit_jax import video
+from clipit_jax.summarize import video
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)

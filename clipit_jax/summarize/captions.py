@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from clipit_jax import encoders
 from clipit_jax import files
 from clipit_jax import input_pipeline
+from clipit_jax.summarize import encoders
 
 _log = logging.getLogger(__name__)
 
