@@ -24,8 +24,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from clipit_jax import baselines
-from clipit_jax import benchmark_eval
 from clipit_jax import cli
+from clipit_jax import evaluators
 from clipit_jax import experiments
 from clipit_jax import files
 from clipit_jax.datasets import loading
@@ -70,8 +70,7 @@ def variant_config(base: ml_collections.ConfigDict, variant: str,
 
 
 def _evaluate(videos, scores) -> dict[str, float]:
-  rows = [benchmark_eval.evaluate_keyshot(s, v.evaluation) for v, s in zip(videos, scores)]
-  return {k: float(np.mean([r[k] for r in rows])) for k in METRICS}
+  return evaluators.evaluate_scores(videos, scores)['metrics']
 
 
 def validated_probe(train_videos, validation_videos, target: str,

@@ -1,7 +1,7 @@
 """Reference scorers that need no training of CLIP-It: what a trained model must beat.
 
 Each returns frame scores `[n_steps]` for one video, to be evaluated by the same
-protocol as a model's (benchmark_eval.evaluate_keyshot):
+protocol as a model's (evaluators.KeyshotTruth.evaluate):
 
 - `random_scores`: uniform noise (the floor; keyshot F1 is far from 0 here, Otani et al.);
 - `clip_similarity`: training-free, the CLIP cosine similarity of each frame to the

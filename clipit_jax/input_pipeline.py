@@ -9,6 +9,7 @@ partial batch is padded with empty samples, which the train step ignores.
 
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +24,8 @@ class Video:
   targets at those frames: labels `[n_steps]` 0/1 keyframes (the paper's Lc) and
   importance `[n_steps]` in [0, 1] (the annotators' mean score, min-max normalised per
   video); text `[L, text_dim]` + text_mask `[L]` (captions or the query).
-  `evaluation` holds what the protocol needs (picks, n_frames, change_points,
-  user_summary, user_scores, ...; see evaluation.py).
+  `truth` is what its protocol compares the scores with (evaluators.KeyshotTruth or
+  evaluators.QfvsTruth; None for videos that are only trained on).
   """
   ref: tuple[str, str]
   features: np.ndarray
@@ -32,7 +33,7 @@ class Video:
   importance: np.ndarray
   text: np.ndarray
   text_mask: np.ndarray
-  evaluation: dict[str, np.ndarray | int | str]
+  truth: Any = None
 
 
 def split_into_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:

@@ -33,9 +33,9 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from clipit_jax import benchmark_eval
 from clipit_jax import checkpoints
 from clipit_jax import config_checks
+from clipit_jax import evaluators
 from clipit_jax import files
 from clipit_jax import input_pipeline
 from clipit_jax import losses
@@ -478,12 +478,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
         real_per_batch)
     train_seconds = time.time() - start
     state = global_state(placed, config, mesh)
-    val = benchmark_eval.evaluate_videos(eval_apply, local_copy(state.params), validation,
+    val = evaluators.evaluate_videos(eval_apply, local_copy(state.params), validation,
                                          window)['metrics']
     epoch_metrics = {f'train_{k}': v for k, v in train_metrics.items()}
     epoch_metrics.update({f'val_{k}': v for k, v in val.items()})
     if config.get('test_every_epoch'):  # Logged only: the best checkpoint is chosen on val.
-      test = benchmark_eval.evaluate_videos(eval_apply, local_copy(state.params), data['test'],
+      test = evaluators.evaluate_videos(eval_apply, local_copy(state.params), data['test'],
                                             window)
       epoch_metrics.update({f'test_{k}': v for k, v in test['metrics'].items()})
     epoch_metrics['train_seconds'] = train_seconds
@@ -528,7 +528,7 @@ def evaluate_checkpoint(workdir: str, split: str = 'test', which: str = 'best') 
     raise ValueError(f"unknown split {split!r}; expected 'train', 'validation' or 'test'")
   config, params, epoch = load_trained(workdir, which)
   videos = loading.load_data(config)[split]
-  result = benchmark_eval.evaluate_videos(jax.jit(models.CLIPIt(config.model).apply),
+  result = evaluators.evaluate_videos(jax.jit(models.CLIPIt(config.model).apply),
                                           params, videos, config.model.window)
   refs = [v.ref for v in videos]
   result.update(epoch=epoch, checkpoint=which, split=split, videos=[list(r) for r in refs],

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from clipit_jax import benchmark_eval
+from clipit_jax import evaluators
 from clipit_jax import models
 from clipit_jax import train
 from clipit_jax.datasets import loading
@@ -57,7 +57,7 @@ def test_unsupervised_length_term_pulls_scores_towards_the_summary_rate(standin_
     state = train.train_and_evaluate(config, str(tmp_path / f'run_{rate}'))
     videos = loading.load_data(config)['test']
     apply_fn = jax.jit(models.CLIPIt(config.model).apply)
-    scores = benchmark_eval.score_videos(apply_fn, state.params, videos, config.model.window)
+    scores = evaluators.score_videos(apply_fn, state.params, videos, config.model.window)
     assert all(np.std(s) > 1e-3 for s in scores), [np.std(s) for s in scores]
     means[rate] = np.mean(np.concatenate(scores))
   assert means[None] > 0.6, means

@@ -388,7 +388,7 @@ def test_qfvs_builder_and_rounds(tmp_path, manual_dir):
   assert {v.ref[1].split('/')[0] for v in data['train']} == {'P01', 'P02'}
   video = data['test'][0]
   np.testing.assert_array_equal(video.labels,
-                                video.evaluation['oracle'][video.evaluation['shot_of_frame']])
+                                video.truth.oracle[video.truth.shot_of_frame])
   assert video.text.shape == (1, 512) and video.features is data['test'][1].features
 
 

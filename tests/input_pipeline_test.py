@@ -12,7 +12,7 @@ def _video(i, n_frames, dim=3):
       features=np.full((n_frames, dim), i + 1, np.float32) + np.arange(n_frames)[:, None] / 1000,
       labels=(np.arange(n_frames) % 4 == 0).astype(np.float32),
       importance=np.linspace(0, 1, n_frames).astype(np.float32),
-      text=np.full((2, 5), i, np.float32), text_mask=np.array([True, False]), evaluation={})
+      text=np.full((2, 5), i, np.float32), text_mask=np.array([True, False]))
 
 
 def test_video_windows_masks_and_padding():
@@ -46,7 +46,7 @@ def test_videos_sharing_features_share_windows():
   other_query = input_pipeline.Video(ref=('toy', 'v0/q2'), features=shared.features,
                                      labels=1 - shared.labels, importance=shared.importance,
                                      text=shared.text + 1,
-                                     text_mask=shared.text_mask, evaluation={})
+                                     text_mask=shared.text_mask)
   windows = input_pipeline.video_windows([shared, other_query, _video(1, 3)], window=4)
   assert windows['frame_table'].shape == (4, 4, 3)
   np.testing.assert_array_equal(windows['window_id'], [0, 1, 2, 0, 1, 2, 3])

@@ -6,6 +6,7 @@ seeded splits), features (the builder config: 'googlenet' or 'clip'), data_dir,
 manual_dir, validation_fraction.
 """
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -15,7 +16,8 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clipit_jax import evaluation as evaluation_lib
+from clipit_jax import evaluation
+from clipit_jax import evaluators
 from clipit_jax import input_pipeline
 from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import qfvs
@@ -107,17 +109,17 @@ def benchmark_video(dataset: str, record: dict, num_captions: int) -> input_pipe
   """A generic-summary video from a benchmark (or synthetic) record."""
   text, text_mask = input_pipeline.select_captions(
       np.asarray(record['caption_embeddings'], np.float32), num_captions)
-  evaluation = {k: np.asarray(record[k]) for k in (
-      'gtscore', 'picks', 'change_points', 'user_summary', 'user_scores')}
-  evaluation['n_frames'] = int(record['n_frames'])
-  evaluation['video_name'] = _text(record['video_name'])
-  evaluation['f1_reduction'] = settings.F1_REDUCTION.get(dataset, 'avg')
+  truth = evaluators.KeyshotTruth(
+      **{k: np.asarray(record[k]) for k in (
+          'gtscore', 'picks', 'change_points', 'user_summary', 'user_scores')},
+      n_frames=int(record['n_frames']), video_name=_text(record['video_name']),
+      f1_reduction=settings.F1_REDUCTION.get(dataset, 'avg'))
   return input_pipeline.Video(
       ref=(dataset, _text(record['video_key'])),
       features=np.asarray(record['features'], np.float32),
       labels=np.asarray(record['gtsummary'], np.float32),
-      importance=evaluation_lib.min_max(record['gtscore']).astype(np.float32),
-      text=text, text_mask=text_mask, evaluation=evaluation)
+      importance=evaluation.min_max(record['gtscore']).astype(np.float32),
+      text=text, text_mask=text_mask, truth=truth)
 
 
 def query_video(dataset: str, record: dict) -> input_pipeline.Video:
@@ -125,7 +127,7 @@ def query_video(dataset: str, record: dict) -> input_pipeline.Video:
   video = benchmark_video(dataset, record, num_captions=1)
   video.text = np.asarray(record['query_embedding'], np.float32).reshape(1, -1)
   video.text_mask = np.ones((1,), bool)
-  video.evaluation['query'] = _text(record['query'])
+  video.truth = dataclasses.replace(video.truth, query=_text(record['query']))
   return video
 
 
@@ -175,9 +177,8 @@ def qfvs_videos(record: dict) -> list[input_pipeline.Video]:
         importance=user_shots.mean(axis=0)[shot_of_frame].astype(np.float32),
         text=np.asarray(record['query_embeddings'][i:i + 1], np.float32),
         text_mask=np.ones((1,), bool),
-        evaluation=dict(protocol='qfvs', shot_of_frame=shot_of_frame,
-                        shot_concepts=shot_concepts, oracle=oracle,
-                        user_shots=user_shots, query=query)))
+        truth=evaluators.QfvsTruth(shot_of_frame=shot_of_frame, shot_concepts=shot_concepts,
+                                   oracle=oracle, user_shots=user_shots, query=query)))
   return videos
 
 

@@ -1,0 +1,119 @@
+"""One evaluator per protocol: what a video's scores are compared with, and how.
+
+Every dataset video carries its ground truth as one of these (`Video.truth`); the training
+loop, `train.evaluate_checkpoint` (eval.py) and the ablations all evaluate through
+`evaluate_videos`, which calls `truth.evaluate(scores)`.
+
+`KeyshotTruth` (generic summaries: SumMe, TVSum, YouTube, OVP, synthetic): the predicted
+scores of the sub-sampled frames become a keyshot summary (KTS shots + knapsack at 15 %),
+compared by F1 with every user summary (max over users for SumMe, mean otherwise); the
+scores spread to every frame are ranked against each annotator's frame scores (Kendall
+tau-b, Spearman rho; Otani et al. 2019).
+
+`QfvsTruth` (query-focused, QFVS): the frame scores are averaged per 5-second shot (the
+supplementary's best strategy), the top-k shots form the summary with k the length of the
+oracle summary, and the concept-IoU matching metric is averaged over the three users
+(Sharghi et al. 2017).
+"""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from clipit_jax import evaluation
+from clipit_jax import input_pipeline
+from clipit_jax import models
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyshotTruth:
+  """A generic video's annotations, as the keyshot protocol uses them.
+
+  picks `[n_steps]` source frame of each sub-sampled step; change_points `[shots, 2]`
+  inclusive source-frame ranges (KTS); user_summary `[users, n_frames]` 0/1;
+  user_scores `[users, n_frames]` each annotator's frame scores; gtscore `[n_steps]`.
+  """
+  protocol: ClassVar[str] = 'keyshot'
+  metrics: ClassVar[tuple[str, ...]] = ('f1', 'kendall', 'spearman')
+
+  picks: np.ndarray
+  n_frames: int
+  change_points: np.ndarray
+  user_summary: np.ndarray
+  user_scores: np.ndarray
+  gtscore: np.ndarray
+  f1_reduction: str  # 'max' (SumMe) or 'avg' over users.
+  video_name: str = ''
+  query: str | None = None  # The synthetic benchmark's query-focused part.
+
+  def evaluate(self, scores: np.ndarray, proportion: float = 0.15) -> dict[str, float]:
+    """F1 of the keyshot summary of `scores` `[n_steps]`, and its Kendall and Spearman."""
+    summary = evaluation.generate_summary(scores, self.change_points, self.n_frames, self.picks,
+                                          proportion)
+    row = {'f1': evaluation.evaluate_summary(summary, self.user_summary, self.f1_reduction)}
+    frame_scores = evaluation.upsample_scores(scores, self.picks, self.n_frames)
+    user_scores = np.asarray(self.user_scores, np.float64)
+    n = min(frame_scores.shape[0], user_scores.shape[1])
+    row.update(evaluation.rank_correlation(frame_scores[:n], user_scores[:, :n]))
+    return row
+
+
+@dataclasses.dataclass(frozen=True)
+class QfvsTruth:
+  """A QFVS video-query pair: shot_of_frame `[n_steps]`, shot_concepts `[shots, concepts]`,
+  the oracle summary `[shots]` 0/1 and the users' summaries `[users, shots]` 0/1."""
+  protocol: ClassVar[str] = 'qfvs'
+  metrics: ClassVar[tuple[str, ...]] = ('precision', 'recall', 'f1')
+
+  shot_of_frame: np.ndarray
+  shot_concepts: np.ndarray
+  oracle: np.ndarray
+  user_shots: np.ndarray
+  query: str
+
+  def evaluate(self, scores: np.ndarray) -> dict[str, float]:
+    """Concept-IoU precision, recall and F1 of the top shots of `scores` `[n_steps]`."""
+    per_shot = shot_scores(scores, self.shot_of_frame, self.shot_concepts.shape[0])
+    budget = int(np.sum(self.oracle))
+    predicted = np.sort(np.argsort(-per_shot, kind='stable')[:budget])
+    rows = [evaluation.qfvs_evaluate(predicted, np.flatnonzero(user), self.shot_concepts)
+            for user in self.user_shots]
+    return {k: float(np.mean([r[k] for r in rows])) for k in self.metrics}
+
+
+def shot_scores(frame_scores: np.ndarray, shot_of_frame: np.ndarray, n_shots: int) -> np.ndarray:
+  """Mean score of each shot `[n_shots]` from frame scores and each frame's shot index."""
+  total = np.bincount(shot_of_frame, weights=frame_scores, minlength=n_shots)
+  count = np.bincount(shot_of_frame, minlength=n_shots)
+  return np.where(count > 0, total / np.maximum(count, 1), -np.inf)
+
+
+def score_videos(apply_fn: Callable, params: Any, videos: Sequence[input_pipeline.Video],
+                 window: int) -> list[np.ndarray]:
+  """Per-video scores `[n_steps]`; `apply_fn` should be jitted (shapes are fixed per window)."""
+  return [models.score_video(apply_fn, params, v.features, v.text, v.text_mask, window)
+          for v in videos]
+
+
+def evaluate_scores(videos: Sequence[input_pipeline.Video],
+                    scores: Sequence[np.ndarray]) -> dict[str, Any]:
+  """Evaluates given per-video scores; returns {'metrics': mean over videos, 'rows': per video}."""
+  if not videos:
+    raise ValueError('no videos to evaluate')
+  protocols = {v.truth.protocol for v in videos}
+  if len(protocols) != 1:
+    raise ValueError(f'cannot average over mixed protocols {sorted(protocols)}')
+  rows = [dict(dataset=v.ref[0], video=v.ref[1], protocol=v.truth.protocol,
+               **v.truth.evaluate(s)) for v, s in zip(videos, scores)]
+  keys = videos[0].truth.metrics
+  return dict(metrics={k: float(np.mean([r[k] for r in rows])) for k in keys}, rows=rows)
+
+
+def evaluate_videos(apply_fn: Callable, params: Any, videos: Sequence[input_pipeline.Video],
+                    window: int) -> dict[str, Any]:
+  """Scores videos with the model and evaluates them (`evaluate_scores`)."""
+  if not videos:
+    raise ValueError('no videos to evaluate')
+  return evaluate_scores(videos, score_videos(apply_fn, params, videos, window))
