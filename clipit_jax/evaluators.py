@@ -24,7 +24,6 @@ import numpy as np
 
 from clipit_jax import evaluation
 from clipit_jax import input_pipeline
-from clipit_jax import models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +89,43 @@ def shot_scores(frame_scores: np.ndarray, shot_of_frame: np.ndarray, n_shots: in
   return np.where(count > 0, total / np.maximum(count, 1), -np.inf)
 
 
+def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
+                text_mask: np.ndarray, window: int, batch_size: int = 16) -> np.ndarray:
+  """Scores every frame of one video of any length.
+
+  Args:
+    apply_fn: `CLIPIt(config).apply` (or a jitted version of it).
+    params: the model parameters.
+    frames: `[T, frame_dim]` features of the video.
+    text: `[L, text_dim]` caption or query embeddings, shared by every window.
+    text_mask: `[L]` True on real text tokens.
+    window: frames per window (`config.window`).
+    batch_size: windows per call; the last call is padded so shapes stay fixed.
+  Returns:
+    scores `[T]` in (0, 1).
+  """
+  windows, mask = input_pipeline.split_into_windows(frames, window)
+  n_windows = windows.shape[0]
+  batch_size = max(1, min(batch_size, n_windows))
+  scores = []
+  for start in range(0, n_windows, batch_size):
+    chunk, chunk_mask = windows[start:start + batch_size], mask[start:start + batch_size]
+    pad = batch_size - chunk.shape[0]
+    chunk = np.pad(chunk, ((0, pad), (0, 0), (0, 0)))
+    chunk_mask = np.pad(chunk_mask, ((0, pad), (0, 0)))
+    texts = np.broadcast_to(text, (batch_size,) + text.shape)
+    texts_mask = np.broadcast_to(text_mask, (batch_size,) + text_mask.shape)
+    out = apply_fn({'params': params}, chunk, chunk_mask, texts, texts_mask)
+    scores.append(np.asarray(out['scores'])[:batch_size - pad])
+  if not scores:
+    return np.zeros((0,), np.float32)
+  return input_pipeline.stitch_windows(np.concatenate(scores), frames.shape[0])
+
+
 def score_videos(apply_fn: Callable, params: Any, videos: Sequence[input_pipeline.Video],
                  window: int) -> list[np.ndarray]:
   """Per-video scores `[n_steps]`; `apply_fn` should be jitted (shapes are fixed per window)."""
-  return [models.score_video(apply_fn, params, v.features, v.text, v.text_mask, window)
+  return [score_video(apply_fn, params, v.features, v.text, v.text_mask, window)
           for v in videos]
 
 

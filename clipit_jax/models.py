@@ -10,7 +10,6 @@ Shapes: B batch, T frames in a window (<= config.window), L text tokens, D width
                                    decoder(memory * scores) -> reconstruction [B, T, frame_dim]
 """
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -19,75 +18,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from clipit_jax import input_pipeline
+from clipit_jax import mixed_precision
 
 Array = jax.Array
 TEXT_FUSIONS = ('concat', 'tokens', 'query')
-MATMUL_DTYPES = ('float32', 'bfloat16')
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _bf16_contract(x: Array, w: Array, k: int) -> Array:
-  """float32 `x[..., c1..ck] . w[c1..ck, ...]` computed from bfloat16 operands."""
-  return jax.lax.dot_general(
-      x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
-      ((tuple(range(x.ndim - k, x.ndim)), tuple(range(k))), ((), ())),
-      preferred_element_type=jnp.float32)
-
-
-def _bf16_contract_fwd(x, w, k):
-  x16, w16 = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
-  return _bf16_contract(x16, w16, k), (x16, w16)
-
-
-def _bf16_contract_bwd(k, saved, g):
-  """Both gradient matmuls also take bfloat16 operands and accumulate in float32."""
-  x16, w16 = saved
-  g16 = g.astype(jnp.bfloat16)
-  batch = x16.ndim - k  # g is [batch dims of x..., output dims of w...].
-  dx = jax.lax.dot_general(
-      g16, w16, ((tuple(range(batch, g16.ndim)), tuple(range(k, w16.ndim))), ((), ())),
-      preferred_element_type=jnp.float32)
-  dw = jax.lax.dot_general(
-      x16, g16, ((tuple(range(batch)), tuple(range(batch))), ((), ())),
-      preferred_element_type=jnp.float32)
-  return dx, dw
-
-
-_bf16_contract.defvjp(_bf16_contract_fwd, _bf16_contract_bwd)
-
-
-def bf16_dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None,
-                     preferred_element_type=None, **unused) -> Array:
-  """A `lax.dot_general` for Flax's Dense layers with bfloat16 operands, float32 results.
-
-  Mixed precision for the weight matmuls only (forward and both gradients): CPUs with
-  AVX512-BF16 and GPUs multiply bfloat16 about twice as fast as float32, while
-  activations, softmax, LayerNorm, losses and parameters stay float32. Handles the
-  Dense/DenseGeneral form (the trailing dims of `lhs` against the leading dims of
-  `rhs`, no batch dims); anything else is computed in float32.
-  """
-  del precision, unused
-  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
-  k = len(lhs_contract)
-  if (not lhs_batch and not rhs_batch and tuple(rhs_contract) == tuple(range(k))
-      and tuple(lhs_contract) == tuple(range(lhs.ndim - k, lhs.ndim))):
-    # float32 in, so the gradients (float32) match the inputs' dtype under any model.dtype.
-    out = _bf16_contract(lhs.astype(jnp.float32), rhs.astype(jnp.float32), k)
-    return out if preferred_element_type is None else out.astype(preferred_element_type)
-  return jax.lax.dot_general(lhs, rhs, dimension_numbers,
-                             preferred_element_type=preferred_element_type)
-
-
-def dense_dot_general(config: ml_collections.ConfigDict):
-  """The Dense layers' `dot_general` for `config.matmul_dtype` (float32 when absent, as in
-  configs saved before it existed): None (Flax's default) or `bf16_dot_general`."""
-  matmul_dtype = config.get('matmul_dtype', 'float32')
-  if matmul_dtype not in MATMUL_DTYPES:
-    raise ValueError(f'unknown matmul_dtype {matmul_dtype!r}; expected one of {MATMUL_DTYPES}')
-  return bf16_dot_general if matmul_dtype == 'bfloat16' else None
-
-
 ATTENTIONS = ('einsum', 'dot_product_attention')
 
 
@@ -251,7 +185,7 @@ class EncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, self_mask: Array, *, deterministic: bool) -> Array:
     cfg = self.config
-    dot_general, attend = dense_dot_general(cfg), attention_fn(cfg)
+    dot_general, attend = mixed_precision.dense_dot_general(cfg), attention_fn(cfg)
     y = nn.LayerNorm(dtype=self.dtype)(x)
     y = nn.MultiHeadDotProductAttention(
         num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
@@ -271,7 +205,7 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, memory: Array, mask: Array, *, deterministic: bool) -> Array:
     cfg = self.config
-    dot_general, attend = dense_dot_general(cfg), attention_fn(cfg)
+    dot_general, attend = mixed_precision.dense_dot_general(cfg), attention_fn(cfg)
     for name, kv in (('self_attention', None), ('cross_attention', memory)):
       y = nn.LayerNorm(dtype=self.dtype)(x)
       kv = y if kv is None else kv
@@ -301,7 +235,7 @@ class FrameScoringTransformer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, frame_mask: Array, *, deterministic: bool) -> tuple[Array, Array]:
     cfg = self.config
-    dot_general = dense_dot_general(cfg)
+    dot_general = mixed_precision.dense_dot_general(cfg)
     mask = nn.make_attention_mask(frame_mask, frame_mask)
     positions = sinusoidal_positions(x.shape[1], x.shape[2]).astype(x.dtype)
     h = nn.Dropout(cfg.dropout_rate)(x + positions, deterministic=deterministic)
@@ -341,7 +275,7 @@ class CLIPIt(nn.Module):
     if cfg.text_fusion not in TEXT_FUSIONS:
       raise ValueError(f'unknown text_fusion {cfg.text_fusion!r}; expected one of {TEXT_FUSIONS}')
     dtype = jnp.dtype(cfg.dtype)
-    dot_general = dense_dot_general(cfg)
+    dot_general = mixed_precision.dense_dot_general(cfg)
     frame_mask = frame_mask.astype(bool)
     text_mask = text_mask.astype(bool)
     frames = jnp.where(frame_mask[..., None], frames, 0.0)
@@ -376,36 +310,3 @@ def init_params(config: ml_collections.ConfigDict, rng: Array) -> Any:
   text = jnp.zeros((1, text_len, config.text_dim), jnp.float32)
   return CLIPIt(config).init(rng, frames, jnp.ones(frames.shape[:2], bool), text,
                              jnp.ones(text.shape[:2], bool))['params']
-
-
-def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
-                text_mask: np.ndarray, window: int, batch_size: int = 16) -> np.ndarray:
-  """Scores every frame of one video of any length.
-
-  Args:
-    apply_fn: `CLIPIt(config).apply` (or a jitted version of it).
-    params: the model parameters.
-    frames: `[T, frame_dim]` features of the video.
-    text: `[L, text_dim]` caption or query embeddings, shared by every window.
-    text_mask: `[L]` True on real text tokens.
-    window: frames per window (`config.window`).
-    batch_size: windows per call; the last call is padded so shapes stay fixed.
-  Returns:
-    scores `[T]` in (0, 1).
-  """
-  windows, mask = input_pipeline.split_into_windows(frames, window)
-  n_windows = windows.shape[0]
-  batch_size = max(1, min(batch_size, n_windows))
-  scores = []
-  for start in range(0, n_windows, batch_size):
-    chunk, chunk_mask = windows[start:start + batch_size], mask[start:start + batch_size]
-    pad = batch_size - chunk.shape[0]
-    chunk = np.pad(chunk, ((0, pad), (0, 0), (0, 0)))
-    chunk_mask = np.pad(chunk_mask, ((0, pad), (0, 0)))
-    texts = np.broadcast_to(text, (batch_size,) + text.shape)
-    texts_mask = np.broadcast_to(text_mask, (batch_size,) + text_mask.shape)
-    out = apply_fn({'params': params}, chunk, chunk_mask, texts, texts_mask)
-    scores.append(np.asarray(out['scores'])[:batch_size - pad])
-  if not scores:
-    return np.zeros((0,), np.float32)
-  return input_pipeline.stitch_windows(np.concatenate(scores), frames.shape[0])

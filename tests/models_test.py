@@ -7,7 +7,9 @@ import jax
 import numpy as np
 import pytest
 
+from clipit_jax import evaluators
 from clipit_jax import input_pipeline
+from clipit_jax import mixed_precision
 from clipit_jax import models
 from testutil import random_batch, small_config
 
@@ -133,7 +135,7 @@ def test_score_video_equals_per_window_scoring():
   frames = rng.normal(size=(37, config.frame_dim)).astype(np.float32)
   text = rng.normal(size=(config.num_captions, config.text_dim)).astype(np.float32)
   text_mask = np.ones(config.num_captions, bool)
-  scores = models.score_video(jax.jit(model.apply), params, frames, text, text_mask,
+  scores = evaluators.score_video(jax.jit(model.apply), params, frames, text, text_mask,
                               window=16, batch_size=2)
   assert scores.shape == (37,)
   expected = []
@@ -170,7 +172,7 @@ def test_bf16_dot_general_forward_and_gradients(x_shape, w_shape, k):
   w = rng.normal(size=w_shape).astype(np.float32)
   g = rng.normal(size=x_shape[:-k] + w_shape[k:]).astype(np.float32)
   dims = ((tuple(range(x.ndim - k, x.ndim)), tuple(range(k))), ((), ()))
-  out, vjp = jax.vjp(lambda a, b: models.bf16_dot_general(a, b, dims), x, w)
+  out, vjp = jax.vjp(lambda a, b: mixed_precision.bf16_dot_general(a, b, dims), x, w)
   dx, dw = vjp(g)
   xr, wr, gr = _bf16_round(x), _bf16_round(w), _bf16_round(g)
   contract = list(range(x.ndim - k, x.ndim))
@@ -192,7 +194,7 @@ def test_bf16_dot_general_other_forms_stay_float32():
   a = rng.normal(size=(2, 3, 4)).astype(np.float32)
   b = rng.normal(size=(2, 4, 5)).astype(np.float32)
   batched = (((2,), (1,)), ((0,), (0,)))  # A batched matmul is not a Dense kernel.
-  np.testing.assert_allclose(models.bf16_dot_general(a, b, batched),
+  np.testing.assert_allclose(mixed_precision.bf16_dot_general(a, b, batched),
                              np.einsum('bij,bjk->bik', a, b), rtol=1e-6)
 
 

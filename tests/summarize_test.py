@@ -15,6 +15,7 @@ import pytest
 from clipit_jax import baselines
 from clipit_jax import checkpoints
 from clipit_jax import evaluation
+from clipit_jax import evaluators
 from clipit_jax import models
 from clipit_jax import train
 from clipit_jax.summarize import captions as captions_lib
@@ -468,7 +469,7 @@ def test_checkpoint_scores_with_the_model(tiny, scenes, query_run, tmp_path):
   features, timestamps = encoders.cached_video_features(
       scenes, tiny, 2.0, tmp_path)
   np.testing.assert_array_equal(summary.timestamps, timestamps)
-  expected = models.score_video(
+  expected = evaluators.score_video(
       models.CLIPIt(config.model).apply, params, features,
       tiny.encode_texts(["a red square"]), np.ones(1, bool),
       config.model.window)
