@@ -108,15 +108,12 @@ def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
   n_windows = windows.shape[0]
   batch_size = max(1, min(batch_size, n_windows))
   scores = []
-  for start in range(0, n_windows, batch_size):
-    chunk, chunk_mask = windows[start:start + batch_size], mask[start:start + batch_size]
-    pad = batch_size - chunk.shape[0]
-    chunk = np.pad(chunk, ((0, pad), (0, 0), (0, 0)))
-    chunk_mask = np.pad(chunk_mask, ((0, pad), (0, 0)))
+  for (chunk, chunk_mask), real in input_pipeline.fixed_shape_batches([windows, mask],
+                                                                      batch_size, pad='zeros'):
     texts = np.broadcast_to(text, (batch_size,) + text.shape)
     texts_mask = np.broadcast_to(text_mask, (batch_size,) + text_mask.shape)
     out = apply_fn({'params': params}, chunk, chunk_mask, texts, texts_mask)
-    scores.append(np.asarray(out['scores'])[:batch_size - pad])
+    scores.append(np.asarray(out['scores'])[:real])
   if not scores:
     return np.zeros((0,), np.float32)
   return input_pipeline.stitch_windows(np.concatenate(scores), frames.shape[0])

@@ -444,13 +444,8 @@ class Captioner:
       raise ValueError(f"expected uint8 frames [n, H, W, 3], got "
                        f"{frames.dtype} {frames.shape}")
     texts = []
-    for i in range(0, len(frames), self.batch_size):
-      batch = frames[i:i + self.batch_size]
-      m = len(batch)
-      if m < self.batch_size:  # Fixed shape: pad with the last frame.
-        batch = np.concatenate(
-            [batch, np.repeat(batch[-1:], self.batch_size - m, axis=0)])
-      ids = np.asarray(self._generate(self.params, batch))[:m]
+    for (batch,), real in input_pipeline.fixed_shape_batches([frames], self.batch_size):
+      ids = np.asarray(self._generate(self.params, batch))[:real]
       texts += [" ".join(t.split()) for t in self.tokenizer.batch_decode(
           ids, skip_special_tokens=True)]
     return texts

@@ -34,6 +34,7 @@ import tqdm
 
 from clipit_jax import cli
 from clipit_jax import files
+from clipit_jax import input_pipeline
 from clipit_jax.summarize import video
 
 T = TypeVar("T")
@@ -384,15 +385,8 @@ class ClipEncoder:
     n = len(arrays[0])
     if n == 0:
       return np.zeros((0, self.embed_dim), np.float32)
-    outs = []
-    for i in range(0, n, batch_size):
-      parts = [a[i:i + batch_size] for a in arrays]
-      m = len(parts[0])
-      b = _bucket(m, batch_size)
-      if b > m:  # Pad by repeating the last row; padded outputs are dropped.
-        parts = [np.concatenate([p, np.repeat(p[-1:], b - m, axis=0)])
-                 for p in parts]
-      outs.append(fn(*parts)[:m])
+    outs = [fn(*parts)[:real] for parts, real in input_pipeline.fixed_shape_batches(
+        arrays, batch_size, bucket=lambda real: _bucket(real, batch_size))]
     return np.asarray(jnp.concatenate(outs), np.float32)
 
 
