@@ -209,33 +209,8 @@ def kts(features: Any,
   """
   x = _float_array(features, "features", 2)
   n = x.shape[0]
-  lmin = _int_scalar(lmin, "lmin")
-  if lmin < 1:
-    raise ValueError(f"lmin must be >= 1, got {lmin}")
-  if lmin > n:
-    raise ValueError(f"lmin={lmin} is longer than the {n} feature steps")
-  if lmax is None:
-    lmax = n if n <= 2048 else max(lmin, _KTS_BAND_CELLS // n)
-  lmax = min(_int_scalar(lmax, "lmax"), n)
-  if lmax < lmin:
-    raise ValueError(f"lmax={lmax} must be >= lmin={lmin}")
+  lmin, lmax, arg_dtype, max_ncp = _kts_limits(n, max_shots, lmin, lmax, vmax)
   width = lmax - lmin + 1
-  arg_dtype = (np.uint8 if width <= 256 else
-               np.int16 if width < (1 << 15) else np.int32)
-  if max_shots is None:
-    max_shots = min(-(-n // 4), _KTS_POINTER_BYTES //
-                    (np.dtype(arg_dtype).itemsize * (n + 1)))
-    max_shots = max(1, max_shots, -(-n // lmax))
-  max_shots = _int_scalar(max_shots, "max_shots")
-  if max_shots < 1:
-    raise ValueError(f"max_shots must be >= 1, got {max_shots}")
-  if not math.isfinite(vmax) or vmax < 0:
-    raise ValueError(f"vmax must be finite and >= 0, got {vmax}")
-  max_ncp = min(max_shots, n // lmin) - 1
-  min_ncp = -(-n // lmax) - 1
-  if max_ncp < min_ncp:
-    raise ValueError(f"{n} steps cannot be cut into at most {max_shots} shots "
-                     f"of {lmin}..{lmax} steps")
 
   norms = np.linalg.norm(x, axis=1, keepdims=True)
   x = x / np.where(norms > 0, norms, 1.0)
@@ -268,9 +243,48 @@ def kts(features: Any,
     if total_k < best_total:
       best_m, best_total = k, total_k
 
-  starts = [0] * (best_m + 1)
+  return _kts_backtrack(pointers, best_m, n, lmax)
+
+
+def _kts_limits(n: int, max_shots: int | None, lmin: int, lmax: int | None,
+                vmax: float) -> tuple[int, int, Any, int]:
+  """Checks kts's arguments and fills its defaults (see kts); returns (lmin, lmax, the
+  back-pointer dtype, the most change points)."""
+  lmin = _int_scalar(lmin, "lmin")
+  if lmin < 1:
+    raise ValueError(f"lmin must be >= 1, got {lmin}")
+  if lmin > n:
+    raise ValueError(f"lmin={lmin} is longer than the {n} feature steps")
+  if lmax is None:
+    lmax = n if n <= 2048 else max(lmin, _KTS_BAND_CELLS // n)
+  lmax = min(_int_scalar(lmax, "lmax"), n)
+  if lmax < lmin:
+    raise ValueError(f"lmax={lmax} must be >= lmin={lmin}")
+  width = lmax - lmin + 1
+  arg_dtype = (np.uint8 if width <= 256 else
+               np.int16 if width < (1 << 15) else np.int32)
+  if max_shots is None:
+    max_shots = min(-(-n // 4), _KTS_POINTER_BYTES //
+                    (np.dtype(arg_dtype).itemsize * (n + 1)))
+    max_shots = max(1, max_shots, -(-n // lmax))
+  max_shots = _int_scalar(max_shots, "max_shots")
+  if max_shots < 1:
+    raise ValueError(f"max_shots must be >= 1, got {max_shots}")
+  if not math.isfinite(vmax) or vmax < 0:
+    raise ValueError(f"vmax must be finite and >= 0, got {vmax}")
+  max_ncp = min(max_shots, n // lmin) - 1
+  min_ncp = -(-n // lmax) - 1
+  if max_ncp < min_ncp:
+    raise ValueError(f"{n} steps cannot be cut into at most {max_shots} shots "
+                     f"of {lmin}..{lmax} steps")
+  return lmin, lmax, arg_dtype, max_ncp
+
+
+def _kts_backtrack(pointers: list, num_change_points: int, n: int, lmax: int) -> np.ndarray:
+  """The segments `[shots, 2]` (inclusive step ranges) from the DP's back-pointers."""
+  starts = [0] * (num_change_points + 1)
   end = n
-  for k in range(best_m, 0, -1):
+  for k in range(num_change_points, 0, -1):
     end = end - lmax + int(pointers[k][end])
     starts[k] = end
   starts = np.asarray(starts, np.int64)
