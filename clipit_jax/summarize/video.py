@@ -524,6 +524,33 @@ def _copy_audio(container, stream, enc_stream, out, src_start: float,
     emit(np.zeros((channels, last_out - state["next_apts"]), np.float32))
 
 
+def _add_video_stream(out: av.container.OutputContainer, vin: av.video.stream.VideoStream,
+                      info: VideoInfo, crf: int, preset: str) -> av.video.stream.VideoStream:
+  """An H.264 yuv420p stream at the source's average frame rate (even width and height)."""
+  fps = (_stream_fps(vin) or Fraction(25)).limit_denominator(100_000)
+  vout = out.add_stream("libx264", rate=fps)
+  vout.width, vout.height = _even(info.width), _even(info.height)
+  vout.pix_fmt = "yuv420p"
+  vout.codec_context.time_base = 1 / fps
+  vout.options = {"crf": str(crf), "preset": preset}
+  return vout
+
+
+def _add_audio_stream(out: av.container.OutputContainer,
+                      ain: av.audio.stream.AudioStream) -> av.audio.stream.AudioStream | None:
+  """An AAC stream for the source's audio (mono stays mono, else stereo); None without a
+  sample rate."""
+  if not ain.codec_context.sample_rate:
+    return None
+  rate = ain.codec_context.sample_rate
+  rate = rate if rate in _AAC_RATES else 48000
+  mono = ain.codec_context.layout.nb_channels == 1
+  aout = out.add_stream("aac", rate=rate)
+  aout.codec_context.layout = "mono" if mono else "stereo"
+  aout.codec_context.bit_rate = 96_000 if mono else 128_000
+  return aout
+
+
 def write_summary(
     src_path: files.PathLike,
     segments_seconds: Sequence[tuple[float, float]],
@@ -569,22 +596,9 @@ def write_summary(
           av.open(str(tmp), mode="w", format="mp4") as out):
       vin = src.streams.video[0]
       vin.thread_type = "AUTO"
-      fps = _stream_fps(vin) or Fraction(25)
-      fps = fps.limit_denominator(100_000)
-      vout = out.add_stream("libx264", rate=fps)
-      vout.width, vout.height = _even(info.width), _even(info.height)
-      vout.pix_fmt = "yuv420p"
-      vout.codec_context.time_base = 1 / fps
-      vout.options = {"crf": str(crf), "preset": preset}
+      vout = _add_video_stream(out, vin, info, crf, preset)
       ain = src.streams.audio[0] if src.streams.audio else None
-      aout = None
-      if ain is not None and ain.codec_context.sample_rate:
-        rate = ain.codec_context.sample_rate
-        rate = rate if rate in _AAC_RATES else 48000
-        mono = ain.codec_context.layout.nb_channels == 1
-        aout = out.add_stream("aac", rate=rate)
-        aout.codec_context.layout = "mono" if mono else "stereo"
-        aout.codec_context.bit_rate = 96_000 if mono else 128_000
+      aout = _add_audio_stream(out, ain) if ain is not None else None
       origin_s = float(_origin(vin) * vin.time_base)
       state = {"next_pts": 0, "next_apts": 0}
       total_ms = sum(round((e - s) * 1000) for s, e in segments)
