@@ -51,6 +51,12 @@ YouTube and OVP: https://sites.google.com/site/vsummsite/ .
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.webm', '.mkv', '.flv', '.mpg', '.mov')
 
 
+def find_video(directory: str, name: str) -> str | None:
+  """`directory/name.<ext>` for the first of VIDEO_EXTENSIONS that exists, else None."""
+  return next((os.path.join(directory, name + ext) for ext in VIDEO_EXTENSIONS
+               if os.path.exists(os.path.join(directory, name + ext))), None)
+
+
 class BenchmarkConfig(tfds.core.BuilderConfig):
   """Which frame features an example carries.
 
@@ -185,9 +191,8 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     directory = os.path.join(manual_dir, 'videos', self.DATASET)
     paths, missing = [], []
     for name in names:
-      found = [os.path.join(directory, name + ext) for ext in VIDEO_EXTENSIONS
-               if os.path.exists(os.path.join(directory, name + ext))]
-      (paths if found else missing).append(found[0] if found else name)
+      found = find_video(directory, name)
+      (paths if found else missing).append(found or name)
     if missing:
       raise DatasetError(f'{directory}: raw videos missing for the clip config: '
                          f'{", ".join(missing[:5])}{" ..." if len(missing) > 5 else ""}\n{_MANUAL}')

@@ -181,11 +181,10 @@ class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
                                               'Dictionary.txt'))
     video_paths = {}
     for video in VIDEOS:
-      found = [os.path.join(root, 'videos', video + ext) for ext in benchmarks.VIDEO_EXTENSIONS
-               if os.path.exists(os.path.join(root, 'videos', video + ext))]
+      found = benchmarks.find_video(os.path.join(root, 'videos'), video)
       if not found:
         raise DatasetError(f'{os.path.join(root, "videos", video)}.mp4: not found.\n{_MANUAL}')
-      video_paths[video] = found[0]
+      video_paths[video] = found
     self.info.metadata.update(dataset='qfvs', rounds=rounds(), concepts=dictionary)
     return {'videos': self._generate_examples(annotations, dictionary, video_paths)}
 
