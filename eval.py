@@ -22,11 +22,16 @@ from clipit_jax import files
 _CKPT = flags.DEFINE_string('ckpt', None, 'The workdir of a train.py run.')
 _SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'validation', 'test'], 'Videos to evaluate.')
 _CHECKPOINT = flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'], 'Which checkpoint.')
-_ALL_SPLITS = flags.DEFINE_bool('all_splits', False, 'Aggregate CKPT/split_<k> over every split '
-                                '(the 5 standard ones, or the entries of the splits file): '
-                                'mean and std.')
-_HUMAN = flags.DEFINE_string('human-baseline', None, 'Dataset whose human agreement to compute '
-                             '(tvsum).')
+_ALL_SPLITS = flags.DEFINE_bool(
+  'all_splits',
+  False,
+  'Aggregate CKPT/split_<k> over every split '
+  '(the 5 standard ones, or the entries of the splits file): '
+  'mean and std.',
+)
+_HUMAN = flags.DEFINE_string(
+  'human-baseline', None, 'Dataset whose human agreement to compute (tvsum).'
+)
 _ANNO = flags.DEFINE_string('anno', None, 'The raw annotation file for --human-baseline.')
 
 
@@ -38,6 +43,7 @@ def _print_table(rows: list[dict], keys: tuple[str, ...]) -> None:
 
 def _evaluate_one(workdir: str) -> dict:
   from clipit_jax import train  # pylint: disable=g-import-not-at-top (after the flags)
+
   result = train.evaluate_checkpoint(workdir, _SPLIT.value, _CHECKPOINT.value)
   _print_table(result['rows'], tuple(result['metrics']))
   print(f'{"mean":<28}' + ''.join(f'{v:>12.4f}' for v in result['metrics'].values()))
@@ -54,6 +60,7 @@ def main(argv):
       if not _ANNO.value:
         raise ValueError('--human-baseline needs --anno (the raw annotation file)')
       from clipit_jax import human_baseline  # pylint: disable=g-import-not-at-top
+
       print(json.dumps(human_baseline.human_baseline_main(_HUMAN.value, _ANNO.value)))
       return
     if not _CKPT.value:
@@ -63,6 +70,7 @@ def main(argv):
       return
     from clipit_jax import checkpoints  # pylint: disable=g-import-not-at-top
     from clipit_jax.datasets import loading  # pylint: disable=g-import-not-at-top
+
     per_split = []
     first = checkpoints.load_config(os.path.join(_CKPT.value, 'split_0'))
     for split in range(loading.num_splits(first.data)):
@@ -70,8 +78,10 @@ def main(argv):
       per_split.append(_evaluate_one(os.path.join(_CKPT.value, f'split_{split}')))
     summary = {k: float(np.mean([m[k] for m in per_split])) for k in per_split[0]}
     summary.update({f'{k}_std': float(np.std([m[k] for m in per_split])) for k in per_split[0]})
-    files.write_text(os.path.join(_CKPT.value, 'eval.json'),
-                                 json.dumps(dict(splits=per_split, **summary), indent=2))
+    files.write_text(
+      os.path.join(_CKPT.value, 'eval.json'),
+      json.dumps(dict(splits=per_split, **summary), indent=2),
+    )
     print(json.dumps(summary))
 
 

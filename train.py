@@ -18,19 +18,36 @@ from ml_collections import config_flags
 from clipit_jax import cli
 from clipit_jax import config_checks
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'A config file under configs/.',
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  'config', None, 'A config file under configs/.', lock_config=True
+)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and config.')
-_ALL_SPLITS = flags.DEFINE_bool('all_splits', False, 'Train every split into WORKDIR/split_<k>: '
-                                'the 5 standard ones, or every entry of data.splits_file.')
-_DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() '
-                                 'first (several hosts or processes; see the README).')
-_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'With --distributed: host:port '
-                                   'of process 0, where no TPU, SLURM or MPI environment says it.')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'With --distributed: how many '
-                                      'processes, where the environment does not say.')
-_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'With --distributed: this process, '
-                                   '0 to num_processes - 1, where the environment does not say.')
+_ALL_SPLITS = flags.DEFINE_bool(
+  'all_splits',
+  False,
+  'Train every split into WORKDIR/split_<k>: '
+  'the 5 standard ones, or every entry of data.splits_file.',
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+  'distributed',
+  False,
+  'Call jax.distributed.initialize() first (several hosts or processes; see the README).',
+)
+_COORDINATOR = flags.DEFINE_string(
+  'coordinator_address',
+  None,
+  'With --distributed: host:port of process 0, where no TPU, SLURM or MPI environment says it.',
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  'num_processes',
+  None,
+  'With --distributed: how many processes, where the environment does not say.',
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  'process_id',
+  None,
+  'With --distributed: this process, 0 to num_processes - 1, where the environment does not say.',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -41,9 +58,11 @@ def main(argv):
     config_checks.check_config(_CONFIG.value)  # Before the heavy imports below.
     from clipit_jax import train  # pylint: disable=g-import-not-at-top
     from clipit_jax.datasets import loading  # pylint: disable=g-import-not-at-top
+
     cli.enable_compilation_cache()
     if _DISTRIBUTED.value:
       import jax  # pylint: disable=g-import-not-at-top
+
       jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = _CONFIG.value
     if not _ALL_SPLITS.value:

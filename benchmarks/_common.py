@@ -31,8 +31,19 @@ if str(REPO_ROOT) not in sys.path:  # `from configs import default`.
 # Another process counts as busy above this many cores of CPU beside ours.
 BUSY_CORES = 0.7
 # The x86 SIMD flags of /proc/cpuinfo recorded with every result.
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-              "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+SIMD_FLAGS = (
+  "avx2",
+  "fma",
+  "avx512f",
+  "avx512bw",
+  "avx512vl",
+  "avx512_vnni",
+  "avx512_bf16",
+  "avx512_fp16",
+  "amx_tile",
+  "amx_bf16",
+  "amx_int8",
+)
 # Environment variables that restrict the instruction sets libraries use.
 ISA_ENV = ("XLA_FLAGS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
@@ -89,9 +100,12 @@ def foreign_load(seconds: float = 2.0) -> float:
   return monitor.foreign_cores()
 
 
-def wait_for_quiet(max_wait_s: float = 180.0, poll_s: float = 20.0,
-                   threshold: float = BUSY_CORES, quiet: bool = False
-                   ) -> dict[str, float]:
+def wait_for_quiet(
+  max_wait_s: float = 180.0,
+  poll_s: float = 20.0,
+  threshold: float = BUSY_CORES,
+  quiet: bool = False,
+) -> dict[str, float]:
   """Waits (polling every `poll_s`) until other processes use < `threshold` cores.
 
   Gives up after `max_wait_s` and returns anyway; the record says so.
@@ -105,21 +119,34 @@ def wait_for_quiet(max_wait_s: float = 180.0, poll_s: float = 20.0,
     if other < threshold or waited >= max_wait_s:
       break
     if not quiet:
-      print(f"  [load] other processes use {other:.2f} cores (load average "
-            f"{os.getloadavg()[0]:.2f}); waiting {poll_s:.0f} s ...", flush=True)
+      print(
+        f"  [load] other processes use {other:.2f} cores (load average "
+        f"{os.getloadavg()[0]:.2f}); waiting {poll_s:.0f} s ...",
+        flush=True,
+      )
     time.sleep(poll_s)
     waited += poll_s + 2.0
-  return dict(loadavg_1m=round(os.getloadavg()[0], 2),
-              foreign_cores_before=round(other, 2), waited_s=waited,
-              gave_up=bool(other >= threshold))
+  return dict(
+    loadavg_1m=round(os.getloadavg()[0], 2),
+    foreign_cores_before=round(other, 2),
+    waited_s=waited,
+    gave_up=bool(other >= threshold),
+  )
 
 
 # ----------------------------------------------------------------- timing --
 
 
-def measure(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
-            wait: bool = True, max_wait_s: float = 180.0,
-            min_time_s: float = 0.0, retries: int = 2) -> dict[str, Any]:
+def measure(
+  fn: Callable[[], Any],
+  *,
+  warmup: int = 1,
+  repeats: int = 5,
+  wait: bool = True,
+  max_wait_s: float = 180.0,
+  min_time_s: float = 0.0,
+  retries: int = 2,
+) -> dict[str, Any]:
   """Times `fn()` (which must block until its result is ready).
 
   Waits for a quiet machine first, runs `warmup` untimed calls, then
@@ -133,8 +160,7 @@ def measure(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
   """
   best = None
   for attempt in range(retries + 1):
-    load = wait_for_quiet(max_wait_s) if wait else dict(
-        loadavg_1m=round(os.getloadavg()[0], 2))
+    load = wait_for_quiet(max_wait_s) if wait else dict(loadavg_1m=round(os.getloadavg()[0], 2))
     for _ in range(warmup if attempt == 0 else min(warmup, 1)):
       fn()
     gc.collect()
@@ -148,50 +174,78 @@ def measure(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
         break
     load["foreign_cores_during"] = round(monitor.foreign_cores(), 2)
     load["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
-    result = dict(median_s=statistics.median(times), min_s=min(times),
-                  times_s=[round(t, 6) for t in times], load=load, attempts=attempt + 1)
+    result = dict(
+      median_s=statistics.median(times),
+      min_s=min(times),
+      times_s=[round(t, 6) for t in times],
+      load=load,
+      attempts=attempt + 1,
+    )
     if best is None or load["foreign_cores_during"] < best["load"]["foreign_cores_during"]:
       best = result
     best["attempts"] = attempt + 1
     if not wait or load["foreign_cores_during"] <= BUSY_CORES:
       break
-    print(f"  [load] other processes used {load['foreign_cores_during']:.2f} cores during "
-          "the timing; measuring again", flush=True)
+    print(
+      f"  [load] other processes used {load['foreign_cores_during']:.2f} cores during "
+      "the timing; measuring again",
+      flush=True,
+    )
   return best
 
 
 # --------------------------------------------------------------- ceilings --
 
 
-def jax_matmul_rate(n: int = 4096, repeats: int = 5, dtype: str = "float32",
-                    wait: bool = True, max_wait_s: float = 180.0) -> dict[str, Any]:
+def jax_matmul_rate(
+  n: int = 4096,
+  repeats: int = 5,
+  dtype: str = "float32",
+  wait: bool = True,
+  max_wait_s: float = 180.0,
+) -> dict[str, Any]:
   """FLOP/s of an n x n @ n x n matmul in jnp (jit, on JAX's default device)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
   b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32).astype(dtype)
   f = jax.jit(lambda x, y: x @ y)
-  r = measure(lambda: f(a, b).block_until_ready(), warmup=2, repeats=repeats,
-              wait=wait, max_wait_s=max_wait_s)
-  flops = 2.0 * n ** 3
-  r.update(flops=flops, flop_per_s=flops / r["median_s"], n=n, dtype=dtype,
-           device=str(jax.devices()[0].platform))
+  r = measure(
+    lambda: f(a, b).block_until_ready(), warmup=2, repeats=repeats, wait=wait, max_wait_s=max_wait_s
+  )
+  flops = 2.0 * n**3
+  r.update(
+    flops=flops,
+    flop_per_s=flops / r["median_s"],
+    n=n,
+    dtype=dtype,
+    device=str(jax.devices()[0].platform),
+  )
   return r
 
 
-def torch_matmul_rate(n: int = 4096, repeats: int = 5, wait: bool = True,
-                      max_wait_s: float = 180.0) -> dict[str, Any]:
+def torch_matmul_rate(
+  n: int = 4096, repeats: int = 5, wait: bool = True, max_wait_s: float = 180.0
+) -> dict[str, Any]:
   """FLOP/s of an n x n @ n x n float32 matmul in torch on the CPU."""
   import torch  # pylint: disable=g-import-not-at-top
+
   g = torch.Generator().manual_seed(0)
   a = torch.randn(n, n, generator=g)
   b = torch.randn(n, n, generator=g)
   out = torch.empty(n, n)
-  r = measure(lambda: torch.matmul(a, b, out=out), warmup=2, repeats=repeats,
-              wait=wait, max_wait_s=max_wait_s)
-  flops = 2.0 * n ** 3
-  r.update(flops=flops, flop_per_s=flops / r["median_s"], n=n, dtype="float32",
-           threads=torch.get_num_threads())
+  r = measure(
+    lambda: torch.matmul(a, b, out=out), warmup=2, repeats=repeats, wait=wait, max_wait_s=max_wait_s
+  )
+  flops = 2.0 * n**3
+  r.update(
+    flops=flops,
+    flop_per_s=flops / r["median_s"],
+    n=n,
+    dtype="float32",
+    threads=torch.get_num_threads(),
+  )
   return r
 
 
@@ -223,8 +277,7 @@ def machine_info() -> dict[str, Any]:
   """CPU model, cores, memory, Python and package versions, date."""
   model = None
   try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True,
-                         check=False).stdout
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     for line in out.splitlines():
       if line.lower().startswith("model name"):
         model = line.split(":", 1)[1].strip()
@@ -244,18 +297,24 @@ def machine_info() -> dict[str, Any]:
   mem = None
   try:
     with open("/proc/meminfo") as f:
-      mem = round(int(f.readline().split()[1]) / 2 ** 20, 1)
+      mem = round(int(f.readline().split()[1]) / 2**20, 1)
   except OSError:
     pass
   info = dict(
-      date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-      cpu_model=model or platform.processor(),
-      cpu_cores=os.cpu_count(), simd=simd, memory_gib=mem,
-      python=platform.python_version(),
-      versions={k: _version(k) for k in ("jax", "jaxlib", "flax", "optax", "torch",
-                                         "transformers", "numpy", "av")})
+    date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    cpu_model=model or platform.processor(),
+    cpu_cores=os.cpu_count(),
+    simd=simd,
+    memory_gib=mem,
+    python=platform.python_version(),
+    versions={
+      k: _version(k)
+      for k in ("jax", "jaxlib", "flax", "optax", "torch", "transformers", "numpy", "av")
+    },
+  )
   try:
     import jax  # pylint: disable=g-import-not-at-top
+
     info["jax_devices"] = [str(d) for d in jax.devices()]
     info["jax_backend"] = jax.default_backend()
   except Exception:  # pylint: disable=broad-except
@@ -276,7 +335,7 @@ def uptime() -> str:
 
 def current_rss_mib() -> float:
   with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class RssSampler:
@@ -324,6 +383,7 @@ def write_json(path: str | os.PathLike, record: dict[str, Any]) -> pathlib.Path:
 def _json_default(o):
   try:
     import numpy as np  # pylint: disable=g-import-not-at-top
+
     if isinstance(o, np.generic):
       return o.item()
     if isinstance(o, np.ndarray):
@@ -340,8 +400,9 @@ def default_out(name: str) -> str:
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
   """A GitHub-markdown table (also readable in a terminal)."""
   cells = [[_fmt(c) for c in r] for r in rows]
-  widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-            for i, h in enumerate(headers)]
+  widths = [
+    max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+  ]
   line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
   out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
   out += [line(r) for r in cells]
@@ -381,6 +442,7 @@ RANDOM_VIT_B32_ID = "random-vit-b32-v1"  # Bump when the construction changes.
 def bench_cache_dir() -> pathlib.Path:
   """Where the benchmarks keep generated models and videos (reused across runs)."""
   from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
+
   return encoders.cache_root() / "bench"
 
 
@@ -395,23 +457,31 @@ def _build_random_vit_b32(directory: pathlib.Path) -> None:
   # pylint: disable=g-import-not-at-top
   from transformers import CLIPConfig, CLIPImageProcessor, FlaxCLIPModel
   from clipit_jax.summarize import encoders
+
   encoders.write_tiny_clip_tokenizer(directory)
-  config = CLIPConfig(text_config=dict(bos_token_id=512, eos_token_id=513, pad_token_id=513),
-                      projection_dim=512)
+  config = CLIPConfig(
+    text_config=dict(bos_token_id=512, eos_token_id=513, pad_token_id=513), projection_dim=512
+  )
   model = FlaxCLIPModel(config, _do_init=False)
   params = encoders.random_params(
-      model, ((1, 1), (1, 224, 224, 3)), seed=0,
-      constants={"logit_scale": config.logit_scale_init_value})
+    model,
+    ((1, 1), (1, 224, 224, 3)),
+    seed=0,
+    constants={"logit_scale": config.logit_scale_init_value},
+  )
   model.save_pretrained(str(directory), params=params)
   CLIPImageProcessor(
-      size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
-      image_mean=list(encoders.OPENAI_CLIP_MEAN), image_std=list(encoders.OPENAI_CLIP_STD),
+    size={"shortest_edge": 224},
+    crop_size={"height": 224, "width": 224},
+    image_mean=list(encoders.OPENAI_CLIP_MEAN),
+    image_std=list(encoders.OPENAI_CLIP_STD),
   ).save_pretrained(str(directory))
 
 
 def random_vit_b32_dir() -> pathlib.Path:
   """The random full-size ViT-B/32 directory (built once, ~600 MB)."""
   from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
+
   return encoders.build_once(bench_cache_dir() / RANDOM_VIT_B32_ID, _build_random_vit_b32)
 
 

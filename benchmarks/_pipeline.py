@@ -26,8 +26,17 @@ from clipit_jax.summarize import encoders
 from clipit_jax.summarize import summarizer as summarize
 from clipit_jax.summarize import video
 
-STAGES = ("probe", "decode", "encode", "text", "score", "kts", "knapsack", "write_video",
-          "write_json_plot")
+STAGES = (
+  "probe",
+  "decode",
+  "encode",
+  "text",
+  "score",
+  "kts",
+  "knapsack",
+  "write_video",
+  "write_json_plot",
+)
 
 
 # ------------------------------------------------------------------ video --
@@ -38,7 +47,7 @@ def _scene_background(rng, h, w):
   c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
   angle = rng.uniform(0, 2 * np.pi)
   yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-  t = (np.cos(angle) * xx / w + np.sin(angle) * yy / h)
+  t = np.cos(angle) * xx / w + np.sin(angle) * yy / h
   t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
   img = c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]
   for _ in range(3):
@@ -50,8 +59,9 @@ def _scene_background(rng, h, w):
   return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _write_video(path: pathlib.Path, duration_s: float, width: int, height: int, fps: int,
-                 audio: bool, seed: int) -> None:
+def _write_video(
+  path: pathlib.Path, duration_s: float, width: int, height: int, fps: int, audio: bool, seed: int
+) -> None:
   rng = np.random.default_rng(seed)
   n_frames = int(round(duration_s * fps))
   with av.open(str(path), mode="w", format="mp4") as out:
@@ -72,11 +82,15 @@ def _write_video(path: pathlib.Path, duration_s: float, width: int, height: int,
         shapes = []
         for _ in range(int(rng.integers(1, 4))):
           size = int(rng.uniform(0.08, 0.25) * height)
-          shapes.append(dict(
-              size=size, colour=rng.integers(0, 256, 3).astype(np.uint8),
+          shapes.append(
+            dict(
+              size=size,
+              colour=rng.integers(0, 256, 3).astype(np.uint8),
               pos=rng.uniform([0, 0], [height - size, width - size]),
               vel=rng.uniform(-1, 1, 2) * rng.uniform(2, 8) * height / 360,
-              circle=bool(rng.integers(0, 2))))
+              circle=bool(rng.integers(0, 2)),
+            )
+          )
         tone = float(rng.uniform(220, 880))
       frame = bg.copy()
       for s in shapes:
@@ -89,9 +103,9 @@ def _write_video(path: pathlib.Path, duration_s: float, width: int, height: int,
         if s["circle"]:
           yy, xx = np.ogrid[:z, :z]
           m = (yy - z / 2) ** 2 + (xx - z / 2) ** 2 <= (z / 2) ** 2
-          frame[y:y + z, x:x + z][m] = s["colour"]
+          frame[y : y + z, x : x + z][m] = s["colour"]
         else:
-          frame[y:y + z, x:x + z] = s["colour"]
+          frame[y : y + z, x : x + z] = s["colour"]
       out.mux(vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
       if audio:
         target = int(round((i + 1) / fps * rate))
@@ -108,16 +122,24 @@ def _write_video(path: pathlib.Path, duration_s: float, width: int, height: int,
       out.mux(aus.encode(None))
 
 
-def generate_video(directory: os.PathLike | str, duration_s: float, width: int = 1280,
-                   height: int = 720, fps: int = 30, audio: bool = True,
-                   seed: int = 0) -> pathlib.Path:
+def generate_video(
+  directory: os.PathLike | str,
+  duration_s: float,
+  width: int = 1280,
+  height: int = 720,
+  fps: int = 30,
+  audio: bool = True,
+  seed: int = 0,
+) -> pathlib.Path:
   """A synthetic H.264 mp4 (moving shapes over colour scenes, AAC tone), made once.
 
   Cached under `directory` by its parameters; written to a temporary name and renamed.
   """
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
-  name = f"synthetic_{duration_s:g}s_{width}x{height}_{fps}fps_{'aac' if audio else 'mute'}_s{seed}.mp4"
+  name = (
+    f"synthetic_{duration_s:g}s_{width}x{height}_{fps}fps_{'aac' if audio else 'mute'}_s{seed}.mp4"
+  )
   path = directory / name
   if path.is_file():
     return path
@@ -164,8 +186,8 @@ class StageTimer:
   def end(self, state: dict[str, float], rec: dict[str, Any]) -> dict[str, Any]:
     if self.memory:
       current, peak = tracemalloc.get_traced_memory()
-      rec["traced_peak_mib"] = (peak - state["traced0"]) / 2 ** 20
-      rec["traced_kept_mib"] = (current - state["traced0"]) / 2 ** 20
+      rec["traced_peak_mib"] = (peak - state["traced0"]) / 2**20
+      rec["traced_kept_mib"] = (current - state["traced0"]) / 2**20
       rec["rss_before_mib"] = state["rss0"]
       rec["rss_after_mib"] = _common.current_rss_mib()
       rec["rss_peak_mib"] = self.sampler.peak()
@@ -188,10 +210,17 @@ class StageTimer:
 # ----------------------------------------------------------------- stages --
 
 
-def run_stages(path: str, encoder: encoders.ClipEncoder, query: str, out_dir: str, *,
-               fps: float = summarize.DEFAULT_FPS,
-               proportion: float = summarize.DEFAULT_PROPORTION,
-               memory: bool = False, chunk_size: int = 64) -> dict[str, Any]:
+def run_stages(
+  path: str,
+  encoder: encoders.ClipEncoder,
+  query: str,
+  out_dir: str,
+  *,
+  fps: float = summarize.DEFAULT_FPS,
+  proportion: float = summarize.DEFAULT_PROPORTION,
+  memory: bool = False,
+  chunk_size: int = 64,
+) -> dict[str, Any]:
   """Summarizes `path` for `query` stage by stage, as `Summarizer.summarize` + `write`.
 
   Decoding and encoding alternate per chunk of `chunk_size` frames, as in
@@ -249,36 +278,60 @@ def run_stages(path: str, encoder: encoders.ClipEncoder, query: str, out_dir: st
   else:
     segments = [(float(times[i, 0]), float(times[i, 1])) for i in selected]
   summary = summarize.Summary(
-      video=path, duration=float(duration), has_audio=info.has_audio, timestamps=timestamps,
-      scores=np.asarray(scores, np.float64), shot_steps=steps, shot_times=times,
-      shot_values=values, selected=selected, segments=segments, budget=float(budget),
-      fallback=fallback, method=summarize.BASELINE, query=query, captions=None,
-      settings=dict(fps=fps, proportion=proportion, clip_model=encoder.model_id))
+    video=path,
+    duration=float(duration),
+    has_audio=info.has_audio,
+    timestamps=timestamps,
+    scores=np.asarray(scores, np.float64),
+    shot_steps=steps,
+    shot_times=times,
+    shot_values=values,
+    selected=selected,
+    segments=segments,
+    budget=float(budget),
+    fallback=fallback,
+    method=summarize.BASELINE,
+    query=query,
+    captions=None,
+    settings=dict(fps=fps, proportion=proportion, clip_model=encoder.model_id),
+  )
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  timer.run("write_video", video.write_summary, path, segments, out / "summary.mp4",
-            progress=False)
+  timer.run("write_video", video.write_summary, path, segments, out / "summary.mp4", progress=False)
 
   def json_plot():
     import json  # pylint: disable=g-import-not-at-top
     from clipit_jax import files  # pylint: disable=g-import-not-at-top
+
     files.write_text(out / "summary.json", json.dumps(summary.to_json(), indent=2) + "\n")
     summarize.plot_scores(summary, out / "scores.png")
 
   timer.run("write_json_plot", json_plot)
   timer.close()
-  return dict(stages=timer.stages, duration=float(duration), video_duration=info.duration,
-              frames=int(len(timestamps)), shots=int(len(steps)), selected=len(selected),
-              summary_seconds=float(summary.summary_duration), fallback=fallback,
-              max_chunk=peak_chunk, size=[info.width, info.height])
+  return dict(
+    stages=timer.stages,
+    duration=float(duration),
+    video_duration=info.duration,
+    frames=int(len(timestamps)),
+    shots=int(len(steps)),
+    selected=len(selected),
+    summary_seconds=float(summary.summary_duration),
+    fallback=fallback,
+    max_chunk=peak_chunk,
+    size=[info.width, info.height],
+  )
 
 
 def warm_up_encoder(encoder: encoders.ClipEncoder, chunk_size: int = 64) -> float:
   """Compiles the encoder for every batch bucket a video can need; returns seconds."""
   t0 = time.perf_counter()
   s = encoder.image_size
-  sizes = sorted({encoders._bucket(n, min(chunk_size, encoder.image_batch_size))  # pylint: disable=protected-access
-                  for n in range(1, chunk_size + 1)})
+  sizes = sorted(
+    {
+      encoders._bucket(n, min(chunk_size, encoder.image_batch_size))  # pylint: disable=protected-access
+      for n in range(1, chunk_size + 1)
+    }
+  )
   for b in sizes:
     encoder.encode_images(np.zeros((b, s, s, 3), np.uint8))
   encoder.encode_texts(["warm up"])

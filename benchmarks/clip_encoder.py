@@ -49,6 +49,7 @@ def load_jax_encoder(path: str, batch: int, dtype: str) -> encoders.ClipEncoder:
   enc = encoders.load_clip(path, image_batch_size=batch)
   if dtype == "bfloat16":
     from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
+
     model = FlaxCLIPModel(enc.model.config, _do_init=False, dtype=jnp.bfloat16)
     enc = dataclasses.replace(enc, model=model)
   return enc
@@ -65,10 +66,13 @@ def load_torch_model(path: str):
   projection are copied from it.
   """
   import torch  # pylint: disable=g-import-not-at-top
+
   # pylint: disable-next=g-import-not-at-top
   from transformers import CLIPConfig, CLIPModel, CLIPVisionModelWithProjection
+
   # pylint: disable-next=g-import-not-at-top
   from transformers.modeling_flax_pytorch_utils import load_flax_checkpoint_in_pytorch_model
+
   full = CLIPModel(CLIPConfig.from_pretrained(path))
   with torch.no_grad():
     for p in full.parameters():
@@ -113,35 +117,63 @@ def random_frames(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64],
-                      help="batch sizes (frames per encode call)")
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument(
+    "--batches",
+    type=int,
+    nargs="+",
+    default=[1, 16, 64],
+    help="batch sizes (frames per encode call)",
+  )
   parser.add_argument("--repeats", type=int, default=5, help="timed calls per row (median)")
-  parser.add_argument("--min-time", type=float, default=3.0,
-                      help="keep timing a row until this many seconds have passed")
-  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                      help="JAX compute dtype (bfloat16 is for accelerators; checked against "
-                      "float32: relative error < 1e-2)")
-  parser.add_argument("--clip-model", default="random-vit-b32",
-                      help="'random-vit-b32' (built once), or a directory saved by "
-                      "save_pretrained holding a Flax CLIP")
+  parser.add_argument(
+    "--min-time",
+    type=float,
+    default=3.0,
+    help="keep timing a row until this many seconds have passed",
+  )
+  parser.add_argument(
+    "--dtype",
+    choices=("float32", "bfloat16"),
+    default="float32",
+    help="JAX compute dtype (bfloat16 is for accelerators; checked against "
+    "float32: relative error < 1e-2)",
+  )
+  parser.add_argument(
+    "--clip-model",
+    default="random-vit-b32",
+    help="'random-vit-b32' (built once), or a directory saved by "
+    "save_pretrained holding a Flax CLIP",
+  )
   parser.add_argument("--skip-torch", action="store_true", help="JAX rows only")
-  parser.add_argument("--skip-check", action="store_true",
-                      help="skip comparing the JAX and PyTorch embeddings")
+  parser.add_argument(
+    "--skip-check", action="store_true", help="skip comparing the JAX and PyTorch embeddings"
+  )
   parser.add_argument("--matmul-n", type=int, default=4096, help="side of the ceiling matmul")
-  parser.add_argument("--max-wait", type=float, default=180.0,
-                      help="seconds to wait for other processes to go quiet before each timing")
-  parser.add_argument("--quick", action="store_true",
-                      help="smoke run: batches 1 and 8, 2 repeats, matmul 2048")
+  parser.add_argument(
+    "--max-wait",
+    type=float,
+    default=180.0,
+    help="seconds to wait for other processes to go quiet before each timing",
+  )
+  parser.add_argument(
+    "--quick", action="store_true", help="smoke run: batches 1 and 8, 2 repeats, matmul 2048"
+  )
   parser.add_argument("--out", default=_common.default_out("clip_encoder"), help="JSON results")
   args = parser.parse_args(argv)
   if args.quick:
     args.batches, args.repeats, args.min_time, args.matmul_n = [1, 8], 2, 0.0, 2048
 
   path = _common.resolve_clip_model(args.clip_model)
-  record = dict(benchmark="clip_encoder", machine=_common.machine_info(), args=vars(args),
-                model_dir=path, rows=[])
+  record = dict(
+    benchmark="clip_encoder",
+    machine=_common.machine_info(),
+    args=vars(args),
+    model_dir=path,
+    rows=[],
+  )
   torch_ok = not args.skip_torch
   if torch_ok:
     if importlib.util.find_spec("torch") is None:
@@ -150,10 +182,14 @@ def main(argv=None) -> int:
 
   largest = max(args.batches)
   enc = load_jax_encoder(path, largest, args.dtype)
-  record["model"] = dict(image_size=enc.image_size, embed_dim=enc.embed_dim,
-                         vision_width=enc.model.config.vision_config.hidden_size,
-                         vision_layers=enc.model.config.vision_config.num_hidden_layers,
-                         patch=enc.model.config.vision_config.patch_size, dtype=args.dtype)
+  record["model"] = dict(
+    image_size=enc.image_size,
+    embed_dim=enc.embed_dim,
+    vision_width=enc.model.config.vision_config.hidden_size,
+    vision_layers=enc.model.config.vision_config.num_hidden_layers,
+    patch=enc.model.config.vision_config.patch_size,
+    dtype=args.dtype,
+  )
   frames = random_frames(largest)
 
   tmodel = tencode = None
@@ -170,17 +206,24 @@ def main(argv=None) -> int:
       b16 = enc.encode_images(sample)
       rel = float(np.linalg.norm(b16 - f32) / np.linalg.norm(f32))
       record["check_bfloat16"] = dict(relative_error=rel, ok=rel < 1e-2)
-      print(f"bfloat16 vs float32 embeddings: relative error {rel:.2e} -> "
-            f"{'OK' if rel < 1e-2 else 'FAILED'}")
+      print(
+        f"bfloat16 vs float32 embeddings: relative error {rel:.2e} -> "
+        f"{'OK' if rel < 1e-2 else 'FAILED'}"
+      )
     if tencode is not None:
-      ours = load_jax_encoder(path, largest, "float32").encode_images(sample) \
-          if args.dtype != "float32" else enc.encode_images(sample)
+      ours = (
+        load_jax_encoder(path, largest, "float32").encode_images(sample)
+        if args.dtype != "float32"
+        else enc.encode_images(sample)
+      )
       theirs = tencode(sample)
       diff = float(np.max(np.abs(ours - theirs)))
       cos = float(np.min(np.sum(ours * theirs, axis=-1)))
       record["check"] = dict(max_abs_diff=diff, min_cosine=cos, tolerance=1e-3, ok=diff < 1e-3)
-      print(f"JAX vs PyTorch embeddings (same weights): max |diff| {diff:.2e}, min cosine "
-            f"{cos:.6f} -> {'OK' if diff < 1e-3 else 'FAILED'}")
+      print(
+        f"JAX vs PyTorch embeddings (same weights): max |diff| {diff:.2e}, min cosine "
+        f"{cos:.6f} -> {'OK' if diff < 1e-3 else 'FAILED'}"
+      )
 
   for b in args.batches:
     x = frames[:b]
@@ -193,15 +236,25 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     enc.encode_images(x)
     row["jax_first_call_s"] = time.perf_counter() - t0
-    row["jax"] = _common.measure(lambda: enc.encode_images(x), warmup=2, repeats=args.repeats,
-                                 max_wait_s=args.max_wait, min_time_s=args.min_time)
+    row["jax"] = _common.measure(
+      lambda: enc.encode_images(x),
+      warmup=2,
+      repeats=args.repeats,
+      max_wait_s=args.max_wait,
+      min_time_s=args.min_time,
+    )
     row["jax"]["frames_per_s"] = b / row["jax"]["median_s"]
     if flops:
       row["jax"]["achieved_flop_per_s"] = flops / row["jax"]["median_s"]
     if tencode is not None:
       print(f"batch {b}: timing PyTorch ...", flush=True)
-      row["torch"] = _common.measure(lambda: tencode(x), warmup=2, repeats=args.repeats,
-                                     max_wait_s=args.max_wait, min_time_s=args.min_time)
+      row["torch"] = _common.measure(
+        lambda: tencode(x),
+        warmup=2,
+        repeats=args.repeats,
+        max_wait_s=args.max_wait,
+        min_time_s=args.min_time,
+      )
       row["torch"]["frames_per_s"] = b / row["torch"]["median_s"]
       if flops:  # Same model: the FLOPs of the real (unpadded) frames.
         row["torch"]["achieved_flop_per_s"] = flops * b / bucket / row["torch"]["median_s"]
@@ -211,8 +264,7 @@ def main(argv=None) -> int:
   print("timing the matmul ceiling ...", flush=True)
   record["matmul"] = dict(jax=_common.jax_matmul_rate(args.matmul_n, max_wait_s=args.max_wait))
   if torch_ok:
-    record["matmul"]["torch"] = _common.torch_matmul_rate(args.matmul_n,
-                                                          max_wait_s=args.max_wait)
+    record["matmul"]["torch"] = _common.torch_matmul_rate(args.matmul_n, max_wait_s=args.max_wait)
   ceiling = max(m["flop_per_s"] for m in record["matmul"].values())
   record["ceiling_flop_per_s"] = ceiling
 
@@ -224,24 +276,51 @@ def main(argv=None) -> int:
     j["percent_of_matmul"] = 100 * jf / ceiling if jf else None
     if t:
       t["percent_of_matmul"] = 100 * tf / ceiling if tf else None
-    table.append([
-        row["batch"], row["computed_batch"], j["frames_per_s"],
+    table.append(
+      [
+        row["batch"],
+        row["computed_batch"],
+        j["frames_per_s"],
         t["frames_per_s"] if t else None,
         j["frames_per_s"] / t["frames_per_s"] if t else None,
-        _common.gflops(row["xla_flops_per_call"]) and
-        _common.gflops(row["xla_flops_per_call"]) / row["computed_batch"],
-        _common.gflops(jf), j["percent_of_matmul"], _common.gflops(tf),
+        _common.gflops(row["xla_flops_per_call"])
+        and _common.gflops(row["xla_flops_per_call"]) / row["computed_batch"],
+        _common.gflops(jf),
+        j["percent_of_matmul"],
+        _common.gflops(tf),
         t["percent_of_matmul"] if t else None,
-        _common.load_str(j["load"]) + ("; " + _common.load_str(t["load"]) if t else "")])
+        _common.load_str(j["load"]) + ("; " + _common.load_str(t["load"]) if t else ""),
+      ]
+    )
   print()
   print(f"CLIP ViT-B/32 image encoding ({args.dtype} JAX), frames/s")
-  print(_common.table(table, ["batch", "computed", "JAX frames/s", "torch frames/s",
-                              "JAX / torch", "GFLOP/frame", "JAX GFLOP/s", "JAX % matmul",
-                              "torch GFLOP/s", "torch % matmul", "load / other (JAX; torch)"]))
-  print(_common.table(
-      [[k, v["n"], v["median_s"], _common.gflops(v["flop_per_s"]), _common.load_str(v["load"])]
-       for k, v in record["matmul"].items()],
-      ["matmul ceiling", "n", "s", "GFLOP/s", "load / other"]))
+  print(
+    _common.table(
+      table,
+      [
+        "batch",
+        "computed",
+        "JAX frames/s",
+        "torch frames/s",
+        "JAX / torch",
+        "GFLOP/frame",
+        "JAX GFLOP/s",
+        "JAX % matmul",
+        "torch GFLOP/s",
+        "torch % matmul",
+        "load / other (JAX; torch)",
+      ],
+    )
+  )
+  print(
+    _common.table(
+      [
+        [k, v["n"], v["median_s"], _common.gflops(v["flop_per_s"]), _common.load_str(v["load"])]
+        for k, v in record["matmul"].items()
+      ],
+      ["matmul ceiling", "n", "s", "GFLOP/s", "load / other"],
+    )
+  )
   _common.write_json(args.out, record)
   return 0
 

@@ -43,6 +43,7 @@ QUERY = "a red square moving over a green background"
 def worker(args) -> int:
   """One size in this (fresh) process: load, compile, run the stages, write JSON."""
   from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
+
   rss_start = _common.current_rss_mib()
   t0 = time.perf_counter()
   encoder = encoders.load_clip(_common.resolve_clip_model(args.clip_model))
@@ -56,29 +57,46 @@ def worker(args) -> int:
     r = _pipeline.run_stages(args.video, encoder, args.query, out, memory=True)
     r["total_s"] = time.perf_counter() - t0
     r["foreign_cores_during"] = round(monitor.foreign_cores(), 2)
-  r.update(load_s=load_s, compile_s=compile_s, rss_start_mib=rss_start,
-           rss_ready_mib=rss_ready, ru_maxrss_ready_mib=maxrss_ready,
-           ru_maxrss_end_mib=_common.peak_rss_mib())
+  r.update(
+    load_s=load_s,
+    compile_s=compile_s,
+    rss_start_mib=rss_start,
+    rss_ready_mib=rss_ready,
+    ru_maxrss_ready_mib=maxrss_ready,
+    ru_maxrss_end_mib=_common.peak_rss_mib(),
+  )
   with open(args.worker_out, "w") as f:
     json.dump(r, f)
   return 0
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--sizes", type=float, nargs="+", default=[1, 10, 60],
-                      help="video lengths in minutes")
-  parser.add_argument("--clip-model", default="tiny",
-                      help="'tiny' (default, so 60 minutes stays affordable), "
-                      "'random-vit-b32', or a save_pretrained directory")
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument(
+    "--sizes", type=float, nargs="+", default=[1, 10, 60], help="video lengths in minutes"
+  )
+  parser.add_argument(
+    "--clip-model",
+    default="tiny",
+    help="'tiny' (default, so 60 minutes stays affordable), "
+    "'random-vit-b32', or a save_pretrained directory",
+  )
   parser.add_argument("--size", default="640x360", help="video WIDTHxHEIGHT")
   parser.add_argument("--video-fps", type=int, default=30, help="video frame rate")
   parser.add_argument("--query", default=QUERY)
-  parser.add_argument("--video-dir", default=str(_common.bench_cache_dir() / "videos"),
-                      help="where generated videos are kept")
-  parser.add_argument("--max-wait", type=float, default=180.0,
-                      help="seconds to wait for other processes to go quiet before each size")
+  parser.add_argument(
+    "--video-dir",
+    default=str(_common.bench_cache_dir() / "videos"),
+    help="where generated videos are kept",
+  )
+  parser.add_argument(
+    "--max-wait",
+    type=float,
+    default=180.0,
+    help="seconds to wait for other processes to go quiet before each size",
+  )
   parser.add_argument("--quick", action="store_true", help="smoke run: 0.5, 1 and 2 minutes")
   parser.add_argument("--out", default=_common.default_out("scaling"), help="JSON results")
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -91,8 +109,10 @@ def main(argv=None) -> int:
     args.sizes = [0.5, 1, 2]
 
   width, height = (int(v) for v in args.size.lower().split("x"))
-  videos = {m: str(_pipeline.generate_video(args.video_dir, m * 60, width, height,
-                                            args.video_fps)) for m in args.sizes}
+  videos = {
+    m: str(_pipeline.generate_video(args.video_dir, m * 60, width, height, args.video_fps))
+    for m in args.sizes
+  }
   _common.resolve_clip_model(args.clip_model)  # build the random model before timing
   record = dict(benchmark="scaling", machine=_common.machine_info(), args=vars(args), sizes={})
   for minutes in args.sizes:
@@ -100,14 +120,19 @@ def main(argv=None) -> int:
       r = run_size(args, minutes, videos[minutes])
       if "error" in r or r["load"]["foreign_cores_during"] <= _common.BUSY_CORES:
         break
-      print(f"  other processes used {r['load']['foreign_cores_during']:.2f} cores during "
-            "it; running it again", flush=True)
+      print(
+        f"  other processes used {r['load']['foreign_cores_during']:.2f} cores during "
+        "it; running it again",
+        flush=True,
+      )
     r["attempts"] = attempt + 1
     record["sizes"][f"{minutes:g}"] = r
     if "error" not in r:
-      print(f"  {r['frames']} frames, {r['shots']} shots, stages {r['total_s']:.1f} s, "
-            f"peak RSS {r['ru_maxrss_end_mib']:.0f} MiB; load {_common.load_str(r['load'])}",
-            flush=True)
+      print(
+        f"  {r['frames']} frames, {r['shots']} shots, stages {r['total_s']:.1f} s, "
+        f"peak RSS {r['ru_maxrss_end_mib']:.0f} MiB; load {_common.load_str(r['load'])}",
+        flush=True,
+      )
   report(args, record)
   _common.write_json(args.out, record)
   return 0
@@ -119,8 +144,19 @@ def run_size(args, minutes: float, video_path: str) -> dict:
   print(f"{minutes:g} min: fresh process ...", flush=True)
   with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
     result_path = f.name
-  cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--video", video_path,
-         "--clip-model", args.clip_model, "--query", args.query, "--worker-out", result_path]
+  cmd = [
+    sys.executable,
+    os.path.abspath(__file__),
+    "--worker",
+    "--video",
+    video_path,
+    "--clip-model",
+    args.clip_model,
+    "--query",
+    args.query,
+    "--worker-out",
+    result_path,
+  ]
   t0 = time.perf_counter()
   proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
   wall = time.perf_counter() - t0
@@ -139,8 +175,10 @@ def report(args, record) -> None:
   """Prints the time and memory tables."""
   ok = {k: v for k, v in record["sizes"].items() if "error" not in v}
   print()
-  print(f"{args.size} @ {args.video_fps} fps, scored at 2 fps, CLIP {args.clip_model}: "
-        "seconds per stage (RTF of the total)")
+  print(
+    f"{args.size} @ {args.video_fps} fps, scored at 2 fps, CLIP {args.clip_model}: "
+    "seconds per stage (RTF of the total)"
+  )
   head = ["stage"] + [f"{k} min" for k in ok]
   rows = [[s] + [v["stages"][s]["seconds"] for v in ok.values()] for s in _pipeline.STAGES]
   rows.append(["total"] + [v["total_s"] for v in ok.values()])
@@ -154,8 +192,13 @@ def report(args, record) -> None:
   rows = []
   for s in mem_stages:
     label = "decode + encode" if s == "decode" else s
-    rows.append([label] + [f"{v['stages'][s]['rss_peak_growth_mib']:.1f} "
-                           f"({v['stages'][s]['traced_peak_mib']:.1f})" for v in ok.values()])
+    rows.append(
+      [label]
+      + [
+        f"{v['stages'][s]['rss_peak_growth_mib']:.1f} ({v['stages'][s]['traced_peak_mib']:.1f})"
+        for v in ok.values()
+      ]
+    )
   rows.append(["RSS after load + compile"] + [round(v["rss_ready_mib"]) for v in ok.values()])
   rows.append(["peak RSS of the process"] + [round(v["ru_maxrss_end_mib"]) for v in ok.values()])
   print(_common.table(rows, head))

@@ -54,8 +54,9 @@ def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
 class MultiHeadAttention(nn.Module):
   """Flax `MultiHeadDotProductAttention` (qkv width = query width)."""
 
-  def __init__(self, q_dim: int, kv_dim: int, num_heads: int, dropout: float,
-               attention: str = "explicit"):
+  def __init__(
+    self, q_dim: int, kv_dim: int, num_heads: int, dropout: float, attention: str = "explicit"
+  ):
     super().__init__()
     if q_dim % num_heads:
       raise ValueError(f"width {q_dim} is not divisible by {num_heads} heads")
@@ -67,8 +68,7 @@ class MultiHeadAttention(nn.Module):
     self.dropout = dropout
     self.attention = attention
 
-  def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor,
-              mask: torch.Tensor) -> torch.Tensor:
+  def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """q_in [B, T, Dq], kv_in [B, S, Dkv], mask bool [B, 1, T, S] -> [B, T, Dq]."""
     b, t, _ = q_in.shape
     s = kv_in.shape[1]
@@ -84,15 +84,15 @@ class MultiHeadAttention(nn.Module):
       logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
       weights = torch.softmax(logits, dim=-1)
       if p > 0:  # Broadcast over batch and heads, as Flax's broadcast_dropout.
-        keep = torch.empty((1, 1, t, s), dtype=weights.dtype,
-                           device=weights.device).bernoulli_(1.0 - p)
+        keep = torch.empty((1, 1, t, s), dtype=weights.dtype, device=weights.device).bernoulli_(
+          1.0 - p
+        )
         weights = weights * (keep / (1.0 - p))
       y = torch.matmul(weights, v)
     return self.out(y.transpose(1, 2).reshape(b, t, h * d))
 
 
 class MlpBlock(nn.Module):
-
   def __init__(self, width: int, mlp_dim: int, dropout: float):
     super().__init__()
     self.dense_0 = nn.Linear(width, mlp_dim)
@@ -104,13 +104,11 @@ class MlpBlock(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-
   def __init__(self, cfg, attention: str):
     super().__init__()
     w = cfg.width
     self.norm_0 = nn.LayerNorm(w, eps=LN_EPS)
-    self.attention = MultiHeadAttention(w, w, cfg.num_heads, cfg.attention_dropout_rate,
-                                        attention)
+    self.attention = MultiHeadAttention(w, w, cfg.num_heads, cfg.attention_dropout_rate, attention)
     self.norm_1 = nn.LayerNorm(w, eps=LN_EPS)
     self.mlp = MlpBlock(w, cfg.mlp_dim, cfg.dropout_rate)
     self.dropout = nn.Dropout(cfg.dropout_rate)
@@ -122,16 +120,17 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-
   def __init__(self, cfg, attention: str):
     super().__init__()
     w = cfg.width
     self.norm_0 = nn.LayerNorm(w, eps=LN_EPS)
-    self.self_attention = MultiHeadAttention(w, w, cfg.num_heads,
-                                             cfg.attention_dropout_rate, attention)
+    self.self_attention = MultiHeadAttention(
+      w, w, cfg.num_heads, cfg.attention_dropout_rate, attention
+    )
     self.norm_1 = nn.LayerNorm(w, eps=LN_EPS)
-    self.cross_attention = MultiHeadAttention(w, w, cfg.num_heads,
-                                              cfg.attention_dropout_rate, attention)
+    self.cross_attention = MultiHeadAttention(
+      w, w, cfg.num_heads, cfg.attention_dropout_rate, attention
+    )
     self.norm_2 = nn.LayerNorm(w, eps=LN_EPS)
     self.mlp = MlpBlock(w, cfg.mlp_dim, cfg.dropout_rate)
     self.dropout = nn.Dropout(cfg.dropout_rate)
@@ -145,26 +144,26 @@ class DecoderLayer(nn.Module):
 
 
 class FrameScoringTransformer(nn.Module):
-
   def __init__(self, cfg, out_dim: int, attention: str):
     super().__init__()
     w = cfg.width
-    self.encoder = nn.ModuleList([EncoderLayer(cfg, attention)
-                                  for _ in range(cfg.num_encoder_layers)])
+    self.encoder = nn.ModuleList(
+      [EncoderLayer(cfg, attention) for _ in range(cfg.num_encoder_layers)]
+    )
     self.encoder_norm = nn.LayerNorm(w, eps=LN_EPS)
     self.head_hidden = nn.Linear(w, cfg.head_mlp_dim)
     self.head_out = nn.Linear(cfg.head_mlp_dim, 1)
-    self.decoder = nn.ModuleList([DecoderLayer(cfg, attention)
-                                  for _ in range(cfg.num_decoder_layers)])
+    self.decoder = nn.ModuleList(
+      [DecoderLayer(cfg, attention) for _ in range(cfg.num_decoder_layers)]
+    )
     self.decoder_norm = nn.LayerNorm(w, eps=LN_EPS)
     self.reconstruct = nn.Linear(w, out_dim)
     self.dropout = nn.Dropout(cfg.dropout_rate)
-    self.register_buffer("positions", sinusoidal_positions(cfg.window, w),
-                         persistent=False)
+    self.register_buffer("positions", sinusoidal_positions(cfg.window, w), persistent=False)
 
   def forward(self, x, frame_mask):
     t = x.shape[1]
-    mask = (frame_mask[:, None, :, None] & frame_mask[:, None, None, :])  # [B, 1, T, T]
+    mask = frame_mask[:, None, :, None] & frame_mask[:, None, None, :]  # [B, 1, T, T]
     positions = self.positions[:t]
     h = self.dropout(x + positions)
     for layer in self.encoder:
@@ -179,7 +178,6 @@ class FrameScoringTransformer(nn.Module):
 
 
 class TextFusion(nn.Module):
-
   def __init__(self, cfg, text_norm: bool):
     super().__init__()
     self.fusion = cfg.text_fusion
@@ -215,8 +213,13 @@ class CLIPIt(nn.Module):
     attention: 'explicit' (Flax's computation) or 'sdpa' (PyTorch's fused kernel).
   """
 
-  def __init__(self, cfg, text_norm: bool | None = None, null_token: bool | None = None,
-               attention: str = "explicit"):
+  def __init__(
+    self,
+    cfg,
+    text_norm: bool | None = None,
+    null_token: bool | None = None,
+    attention: str = "explicit",
+  ):
     super().__init__()
     self.cfg = cfg
     if text_norm is None:
@@ -228,7 +231,8 @@ class CLIPIt(nn.Module):
     self.frame_projection = nn.Linear(cfg.frame_dim, cfg.width)
     self.text_fusion = TextFusion(cfg, text_norm)
     self.language_attention = MultiHeadAttention(
-        cfg.width, cfg.width, cfg.language_heads, cfg.attention_dropout_rate, attention)
+      cfg.width, cfg.width, cfg.language_heads, cfg.attention_dropout_rate, attention
+    )
     self.language_norm = nn.LayerNorm(cfg.width, eps=LN_EPS)
     self.language_dropout = nn.Dropout(cfg.attention_dropout_rate)
     self.scorer = FrameScoringTransformer(cfg, cfg.frame_dim, attention)
@@ -263,10 +267,10 @@ def classification_loss(logits, labels, mask):
   labels = labels.float() * mask
   positives = labels.sum(-1, keepdim=True)
   negatives = mask.sum(-1, keepdim=True) - positives
-  pos_weight = torch.where(positives > 0, negatives / positives.clamp(min=1.0),
-                           torch.ones_like(positives))
-  per_frame = -(pos_weight * labels * F.logsigmoid(logits)
-                + (1.0 - labels) * F.logsigmoid(-logits))
+  pos_weight = torch.where(
+    positives > 0, negatives / positives.clamp(min=1.0), torch.ones_like(positives)
+  )
+  per_frame = -(pos_weight * labels * F.logsigmoid(logits) + (1.0 - labels) * F.logsigmoid(-logits))
   return (per_frame * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
 
 
@@ -292,11 +296,15 @@ def loss_fn(outputs, batch, config) -> tuple[torch.Tensor, dict[str, torch.Tenso
   mask = batch["frame_mask"]
   w = config.loss_weights
   per = dict(
-      classification=classification_loss(outputs["logits"], batch["labels"], mask),
-      diversity=diversity_loss(outputs["scores"], batch["frames"], mask),
-      reconstruction=reconstruction_loss(outputs["reconstruction"], batch["frames"], mask))
-  per["total"] = (w.classification * per["classification"] + w.diversity * per["diversity"]
-                  + w.reconstruction * per["reconstruction"])
+    classification=classification_loss(outputs["logits"], batch["labels"], mask),
+    diversity=diversity_loss(outputs["scores"], batch["frames"], mask),
+    reconstruction=reconstruction_loss(outputs["reconstruction"], batch["frames"], mask),
+  )
+  per["total"] = (
+    w.classification * per["classification"]
+    + w.diversity * per["diversity"]
+    + w.reconstruction * per["reconstruction"]
+  )
   sample_mask = mask.any(-1).float()
   loss = (per["total"] * sample_mask).sum() / sample_mask.sum().clamp(min=1.0)
   return loss, per
@@ -304,8 +312,9 @@ def loss_fn(outputs, batch, config) -> tuple[torch.Tensor, dict[str, torch.Tenso
 
 def make_optimizer(model: nn.Module, config, **kwargs) -> torch.optim.Optimizer:
   """`torch.optim.Adam` with coupled weight decay, as the config's 'adam'."""
-  return torch.optim.Adam(model.parameters(), lr=config.learning_rate,
-                          weight_decay=config.weight_decay, **kwargs)
+  return torch.optim.Adam(
+    model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, **kwargs
+  )
 
 
 def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, config):

@@ -31,7 +31,6 @@ from clipit_jax import files
 from clipit_jax.datasets import loading
 
 
-
 class Variant(NamedTuple):
   table: int  # The paper's table: 2 (losses) or 3 (cross-modal block).
   label: str
@@ -41,19 +40,24 @@ class Variant(NamedTuple):
 
 ALL_TERMS = ('classification', 'diversity', 'reconstruction')
 VARIANTS = {  # Key: the variant's workdir under --workdir.
-    'lc': Variant(2, 'Lc', ('classification',), 'attention'),
-    'lc_lr': Variant(2, 'Lc + Lr', ('classification', 'reconstruction'), 'attention'),
-    'lc_ld': Variant(2, 'Lc + Ld', ('classification', 'diversity'), 'attention'),
-    'ld_lr': Variant(2, 'Ld + Lr (unsupervised, with the summary-length term)',
-                     ('diversity', 'reconstruction'), 'attention'),
-    'full': Variant(2, 'Lc + Ld + Lr (CLIP-It)', ALL_TERMS, 'attention'),
-    'mlp': Variant(3, 'CLIP-It with an MLP for the cross-modal attention', ALL_TERMS, 'mlp'),
+  'lc': Variant(2, 'Lc', ('classification',), 'attention'),
+  'lc_lr': Variant(2, 'Lc + Lr', ('classification', 'reconstruction'), 'attention'),
+  'lc_ld': Variant(2, 'Lc + Ld', ('classification', 'diversity'), 'attention'),
+  'ld_lr': Variant(
+    2,
+    'Ld + Lr (unsupervised, with the summary-length term)',
+    ('diversity', 'reconstruction'),
+    'attention',
+  ),
+  'full': Variant(2, 'Lc + Ld + Lr (CLIP-It)', ALL_TERMS, 'attention'),
+  'mlp': Variant(3, 'CLIP-It with an MLP for the cross-modal attention', ALL_TERMS, 'mlp'),
 }
 METRICS = ('f1', 'kendall', 'spearman')
 
 
-def variant_config(base: ml_collections.ConfigDict, variant: str,
-                   seed: int) -> ml_collections.ConfigDict:
+def variant_config(
+  base: ml_collections.ConfigDict, variant: str, seed: int
+) -> ml_collections.ConfigDict:
   """`base` with the variant's loss terms and cross-modal block, and `seed`."""
   terms = VARIANTS[variant].terms
   config = ml_collections.ConfigDict(base.to_dict())
@@ -73,75 +77,112 @@ def _evaluate(videos, scores) -> dict[str, float]:
   return evaluators.evaluate_scores(videos, scores)['metrics']
 
 
-def validated_probe(train_videos, validation_videos, target: str,
-                    ridges: Sequence[float] = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-                    ) -> baselines.LinearProbe:
+def validated_probe(
+  train_videos,
+  validation_videos,
+  target: str,
+  ridges: Sequence[float] = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2),
+) -> baselines.LinearProbe:
   """A linear probe on `target` ('labels' or 'importance') with its ridge chosen by Kendall's
   tau on the validation videos, then refitted on training and validation videos."""
+
   def fit(videos, ridge):
-    return baselines.LinearProbe.fit([v.features for v in videos],
-                                     [getattr(v, target) for v in videos], ridge)
+    return baselines.LinearProbe.fit(
+      [v.features for v in videos], [getattr(v, target) for v in videos], ridge
+    )
 
   if validation_videos:
-    ridge = max(ridges, key=lambda r: _evaluate(
-        validation_videos, [fit(train_videos, r)(v.features) for v in validation_videos])['kendall'])
+    ridge = max(
+      ridges,
+      key=lambda r: _evaluate(
+        validation_videos, [fit(train_videos, r)(v.features) for v in validation_videos]
+      )['kendall'],
+    )
   else:
     ridge = ridges[len(ridges) // 2]
   return fit(train_videos + validation_videos, ridge)
 
 
-def reference_rows(config: ml_collections.ConfigDict,
-                   seeds: Sequence[int]) -> dict[str, list[dict[str, float]]]:
+def reference_rows(
+  config: ml_collections.ConfigDict, seeds: Sequence[int]
+) -> dict[str, list[dict[str, float]]]:
   """Reference scorers on the config's test videos: {name: [metrics per seed or one]}."""
   data = loading.load_data(config)
   test = data['test']
-  rows = {'random scores': [
-      _evaluate(test, [baselines.random_scores(len(v.features), np.random.default_rng(s))
-                       for v in test]) for s in seeds]}
+  rows = {
+    'random scores': [
+      _evaluate(
+        test, [baselines.random_scores(len(v.features), np.random.default_rng(s)) for v in test]
+      )
+      for s in seeds
+    ]
+  }
   if all(v.text_mask.any() for v in test):
-    rows['training-free CLIP similarity to the text'] = [_evaluate(test, [
-        baselines.clip_similarity(v.features, v.text[v.text_mask]) for v in test])]
-  for target, name in (('labels', 'keyframes (gtsummary)'),
-                       ('importance', 'importance (gtscore)')):
+    rows['training-free CLIP similarity to the text'] = [
+      _evaluate(test, [baselines.clip_similarity(v.features, v.text[v.text_mask]) for v in test])
+    ]
+  for target, name in (('labels', 'keyframes (gtsummary)'), ('importance', 'importance (gtscore)')):
     probe = validated_probe(data['train'], data['validation'], target)
     rows[f'linear probe on {name}'] = [_evaluate(test, [probe(v.features) for v in test])]
   rows["the annotators' mean score (ground truth)"] = [
-      _evaluate(test, [v.importance for v in test])]
+    _evaluate(test, [v.importance for v in test])
+  ]
   return rows
 
 
-def write_tables(workdir: str, config_name: str, results: dict[str, list[dict]],
-                 references: dict[str, list[dict[str, float]]]) -> str:
+def write_tables(
+  workdir: str,
+  config_name: str,
+  results: dict[str, list[dict]],
+  references: dict[str, list[dict[str, float]]],
+) -> str:
   """table.md and table.json; returns the markdown."""
-  lines = [f'Config: `{config_name}`; test videos of split {results["split"]}; '
-           f'mean ± std over seeds {results["seeds"]}.', '',
-           '| table | variant | F1 | Kendall tau | Spearman rho | epoch chosen | minutes/run |',
-           '|---|---|---|---|---|---|---|']
-  summary = {'config': config_name, 'split': results['split'], 'seeds': results['seeds'],
-             'variants': {}, 'references': {}}
+  lines = [
+    f'Config: `{config_name}`; test videos of split {results["split"]}; '
+    f'mean ± std over seeds {results["seeds"]}.',
+    '',
+    '| table | variant | F1 | Kendall tau | Spearman rho | epoch chosen | minutes/run |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  summary = {
+    'config': config_name,
+    'split': results['split'],
+    'seeds': results['seeds'],
+    'variants': {},
+    'references': {},
+  }
   for variant, runs in results['runs'].items():
     stats = experiments.mean_std([r['metrics'] for r in runs])
-    summary['variants'][variant] = dict(stats, epochs=[r['epoch'] for r in runs],
-                                        seconds=[r['seconds'] for r in runs])
-    lines.append(f'| {VARIANTS[variant].table} | {VARIANTS[variant].label} | '
-                 + ' | '.join(experiments.format_mean_std(stats[k], 1 if k == 'f1' else 3)
-                              for k in METRICS)
-                 + f' | {", ".join(str(r["epoch"]) for r in runs)}'
-                 + f' | {np.mean([r["seconds"] for r in runs]) / 60:.1f} |')
+    summary['variants'][variant] = dict(
+      stats, epochs=[r['epoch'] for r in runs], seconds=[r['seconds'] for r in runs]
+    )
+    lines.append(
+      f'| {VARIANTS[variant].table} | {VARIANTS[variant].label} | '
+      + ' | '.join(experiments.format_mean_std(stats[k], 1 if k == 'f1' else 3) for k in METRICS)
+      + f' | {", ".join(str(r["epoch"]) for r in runs)}'
+      + f' | {np.mean([r["seconds"] for r in runs]) / 60:.1f} |'
+    )
   for name, rows in references.items():
     stats = experiments.mean_std(rows)
     summary['references'][name] = stats
-    lines.append(f'| ref | {name} | '
-                 + ' | '.join(experiments.format_mean_std(stats[k], 1 if k == 'f1' else 3)
-                              for k in METRICS) + ' | | |')
+    lines.append(
+      f'| ref | {name} | '
+      + ' | '.join(experiments.format_mean_std(stats[k], 1 if k == 'f1' else 3) for k in METRICS)
+      + ' | | |'
+    )
   markdown = '\n'.join(lines) + '\n'
   files.write_text(os.path.join(workdir, 'table.md'), markdown)
   files.write_text(os.path.join(workdir, 'table.json'), json.dumps(summary, indent=2))
   return markdown
 
 
-def run_ablations(base: ml_collections.ConfigDict, workdir: str, variants: Sequence[str],
-                  seeds: Sequence[int], config_name: str) -> str:
+def run_ablations(
+  base: ml_collections.ConfigDict,
+  workdir: str,
+  variants: Sequence[str],
+  seeds: Sequence[int],
+  config_name: str,
+) -> str:
   """Trains (or reuses) every variant with every seed, then writes and returns the tables."""
   unknown = [v for v in variants if v not in VARIANTS]
   if unknown:
@@ -150,11 +191,15 @@ def run_ablations(base: ml_collections.ConfigDict, workdir: str, variants: Seque
   for variant in variants:
     runs[variant] = []
     for seed in seeds:
-      result = experiments.run(variant_config(base, variant, seed),
-                               os.path.join(workdir, variant, f'seed_{seed}'))
-      print(f'{VARIANTS[variant].label}, seed {seed}: ' + '  '.join(
-          f'{k} {result["metrics"][k]:.4f}' for k in METRICS)
-            + f'  (best epoch {result["epoch"]}, {result["seconds"] / 60:.1f} min)', flush=True)
+      result = experiments.run(
+        variant_config(base, variant, seed), os.path.join(workdir, variant, f'seed_{seed}')
+      )
+      print(
+        f'{VARIANTS[variant].label}, seed {seed}: '
+        + '  '.join(f'{k} {result["metrics"][k]:.4f}' for k in METRICS)
+        + f'  (best epoch {result["epoch"]}, {result["seconds"] / 60:.1f} min)',
+        flush=True,
+      )
       runs[variant].append(result)
   results = dict(split=base.data.split, seeds=list(seeds), runs=runs)
   return write_tables(workdir, config_name, results, reference_rows(base, seeds))
@@ -162,8 +207,9 @@ def run_ablations(base: ml_collections.ConfigDict, workdir: str, variants: Seque
 
 def main() -> None:
   """The command line; its flags are defined here, so importing the module defines none."""
-  config = config_flags.DEFINE_config_file('config', None, 'A config file under configs/.',
-                                           lock_config=False)
+  config = config_flags.DEFINE_config_file(
+    'config', None, 'A config file under configs/.', lock_config=False
+  )
   workdir = flags.DEFINE_string('workdir', None, 'One subdirectory per variant and seed.')
   seeds = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of every variant.')
   variants = flags.DEFINE_list('variants', list(VARIANTS), 'Which variants (default: all).')
@@ -174,9 +220,15 @@ def main() -> None:
     logging.set_verbosity(logging.ERROR)
     with cli.one_line_errors('ablations'):
       cli.enable_compilation_cache()
-      print(run_ablations(config.value, workdir.value, variants.value,
-                          [int(s) for s in seeds.value],
-                          config_flags.get_config_filename(flags.FLAGS['config'])))
+      print(
+        run_ablations(
+          config.value,
+          workdir.value,
+          variants.value,
+          [int(s) for s in seeds.value],
+          config_flags.get_config_filename(flags.FLAGS['config']),
+        )
+      )
 
   app.run(run, flags_parser=cli.flags_parser('ablations'))
 

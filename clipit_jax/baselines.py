@@ -40,12 +40,14 @@ def clip_similarity(features: np.ndarray, text: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass
 class LinearProbe:
   """`features @ weights + bias`, fitted by least squares (`fit`)."""
+
   weights: np.ndarray  # [frame_dim]
   bias: float
 
   @classmethod
-  def fit(cls, features: list[np.ndarray], targets: list[np.ndarray],
-          ridge: float = 0.0) -> 'LinearProbe':
+  def fit(
+    cls, features: list[np.ndarray], targets: list[np.ndarray], ridge: float = 0.0
+  ) -> 'LinearProbe':
     """Fits on every frame of the given videos: features `[n_i, D]`, targets `[n_i]`.
 
     `ridge` scales an L2 penalty by the number of frames (0: ordinary least squares).

@@ -59,27 +59,37 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise CheckpointError(f'{path}: unreadable ({e})') from None
 
 
-def make_manager(workdir: str, best_metric: str, *,
-                 read_only: bool = False) -> ocp.CheckpointManager:
+def make_manager(
+  workdir: str, best_metric: str, *, read_only: bool = False
+) -> ocp.CheckpointManager:
   """Keeps the latest checkpoint and the best one by the validation metric `best_metric`."""
-  policy = preservation_policy.AnyPreservationPolicy([
+  policy = preservation_policy.AnyPreservationPolicy(
+    [
       preservation_policy.LatestN(1),
       preservation_policy.BestN(get_metric_fn=lambda m: m[best_metric], n=1),
-  ])
+    ]
+  )
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=policy, best_fn=lambda m: m[best_metric], best_mode='max',
-      read_only=read_only, create=not read_only, enable_async_checkpointing=False,
-      cleanup_tmp_directories=not read_only)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-                               options=options, item_names=('state',))
+    preservation_policy=policy,
+    best_fn=lambda m: m[best_metric],
+    best_mode='max',
+    read_only=read_only,
+    create=not read_only,
+    enable_async_checkpointing=False,
+    cleanup_tmp_directories=not read_only,
+  )
+  return ocp.CheckpointManager(
+    os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options, item_names=('state',)
+  )
 
 
 def _reason(e: BaseException) -> str:
   """The innermost cause's first line, shortened (Orbax wraps the informative error), or
   'no space left on device' when that is the cause anywhere in the chain."""
   while True:
-    if ((isinstance(e, OSError) and e.errno == errno.ENOSPC)
-        or os.strerror(errno.ENOSPC) in str(e)):  # TensorStore: "... No space left on device".
+    if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or os.strerror(errno.ENOSPC) in str(
+      e
+    ):  # TensorStore: "... No space left on device".
       return 'no space left on device'
     if e.__cause__ is None and e.__context__ is None:
       break
@@ -95,8 +105,11 @@ class _NoOrbaxRecords(logging.Filter):
   """
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return not (_ORBAX_FILES in record.pathname
-                or record.name == 'asyncio' and 'never retrieved' in record.getMessage())
+    return not (
+      _ORBAX_FILES in record.pathname
+      or record.name == 'asyncio'
+      and 'never retrieved' in record.getMessage()
+    )
 
 
 def _quiet_orbax() -> None:
@@ -114,8 +127,9 @@ def _quiet_orbax() -> None:
   previous = sys.unraisablehook
 
   def hook(unraisable):
-    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
-                   and 'Event loop is closed' in str(unraisable.exc_value))
+    closed_loop = isinstance(unraisable.exc_value, RuntimeError) and 'Event loop is closed' in str(
+      unraisable.exc_value
+    )
     code = getattr(unraisable.object, 'cr_code', None)
     if not (closed_loop or code is not None and _ORBAX_FILES in code.co_filename):
       previous(unraisable)
@@ -136,25 +150,33 @@ def save(manager: ocp.CheckpointManager, epoch: int, state: Any, metrics: dict[s
   """
   _quiet_orbax()
   try:
-    manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
-                 metrics={k: float(v) for k, v in metrics.items()})
+    manager.save(
+      epoch,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+      metrics={k: float(v) for k, v in metrics.items()},
+    )
     manager.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except (Orbax raises bare Exceptions)
     raise CheckpointError(
-        f'{manager.directory}: could not save the checkpoint of epoch {epoch} ({_reason(e)}); '
-        'the earlier checkpoints are intact: fix the cause and run the same command to '
-        'resume') from None
+      f'{manager.directory}: could not save the checkpoint of epoch {epoch} ({_reason(e)}); '
+      'the earlier checkpoints are intact: fix the cause and run the same command to '
+      'resume'
+    ) from None
 
 
 def _tree_paths(tree: Any) -> dict[str, tuple[int, ...]]:
   """{'params/frame_projection/kernel': shape} for the arrays of a pytree or Orbax metadata."""
+
   def name(key):
     for attribute in ('key', 'name', 'idx'):
       if hasattr(key, attribute):
         return str(getattr(key, attribute))
     return str(key)
-  return {'/'.join(name(k) for k in path): tuple(np.shape(leaf))
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+  return {
+    '/'.join(name(k) for k in path): tuple(np.shape(leaf))
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 def _mismatch(step_dir: str, abstract: Any) -> str | None:
@@ -172,8 +194,9 @@ def _mismatch(step_dir: str, abstract: Any) -> str | None:
   return None
 
 
-def _restore_step(manager: ocp.CheckpointManager, step: int, abstract: Any,
-                  params_only: bool = False) -> Any:
+def _restore_step(
+  manager: ocp.CheckpointManager, step: int, abstract: Any, params_only: bool = False
+) -> Any:
   """The state (or with `params_only` the parameters) saved at `step`.
 
   The saved shapes are checked first: Orbax would restore other shapes silently into
@@ -186,8 +209,9 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, abstract: Any,
   mismatch = _mismatch(os.path.join(step_dir, 'state'), abstract)
   if mismatch:
     raise CheckpointError(
-        f'{step_dir}: the checkpoint does not fit the configured model ({mismatch}); was '
-        f'{CONFIG_FILE} edited after training? Restore it, or train in a new --workdir')
+      f'{step_dir}: the checkpoint does not fit the configured model ({mismatch}); was '
+      f'{CONFIG_FILE} edited after training? Restore it, or train in a new --workdir'
+    )
   if params_only:
     restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
     item = ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=True)
@@ -197,13 +221,15 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, abstract: Any,
   try:
     restored = manager.restore(step, args=ocp.args.Composite(state=item))['state']
   except Exception as e:  # pylint: disable=broad-except (Orbax raises bare Exceptions)
-    raise UnreadableCheckpoint(f'{step_dir}: cannot be read, its files are damaged '
-                               f'({_reason(e)})') from None
+    raise UnreadableCheckpoint(
+      f'{step_dir}: cannot be read, its files are damaged ({_reason(e)})'
+    ) from None
   return restored['params'] if params_only else restored
 
 
-def restore(manager: ocp.CheckpointManager, target: Any, which: str = 'latest', *,
-            params_only: bool = False) -> tuple[Any, int]:
+def restore(
+  manager: ocp.CheckpointManager, target: Any, which: str = 'latest', *, params_only: bool = False
+) -> tuple[Any, int]:
   """Restores `which` ('latest' or 'best') checkpoint into the structure of `target`.
 
   Each array is restored with the shape, dtype and sharding of its `target` leaf
@@ -236,8 +262,7 @@ def restore(manager: ocp.CheckpointManager, target: Any, which: str = 'latest', 
     raise UnreadableCheckpoint(f'{e}; it is the {which} checkpoint, {advice}') from None
 
 
-def restore_newest(manager: ocp.CheckpointManager, workdir: str,
-                   target: Any) -> tuple[Any, int]:
+def restore_newest(manager: ocp.CheckpointManager, workdir: str, target: Any) -> tuple[Any, int]:
   """Restores the newest checkpoint that reads, for resuming; returns (state, epoch).
 
   Newer checkpoints that do not read are moved to `workdir/unreadable_checkpoints/`
@@ -256,17 +281,23 @@ def restore_newest(manager: ocp.CheckpointManager, workdir: str,
       unreadable.append((step, str(e)))
       continue
     if unreadable and jax.process_count() > 1:  # One process must not move what others read.
-      raise CheckpointError(f'{unreadable[0][1]}; move it out of {manager.directory} and run '
-                            f'again to resume from epoch {step}')
+      raise CheckpointError(
+        f'{unreadable[0][1]}; move it out of {manager.directory} and run '
+        f'again to resume from epoch {step}'
+      )
     for bad, message in unreadable:
       moved = _move_aside(manager, workdir, bad)
-      print(f'warning: {message}; moved it to {moved} and resuming from epoch {step}',
-            file=sys.stderr, flush=True)
+      print(
+        f'warning: {message}; moved it to {moved} and resuming from epoch {step}',
+        file=sys.stderr,
+        flush=True,
+      )
     if unreadable:
       manager.reload()
     return state, step
-  raise CheckpointError(f'{workdir}: no checkpoint restores ({unreadable[0][1]}); train '
-                        'again in a new --workdir')
+  raise CheckpointError(
+    f'{workdir}: no checkpoint restores ({unreadable[0][1]}); train again in a new --workdir'
+  )
 
 
 def _move_aside(manager: ocp.CheckpointManager, workdir: str, step: int) -> str:

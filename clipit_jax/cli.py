@@ -18,20 +18,23 @@ def _is_user_error(e: BaseException) -> bool:
   """Errors a user can cause (bad input, data, checkpoints, a full disk), not bugs."""
   if isinstance(e, (ValueError, OSError)):  # CheckpointError, DatasetError, VideoError, ...
     return True
-  encoders = sys.modules.get('clipit_jax.summarize.encoders')  # Imported only if a model was loaded.
+  encoders = sys.modules.get(
+    'clipit_jax.summarize.encoders'
+  )  # Imported only if a model was loaded.
   return encoders is not None and isinstance(e, encoders.ModelLoadError)
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
   """XLA's allocation failure (a JaxRuntimeError whose message starts RESOURCE_EXHAUSTED)."""
   return isinstance(e, (RuntimeError, MemoryError)) and (
-      isinstance(e, MemoryError) or str(e).lstrip().startswith('RESOURCE_EXHAUSTED'))
+    isinstance(e, MemoryError) or str(e).lstrip().startswith('RESOURCE_EXHAUSTED')
+  )
 
 
 def first_line(e: BaseException, limit: int = 200) -> str:
   """An exception's first message line (its type's name when empty), cut to `limit` characters."""
   line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-  return line if len(line) <= limit else line[:limit - 3] + '...'
+  return line if len(line) <= limit else line[: limit - 3] + '...'
 
 
 @contextlib.contextmanager
@@ -43,13 +46,19 @@ def one_line_errors(program: str, on_interrupt: str = ''):
   try:
     yield
   except KeyboardInterrupt:
-    print(f'{program}: interrupted' + (f'; {on_interrupt}' if on_interrupt else ''),
-          file=sys.stderr, flush=True)
+    print(
+      f'{program}: interrupted' + (f'; {on_interrupt}' if on_interrupt else ''),
+      file=sys.stderr,
+      flush=True,
+    )
     sys.exit(INTERRUPTED_STATUS)
   except Exception as e:  # pylint: disable=broad-except
     if _is_out_of_memory(e):
-      print(f'{program}: error: out of memory ({first_line(e)}); lower --config.microbatch_size '
-            '(windows per pass; the update is the same) or --config.batch_size', file=sys.stderr)
+      print(
+        f'{program}: error: out of memory ({first_line(e)}); lower --config.microbatch_size '
+        '(windows per pass; the update is the same) or --config.batch_size',
+        file=sys.stderr,
+      )
       sys.exit(1)
     if not _is_user_error(e):
       raise
@@ -72,8 +81,10 @@ def _unknown_config_field(e: BaseException, argv: list[str]) -> str | None:
   for arg in argv:
     name = arg.split('=', 1)[0].lstrip('-')
     if name.startswith('config.') and field in name.split('.')[1:]:
-      return (f'{arg}: the config has no field {name[len("config."):]!r}; see the '
-              '--config file (and configs/default.py) for its fields')
+      return (
+        f'{arg}: the config has no field {name[len("config.") :]!r}; see the '
+        '--config file (and configs/default.py) for its fields'
+      )
   return f'the config has no field {field!r}'
 
 
@@ -97,8 +108,7 @@ def flags_parser(program: str):
     try:
       args = flags.FLAGS(argv)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-      print(f'{program}: error: {_unknown_config_field(e, argv) or _one_line(e)}',
-            file=sys.stderr)
+      print(f'{program}: error: {_unknown_config_field(e, argv) or _one_line(e)}', file=sys.stderr)
       sys.exit(2)
     if 'config' in flags.FLAGS and flags.FLAGS['config'].present:
       try:  # config_flags defers a file that fails to load; say it now, in one line.
@@ -122,6 +132,7 @@ def enable_compilation_cache() -> str | None:
   """
   import jax  # pylint: disable=g-import-not-at-top
   from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
+
   if os.environ.get('CLIPIT_NO_XLA_CACHE', '').strip() not in ('', '0'):
     return None
   directory = os.environ.get('JAX_COMPILATION_CACHE_DIR') or str(encoders.cache_root() / 'xla')

@@ -14,22 +14,23 @@ def _number(value) -> bool:
 
 
 def _integer(lowest: int, optional: bool = False):
-  return lambda v: (optional and v is None) or (
-      isinstance(v, int) and not isinstance(v, bool) and v >= lowest)
+  return lambda v: (
+    (optional and v is None) or (isinstance(v, int) and not isinstance(v, bool) and v >= lowest)
+  )
 
 
 # (field, what it must be, test): the values the training loop counts or divides by.
 _CHECKS = (
-    ('batch_size', 'an integer >= 1', _integer(1)),
-    ('num_epochs', 'an integer >= 1', _integer(1)),
-    ('microbatch_size', 'None or an integer >= 1', _integer(1, optional=True)),
-    ('stop_after_epoch', 'None or an integer >= 1', _integer(1, optional=True)),
-    ('warmup_steps', 'an integer >= 0', _integer(0)),
-    ('learning_rate', 'a number > 0', lambda v: _number(v) and v > 0),
-    ('weight_decay', 'a number >= 0', lambda v: _number(v) and v >= 0),
-    ('model.window', 'an integer >= 1', _integer(1)),
-    ('data.split', 'an integer >= 0', _integer(0)),
-    ('data.validation_fraction', 'a number in [0, 1)', lambda v: _number(v) and 0 <= v < 1),
+  ('batch_size', 'an integer >= 1', _integer(1)),
+  ('num_epochs', 'an integer >= 1', _integer(1)),
+  ('microbatch_size', 'None or an integer >= 1', _integer(1, optional=True)),
+  ('stop_after_epoch', 'None or an integer >= 1', _integer(1, optional=True)),
+  ('warmup_steps', 'an integer >= 0', _integer(0)),
+  ('learning_rate', 'a number > 0', lambda v: _number(v) and v > 0),
+  ('weight_decay', 'a number >= 0', lambda v: _number(v) and v >= 0),
+  ('model.window', 'an integer >= 1', _integer(1)),
+  ('data.split', 'an integer >= 0', _integer(0)),
+  ('data.validation_fraction', 'a number in [0, 1)', lambda v: _number(v) and 0 <= v < 1),
 )
 
 

@@ -49,8 +49,7 @@ def _float_array(x: Any, name: str, ndim: int) -> np.ndarray:
   except (TypeError, ValueError) as e:
     raise ValueError(f"{name} must be numeric: {e}") from None
   if a.ndim != ndim:
-    raise ValueError(f"{name} must have {ndim} dimension(s), got shape "
-                     f"{a.shape}")
+    raise ValueError(f"{name} must have {ndim} dimension(s), got shape {a.shape}")
   if a.size == 0:
     raise ValueError(f"{name} is empty (shape {a.shape})")
   if not np.all(np.isfinite(a)):
@@ -67,8 +66,9 @@ def _int_array(x: Any, name: str, allow_empty: bool = False) -> np.ndarray:
     if allow_empty:
       return np.zeros(0, np.int64)
     raise ValueError(f"{name} is empty")
-  if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or
-                             np.issubdtype(a.dtype, np.floating)):
+  if a.dtype == bool or not (
+    np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+  ):
     raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
   if np.issubdtype(a.dtype, np.floating):
     if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
@@ -101,23 +101,26 @@ def check_change_points(change_points: Any, n_frames: int) -> np.ndarray:
   """
   cps = np.asarray(change_points)
   if cps.ndim != 2 or cps.shape[1] != 2 or cps.shape[0] == 0:
-    raise ValueError("change_points must have shape [n_shots, 2], got "
-                     f"{cps.shape}")
+    raise ValueError(f"change_points must have shape [n_shots, 2], got {cps.shape}")
   cps = _int_array(cps.reshape(-1), "change_points").reshape(-1, 2)
   starts, ends = cps[:, 0], cps[:, 1]
   if starts[0] != 0:
     raise ValueError(f"change_points must start at frame 0, got {starts[0]}")
   if ends[-1] != n_frames - 1:
-    raise ValueError(f"change_points end at frame {ends[-1]} but there are "
-                     f"{n_frames} frames (last frame {n_frames - 1})")
+    raise ValueError(
+      f"change_points end at frame {ends[-1]} but there are "
+      f"{n_frames} frames (last frame {n_frames - 1})"
+    )
   if np.any(ends < starts):
     bad = int(np.flatnonzero(ends < starts)[0])
     raise ValueError(f"shot {bad} ends before it starts: {cps[bad].tolist()}")
   if np.any(starts[1:] != ends[:-1] + 1):
     bad = int(np.flatnonzero(starts[1:] != ends[:-1] + 1)[0])
-    raise ValueError(f"change_points leave a gap or overlap between shot {bad} "
-                     f"{cps[bad].tolist()} and shot {bad + 1} "
-                     f"{cps[bad + 1].tolist()}")
+    raise ValueError(
+      f"change_points leave a gap or overlap between shot {bad} "
+      f"{cps[bad].tolist()} and shot {bad + 1} "
+      f"{cps[bad + 1].tolist()}"
+    )
   return cps
 
 
@@ -152,10 +155,10 @@ def _kts_band(x: np.ndarray, lmin: int, lmax: int) -> np.ndarray:
     b = min(a + rows_per_block, n + 1)
     t0 = max(0, a - lmax)
     rows = np.arange(a, b)
-    t = rows[:, None] - lmax + np.arange(width)[None, :]    # [rows, width]
+    t = rows[:, None] - lmax + np.arange(width)[None, :]  # [rows, width]
     valid = t >= 0
     tc = np.where(valid, t, t0)
-    dots = s[a:b] @ s[t0:b - lmin + 1].T                    # [rows, t range]
+    dots = s[a:b] @ s[t0 : b - lmin + 1].T  # [rows, t range]
     cross = np.take_along_axis(dots, tc - t0, axis=1)
     block_sum = sq[rows][:, None] + sq[tc] - 2.0 * cross
     scatter = diag[rows][:, None] - diag[tc] - block_sum / lengths
@@ -170,12 +173,14 @@ def _kts_penalty(m: int, n: int, vmax: float) -> float:
   return vmax * m / (2.0 * n) * (math.log(n / m) + 1.0)
 
 
-def kts(features: Any,
-        max_shots: int | None = None,
-        *,
-        lmin: int = 1,
-        lmax: int | None = None,
-        vmax: float = 1.0) -> np.ndarray:
+def kts(
+  features: Any,
+  max_shots: int | None = None,
+  *,
+  lmin: int = 1,
+  lmax: int | None = None,
+  vmax: float = 1.0,
+) -> np.ndarray:
   """Kernel temporal segmentation with the `cpd_auto` choice of shot count.
 
   Features are L2-normalised (zero rows stay zero) and compared with the
@@ -246,8 +251,9 @@ def kts(features: Any,
   return _kts_backtrack(pointers, best_m, n, lmax)
 
 
-def _kts_limits(n: int, max_shots: int | None, lmin: int, lmax: int | None,
-                vmax: float) -> tuple[int, int, Any, int]:
+def _kts_limits(
+  n: int, max_shots: int | None, lmin: int, lmax: int | None, vmax: float
+) -> tuple[int, int, Any, int]:
   """Checks kts's arguments and fills its defaults (see kts); returns (lmin, lmax, the
   back-pointer dtype, the most change points)."""
   lmin = _int_scalar(lmin, "lmin")
@@ -261,11 +267,9 @@ def _kts_limits(n: int, max_shots: int | None, lmin: int, lmax: int | None,
   if lmax < lmin:
     raise ValueError(f"lmax={lmax} must be >= lmin={lmin}")
   width = lmax - lmin + 1
-  arg_dtype = (np.uint8 if width <= 256 else
-               np.int16 if width < (1 << 15) else np.int32)
+  arg_dtype = np.uint8 if width <= 256 else np.int16 if width < (1 << 15) else np.int32
   if max_shots is None:
-    max_shots = min(-(-n // 4), _KTS_POINTER_BYTES //
-                    (np.dtype(arg_dtype).itemsize * (n + 1)))
+    max_shots = min(-(-n // 4), _KTS_POINTER_BYTES // (np.dtype(arg_dtype).itemsize * (n + 1)))
     max_shots = max(1, max_shots, -(-n // lmax))
   max_shots = _int_scalar(max_shots, "max_shots")
   if max_shots < 1:
@@ -275,8 +279,9 @@ def _kts_limits(n: int, max_shots: int | None, lmin: int, lmax: int | None,
   max_ncp = min(max_shots, n // lmin) - 1
   min_ncp = -(-n // lmax) - 1
   if max_ncp < min_ncp:
-    raise ValueError(f"{n} steps cannot be cut into at most {max_shots} shots "
-                     f"of {lmin}..{lmax} steps")
+    raise ValueError(
+      f"{n} steps cannot be cut into at most {max_shots} shots of {lmin}..{lmax} steps"
+    )
   return lmin, lmax, arg_dtype, max_ncp
 
 
@@ -330,8 +335,7 @@ def knapsack(values: Any, weights: Any, capacity: int) -> list[int]:
     raise ValueError("values contain NaN or infinite values")
   w = _int_array(weights, "weights", allow_empty=True)
   if w.shape != v.shape:
-    raise ValueError(f"values and weights differ in length: {v.shape[0]} vs "
-                     f"{w.shape[0]}")
+    raise ValueError(f"values and weights differ in length: {v.shape[0]} vs {w.shape[0]}")
   if np.any(w < 0):
     raise ValueError(f"weights must be >= 0, got {int(w.min())}")
   capacity = _int_scalar(capacity, "capacity")
@@ -343,16 +347,18 @@ def knapsack(values: Any, weights: Any, capacity: int) -> list[int]:
   cap = int(min(capacity, w[fits].sum()))
   row_bytes = (cap + 8) // 8
   if fits.size * row_bytes > _KNAPSACK_MAX_TABLE_BYTES:
-    raise ValueError(f"knapsack of {fits.size} items x capacity {cap} needs "
-                     f"{fits.size * row_bytes / 2**30:.1f} GiB; reduce the "
-                     "capacity resolution (e.g. weigh shots in coarser units)")
+    raise ValueError(
+      f"knapsack of {fits.size} items x capacity {cap} needs "
+      f"{fits.size * row_bytes / 2**30:.1f} GiB; reduce the "
+      "capacity resolution (e.g. weigh shots in coarser units)"
+    )
   best = np.zeros(cap + 1)
   cand = np.empty(cap + 1)
   take = np.zeros(cap + 1, bool)
   keep = np.empty((fits.size, row_bytes), np.uint8)
   for row, i in enumerate(fits):
     wi = int(w[i])
-    np.add(best[:cap + 1 - wi], v[i], out=cand[wi:])
+    np.add(best[: cap + 1 - wi], v[i], out=cand[wi:])
     take[:wi] = False
     np.greater(cand[wi:], best[wi:], out=take[wi:])
     np.copyto(best, cand, where=take)
@@ -397,11 +403,9 @@ def upsample_scores(scores: Any, positions: Any, n_frames: int) -> np.ndarray:
   s = _float_array(scores, "scores", 1)
   pos = _int_array(positions, "positions")
   if pos.shape != s.shape:
-    raise ValueError(f"scores and positions differ in length: {s.shape[0]} vs "
-                     f"{pos.shape[0]}")
+    raise ValueError(f"scores and positions differ in length: {s.shape[0]} vs {pos.shape[0]}")
   if pos[0] < 0 or pos[-1] >= n_frames:
-    raise ValueError(f"positions must lie in [0, {n_frames}), got "
-                     f"{pos[0]}..{pos[-1]}")
+    raise ValueError(f"positions must lie in [0, {n_frames}), got {pos[0]}..{pos[-1]}")
   if np.any(np.diff(pos) <= 0):
     raise ValueError("positions must be strictly increasing")
   counts = np.diff(np.append(pos, n_frames))
@@ -416,9 +420,13 @@ def shot_means(scores: np.ndarray, segments: np.ndarray) -> np.ndarray:
   return np.add.reduceat(scores, segments[:, 0]) / (segments[:, 1] - segments[:, 0] + 1)
 
 
-def _keyshot_summary(frame_scores: np.ndarray, cps: np.ndarray,
-                     n_frames: int, proportion: float,
-                     value_scale: float | None) -> np.ndarray:
+def _keyshot_summary(
+  frame_scores: np.ndarray,
+  cps: np.ndarray,
+  n_frames: int,
+  proportion: float,
+  value_scale: float | None,
+) -> np.ndarray:
   """Mean score per shot -> knapsack at `proportion` -> `[n_frames]` int8."""
   lengths = cps[:, 1] - cps[:, 0] + 1
   shot_scores = shot_means(frame_scores, cps)
@@ -439,13 +447,15 @@ def _check_value_scale(value_scale: float | None) -> float | None:
   return scale
 
 
-def generate_summary(scores: Any,
-                     change_points: Any,
-                     n_frames: int,
-                     positions: Any,
-                     proportion: float = 0.15,
-                     *,
-                     value_scale: float | None = None) -> np.ndarray:
+def generate_summary(
+  scores: Any,
+  change_points: Any,
+  n_frames: int,
+  positions: Any,
+  proportion: float = 0.15,
+  *,
+  value_scale: float | None = None,
+) -> np.ndarray:
   """Keyframe scores -> keyshot summary (vsumm-reinforce `generate_summary`).
 
   Scores are spread to every frame (`upsample_scores`), each shot gets the
@@ -468,16 +478,18 @@ def generate_summary(scores: Any,
   n_frames = _int_scalar(n_frames, "n_frames")
   frame_scores = upsample_scores(scores, positions, n_frames)
   cps = check_change_points(change_points, n_frames)
-  return _keyshot_summary(frame_scores, cps, n_frames,
-                          _check_proportion(proportion),
-                          _check_value_scale(value_scale))
+  return _keyshot_summary(
+    frame_scores, cps, n_frames, _check_proportion(proportion), _check_value_scale(value_scale)
+  )
 
 
-def user_summaries_from_scores(user_scores: Any,
-                               change_points: Any,
-                               proportion: float = 0.15,
-                               *,
-                               value_scale: float | None = None) -> np.ndarray:
+def user_summaries_from_scores(
+  user_scores: Any,
+  change_points: Any,
+  proportion: float = 0.15,
+  *,
+  value_scale: float | None = None,
+) -> np.ndarray:
   """Each annotator's frame scores -> keyshot summary (as `generate_summary`).
 
   This is how the TVSum user summaries of the Zhang et al. h5 files are made
@@ -497,21 +509,16 @@ def user_summaries_from_scores(user_scores: Any,
   cps = check_change_points(change_points, n_frames)
   proportion = _check_proportion(proportion)
   value_scale = _check_value_scale(value_scale)
-  return np.stack([
-      _keyshot_summary(row, cps, n_frames, proportion, value_scale)
-      for row in u
-  ])
+  return np.stack([_keyshot_summary(row, cps, n_frames, proportion, value_scale) for row in u])
 
 
 # ---------------------------------------------------------------------------
 # Metrics.
 
 
-def evaluate_summary(summary: Any,
-                     user_summary: Any,
-                     reduce: str,
-                     *,
-                     max_length_mismatch: int | None = 5) -> float:
+def evaluate_summary(
+  summary: Any, user_summary: Any, reduce: str, *, max_length_mismatch: int | None = 5
+) -> float:
   """Keyshot F1 (percent) of a summary against every user summary.
 
   Both are binarised (> 0).  When the prediction is longer than the user
@@ -537,8 +544,10 @@ def evaluate_summary(summary: Any,
   n = users.shape[1]
   diff = abs(pred.shape[0] - n)
   if max_length_mismatch is not None and diff > max_length_mismatch:
-    raise ValueError(f"summary has {pred.shape[0]} frames but user_summary "
-                     f"has {n} (more than {max_length_mismatch} apart)")
+    raise ValueError(
+      f"summary has {pred.shape[0]} frames but user_summary "
+      f"has {n} (more than {max_length_mismatch} apart)"
+    )
   pred = np.pad(pred[:n], (0, max(0, n - pred.shape[0])))
   overlap = users.astype(np.int64) @ pred.astype(np.int64)
   n_pred = int(pred.sum())
@@ -601,22 +610,23 @@ def rank_correlation(scores: Any, user_scores: Any) -> dict[str, float]:
   s = _float_array(scores, "scores", 1)
   u = _float_array(user_scores, "user_scores", 2)
   if u.shape[1] != s.shape[0]:
-    raise ValueError(f"scores have {s.shape[0]} frames but user_scores have "
-                     f"{u.shape[1]}")
+    raise ValueError(f"scores have {s.shape[0]} frames but user_scores have {u.shape[1]}")
   if s.shape[0] < 2:
     raise ValueError("rank correlation needs at least 2 frames")
   kendall = [kendall_tau_b(s, row) for row in u]
   spearman = spearman_matrix(s[None], u)[0]
-  return {"kendall": float(np.mean(kendall)),
-          "spearman": float(np.mean(spearman))}
+  return {"kendall": float(np.mean(kendall)), "spearman": float(np.mean(spearman))}
 
 
 def _concept_matrix(shot_concepts: Any) -> np.ndarray:
   """`[n_shots, n_concepts]` 0/1 float array from an array or from sets."""
   if isinstance(shot_concepts, np.ndarray) and shot_concepts.ndim == 2:
     m = shot_concepts
-  elif (isinstance(shot_concepts, Sequence) and shot_concepts and
-        all(isinstance(c, (set, frozenset)) for c in shot_concepts)):
+  elif (
+    isinstance(shot_concepts, Sequence)
+    and shot_concepts
+    and all(isinstance(c, (set, frozenset)) for c in shot_concepts)
+  ):
     labels: dict[Hashable, int] = {}
     for concepts in shot_concepts:
       for c in concepts:
@@ -630,22 +640,23 @@ def _concept_matrix(shot_concepts: Any) -> np.ndarray:
   try:
     m = np.asarray(m, np.float64)
   except (TypeError, ValueError):
-    raise ValueError("shot_concepts must be a [n_shots, n_concepts] 0/1 array "
-                     "or a sequence of sets") from None
+    raise ValueError(
+      "shot_concepts must be a [n_shots, n_concepts] 0/1 array or a sequence of sets"
+    ) from None
   if m.ndim != 2 or m.shape[0] == 0:
-    raise ValueError("shot_concepts must be a [n_shots, n_concepts] 0/1 array "
-                     f"or a sequence of sets, got shape {m.shape}")
+    raise ValueError(
+      "shot_concepts must be a [n_shots, n_concepts] 0/1 array "
+      f"or a sequence of sets, got shape {m.shape}"
+    )
   if not np.all((m == 0) | (m == 1)):
     raise ValueError("shot_concepts must hold only 0 and 1")
   return m
 
 
 def _shot_indices(shots: Any, n_shots: int, name: str) -> np.ndarray:
-  idx = _int_array(shots if isinstance(shots, np.ndarray) else list(shots),
-                   name, allow_empty=True)
+  idx = _int_array(shots if isinstance(shots, np.ndarray) else list(shots), name, allow_empty=True)
   if idx.size and (idx.min() < 0 or idx.max() >= n_shots):
-    raise ValueError(f"{name} must index shots 0..{n_shots - 1}, got "
-                     f"{idx.min()}..{idx.max()}")
+    raise ValueError(f"{name} must index shots 0..{n_shots - 1}, got {idx.min()}..{idx.max()}")
   if np.unique(idx).size != idx.size:
     raise ValueError(f"{name} lists a shot more than once")
   return idx
@@ -660,9 +671,11 @@ def concept_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return iou
 
 
-def qfvs_evaluate(predicted_shots: Iterable[int] | np.ndarray,
-                  user_shots: Iterable[int] | np.ndarray,
-                  shot_concepts: Any) -> dict[str, float]:
+def qfvs_evaluate(
+  predicted_shots: Iterable[int] | np.ndarray,
+  user_shots: Iterable[int] | np.ndarray,
+  shot_concepts: Any,
+) -> dict[str, float]:
   """QFVS semantic precision / recall / F1 (Sharghi et al., CVPR 2017).
 
   Shot similarity is the IoU of the shots' concept sets (0 when both are

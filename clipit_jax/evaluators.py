@@ -34,6 +34,7 @@ class KeyshotTruth:
   inclusive source-frame ranges (KTS); user_summary `[users, n_frames]` 0/1;
   user_scores `[users, n_frames]` each annotator's frame scores; gtscore `[n_steps]`.
   """
+
   protocol: ClassVar[str] = 'keyshot'
   metrics: ClassVar[tuple[str, ...]] = ('f1', 'kendall', 'spearman')
 
@@ -49,8 +50,9 @@ class KeyshotTruth:
 
   def evaluate(self, scores: np.ndarray, proportion: float = 0.15) -> dict[str, float]:
     """F1 of the keyshot summary of `scores` `[n_steps]`, and its Kendall and Spearman."""
-    summary = evaluation.generate_summary(scores, self.change_points, self.n_frames, self.picks,
-                                          proportion)
+    summary = evaluation.generate_summary(
+      scores, self.change_points, self.n_frames, self.picks, proportion
+    )
     row = {'f1': evaluation.evaluate_summary(summary, self.user_summary, self.f1_reduction)}
     frame_scores = evaluation.upsample_scores(scores, self.picks, self.n_frames)
     user_scores = np.asarray(self.user_scores, np.float64)
@@ -63,6 +65,7 @@ class KeyshotTruth:
 class QfvsTruth:
   """A QFVS video-query pair: shot_of_frame `[n_steps]`, shot_concepts `[shots, concepts]`,
   the oracle summary `[shots]` 0/1 and the users' summaries `[users, shots]` 0/1."""
+
   protocol: ClassVar[str] = 'qfvs'
   metrics: ClassVar[tuple[str, ...]] = ('precision', 'recall', 'f1')
 
@@ -77,8 +80,10 @@ class QfvsTruth:
     per_shot = shot_scores(scores, self.shot_of_frame, self.shot_concepts.shape[0])
     budget = int(np.sum(self.oracle))
     predicted = np.sort(np.argsort(-per_shot, kind='stable')[:budget])
-    rows = [evaluation.qfvs_evaluate(predicted, np.flatnonzero(user), self.shot_concepts)
-            for user in self.user_shots]
+    rows = [
+      evaluation.qfvs_evaluate(predicted, np.flatnonzero(user), self.shot_concepts)
+      for user in self.user_shots
+    ]
     return {k: float(np.mean([r[k] for r in rows])) for k in self.metrics}
 
 
@@ -89,8 +94,15 @@ def shot_scores(frame_scores: np.ndarray, shot_of_frame: np.ndarray, n_shots: in
   return np.where(count > 0, total / np.maximum(count, 1), -np.inf)
 
 
-def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
-                text_mask: np.ndarray, window: int, batch_size: int = 16) -> np.ndarray:
+def score_video(
+  apply_fn,
+  params: Any,
+  frames: np.ndarray,
+  text: np.ndarray,
+  text_mask: np.ndarray,
+  window: int,
+  batch_size: int = 16,
+) -> np.ndarray:
   """Scores every frame of one video of any length.
 
   Args:
@@ -108,8 +120,9 @@ def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
   n_windows = windows.shape[0]
   batch_size = max(1, min(batch_size, n_windows))
   scores = []
-  for (chunk, chunk_mask), real in input_pipeline.fixed_shape_batches([windows, mask],
-                                                                      batch_size, pad='zeros'):
+  for (chunk, chunk_mask), real in input_pipeline.fixed_shape_batches(
+    [windows, mask], batch_size, pad='zeros'
+  ):
     texts = np.broadcast_to(text, (batch_size,) + text.shape)
     texts_mask = np.broadcast_to(text_mask, (batch_size,) + text_mask.shape)
     out = apply_fn({'params': params}, chunk, chunk_mask, texts, texts_mask)
@@ -119,29 +132,33 @@ def score_video(apply_fn, params: Any, frames: np.ndarray, text: np.ndarray,
   return input_pipeline.stitch_windows(np.concatenate(scores), frames.shape[0])
 
 
-def score_videos(apply_fn: Callable, params: Any, videos: Sequence[input_pipeline.Video],
-                 window: int) -> list[np.ndarray]:
+def score_videos(
+  apply_fn: Callable, params: Any, videos: Sequence[input_pipeline.Video], window: int
+) -> list[np.ndarray]:
   """Per-video scores `[n_steps]`; `apply_fn` should be jitted (shapes are fixed per window)."""
-  return [score_video(apply_fn, params, v.features, v.text, v.text_mask, window)
-          for v in videos]
+  return [score_video(apply_fn, params, v.features, v.text, v.text_mask, window) for v in videos]
 
 
-def evaluate_scores(videos: Sequence[input_pipeline.Video],
-                    scores: Sequence[np.ndarray]) -> dict[str, Any]:
+def evaluate_scores(
+  videos: Sequence[input_pipeline.Video], scores: Sequence[np.ndarray]
+) -> dict[str, Any]:
   """Evaluates given per-video scores; returns {'metrics': mean over videos, 'rows': per video}."""
   if not videos:
     raise ValueError('no videos to evaluate')
   protocols = {v.truth.protocol for v in videos}
   if len(protocols) != 1:
     raise ValueError(f'cannot average over mixed protocols {sorted(protocols)}')
-  rows = [dict(dataset=v.ref[0], video=v.ref[1], protocol=v.truth.protocol,
-               **v.truth.evaluate(s)) for v, s in zip(videos, scores)]
+  rows = [
+    dict(dataset=v.ref[0], video=v.ref[1], protocol=v.truth.protocol, **v.truth.evaluate(s))
+    for v, s in zip(videos, scores)
+  ]
   keys = videos[0].truth.metrics
   return dict(metrics={k: float(np.mean([r[k] for r in rows])) for k in keys}, rows=rows)
 
 
-def evaluate_videos(apply_fn: Callable, params: Any, videos: Sequence[input_pipeline.Video],
-                    window: int) -> dict[str, Any]:
+def evaluate_videos(
+  apply_fn: Callable, params: Any, videos: Sequence[input_pipeline.Video], window: int
+) -> dict[str, Any]:
   """Scores videos with the model and evaluates them (`evaluate_scores`)."""
   if not videos:
     raise ValueError('no videos to evaluate')

@@ -27,8 +27,15 @@ RESULT_FILE = 'result.json'
 
 
 # The `config.data` fields that choose the videos: a workdir trained on others cannot resume.
-VIDEO_FIELDS = ('dataset', 'setting', 'split', 'splits_file', 'features', 'part',
-                'validation_fraction')
+VIDEO_FIELDS = (
+  'dataset',
+  'setting',
+  'split',
+  'splits_file',
+  'features',
+  'part',
+  'validation_fraction',
+)
 
 
 def finished_result(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:
@@ -46,8 +53,10 @@ def finished_result(config: ml_collections.ConfigDict, workdir: str) -> dict[str
   if result.get('splits_file'):
     current = split_files.read(config.data.splits_file).sha256
     if current != result['splits_file']['sha256']:
-      raise ValueError(f'{config.data.splits_file} has changed since {workdir} was trained on '
-                       'it; use a new workdir')
+      raise ValueError(
+        f'{config.data.splits_file} has changed since {workdir} was trained on '
+        'it; use a new workdir'
+      )
   return result
 
 
@@ -57,11 +66,15 @@ def check_same_videos(config: ml_collections.ConfigDict, workdir: str) -> None:
   if not os.path.exists(os.path.join(workdir, checkpoints.CONFIG_FILE)):
     return
   saved = checkpoints.load_config(workdir).data
-  changed = [f'data.{k} {saved.get(k)!r} -> {config.data.get(k)!r}' for k in VIDEO_FIELDS
-             if saved.get(k) != config.data.get(k)]
+  changed = [
+    f'data.{k} {saved.get(k)!r} -> {config.data.get(k)!r}'
+    for k in VIDEO_FIELDS
+    if saved.get(k) != config.data.get(k)
+  ]
   if changed:
-    raise ValueError(f'{workdir} holds a run on other videos ({", ".join(changed)}); '
-                     'use a new workdir')
+    raise ValueError(
+      f'{workdir} holds a run on other videos ({", ".join(changed)}); use a new workdir'
+    )
 
 
 def best_test_epoch(workdir: str, metric: str = 'f1') -> dict[str, Any] | None:
@@ -77,8 +90,10 @@ def best_test_epoch(workdir: str, metric: str = 'f1') -> dict[str, Any] | None:
   if not epochs:
     return None
   best = max(epochs, key=lambda e: e[f'test_{metric}'])  # The first of equal ones.
-  return dict(epoch=best['epoch'], metrics={k[len('test_'):]: v for k, v in best.items()
-                                            if k.startswith('test_')})
+  return dict(
+    epoch=best['epoch'],
+    metrics={k[len('test_') :]: v for k, v in best.items() if k.startswith('test_')},
+  )
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -97,19 +112,26 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   train.train_and_evaluate(config, workdir)
   seconds = time.time() - start
   evaluated = train.evaluate_checkpoint(workdir, 'test', 'best')
-  result = dict(metrics=evaluated['metrics'], epoch=evaluated['epoch'], seconds=seconds,
-                videos=evaluated['videos'], split_fingerprint=evaluated['split_fingerprint'],
-                best_test_epoch=best_test_epoch(workdir),
-                splits_file=evaluated.get('splits_file'),
-                config=json.loads(config.to_json_best_effort()))
+  result = dict(
+    metrics=evaluated['metrics'],
+    epoch=evaluated['epoch'],
+    seconds=seconds,
+    videos=evaluated['videos'],
+    split_fingerprint=evaluated['split_fingerprint'],
+    best_test_epoch=best_test_epoch(workdir),
+    splits_file=evaluated.get('splits_file'),
+    config=json.loads(config.to_json_best_effort()),
+  )
   files.write_text(os.path.join(workdir, RESULT_FILE), json.dumps(result, indent=2))
   return result
 
 
 def mean_std(metrics: Sequence[dict[str, float]]) -> dict[str, tuple[float, float]]:
   """{name: (mean, std)} over runs (population std, as the field reports over splits)."""
-  return {k: (float(np.mean([m[k] for m in metrics])), float(np.std([m[k] for m in metrics])))
-          for k in metrics[0]}
+  return {
+    k: (float(np.mean([m[k] for m in metrics])), float(np.std([m[k] for m in metrics])))
+    for k in metrics[0]
+  }
 
 
 def format_mean_std(value: tuple[float, float], digits: int) -> str:

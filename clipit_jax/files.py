@@ -65,8 +65,9 @@ def exclusive_lock(path: PathLike, advice: str = '') -> Iterator[None]:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       holder = os.pread(fd, 256, 0).decode(errors='replace').strip() or 'another process'
-      raise LockedError(f'{path} is locked by {holder}' + (f'; {advice}' if advice else '')
-                        ) from None
+      raise LockedError(
+        f'{path} is locked by {holder}' + (f'; {advice}' if advice else '')
+      ) from None
     since = datetime.datetime.now().isoformat(sep=' ', timespec='seconds')
     os.ftruncate(fd, 0)
     os.pwrite(fd, f'pid {os.getpid()} on {socket.gethostname()} since {since}\n'.encode(), 0)

@@ -27,6 +27,7 @@ _MAX_LEVELS = 32
 
 class TvsumVideo(NamedTuple):
   """One TVSum video: category code and `[users, n_frames]` int8 scores."""
+
   category: str
   user_scores: np.ndarray
 
@@ -39,16 +40,13 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
     if data[:2] == b"\x1f\x8b":
       data = gzip.decompress(data)
   except FileNotFoundError:
-    raise ValueError(f"TVSum annotation file {os.fspath(path)!r} does not "
-                     "exist") from None
+    raise ValueError(f"TVSum annotation file {os.fspath(path)!r} does not exist") from None
   except (OSError, EOFError) as e:
-    raise ValueError(f"cannot read TVSum annotation file {os.fspath(path)!r}: "
-                     f"{e}") from None
+    raise ValueError(f"cannot read TVSum annotation file {os.fspath(path)!r}: {e}") from None
   return data
 
 
-def load_tvsum_annotations(
-    path: str | os.PathLike[str]) -> dict[str, TvsumVideo]:
+def load_tvsum_annotations(path: str | os.PathLike[str]) -> dict[str, TvsumVideo]:
   """Reads `ydata-anno.tsv[.gz]` into {video id: TvsumVideo}, in file order.
 
   Args:
@@ -73,28 +71,31 @@ def load_tvsum_annotations(
       continue
     fields = line.split(b"\t")
     if len(fields) != 3:
-      raise ValueError(f"{name}:{lineno}: expected 3 tab-separated fields "
-                       f"(video id, category, scores), got {len(fields)}")
+      raise ValueError(
+        f"{name}:{lineno}: expected 3 tab-separated fields "
+        f"(video id, category, scores), got {len(fields)}"
+      )
     try:
       video, category = fields[0].decode().strip(), fields[1].decode().strip()
     except UnicodeDecodeError:
-      raise ValueError(f"{name}:{lineno}: video id or category is not "
-                       "text") from None
+      raise ValueError(f"{name}:{lineno}: video id or category is not text") from None
     if not video or not category:
       raise ValueError(f"{name}:{lineno}: empty video id or category")
     scores = fields[2].strip()
     if not _SCORES.fullmatch(scores):
-      raise ValueError(f"{name}:{lineno}: scores must be comma-separated "
-                       "integers 1-5")
+      raise ValueError(f"{name}:{lineno}: scores must be comma-separated integers 1-5")
     frames = np.frombuffer(scores[::2], np.uint8).astype(np.int8) - ord("0")
     if categories.setdefault(video, category) != category:
-      raise ValueError(f"{name}:{lineno}: video {video} has category "
-                       f"{category}, earlier {categories[video]}")
+      raise ValueError(
+        f"{name}:{lineno}: video {video} has category {category}, earlier {categories[video]}"
+      )
     previous = rows.setdefault(video, [])
     if previous and previous[0].shape != frames.shape:
-      raise ValueError(f"{name}:{lineno}: video {video} has "
-                       f"{frames.shape[0]} frame scores, earlier "
-                       f"{previous[0].shape[0]}")
+      raise ValueError(
+        f"{name}:{lineno}: video {video} has "
+        f"{frames.shape[0]} frame scores, earlier "
+        f"{previous[0].shape[0]}"
+      )
     previous.append(frames)
   if not rows:
     raise ValueError(f"{name}: no annotations found")
@@ -119,13 +120,12 @@ def _pairwise_kendall_levels(codes: np.ndarray, levels: int) -> np.ndarray:
   # below[..., a, b]: count with row level > a and column level < b.
   rows_after = np.cumsum(tables[..., ::-1, :], axis=-2)[..., ::-1, :]
   rows_after = np.concatenate(
-      [rows_after[..., 1:, :], np.zeros_like(rows_after[..., :1, :])], axis=-2)
+    [rows_after[..., 1:, :], np.zeros_like(rows_after[..., :1, :])], axis=-2
+  )
   after = np.cumsum(rows_after[..., ::-1], axis=-1)[..., ::-1]
-  above = np.concatenate([after[..., 1:], np.zeros_like(after[..., :1])],
-                         axis=-1)
+  above = np.concatenate([after[..., 1:], np.zeros_like(after[..., :1])], axis=-1)
   before = np.cumsum(rows_after, axis=-1)
-  below = np.concatenate([np.zeros_like(before[..., :1]), before[..., :-1]],
-                         axis=-1)
+  below = np.concatenate([np.zeros_like(before[..., :1]), before[..., :-1]], axis=-1)
   con_minus_dis = np.sum(tables * (above - below), axis=(-2, -1))
   counts = np.stack([np.bincount(c, minlength=levels) for c in codes])
   ties = np.sum(counts * (counts - 1) // 2, axis=1)
@@ -167,12 +167,11 @@ def human_rank_correlation(user_scores: Any) -> dict[str, float]:
   u = evaluation._float_array(user_scores, "user_scores", 2)
   users, n = u.shape
   if users < 2 or n < 2:
-    raise ValueError(f"need >= 2 annotators and >= 2 frames, got shape "
-                     f"{u.shape}")
+    raise ValueError(f"need >= 2 annotators and >= 2 frames, got shape {u.shape}")
   off = ~np.eye(users, dtype=bool)
   return {
-      "kendall": float(pairwise_kendall(u)[off].mean()),
-      "spearman": float(evaluation.spearman_matrix(u, u)[off].mean()),
+    "kendall": float(pairwise_kendall(u)[off].mean()),
+    "spearman": float(evaluation.spearman_matrix(u, u)[off].mean()),
   }
 
 
@@ -181,12 +180,10 @@ def tvsum_human_baseline(videos: Mapping[str, TvsumVideo]) -> dict[str, float]:
   if not videos:
     raise ValueError("no videos to evaluate")
   per_video = [human_rank_correlation(v.user_scores) for v in videos.values()]
-  return {k: float(np.mean([r[k] for r in per_video]))
-          for k in ("kendall", "spearman")}
+  return {k: float(np.mean([r[k] for r in per_video])) for k in ("kendall", "spearman")}
 
 
-def human_baseline_main(dataset: str,
-                        anno_path: str | os.PathLike[str]) -> dict[str, float]:
+def human_baseline_main(dataset: str, anno_path: str | os.PathLike[str]) -> dict[str, float]:
   """Human baseline for `eval.py --human-baseline DATASET --anno PATH`.
 
   Args:
@@ -197,8 +194,9 @@ def human_baseline_main(dataset: str,
     {'kendall': ..., 'spearman': ...} (0.177 / 0.204 on the real file).
   """
   if dataset.lower() != "tvsum":
-    raise ValueError(f"the human rank-correlation baseline needs TVSum's "
-                     f"per-frame scores; got dataset {dataset!r}")
+    raise ValueError(
+      f"the human rank-correlation baseline needs TVSum's per-frame scores; got dataset {dataset!r}"
+    )
   result = tvsum_human_baseline(load_tvsum_annotations(anno_path))
   if not all(math.isfinite(v) for v in result.values()):
     raise ValueError(f"{os.fspath(anno_path)}: baseline is not finite")

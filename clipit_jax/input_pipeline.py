@@ -27,6 +27,7 @@ class Video:
   `truth` is what its protocol compares the scores with (evaluators.KeyshotTruth or
   evaluators.QfvsTruth; None for videos that are only trained on).
   """
+
   ref: tuple[str, str]
   features: np.ndarray
   labels: np.ndarray
@@ -57,9 +58,13 @@ def stitch_windows(windows: np.ndarray, length: int) -> np.ndarray:
   return windows.reshape((-1,) + windows.shape[2:])[:length]
 
 
-def fixed_shape_batches(arrays: Sequence[np.ndarray], batch_size: int, *,
-                        bucket: Callable[[int], int] | None = None,
-                        pad: str = 'edge') -> Iterator[tuple[list[np.ndarray], int]]:
+def fixed_shape_batches(
+  arrays: Sequence[np.ndarray],
+  batch_size: int,
+  *,
+  bucket: Callable[[int], int] | None = None,
+  pad: str = 'edge',
+) -> Iterator[tuple[list[np.ndarray], int]]:
   """Consecutive batches of `arrays` (one leading size n), padded so a jitted call sees
   fixed shapes: yields (the padded parts, how many rows are real).
 
@@ -69,12 +74,18 @@ def fixed_shape_batches(arrays: Sequence[np.ndarray], batch_size: int, *,
   if pad not in ('edge', 'zeros'):
     raise ValueError(f"unknown pad {pad!r}; expected 'edge' or 'zeros'")
   for start in range(0, len(arrays[0]), batch_size):
-    parts = [a[start:start + batch_size] for a in arrays]
+    parts = [a[start : start + batch_size] for a in arrays]
     real = len(parts[0])
     size = bucket(real) if bucket else batch_size
     if size > real:
-      parts = [np.pad(p, [(0, size - real)] + [(0, 0)] * (p.ndim - 1),
-                      mode='edge' if pad == 'edge' else 'constant') for p in parts]
+      parts = [
+        np.pad(
+          p,
+          [(0, size - real)] + [(0, 0)] * (p.ndim - 1),
+          mode='edge' if pad == 'edge' else 'constant',
+        )
+        for p in parts
+      ]
     yield parts, real
 
 
@@ -114,8 +125,10 @@ def video_windows(videos: list[Video], window: int) -> Batch:
   if not videos:
     raise ValueError('no videos to make windows of')
   tables, first_window = [], {}
-  fields: dict[str, list[np.ndarray]] = {k: [] for k in (
-      'window_id', 'frame_mask', 'labels', 'importance', 'text', 'text_mask', 'video_index')}
+  fields: dict[str, list[np.ndarray]] = {
+    k: []
+    for k in ('window_id', 'frame_mask', 'labels', 'importance', 'text', 'text_mask', 'video_index')
+  }
   n_table = 0
   for i, video in enumerate(videos):
     n = video.features.shape[0]
@@ -130,7 +143,9 @@ def video_windows(videos: list[Video], window: int) -> Batch:
     fields['importance'].append(split_into_windows(video.importance.astype(np.float32), window)[0])
     fields['window_id'].append(first_window[id(video.features)] + np.arange(n_windows))
     fields['text'].append(np.broadcast_to(video.text, (n_windows,) + video.text.shape))
-    fields['text_mask'].append(np.broadcast_to(video.text_mask, (n_windows,) + video.text_mask.shape))
+    fields['text_mask'].append(
+      np.broadcast_to(video.text_mask, (n_windows,) + video.text_mask.shape)
+    )
     fields['video_index'].append(np.full((n_windows,), i, np.int32))
   windows = {k: np.concatenate(v) for k, v in fields.items()}
   windows['frame_table'] = np.concatenate(tables)
@@ -142,9 +157,17 @@ def padded_batch_size(batch_size: int, num_shards: int) -> int:
   return -(-batch_size // num_shards) * num_shards
 
 
-def epoch_batches(windows: Batch, batch_size: int, *, seed: int, epoch: int,
-                  shuffle: bool = True, process_index: int = 0, process_count: int = 1,
-                  local_devices: int = 1) -> Iterator[Batch]:
+def epoch_batches(
+  windows: Batch,
+  batch_size: int,
+  *,
+  seed: int,
+  epoch: int,
+  shuffle: bool = True,
+  process_index: int = 0,
+  process_count: int = 1,
+  local_devices: int = 1,
+) -> Iterator[Batch]:
   """One epoch of this host's share of global batches, shaped `[local_devices, per_device, ...]`.
 
   The order depends only on (seed, epoch), so every host agrees on it and a resumed
@@ -157,17 +180,21 @@ def epoch_batches(windows: Batch, batch_size: int, *, seed: int, epoch: int,
   host_size = global_size // process_count
   per_sample = ('frame_mask', 'labels', 'importance', 'text', 'text_mask')
   for start in range(0, n, global_size):
-    index = order[start:start + global_size]
+    index = order[start : start + global_size]
     batch = {k: windows[k][index] for k in per_sample}
     batch['frames'] = windows['frame_table'][windows['window_id'][index]]
     pad = global_size - len(index)
     if pad:
-      batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
-               for k, v in batch.items()}
-    host = {k: v[process_index * host_size:(process_index + 1) * host_size]
-            for k, v in batch.items()}
-    yield {k: v.reshape((local_devices, host_size // local_devices) + v.shape[1:])
-           for k, v in host.items()}
+      batch = {
+        k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in batch.items()
+      }
+    host = {
+      k: v[process_index * host_size : (process_index + 1) * host_size] for k, v in batch.items()
+    }
+    yield {
+      k: v.reshape((local_devices, host_size // local_devices) + v.shape[1:])
+      for k, v in host.items()
+    }
 
 
 def num_batches(num_windows: int, batch_size: int, num_shards: int) -> int:

@@ -88,7 +88,8 @@ def diversity_loss(scores: Array, features: Array, mask: Array) -> Array:
   """
   weights = mask.astype(features.dtype)[..., None]
   mean = jnp.sum(features * weights, axis=1, keepdims=True) / jnp.maximum(
-      jnp.sum(weights, axis=1, keepdims=True), 1.0)
+    jnp.sum(weights, axis=1, keepdims=True), 1.0
+  )
   centred = features - mean
   unit = centred / jnp.maximum(jnp.linalg.norm(centred, axis=-1, keepdims=True), _EPS)
   similarity = jnp.einsum('btd,bsd->bts', unit, unit)
@@ -125,8 +126,9 @@ def length_loss(scores: Array, mask: Array, rate: float) -> Array:
   return jnp.abs(mean - rate)
 
 
-def per_sample_losses(outputs: dict[str, Array], batch: dict[str, Array],
-                      config: ml_collections.ConfigDict) -> dict[str, Array]:
+def per_sample_losses(
+  outputs: dict[str, Array], batch: dict[str, Array], config: ml_collections.ConfigDict
+) -> dict[str, Array]:
   """The three losses and their weighted total, each `[B]`.
 
   `config.loss` is 'supervised' (a*Lc + b*Ld + l*Lr with `config.loss_weights`, Lc
@@ -135,15 +137,17 @@ def per_sample_losses(outputs: dict[str, Array], batch: dict[str, Array],
   """
   mask = batch['frame_mask']
   losses = dict(
-      diversity=diversity_loss(outputs['scores'], batch['frames'], mask),
-      reconstruction=reconstruction_loss(outputs['reconstruction'], batch['frames'], mask))
+    diversity=diversity_loss(outputs['scores'], batch['frames'], mask),
+    reconstruction=reconstruction_loss(outputs['reconstruction'], batch['frames'], mask),
+  )
   if config.loss == 'supervised':
-    losses['classification'] = supervision_loss(outputs, batch,
-                                                config.get('target', 'keyframes'))
+    losses['classification'] = supervision_loss(outputs, batch, config.get('target', 'keyframes'))
     w = config.loss_weights
-    losses['total'] = (w.classification * losses['classification']
-                       + w.diversity * losses['diversity']
-                       + w.reconstruction * losses['reconstruction'])
+    losses['total'] = (
+      w.classification * losses['classification']
+      + w.diversity * losses['diversity']
+      + w.reconstruction * losses['reconstruction']
+    )
   elif config.loss == 'unsupervised':
     losses['total'] = losses['diversity'] + losses['reconstruction']
     rate = config.get('summary_rate')

@@ -18,9 +18,11 @@ MATMUL_DTYPES = ('float32', 'bfloat16')
 def _bf16_contract(x: Array, w: Array, k: int) -> Array:
   """float32 `x[..., c1..ck] . w[c1..ck, ...]` computed from bfloat16 operands."""
   return jax.lax.dot_general(
-      x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
-      ((tuple(range(x.ndim - k, x.ndim)), tuple(range(k))), ((), ())),
-      preferred_element_type=jnp.float32)
+    x.astype(jnp.bfloat16),
+    w.astype(jnp.bfloat16),
+    ((tuple(range(x.ndim - k, x.ndim)), tuple(range(k))), ((), ())),
+    preferred_element_type=jnp.float32,
+  )
 
 
 def _bf16_contract_fwd(x, w, k):
@@ -34,19 +36,26 @@ def _bf16_contract_bwd(k, saved, g):
   g16 = g.astype(jnp.bfloat16)
   batch = x16.ndim - k  # g is [batch dims of x..., output dims of w...].
   dx = jax.lax.dot_general(
-      g16, w16, ((tuple(range(batch, g16.ndim)), tuple(range(k, w16.ndim))), ((), ())),
-      preferred_element_type=jnp.float32)
+    g16,
+    w16,
+    ((tuple(range(batch, g16.ndim)), tuple(range(k, w16.ndim))), ((), ())),
+    preferred_element_type=jnp.float32,
+  )
   dw = jax.lax.dot_general(
-      x16, g16, ((tuple(range(batch)), tuple(range(batch))), ((), ())),
-      preferred_element_type=jnp.float32)
+    x16,
+    g16,
+    ((tuple(range(batch)), tuple(range(batch))), ((), ())),
+    preferred_element_type=jnp.float32,
+  )
   return dx, dw
 
 
 _bf16_contract.defvjp(_bf16_contract_fwd, _bf16_contract_bwd)
 
 
-def bf16_dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None,
-                     preferred_element_type=None, **unused) -> Array:
+def bf16_dot_general(
+  lhs: Array, rhs: Array, dimension_numbers, precision=None, preferred_element_type=None, **unused
+) -> Array:
   """A `lax.dot_general` for Flax's Dense layers with bfloat16 operands, float32 results.
 
   Mixed precision for the weight matmuls only (forward and both gradients): CPUs with
@@ -58,13 +67,18 @@ def bf16_dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None,
   del precision, unused
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
   k = len(lhs_contract)
-  if (not lhs_batch and not rhs_batch and tuple(rhs_contract) == tuple(range(k))
-      and tuple(lhs_contract) == tuple(range(lhs.ndim - k, lhs.ndim))):
+  if (
+    not lhs_batch
+    and not rhs_batch
+    and tuple(rhs_contract) == tuple(range(k))
+    and tuple(lhs_contract) == tuple(range(lhs.ndim - k, lhs.ndim))
+  ):
     # float32 in, so the gradients (float32) match the inputs' dtype under any model.dtype.
     out = _bf16_contract(lhs.astype(jnp.float32), rhs.astype(jnp.float32), k)
     return out if preferred_element_type is None else out.astype(preferred_element_type)
-  return jax.lax.dot_general(lhs, rhs, dimension_numbers,
-                             preferred_element_type=preferred_element_type)
+  return jax.lax.dot_general(
+    lhs, rhs, dimension_numbers, preferred_element_type=preferred_element_type
+  )
 
 
 def dense_dot_general(config: ml_collections.ConfigDict):

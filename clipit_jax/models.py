@@ -25,11 +25,19 @@ TEXT_FUSIONS = ('concat', 'tokens', 'query')
 ATTENTIONS = ('einsum', 'dot_product_attention')
 
 
-def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | None = None,
-                          mask: Array | None = None, broadcast_dropout: bool = True,
-                          dropout_rng: Array | None = None, dropout_rate: float = 0.0,
-                          deterministic: bool = False, dtype: Any = None,
-                          precision: Any = None) -> Array:
+def dot_product_attention(
+  query: Array,
+  key: Array,
+  value: Array,
+  bias: Array | None = None,
+  mask: Array | None = None,
+  broadcast_dropout: bool = True,
+  dropout_rng: Array | None = None,
+  dropout_rate: float = 0.0,
+  deterministic: bool = False,
+  dtype: Any = None,
+  precision: Any = None,
+) -> Array:
   """Flax's `attention_fn` through `jax.nn.dot_product_attention` (XLA; cuDNN's fused kernel
   on a GPU where it applies). Shapes as Flax's: `[B, T, heads, head_dim]` in and out.
 
@@ -37,8 +45,19 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
   dropout is drawn (training with `attention_dropout_rate > 0`) this is Flax's own.
   """
   if dropout_rate > 0.0 and not deterministic:
-    return nn.dot_product_attention(query, key, value, bias, mask, broadcast_dropout,
-                                    dropout_rng, dropout_rate, deterministic, dtype, precision)
+    return nn.dot_product_attention(
+      query,
+      key,
+      value,
+      bias,
+      mask,
+      broadcast_dropout,
+      dropout_rng,
+      dropout_rate,
+      deterministic,
+      dtype,
+      precision,
+    )
   mask = None if mask is None else mask.astype(bool)  # Flax's masks are 0/1 floats.
   out = jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask)
   return out if dtype is None else out.astype(dtype)
@@ -73,6 +92,7 @@ class TextFusion(nn.Module):
   is the single token as it is (projected only when its width differs from the model's).
   Returns the tokens and their mask `[B, L']`.
   """
+
   fusion: str
   num_captions: int
   width: int
@@ -87,14 +107,19 @@ class TextFusion(nn.Module):
     text = jnp.where(text_mask[..., None], text, 0.0)
     if self.fusion == 'concat':
       if text.shape[1] != self.num_captions:
-        raise ValueError(f"text_fusion='concat' expects {self.num_captions} caption embeddings "
-                         f'per video, got {text.shape[1]}')
+        raise ValueError(
+          f"text_fusion='concat' expects {self.num_captions} caption embeddings "
+          f'per video, got {text.shape[1]}'
+        )
       flat = text.reshape(text.shape[0], 1, -1)
-      return (nn.Dense(self.width, dtype=self.dtype, dot_general=self.dot_general, name='fuse')(flat),
-              jnp.any(text_mask, axis=1, keepdims=True))
+      return (
+        nn.Dense(self.width, dtype=self.dtype, dot_general=self.dot_general, name='fuse')(flat),
+        jnp.any(text_mask, axis=1, keepdims=True),
+      )
     if self.fusion == 'tokens' or text.shape[-1] != self.width:
-      text = nn.Dense(self.width, dtype=self.dtype, dot_general=self.dot_general,
-                      name='project')(text)
+      text = nn.Dense(self.width, dtype=self.dtype, dot_general=self.dot_general, name='project')(
+        text
+      )
     return text, text_mask
 
 
@@ -108,6 +133,7 @@ class LanguageGuidedAttention(nn.Module):
   over {null, text} becomes a gate set by how well the frame matches the text. The
   residual path carries each frame's own information forward.
   """
+
   num_heads: int
   dropout_rate: float
   null_token: bool = True
@@ -116,18 +142,24 @@ class LanguageGuidedAttention(nn.Module):
   attention_fn: Any = nn.dot_product_attention
 
   @nn.compact
-  def __call__(self, frames: Array, frame_mask: Array, text: Array, text_mask: Array,
-               *, deterministic: bool) -> Array:
+  def __call__(
+    self, frames: Array, frame_mask: Array, text: Array, text_mask: Array, *, deterministic: bool
+  ) -> Array:
     has_text = jnp.any(text_mask, axis=1)
     if self.null_token:
       text = jnp.concatenate([jnp.zeros_like(text[:, :1]), text], axis=1)
       text_mask = jnp.concatenate([jnp.ones_like(text_mask[:, :1]), text_mask], axis=1)
     mask = nn.make_attention_mask(frame_mask, text_mask)
     attended = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, dtype=self.dtype, dropout_rate=self.dropout_rate,
-        deterministic=deterministic, qkv_dot_general=self.dot_general,
-        out_dot_general=self.dot_general, attention_fn=self.attention_fn,
-        name='attention')(frames, text, mask=mask)
+      num_heads=self.num_heads,
+      dtype=self.dtype,
+      dropout_rate=self.dropout_rate,
+      deterministic=deterministic,
+      qkv_dot_general=self.dot_general,
+      out_dot_general=self.dot_general,
+      attention_fn=self.attention_fn,
+      name='attention',
+    )(frames, text, mask=mask)
     attended = jnp.where(has_text[:, None, None], attended, 0.0)  # No text, no contribution.
     attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     return nn.LayerNorm(dtype=self.dtype, name='norm')(frames + attended)
@@ -141,21 +173,24 @@ class LanguageGuidedMlp(nn.Module):
   it has the attention block's interface and residual. A video without text gets no
   contribution, as in the attention block.
   """
+
   dropout_rate: float
   dtype: Any = jnp.float32
   dot_general: Any = None
 
   @nn.compact
-  def __call__(self, frames: Array, frame_mask: Array, text: Array, text_mask: Array,
-               *, deterministic: bool) -> Array:
+  def __call__(
+    self, frames: Array, frame_mask: Array, text: Array, text_mask: Array, *, deterministic: bool
+  ) -> Array:
     del frame_mask
     weights = text_mask.astype(frames.dtype)[..., None]
     has_text = jnp.any(text_mask, axis=1)
     pooled = jnp.sum(text * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
     width = frames.shape[-1]
     joint = jnp.concatenate([frames, jnp.broadcast_to(pooled[:, None], frames.shape)], axis=-1)
-    mixed = MlpBlock(width, self.dropout_rate, self.dtype, self.dot_general, out_dim=width,
-                     name='mlp')(joint, deterministic=deterministic)
+    mixed = MlpBlock(
+      width, self.dropout_rate, self.dtype, self.dot_general, out_dim=width, name='mlp'
+    )(joint, deterministic=deterministic)
     mixed = jnp.where(has_text[:, None, None], mixed, 0.0)
     mixed = nn.Dropout(self.dropout_rate)(mixed, deterministic=deterministic)
     return nn.LayerNorm(dtype=self.dtype, name='norm')(frames + mixed)
@@ -163,6 +198,7 @@ class LanguageGuidedMlp(nn.Module):
 
 class MlpBlock(nn.Module):
   """Dense-GELU-Dense feed-forward block; its output is `out_dim` wide (default: the input's)."""
+
   mlp_dim: int
   dropout_rate: float
   dtype: Any = jnp.float32
@@ -179,6 +215,7 @@ class MlpBlock(nn.Module):
 
 class EncoderLayer(nn.Module):
   """Pre-LayerNorm self-attention + MLP over frames `[B, T, width]`."""
+
   config: ml_collections.ConfigDict
   dtype: Any = jnp.float32
 
@@ -188,17 +225,24 @@ class EncoderLayer(nn.Module):
     dot_general, attend = mixed_precision.dense_dot_general(cfg), attention_fn(cfg)
     y = nn.LayerNorm(dtype=self.dtype)(x)
     y = nn.MultiHeadDotProductAttention(
-        num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
-        deterministic=deterministic, qkv_dot_general=dot_general,
-        out_dot_general=dot_general, attention_fn=attend)(y, y, mask=self_mask)
+      num_heads=cfg.num_heads,
+      dtype=self.dtype,
+      dropout_rate=cfg.attention_dropout_rate,
+      deterministic=deterministic,
+      qkv_dot_general=dot_general,
+      out_dot_general=dot_general,
+      attention_fn=attend,
+    )(y, y, mask=self_mask)
     x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype, dot_general)(
-        nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic)
+      nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic
+    )
     return x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
 
 
 class DecoderLayer(nn.Module):
   """Pre-LayerNorm self-attention, cross-attention to the memory, and MLP."""
+
   config: ml_collections.ConfigDict
   dtype: Any = jnp.float32
 
@@ -210,12 +254,19 @@ class DecoderLayer(nn.Module):
       y = nn.LayerNorm(dtype=self.dtype)(x)
       kv = y if kv is None else kv
       y = nn.MultiHeadDotProductAttention(
-          num_heads=cfg.num_heads, dtype=self.dtype, dropout_rate=cfg.attention_dropout_rate,
-          deterministic=deterministic, qkv_dot_general=dot_general,
-          out_dot_general=dot_general, attention_fn=attend, name=name)(y, kv, mask=mask)
+        num_heads=cfg.num_heads,
+        dtype=self.dtype,
+        dropout_rate=cfg.attention_dropout_rate,
+        deterministic=deterministic,
+        qkv_dot_general=dot_general,
+        out_dot_general=dot_general,
+        attention_fn=attend,
+        name=name,
+      )(y, kv, mask=mask)
       x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype, dot_general)(
-        nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic)
+      nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic
+    )
     return x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
 
 
@@ -228,6 +279,7 @@ class FrameScoringTransformer(nn.Module):
   reconstruction loss rewards scores that keep the video's information.
   Returns logits `[B, T]` and the reconstruction `[B, T, out_dim]`.
   """
+
   config: ml_collections.ConfigDict
   out_dim: int
   dtype: Any = jnp.float32
@@ -243,18 +295,23 @@ class FrameScoringTransformer(nn.Module):
       h = EncoderLayer(cfg, self.dtype, name=f'encoder_{i}')(h, mask, deterministic=deterministic)
     memory = nn.LayerNorm(dtype=self.dtype, name='encoder_norm')(h)
 
-    head = nn.gelu(nn.Dense(cfg.head_mlp_dim, dtype=self.dtype, dot_general=dot_general,
-                            name='head_hidden')(memory))
+    head = nn.gelu(
+      nn.Dense(cfg.head_mlp_dim, dtype=self.dtype, dot_general=dot_general, name='head_hidden')(
+        memory
+      )
+    )
     logits = nn.Dense(1, dtype=self.dtype, name='head_out')(head)[..., 0].astype(jnp.float32)
 
     weighted = memory * nn.sigmoid(logits)[..., None].astype(self.dtype)
     y = weighted + positions
     for i in range(cfg.num_decoder_layers):
       y = DecoderLayer(cfg, self.dtype, name=f'decoder_{i}')(
-          y, weighted, mask, deterministic=deterministic)
+        y, weighted, mask, deterministic=deterministic
+      )
     y = nn.LayerNorm(dtype=self.dtype, name='decoder_norm')(y)
-    reconstruction = nn.Dense(self.out_dim, dtype=self.dtype, dot_general=dot_general,
-                              name='reconstruct')(y)
+    reconstruction = nn.Dense(
+      self.out_dim, dtype=self.dtype, dot_general=dot_general, name='reconstruct'
+    )(y)
     return logits, reconstruction.astype(jnp.float32)
 
 
@@ -266,11 +323,19 @@ class CLIPIt(nn.Module):
   Returns a dict with 'logits' and 'scores' `[B, T]` (scores = sigmoid(logits), in
   (0, 1)) and 'reconstruction' `[B, T, frame_dim]`.
   """
+
   config: ml_collections.ConfigDict
 
   @nn.compact
-  def __call__(self, frames: Array, frame_mask: Array, text: Array, text_mask: Array,
-               *, deterministic: bool = True) -> dict[str, Array]:
+  def __call__(
+    self,
+    frames: Array,
+    frame_mask: Array,
+    text: Array,
+    text_mask: Array,
+    *,
+    deterministic: bool = True,
+  ) -> dict[str, Array]:
     cfg = self.config
     if cfg.text_fusion not in TEXT_FUSIONS:
       raise ValueError(f'unknown text_fusion {cfg.text_fusion!r}; expected one of {TEXT_FUSIONS}')
@@ -285,21 +350,34 @@ class CLIPIt(nn.Module):
       # frame's vector gives the projection inputs of unit scale (the text likewise).
       frames = nn.LayerNorm(dtype=dtype, name='input_norm')(frames)
     x = nn.Dense(cfg.width, dtype=dtype, dot_general=dot_general, name='frame_projection')(frames)
-    tokens, token_mask = TextFusion(cfg.text_fusion, cfg.num_captions, cfg.width, cfg.input_norm,
-                                    dtype, dot_general, name='text_fusion')(text, text_mask)
+    tokens, token_mask = TextFusion(
+      cfg.text_fusion,
+      cfg.num_captions,
+      cfg.width,
+      cfg.input_norm,
+      dtype,
+      dot_general,
+      name='text_fusion',
+    )(text, text_mask)
     cross_modal = cfg.get('cross_modal', 'attention')
     if cross_modal == 'attention':
-      block = LanguageGuidedAttention(cfg.language_heads, cfg.attention_dropout_rate,
-                                      cfg.null_text_token, dtype, dot_general, attention_fn(cfg),
-                                      name='language_attention')
+      block = LanguageGuidedAttention(
+        cfg.language_heads,
+        cfg.attention_dropout_rate,
+        cfg.null_text_token,
+        dtype,
+        dot_general,
+        attention_fn(cfg),
+        name='language_attention',
+      )
     elif cross_modal == 'mlp':
       block = LanguageGuidedMlp(cfg.dropout_rate, dtype, dot_general, name='language_mlp')
     else:
       raise ValueError(f"unknown cross_modal {cross_modal!r}; expected 'attention' or 'mlp'")
     x = block(x, frame_mask, tokens, token_mask, deterministic=deterministic)
-    logits, reconstruction = FrameScoringTransformer(cfg, frames.shape[-1], dtype,
-                                                     name='scorer')(
-                                                         x, frame_mask, deterministic=deterministic)
+    logits, reconstruction = FrameScoringTransformer(cfg, frames.shape[-1], dtype, name='scorer')(
+      x, frame_mask, deterministic=deterministic
+    )
     return dict(logits=logits, scores=nn.sigmoid(logits), reconstruction=reconstruction)
 
 
@@ -308,5 +386,6 @@ def init_params(config: ml_collections.ConfigDict, rng: Array) -> Any:
   frames = jnp.zeros((1, config.window, config.frame_dim), jnp.float32)
   text_len = config.num_captions if config.text_fusion != 'query' else 1
   text = jnp.zeros((1, text_len, config.text_dim), jnp.float32)
-  return CLIPIt(config).init(rng, frames, jnp.ones(frames.shape[:2], bool), text,
-                             jnp.ones(text.shape[:2], bool))['params']
+  return CLIPIt(config).init(
+    rng, frames, jnp.ones(frames.shape[:2], bool), text, jnp.ones(text.shape[:2], bool)
+  )['params']

@@ -43,12 +43,12 @@ METRICS = ('f1', 'kendall', 'spearman')
 OPTIMISTIC = 'best test epoch (optimistic, as in the literature)'
 # The supplementary's Table 2 (loss terms) and Table 3 (MLP): F1 of Standard, Augment, Transfer.
 PAPER_F1 = {
-    'Lc': {'summe': (49.1, 52.6, 46.2), 'tvsum': (60.2, 61.7, 57.3)},
-    'Lc + Lr': {'summe': (53.0, 55.4, 50.3), 'tvsum': (64.5, 66.5, 63.4)},
-    'Lc + Ld': {'summe': (53.7, 55.8, 50.8), 'tvsum': (65.4, 67.6, 64.3)},
-    'Lunsup = Ld + Lr': {'summe': (52.5, 54.7, 50.0), 'tvsum': (63.0, 65.7, 62.8)},
-    'Lsup = Lc + Ld + Lr': {'summe': (54.2, 56.4, 51.9), 'tvsum': (66.3, 69.0, 65.5)},
-    'CLIP-It (MLP)': {'summe': (50.6, 51.08, 48.1), 'tvsum': (63.0, 65.8, 61.4)},
+  'Lc': {'summe': (49.1, 52.6, 46.2), 'tvsum': (60.2, 61.7, 57.3)},
+  'Lc + Lr': {'summe': (53.0, 55.4, 50.3), 'tvsum': (64.5, 66.5, 63.4)},
+  'Lc + Ld': {'summe': (53.7, 55.8, 50.8), 'tvsum': (65.4, 67.6, 64.3)},
+  'Lunsup = Ld + Lr': {'summe': (52.5, 54.7, 50.0), 'tvsum': (63.0, 65.7, 62.8)},
+  'Lsup = Lc + Ld + Lr': {'summe': (54.2, 56.4, 51.9), 'tvsum': (66.3, 69.0, 65.5)},
+  'CLIP-It (MLP)': {'summe': (50.6, 51.08, 48.1), 'tvsum': (63.0, 65.8, 61.4)},
 }
 # Table 1: CLIP-It on TVSum (the setting is not stated; shown beside Standard).
 PAPER_TVSUM_RANK = {'kendall': 0.108, 'spearman': 0.147}
@@ -57,6 +57,7 @@ PAPER_TVSUM_RANK = {'kendall': 0.108, 'spearman': 0.147}
 @dataclasses.dataclass
 class Row:
   """One cell of Table 2: a dataset and setting, on the entries `splits` of a file or ours."""
+
   dataset: str
   setting: str
   splits: list[int]
@@ -69,8 +70,11 @@ class Row:
   def describe_splits(self) -> str:
     entries = ','.join(map(str, self.splits))
     if self.splits_file is None:
-      return ('ours: all of the target' if self.setting == 'transfer'
-              else f'ours: seeded 80/20, splits {entries}')
+      return (
+        'ours: all of the target'
+        if self.setting == 'transfer'
+        else f'ours: seeded 80/20, splits {entries}'
+      )
     return f'`{self.splits_file.name}` entries {entries} (sha256 {self.splits_file.sha256[:12]})'
 
 
@@ -80,12 +84,24 @@ def paper_row(config: ml_collections.ConfigDict) -> str | None:
     terms = ('Ld', 'Lr')
   else:
     weights = config.loss_weights
-    terms = tuple(t for t, w in (('Lc', weights.classification), ('Ld', weights.diversity),
-                                 ('Lr', weights.reconstruction)) if w > 0)
+    terms = tuple(
+      t
+      for t, w in (
+        ('Lc', weights.classification),
+        ('Ld', weights.diversity),
+        ('Lr', weights.reconstruction),
+      )
+      if w > 0
+    )
   if config.model.cross_modal == 'mlp':
     return 'CLIP-It (MLP)' if terms == ('Lc', 'Ld', 'Lr') else None
-  return {('Lc',): 'Lc', ('Lc', 'Lr'): 'Lc + Lr', ('Lc', 'Ld'): 'Lc + Ld',
-          ('Ld', 'Lr'): 'Lunsup = Ld + Lr', ('Lc', 'Ld', 'Lr'): 'Lsup = Lc + Ld + Lr'}.get(terms)
+  return {
+    ('Lc',): 'Lc',
+    ('Lc', 'Lr'): 'Lc + Lr',
+    ('Lc', 'Ld'): 'Lc + Ld',
+    ('Ld', 'Lr'): 'Lunsup = Ld + Lr',
+    ('Lc', 'Ld', 'Lr'): 'Lsup = Lc + Ld + Lr',
+  }.get(terms)
 
 
 def parse_splits_files(values: Sequence[str], wanted: Sequence[str]) -> dict[str, str]:
@@ -95,40 +111,51 @@ def parse_splits_files(values: Sequence[str], wanted: Sequence[str]) -> dict[str
     setting, sep, path = value.partition('=')
     if not sep or setting not in settings.SETTINGS:
       setting, path = None, value
-    for s in ([setting] if setting else wanted):
+    for s in [setting] if setting else wanted:
       templates[s] = path
   return templates
 
 
-def plan(datasets: Sequence[str], wanted: Sequence[str], templates: dict[str, str],
-         only: Sequence[int] | None = None) -> list[Row]:
+def plan(
+  datasets: Sequence[str],
+  wanted: Sequence[str],
+  templates: dict[str, str],
+  only: Sequence[int] | None = None,
+) -> list[Row]:
   """The rows to run: each requested (dataset, setting) with its split file and splits."""
-  for name, values, known in (('datasets', datasets, settings.TARGETS),
-                              ('settings', wanted, settings.SETTINGS)):
+  for name, values, known in (
+    ('datasets', datasets, settings.TARGETS),
+    ('settings', wanted, settings.SETTINGS),
+  ):
     unknown = [v for v in values if v not in known]
     if unknown or not values:
       raise ValueError(f'unknown {name} {unknown}; expected some of {list(known)}')
   for template in templates.values():
     if len(datasets) > 1 and '{dataset}' not in template:
-      raise ValueError(f'--splits_file {template} serves several datasets; write {{dataset}} '
-                       'where the file names differ')
+      raise ValueError(
+        f'--splits_file {template} serves several datasets; write {{dataset}} '
+        'where the file names differ'
+      )
   rows = []
   for dataset in datasets:
     for setting in wanted:
       template = templates.get(setting)
       splits = split_files.read(template.replace('{dataset}', dataset)) if template else None
-      count = len(splits.entries) if splits else loading.num_splits(
-          ml_collections.ConfigDict(dict(dataset=dataset, setting=setting)))
+      count = (
+        len(splits.entries)
+        if splits
+        else loading.num_splits(ml_collections.ConfigDict(dict(dataset=dataset, setting=setting)))
+      )
       chosen = list(range(count)) if only is None else [k for k in only if 0 <= k < count]
       if not chosen:
-        raise ValueError(f'{dataset} {setting} has splits 0-{count - 1}; --splits {only} '
-                         'names none of them')
+        raise ValueError(
+          f'{dataset} {setting} has splits 0-{count - 1}; --splits {only} names none of them'
+        )
       rows.append(Row(dataset, setting, chosen, splits))
   return rows
 
 
-def run_config(base: ml_collections.ConfigDict, row: Row,
-               split: int) -> ml_collections.ConfigDict:
+def run_config(base: ml_collections.ConfigDict, row: Row, split: int) -> ml_collections.ConfigDict:
   """`base` on one split of `row`, evaluating the test videos every epoch (logged only)."""
   config = ml_collections.ConfigDict(base.to_dict())
   config.data.dataset = row.dataset
@@ -146,17 +173,26 @@ def _mean_std(results: Sequence[dict], key: str) -> dict[str, list[float]] | Non
   return {k: list(v) for k, v in experiments.mean_std(metrics).items() if k in METRICS}
 
 
-def summarize(base: ml_collections.ConfigDict, config_name: str, rows: Sequence[Row],
-              results: dict[str, list[dict]]) -> dict[str, Any]:
+def summarize(
+  base: ml_collections.ConfigDict,
+  config_name: str,
+  rows: Sequence[Row],
+  results: dict[str, list[dict]],
+) -> dict[str, Any]:
   """table.json's content: per row, mean and std over its finished splits."""
   paper = paper_row(base)
-  out = dict(config=config_name, paper_row=paper, config_values=json.loads(base.to_json_best_effort()),
-             model_selection=dict(
-                 ours='the checkpoint with the best validation '
-                      f'{base.best_metric} (videos held out of the training videos)',
-                 optimistic=f'{OPTIMISTIC}: the epoch with the best test F1 (test videos '
-                            'evaluated after every epoch); never used to choose a checkpoint'),
-             rows=[])
+  out = dict(
+    config=config_name,
+    paper_row=paper,
+    config_values=json.loads(base.to_json_best_effort()),
+    model_selection=dict(
+      ours='the checkpoint with the best validation '
+      f'{base.best_metric} (videos held out of the training videos)',
+      optimistic=f'{OPTIMISTIC}: the epoch with the best test F1 (test videos '
+      'evaluated after every epoch); never used to choose a checkpoint',
+    ),
+    rows=[],
+  )
   planned = {(row.dataset, row.setting): row for row in rows}
   for dataset in settings.TARGETS:  # Every cell of Table 2, requested or not.
     for index, setting in enumerate(settings.SETTINGS):
@@ -165,22 +201,37 @@ def summarize(base: ml_collections.ConfigDict, config_name: str, rows: Sequence[
         paper_values['f1'] = PAPER_F1[paper][dataset][index]
       if paper == 'Lsup = Lc + Ld + Lr' and dataset == 'tvsum' and setting == 'standard':
         paper_values.update(PAPER_TVSUM_RANK)
-      cell = dict(dataset=dataset, setting=setting, paper=paper_values, splits=[],
-                  splits_description='not requested', splits_file=None, runs=0, ours=None,
-                  optimistic=None, epochs=[], optimistic_epochs=[], seconds=[])
+      cell = dict(
+        dataset=dataset,
+        setting=setting,
+        paper=paper_values,
+        splits=[],
+        splits_description='not requested',
+        splits_file=None,
+        runs=0,
+        ours=None,
+        optimistic=None,
+        epochs=[],
+        optimistic_epochs=[],
+        seconds=[],
+      )
       row = planned.get((dataset, setting))
       if row is not None:
         runs = results.get(row.name, [])
         cell.update(
-            splits=row.splits, splits_description=row.describe_splits(),
-            splits_file=row.splits_file and dict(name=row.splits_file.name,
-                                                  path=row.splits_file.path,
-                                                  sha256=row.splits_file.sha256),
-            runs=len(runs), ours=_mean_std(runs, 'metrics'),
-            optimistic=_mean_std(runs, 'best_test_epoch'),
-            epochs=[r['epoch'] for r in runs],
-            optimistic_epochs=[(r.get('best_test_epoch') or {}).get('epoch') for r in runs],
-            seconds=[r['seconds'] for r in runs])
+          splits=row.splits,
+          splits_description=row.describe_splits(),
+          splits_file=row.splits_file
+          and dict(
+            name=row.splits_file.name, path=row.splits_file.path, sha256=row.splits_file.sha256
+          ),
+          runs=len(runs),
+          ours=_mean_std(runs, 'metrics'),
+          optimistic=_mean_std(runs, 'best_test_epoch'),
+          epochs=[r['epoch'] for r in runs],
+          optimistic_epochs=[(r.get('best_test_epoch') or {}).get('epoch') for r in runs],
+          seconds=[r['seconds'] for r in runs],
+        )
       out['rows'].append(cell)
   return out
 
@@ -201,34 +252,50 @@ def markdown(summary: dict[str, Any]) -> str:
   """table.md: Table 2 (F1) and Table 1 (TVSum tau and rho) with the paper beside ours."""
   paper = summary['paper_row']
   lines = [
-      f'Config: `{summary["config"]}`; each run sets data.dataset, data.setting, data.split and '
-      'data.splits_file. Paper column: '
-      + (f'its row "{paper}".' if paper else 'none (no row of the paper has these loss terms).'),
-      '',
-      f'Model selection. **Ours** (the headline): {summary["model_selection"]["ours"]}. '
-      f'**{OPTIMISTIC}**: the epoch with the best test F1; it never chooses a checkpoint. '
-      'Mean ± std over splits; runs: finished/requested.',
-      '', "### F1 (%), the paper's Table 2", '',
-      f'| dataset | setting | splits | runs | F1 ours | F1 paper | F1, {OPTIMISTIC} |',
-      '|---|---|---|---|---|---|---|']
+    f'Config: `{summary["config"]}`; each run sets data.dataset, data.setting, data.split and '
+    'data.splits_file. Paper column: '
+    + (f'its row "{paper}".' if paper else 'none (no row of the paper has these loss terms).'),
+    '',
+    f'Model selection. **Ours** (the headline): {summary["model_selection"]["ours"]}. '
+    f'**{OPTIMISTIC}**: the epoch with the best test F1; it never chooses a checkpoint. '
+    'Mean ± std over splits; runs: finished/requested.',
+    '',
+    "### F1 (%), the paper's Table 2",
+    '',
+    f'| dataset | setting | splits | runs | F1 ours | F1 paper | F1, {OPTIMISTIC} |',
+    '|---|---|---|---|---|---|---|',
+  ]
   for row in summary['rows']:
-    lines.append(f'| {DATASET_NAMES[row["dataset"]]} | {row["setting"].capitalize()} | '
-                 f'{row["splits_description"]} | {_runs(row)} | {_cell(row["ours"], "f1", 1)} | '
-                 f'{_paper(row["paper"].get("f1"), 1)} | {_cell(row["optimistic"], "f1", 1)} |')
-  lines += ['', "### TVSum Kendall tau and Spearman rho, the paper's Table 1", '',
-            '| setting | runs | tau ours | tau paper | rho ours | rho paper | '
-            f'tau, {OPTIMISTIC} | rho, {OPTIMISTIC} |',
-            '|---|---|---|---|---|---|---|---|']
+    lines.append(
+      f'| {DATASET_NAMES[row["dataset"]]} | {row["setting"].capitalize()} | '
+      f'{row["splits_description"]} | {_runs(row)} | {_cell(row["ours"], "f1", 1)} | '
+      f'{_paper(row["paper"].get("f1"), 1)} | {_cell(row["optimistic"], "f1", 1)} |'
+    )
+  lines += [
+    '',
+    "### TVSum Kendall tau and Spearman rho, the paper's Table 1",
+    '',
+    '| setting | runs | tau ours | tau paper | rho ours | rho paper | '
+    f'tau, {OPTIMISTIC} | rho, {OPTIMISTIC} |',
+    '|---|---|---|---|---|---|---|---|',
+  ]
   for row in summary['rows']:
     if row['dataset'] != 'tvsum':
       continue
-    lines.append(f'| {row["setting"].capitalize()} | {_runs(row)} | '
-                 + ' | '.join([_cell(row['ours'], 'kendall', 3),
-                               _paper(row['paper'].get('kendall'), 3),
-                               _cell(row['ours'], 'spearman', 3),
-                               _paper(row['paper'].get('spearman'), 3),
-                               _cell(row['optimistic'], 'kendall', 3),
-                               _cell(row['optimistic'], 'spearman', 3)]) + ' |')
+    lines.append(
+      f'| {row["setting"].capitalize()} | {_runs(row)} | '
+      + ' | '.join(
+        [
+          _cell(row['ours'], 'kendall', 3),
+          _paper(row['paper'].get('kendall'), 3),
+          _cell(row['ours'], 'spearman', 3),
+          _paper(row['paper'].get('spearman'), 3),
+          _cell(row['optimistic'], 'kendall', 3),
+          _cell(row['optimistic'], 'spearman', 3),
+        ]
+      )
+      + ' |'
+    )
   return '\n'.join(lines) + '\n'
 
 
@@ -241,20 +308,32 @@ def write_tables(workdir: str, summary: dict[str, Any]) -> str:
 
 
 def _progress(row: Row, split: int, result: dict, seconds: float | None) -> str:
-  where = (f'{row.splits_file.name} entry {split}' if row.splits_file else
-           'our transfer split' if row.setting == 'transfer' else f'our split {split}')
+  where = (
+    f'{row.splits_file.name} entry {split}'
+    if row.splits_file
+    else 'our transfer split'
+    if row.setting == 'transfer'
+    else f'our split {split}'
+  )
   metrics = result['metrics']
-  line = (f'{row.dataset} {row.setting} split {split} ({where}): F1 {metrics["f1"]:.2f}  '
-          f'tau {metrics["kendall"]:.3f}  rho {metrics["spearman"]:.3f}  '
-          f'(best validation epoch {result["epoch"]}')
+  line = (
+    f'{row.dataset} {row.setting} split {split} ({where}): F1 {metrics["f1"]:.2f}  '
+    f'tau {metrics["kendall"]:.3f}  rho {metrics["spearman"]:.3f}  '
+    f'(best validation epoch {result["epoch"]}'
+  )
   optimistic = result.get('best_test_epoch')
   if optimistic:
     line += f'; best test epoch {optimistic["epoch"]}: F1 {optimistic["metrics"]["f1"]:.2f}'
   return line + (')  finished earlier' if seconds is None else f')  {seconds / 60:.1f} min')
 
 
-def reproduce(base: ml_collections.ConfigDict, workdir: str, rows: Sequence[Row],
-              config_name: str, log: Callable[[str], None] = print) -> dict[str, Any]:
+def reproduce(
+  base: ml_collections.ConfigDict,
+  workdir: str,
+  rows: Sequence[Row],
+  config_name: str,
+  log: Callable[[str], None] = print,
+) -> dict[str, Any]:
   """Runs every split of every row (skipping finished ones) and writes the tables after each."""
   total = sum(len(row.splits) for row in rows)
   results: dict[str, list[dict]] = {}
@@ -272,22 +351,32 @@ def reproduce(base: ml_collections.ConfigDict, workdir: str, rows: Sequence[Row]
       results.setdefault(row.name, []).append(result)
       summary = summarize(base, config_name, rows, results)
       write_tables(workdir, summary)
-      log(f'[{done}/{total}] ' + _progress(row, split, result,
-                                           None if finished else time.time() - start))
+      log(
+        f'[{done}/{total}] '
+        + _progress(row, split, result, None if finished else time.time() - start)
+      )
   return summary
 
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', 'configs/tvsum_standard.py', 'The model, losses and optimisation of every run '
-    '(a benchmark config; its data.dataset and data.setting are set per run).', lock_config=False)
+  'config',
+  'configs/tvsum_standard.py',
+  'The model, losses and optimisation of every run '
+  '(a benchmark config; its data.dataset and data.setting are set per run).',
+  lock_config=False,
+)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'One subdirectory per dataset, setting and split.')
 _DATASETS = flags.DEFINE_list('datasets', ['summe', 'tvsum'], 'Target datasets.')
 _SETTINGS = flags.DEFINE_list('settings', list(settings.SETTINGS), 'Settings.')
 _SPLITS_FILE = flags.DEFINE_multi_string(
-    'splits_file', [], '[SETTING=]PATH of a split file of the field (JSON or YAML); {dataset} '
-    'in PATH is replaced; repeat for several settings. Settings without one use our splits.')
-_SPLITS = flags.DEFINE_list('splits', None, 'Only these splits (entries) of every row '
-                            '(default: all).')
+  'splits_file',
+  [],
+  '[SETTING=]PATH of a split file of the field (JSON or YAML); {dataset} '
+  'in PATH is replaced; repeat for several settings. Settings without one use our splits.',
+)
+_SPLITS = flags.DEFINE_list(
+  'splits', None, 'Only these splits (entries) of every row (default: all).'
+)
 
 
 def main(argv):
@@ -296,11 +385,16 @@ def main(argv):
   with cli.one_line_errors('reproduce'):
     cli.enable_compilation_cache()
     if _CONFIG.value.data.get('splits_file'):
-      raise ValueError('name split files with --splits_file [SETTING=]PATH, not '
-                       '--config.data.splits_file')
+      raise ValueError(
+        'name split files with --splits_file [SETTING=]PATH, not --config.data.splits_file'
+      )
     only = [int(s) for s in _SPLITS.value] if _SPLITS.value else None
-    rows = plan(_DATASETS.value, _SETTINGS.value,
-                parse_splits_files(_SPLITS_FILE.value, _SETTINGS.value), only)
+    rows = plan(
+      _DATASETS.value,
+      _SETTINGS.value,
+      parse_splits_files(_SPLITS_FILE.value, _SETTINGS.value),
+      only,
+    )
     overrides = [a for a in sys.argv[1:] if a.startswith('--config.')]
     config_name = ' '.join([config_flags.get_config_filename(flags.FLAGS['config'])] + overrides)
     summary = reproduce(_CONFIG.value, _WORKDIR.value, rows, config_name)

@@ -56,13 +56,14 @@ def learning_rate(config: ml_collections.ConfigDict, total_steps: int) -> float 
     return config.learning_rate
   if config.lr_schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, config.warmup_steps,
-        max(total_steps, config.warmup_steps + 1))
+      0.0, config.learning_rate, config.warmup_steps, max(total_steps, config.warmup_steps + 1)
+    )
   raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected 'constant' or 'cosine'")
 
 
-def make_optimizer(config: ml_collections.ConfigDict,
-                   total_steps: int = 1) -> optax.GradientTransformation:
+def make_optimizer(
+  config: ml_collections.ConfigDict, total_steps: int = 1
+) -> optax.GradientTransformation:
   """Adam with weight decay as in the paper.
 
   'adam' is PyTorch's `Adam(weight_decay=...)`: the decay is added to the gradient
@@ -76,8 +77,9 @@ def make_optimizer(config: ml_collections.ConfigDict,
   raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'adam' or 'adamw'")
 
 
-def create_train_state(config: ml_collections.ConfigDict, rng: Array,
-                       total_steps: int = 1) -> train_state.TrainState:
+def create_train_state(
+  config: ml_collections.ConfigDict, rng: Array, total_steps: int = 1
+) -> train_state.TrainState:
   """Freshly initialised parameters and optimizer state for `config.model`.
 
   `total_steps` only shapes the learning-rate schedule; the state's structure does
@@ -85,13 +87,19 @@ def create_train_state(config: ml_collections.ConfigDict, rng: Array,
   """
   model = models.CLIPIt(config.model)
   params = models.init_params(config.model, rng)
-  return train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                       tx=make_optimizer(config, total_steps))
+  return train_state.TrainState.create(
+    apply_fn=model.apply, params=params, tx=make_optimizer(config, total_steps)
+  )
 
 
-def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
-               config: ml_collections.ConfigDict,
-               axis_name: str | None = None) -> tuple[train_state.TrainState, dict[str, Array]]:
+def train_step(
+  state: train_state.TrainState,
+  batch: Batch,
+  rng: Array,
+  *,
+  config: ml_collections.ConfigDict,
+  axis_name: str | None = None,
+) -> tuple[train_state.TrainState, dict[str, Array]]:
   """One optimisation step on a batch of windows; pure.
 
   Args:
@@ -123,9 +131,15 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
   local_count = count / num_devices
 
   def loss_fn(params, batch, rng):
-    outputs = state.apply_fn({'params': params}, batch['frames'], batch['frame_mask'],
-                             batch['text'], batch['text_mask'], deterministic=False,
-                             rngs={'dropout': rng})
+    outputs = state.apply_fn(
+      {'params': params},
+      batch['frames'],
+      batch['frame_mask'],
+      batch['text'],
+      batch['text_mask'],
+      deterministic=False,
+      rngs={'dropout': rng},
+    )
     per_sample = losses.per_sample_losses(outputs, batch, config)
     real = jnp.any(batch['frame_mask'], axis=-1)
     loss = losses.batch_mean(per_sample['total'], real, local_count)
@@ -150,8 +164,9 @@ def train_step(state: train_state.TrainState, batch: Batch, rng: Array, *,
 CPU_MICROBATCH = 4
 
 
-def microbatch_size(config: ml_collections.ConfigDict, batch_size: int,
-                    platform: str | None = None) -> int | None:
+def microbatch_size(
+  config: ml_collections.ConfigDict, batch_size: int, platform: str | None = None
+) -> int | None:
   """Windows per forward/backward pass for a per-device batch of `batch_size`, None: all.
 
   `config.microbatch_size` when set (0: the whole batch); when None, `CPU_MICROBATCH`
@@ -163,8 +178,9 @@ def microbatch_size(config: ml_collections.ConfigDict, batch_size: int,
   return micro if 0 < micro < batch_size else None
 
 
-def _accumulate(grad_fn, params: Any, batch: Batch, rng: Array,
-                micro: int) -> tuple[Any, dict[str, Array]]:
+def _accumulate(
+  grad_fn, params: Any, batch: Batch, rng: Array, micro: int
+) -> tuple[Any, dict[str, Array]]:
   """Sums `grad_fn(params, microbatch, rng)` over microbatches of `micro` samples.
 
   The batch is padded with empty samples (no real frame, so they add nothing) to a
@@ -176,8 +192,9 @@ def _accumulate(grad_fn, params: Any, batch: Batch, rng: Array,
   n = -(-size // micro)
   pad = n * micro - size
   micro_batches = jax.tree.map(
-      lambda x: jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(
-          (n, micro) + x.shape[1:]), batch)
+    lambda x: jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape((n, micro) + x.shape[1:]),
+    batch,
+  )
 
   def body(sums, inputs):
     i, micro_batch = inputs
@@ -185,8 +202,9 @@ def _accumulate(grad_fn, params: Any, batch: Batch, rng: Array,
     return jax.tree.map(jnp.add, sums, out), None
 
   first = jax.tree.map(lambda x: x[0], micro_batches)
-  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                       jax.eval_shape(grad_fn, params, first, rng))
+  zeros = jax.tree.map(
+    lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(grad_fn, params, first, rng)
+  )
   sums, _ = jax.lax.scan(body, zeros, (jnp.arange(n), micro_batches))
   return sums
 
@@ -227,8 +245,13 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None = None)
   replicated, split = P(), P(config.axis_name)
   # check_vma=False: autodiff must not insert its own psum into the gradients of the
   # replicated parameters; the step averages them itself, as under pmap.
-  per_device = jax.shard_map(step, mesh=mesh, in_specs=(replicated, split, replicated),
-                             out_specs=(replicated, replicated), check_vma=False)
+  per_device = jax.shard_map(
+    step,
+    mesh=mesh,
+    in_specs=(replicated, split, replicated),
+    out_specs=(replicated, replicated),
+    check_vma=False,
+  )
   return jax.jit(per_device, donate_argnums=(0,))
 
 
@@ -246,8 +269,8 @@ def place_state(tree: Any, config: ml_collections.ConfigDict, mesh: Mesh) -> Any
     sharding = NamedSharding(local, P(config.axis_name))
     n = jax.local_device_count()
     return jax.tree.map(
-        lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), sharding),
-        tree)
+      lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), sharding), tree
+    )
   return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
@@ -262,8 +285,10 @@ def place_batch(batch: Batch, config: ml_collections.ConfigDict, mesh: Mesh) -> 
     local = Mesh(np.array(jax.local_devices()), (config.axis_name,))
     return jax.device_put(batch, NamedSharding(local, P(config.axis_name)))
   sharding = NamedSharding(mesh, P(config.axis_name))
-  return {k: jax.make_array_from_process_local_data(sharding, v.reshape((-1,) + v.shape[2:]))
-          for k, v in batch.items()}
+  return {
+    k: jax.make_array_from_process_local_data(sharding, v.reshape((-1,) + v.shape[2:]))
+    for k, v in batch.items()
+  }
 
 
 def global_state(placed: Any, config: ml_collections.ConfigDict, mesh: Mesh) -> Any:
@@ -279,8 +304,9 @@ def local_copy(tree: Any) -> Any:
   return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
 
-def prefetch(batches: Iterator[Batch], place: Callable[[Batch], Batch],
-             ahead: int = 1) -> Iterator[Batch]:
+def prefetch(
+  batches: Iterator[Batch], place: Callable[[Batch], Batch], ahead: int = 1
+) -> Iterator[Batch]:
   """`place(batch)` for each batch, placed `ahead` batches before it is needed.
 
   The step runs asynchronously, so the next batch is assembled and copied to the
@@ -295,8 +321,15 @@ def prefetch(batches: Iterator[Batch], place: Callable[[Batch], Batch],
     yield queue.popleft()
 
 
-def train_epoch(step: Callable, state: Any, rng: Array, batches: Iterator[Batch],
-                real_per_batch: list[int], *, in_flight: int = 2) -> tuple[Any, dict[str, float]]:
+def train_epoch(
+  step: Callable,
+  state: Any,
+  rng: Array,
+  batches: Iterator[Batch],
+  real_per_batch: list[int],
+  *,
+  in_flight: int = 2,
+) -> tuple[Any, dict[str, float]]:
   """Runs `state, metrics = step(state, batch, rng)` over an epoch's batches.
 
   Args:
@@ -314,7 +347,7 @@ def train_epoch(step: Callable, state: Any, rng: Array, batches: Iterator[Batch]
     outputs.append(metrics)
     if len(outputs) > in_flight:
       jax.block_until_ready(outputs[-in_flight - 1])
-  weights = np.asarray(real_per_batch[:len(outputs)], np.float64)
+  weights = np.asarray(real_per_batch[: len(outputs)], np.float64)
   fetched = jax.device_get(outputs)  # Under pmap, one copy per local device: take the first.
   means = {}
   for key in fetched[0] if fetched else ():
@@ -338,6 +371,7 @@ class MetricsWriter:
     if os.path.exists(self.path):
       files.write_text(self.path, ''.join(self._lines_up_to(resumed_epoch)))
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
     self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def _lines_up_to(self, epoch: int) -> list[str]:
@@ -353,8 +387,11 @@ class MetricsWriter:
         except (ValueError, KeyError, TypeError):
           torn += 1
     if torn:
-      print(f'warning: {self.path}: dropped {torn} unreadable line(s) (cut short by a kill?)',
-            file=sys.stderr, flush=True)
+      print(
+        f'warning: {self.path}: dropped {torn} unreadable line(s) (cut short by a kill?)',
+        file=sys.stderr,
+        flush=True,
+      )
     return kept
 
   def write(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -402,9 +439,10 @@ def lock_workdir(workdir: str):
     yield
     return
   with files.exclusive_lock(
-      os.path.join(workdir, LOCK_FILE),
-      advice=f'another train.py is running in {workdir}: wait for it to end, or use '
-      'another --workdir'):
+    os.path.join(workdir, LOCK_FILE),
+    advice=f'another train.py is running in {workdir}: wait for it to end, or use '
+    'another --workdir',
+  ):
     yield
 
 
@@ -416,8 +454,9 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
   if saved.model.to_dict() != config.model.to_dict():
     changed = sorted(k for k in config.model if saved.model.get(k) != config.model[k])
     raise checkpoints.CheckpointError(
-        f'{workdir} holds a run with another model (differs in {", ".join(changed)}); '
-        'use a new --workdir')
+      f'{workdir} holds a run with another model (differs in {", ".join(changed)}); '
+      'use a new --workdir'
+    )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
@@ -432,8 +471,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     return _train_and_evaluate(config, workdir)
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict,
-                        workdir: str) -> train_state.TrainState:
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
   check_compatible(workdir, config)
   data = loading.load_data(config)
   window = config.model.window
@@ -443,13 +481,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
   local_devices = jax.local_device_count()
   num_windows = windows['window_id'].shape[0]
   steps_per_epoch = input_pipeline.num_batches(num_windows, config.batch_size, jax.device_count())
-  real_per_batch = input_pipeline.real_samples_per_batch(num_windows, config.batch_size,
-                                                         jax.device_count())
+  real_per_batch = input_pipeline.real_samples_per_batch(
+    num_windows, config.batch_size, jax.device_count()
+  )
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   mesh = make_mesh(config)
   # Replicated over the mesh, so that Orbax saves and restores it in that layout on every host.
-  state = jax.device_put(create_train_state(config, init_rng, steps_per_epoch * config.num_epochs),
-                         NamedSharding(mesh, P()))
+  state = jax.device_put(
+    create_train_state(config, init_rng, steps_per_epoch * config.num_epochs),
+    NamedSharding(mesh, P()),
+  )
   manager = checkpoints.make_manager(workdir, config.best_metric)
   start_epoch = 0
   if manager.latest_step() is not None:
@@ -462,38 +503,58 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
   eval_apply = jax.jit(models.CLIPIt(config.model).apply)
   placed = place_state(state, config, mesh)
   placed_rng = place_state(dropout_rng, config, mesh)
-  last_epoch = config.num_epochs if config.stop_after_epoch is None else min(
-      config.num_epochs, config.stop_after_epoch)
+  last_epoch = (
+    config.num_epochs
+    if config.stop_after_epoch is None
+    else min(config.num_epochs, config.stop_after_epoch)
+  )
 
   for epoch in range(start_epoch + 1, last_epoch + 1):
     start = time.time()
     batches = input_pipeline.epoch_batches(
-        windows, config.batch_size, seed=config.seed, epoch=epoch,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        local_devices=local_devices)
-    batches = tqdm.tqdm(batches, total=steps_per_epoch, desc=f'epoch {epoch}/{config.num_epochs}',
-                        leave=False, disable=not config.progress)
+      windows,
+      config.batch_size,
+      seed=config.seed,
+      epoch=epoch,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      local_devices=local_devices,
+    )
+    batches = tqdm.tqdm(
+      batches,
+      total=steps_per_epoch,
+      desc=f'epoch {epoch}/{config.num_epochs}',
+      leave=False,
+      disable=not config.progress,
+    )
     placed, train_metrics = train_epoch(
-        step, placed, placed_rng, prefetch(batches, lambda b: place_batch(b, config, mesh)),
-        real_per_batch)
+      step,
+      placed,
+      placed_rng,
+      prefetch(batches, lambda b: place_batch(b, config, mesh)),
+      real_per_batch,
+    )
     train_seconds = time.time() - start
     state = global_state(placed, config, mesh)
-    val = evaluators.evaluate_videos(eval_apply, local_copy(state.params), validation,
-                                         window)['metrics']
+    val = evaluators.evaluate_videos(eval_apply, local_copy(state.params), validation, window)[
+      'metrics'
+    ]
     epoch_metrics = {f'train_{k}': v for k, v in train_metrics.items()}
     epoch_metrics.update({f'val_{k}': v for k, v in val.items()})
     if config.get('test_every_epoch'):  # Logged only: the best checkpoint is chosen on val.
-      test = evaluators.evaluate_videos(eval_apply, local_copy(state.params), data['test'],
-                                            window)
+      test = evaluators.evaluate_videos(eval_apply, local_copy(state.params), data['test'], window)
       epoch_metrics.update({f'test_{k}': v for k, v in test['metrics'].items()})
     epoch_metrics['train_seconds'] = train_seconds
     epoch_metrics['epoch_seconds'] = time.time() - start
     with interrupts_deferred():  # The line first: a kill between the two re-trains the epoch.
       writer.write(epoch, epoch_metrics)
       checkpoints.save(manager, epoch, state, val)
-    print(f'epoch {epoch:3d}/{config.num_epochs}  loss {epoch_metrics["train_total"]:.4f}  '
-          + '  '.join(f'val_{k} {v:.4f}' for k, v in val.items())
-          + f'  ({epoch_metrics["epoch_seconds"]:.1f}s)', flush=True)
+    print(
+      f'epoch {epoch:3d}/{config.num_epochs}  loss {epoch_metrics["train_total"]:.4f}  '
+      + '  '.join(f'val_{k} {v:.4f}' for k, v in val.items())
+      + f'  ({epoch_metrics["epoch_seconds"]:.1f}s)',
+      flush=True,
+    )
   writer.close()
   return state
 
@@ -507,8 +568,9 @@ def load_trained(workdir: str, which: str = 'best') -> tuple[ml_collections.Conf
   config = checkpoints.load_config(workdir)
   manager = checkpoints.make_manager(workdir, config.best_metric, read_only=True)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  shapes = jax.eval_shape(functools.partial(models.init_params, config.model),
-                          jax.random.PRNGKey(0))
+  shapes = jax.eval_shape(
+    functools.partial(models.init_params, config.model), jax.random.PRNGKey(0)
+  )
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
   try:
     params, epoch = checkpoints.restore(manager, target, which, params_only=True)
@@ -528,11 +590,17 @@ def evaluate_checkpoint(workdir: str, split: str = 'test', which: str = 'best') 
     raise ValueError(f"unknown split {split!r}; expected 'train', 'validation' or 'test'")
   config, params, epoch = load_trained(workdir, which)
   videos = loading.load_data(config)[split]
-  result = evaluators.evaluate_videos(jax.jit(models.CLIPIt(config.model).apply),
-                                          params, videos, config.model.window)
+  result = evaluators.evaluate_videos(
+    jax.jit(models.CLIPIt(config.model).apply), params, videos, config.model.window
+  )
   refs = [v.ref for v in videos]
-  result.update(epoch=epoch, checkpoint=which, split=split, videos=[list(r) for r in refs],
-                split_fingerprint=settings.split_fingerprint(refs))
+  result.update(
+    epoch=epoch,
+    checkpoint=which,
+    split=split,
+    videos=[list(r) for r in refs],
+    split_fingerprint=settings.split_fingerprint(refs),
+  )
   if config.data.get('splits_file'):
     result['splits_file'] = split_files.read(config.data.splits_file).record(config.data.split)
   return result

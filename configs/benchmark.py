@@ -10,8 +10,7 @@ from configs import default
 FEATURE_DIMS = {'googlenet': 1024, 'clip': 512, 'clip_tiny': 512}
 
 
-def get_config(dataset: str, setting: str, features: str = 'googlenet',
-               loss: str = 'supervised'):
+def get_config(dataset: str, setting: str, features: str = 'googlenet', loss: str = 'supervised'):
   if features not in FEATURE_DIMS:
     raise ValueError(f'unknown features {features!r}; expected one of {sorted(FEATURE_DIMS)}')
   config = default.get_config()

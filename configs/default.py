@@ -10,7 +10,9 @@ def get_model_config() -> ml_collections.ConfigDict:
   """The CLIP-It network: language-guided attention + frame-scoring transformer."""
   model = ml_collections.ConfigDict()
   model.frame_dim = 512  # Input frame features: 512 for CLIP ViT-B/32, 1024 for GoogLeNet pool5.
-  model.input_norm = True  # LayerNorm on each input frame and text vector (CLIP gives unit vectors).
+  model.input_norm = (
+    True  # LayerNorm on each input frame and text vector (CLIP gives unit vectors).
+  )
   model.text_dim = 512  # CLIP text embeddings.
   model.width = 512  # Model width after the input projections.
   # How the text enters the attention as key/value:
@@ -60,7 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
   # paper's Ld + Lr only.
   config.summary_rate = 0.15
   config.loss_weights = ml_collections.ConfigDict(
-      dict(classification=0.5, diversity=0.3, reconstruction=0.2))
+    dict(classification=0.5, diversity=0.3, reconstruction=0.2)
+  )
 
   config.optimizer = 'adam'  # 'adam': coupled L2 weight decay (PyTorch Adam); 'adamw': decoupled.
   config.learning_rate = 1e-4
@@ -86,7 +89,9 @@ def get_config() -> ml_collections.ConfigDict:
   # A split file of the field (JSON of vsumm-reinforce/VASNet/PGL-SUM, YAML of DSNet) to
   # train and test on the videos it lists; None: our seeded splits (datasets/settings.py).
   config.data.splits_file = ml_collections.config_dict.placeholder(str)
-  config.data.features = 'clip'  # Builder config: 'clip' (512-d, the paper) or 'googlenet' (1024-d).
+  config.data.features = (
+    'clip'  # Builder config: 'clip' (512-d, the paper) or 'googlenet' (1024-d).
+  )
   config.data.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir.
   config.data.manual_dir = ml_collections.config_dict.placeholder(str)  # Raw files.
   config.data.validation_fraction = 0.1  # Of the training videos, for the best checkpoint.

@@ -14,8 +14,9 @@ def get_config():
   config.data.dataset = 'synthetic'
   config.data.features = 'tiny'  # Builder config: 'tiny' CLIP, or 'vit_b32'.
   config.data.part = 'generic'
-  config.model.update(width=128, mlp_dim=256, head_mlp_dim=64, num_encoder_layers=2,
-                      num_decoder_layers=2, window=128)
+  config.model.update(
+    width=128, mlp_dim=256, head_mlp_dim=64, num_encoder_layers=2, num_decoder_layers=2, window=128
+  )
   # One token per caption: the paper's concat fusion (7 x 512 -> one token) is most of
   # this small model's parameters and memorises the 80 training videos' caption sets.
   config.model.text_fusion = 'tokens'

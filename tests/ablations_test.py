@@ -34,16 +34,22 @@ def test_ablations_write_tables_and_skip_finished_runs(standin_data_dir, tmp_pat
     table = json.load(f)
   assert set(table['variants']) == {'lc', 'mlp'} and table['seeds'] == [0, 1]
   for variant in ('lc', 'mlp'):
-    runs = [experiments.finished_result(ablations.variant_config(base, variant, s),
-                                        os.path.join(workdir, variant, f'seed_{s}'))
-            for s in (0, 1)]
+    runs = [
+      experiments.finished_result(
+        ablations.variant_config(base, variant, s), os.path.join(workdir, variant, f'seed_{s}')
+      )
+      for s in (0, 1)
+    ]
     mean, std = table['variants'][variant]['kendall']
     kendalls = [r['metrics']['kendall'] for r in runs]
     assert mean == pytest.approx(np.mean(kendalls)) and std == pytest.approx(np.std(kendalls))
   references = table['references']
-  assert {'random scores', 'linear probe on keyframes (gtsummary)',
-          'linear probe on importance (gtscore)',
-          "the annotators' mean score (ground truth)"} == set(references)
+  assert {
+    'random scores',
+    'linear probe on keyframes (gtsummary)',
+    'linear probe on importance (gtscore)',
+    "the annotators' mean score (ground truth)",
+  } == set(references)
   # The ground truth ranks itself perfectly against the mean of its annotators only in
   # aggregate; against each annotator it is imperfect but far above random.
   assert references["the annotators' mean score (ground truth)"]['kendall'][0] > 0.2

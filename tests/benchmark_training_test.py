@@ -19,15 +19,33 @@ from testutil import ROOT, TINY_MODEL, tiny_config
 def test_train_py_and_eval_py_run_the_benchmark_config(standin_data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
   out = subprocess.run(
-      [sys.executable, str(ROOT / 'train.py'), '--config=configs/tvsum_standard.py',
-       f'--workdir={workdir}', f'--config.data.data_dir={standin_data_dir}', '--config.num_epochs=1',
-       '--config.progress=False', *TINY_MODEL], cwd=ROOT, capture_output=True, text=True,
-      timeout=600, check=False)
+    [
+      sys.executable,
+      str(ROOT / 'train.py'),
+      '--config=configs/tvsum_standard.py',
+      f'--workdir={workdir}',
+      f'--config.data.data_dir={standin_data_dir}',
+      '--config.num_epochs=1',
+      '--config.progress=False',
+      *TINY_MODEL,
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     assert [json.loads(line)['epoch'] for line in f] == [1]
-  out = subprocess.run([sys.executable, str(ROOT / 'eval.py'), f'--ckpt={workdir}'], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600, check=False)
+  out = subprocess.run(
+    [sys.executable, str(ROOT / 'eval.py'), f'--ckpt={workdir}'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert 0 <= result['f1'] <= 100 and -1 <= result['kendall'] <= 1
@@ -52,8 +70,9 @@ def test_unsupervised_length_term_pulls_scores_towards_the_summary_rate(standin_
   """Ld + Lr alone drive every score up; the length term holds the mean towards 0.15."""
   means = {}
   for rate in (None, 0.15):
-    config = tiny_config('tvsum_standard_unsupervised', standin_data_dir, num_epochs=6,
-                         summary_rate=rate)
+    config = tiny_config(
+      'tvsum_standard_unsupervised', standin_data_dir, num_epochs=6, summary_rate=rate
+    )
     state = train.train_and_evaluate(config, str(tmp_path / f'run_{rate}'))
     videos = loading.load_data(config)['test']
     apply_fn = jax.jit(models.CLIPIt(config.model).apply)

@@ -62,16 +62,15 @@ def write(tmp_path, name, text):
 def test_parse_srt(tmp_path):
   got = captions.parse_captions(write(tmp_path, "a.srt", SRT))
   assert got == [
-      Caption(1.0, 4.5, "A man rides a bike."),
-      Caption(5.25, 8.0, "Dogs & cats"),
-      Caption(70.0, 72.0, "The end"),  # The markup-only cue is dropped.
+    Caption(1.0, 4.5, "A man rides a bike."),
+    Caption(5.25, 8.0, "Dogs & cats"),
+    Caption(70.0, 72.0, "The end"),  # The markup-only cue is dropped.
   ]
 
 
 def test_parse_vtt(tmp_path):
   got = captions.parse_captions(write(tmp_path, "a.vtt", VTT))
-  assert got == [Caption(1.0, 3.0, "Hello there"),
-                 Caption(3600.5, 3602.0, "Much later")]
+  assert got == [Caption(1.0, 3.0, "Hello there"), Caption(3600.5, 3602.0, "Much later")]
 
 
 def test_parse_vtt_detected_by_header(tmp_path):
@@ -91,11 +90,11 @@ def test_parse_plain(tmp_path):
 """
   got = captions.parse_captions(write(tmp_path, "c.txt", text))
   assert got == [
-      Caption(83.0, 83.5, "a dog runs"),
-      Caption(83.5, 85.25, "it jumps high"),
-      Caption(85.25, 90.0, "a cat watches"),
-      Caption(90.0, 95.0, "two people talk"),
-      Caption(95.0, 95.0, "the end"),
+    Caption(83.0, 83.5, "a dog runs"),
+    Caption(83.5, 85.25, "it jumps high"),
+    Caption(85.25, 90.0, "a cat watches"),
+    Caption(90.0, 95.0, "two people talk"),
+    Caption(95.0, 95.0, "the end"),
   ]
 
 
@@ -105,9 +104,10 @@ def test_plain_is_sorted_by_time(tmp_path):
   assert got[0] == Caption(2.0, 10.0, "a")
 
 
-@pytest.mark.parametrize("timestamp, seconds", [
-    ("83.5", 83.5), ("01:23", 83.0), ("00:01:23.500", 83.5),
-    ("1:00:00,250", 3600.25), ("0", 0.0)])
+@pytest.mark.parametrize(
+  "timestamp, seconds",
+  [("83.5", 83.5), ("01:23", 83.0), ("00:01:23.500", 83.5), ("1:00:00,250", 3600.25), ("0", 0.0)],
+)
 def test_parse_timestamp(timestamp, seconds):
   assert captions.parse_timestamp(timestamp) == pytest.approx(seconds)
 
@@ -118,9 +118,10 @@ def test_parse_timestamp_rejects(bad):
     captions.parse_timestamp(bad)
 
 
-@pytest.mark.parametrize("name, text, line", [
-    ("a.srt", "1\n00:00:01,000 --> 00:00:02,000\nok\n\n2\n00:00:03 to 4\nx\n",
-     6),
+@pytest.mark.parametrize(
+  "name, text, line",
+  [
+    ("a.srt", "1\n00:00:01,000 --> 00:00:02,000\nok\n\n2\n00:00:03 to 4\nx\n", 6),
     ("a.srt", "1\n00:00:05,000 --> 00:00:02,000\nbackwards\n", 2),
     ("a.srt", "1\n00:00:01,000 --> 00:00:xx\nbad\n", 2),
     ("a.srt", "1\n", 1),
@@ -129,11 +130,11 @@ def test_parse_timestamp_rejects(bad):
     ("a.txt", "00:01 fine\n\nno timestamp here\n", 3),
     ("a.txt", "00:01 fine\n00:02\n", 2),
     ("a.txt", "00:61 minute overflow\n", 1),
-])
+  ],
+)
 def test_malformed_files_name_the_line(tmp_path, name, text, line):
   path = write(tmp_path, name, text)
-  with pytest.raises(captions.CaptionError,
-                     match=rf"{name}:{line}: ") as e:
+  with pytest.raises(captions.CaptionError, match=rf"{name}:{line}: ") as e:
     captions.parse_captions(path)
   assert isinstance(e.value, ValueError)
   assert "\n" not in str(e.value)
@@ -208,8 +209,7 @@ def tiny_dir(cache):
 @pytest.fixture(scope="module")
 def tiny(cache, tiny_dir):
   del tiny_dir  # Built.
-  return captions.load_captioner("tiny", cache_dir=cache, max_length=6,
-                                 batch_size=4)
+  return captions.load_captioner("tiny", cache_dir=cache, max_length=6, batch_size=4)
 
 
 def frames_and_times(n=10, size=48):
@@ -220,8 +220,7 @@ def frames_and_times(n=10, size=48):
 
 def test_generate_captions_tiny(tiny):
   frames, times = frames_and_times()
-  got = captions.generate_captions(frames, times, tiny, num_frames=4,
-                                   duration=5.0)
+  got = captions.generate_captions(frames, times, tiny, num_frames=4, duration=5.0)
   assert [c.start for c in got] == [0.0, 1.5, 3.0, 4.5]
   assert [c.end for c in got] == [1.5, 3.0, 4.5, 5.0]
   assert all(isinstance(c.text, str) for c in got)
@@ -229,28 +228,30 @@ def test_generate_captions_tiny(tiny):
   assert any(c.text for c in got)
   assert all(set(c.text.split()) <= words for c in got)
   # Deterministic, and batching (4 per call, padded) does not matter.
-  again = captions.generate_captions(frames[[0, 3, 6, 9]], times[[0, 3, 6, 9]],
-                                     tiny, duration=5.0)
+  again = captions.generate_captions(frames[[0, 3, 6, 9]], times[[0, 3, 6, 9]], tiny, duration=5.0)
   assert again == got
 
 
 def test_generate_captions_edge_cases(tiny):
-  assert captions.generate_captions(np.zeros((0, 32, 32, 3), np.uint8), [],
-                                    tiny) == []
+  assert captions.generate_captions(np.zeros((0, 32, 32, 3), np.uint8), [], tiny) == []
   with pytest.raises(ValueError):
     captions.generate_captions(*frames_and_times(3), tiny, num_frames=0)
   with pytest.raises(ValueError):
-    captions.generate_captions(np.zeros((2, 32, 32, 3), np.uint8), [0.0],
-                               tiny)
+    captions.generate_captions(np.zeros((2, 32, 32, 3), np.uint8), [0.0], tiny)
   with pytest.raises(ValueError, match="uint8"):
     tiny.caption(np.zeros((2, 32, 32, 3), np.float32))
 
 
 def test_tiny_captioner_save_reload_round_trip(tiny, tiny_dir):
   directory = tiny_dir
-  for name in ("config.json", "flax_model.msgpack", "vocab.json",
-               "merges.txt", "preprocessor_config.json",
-               "generation_config.json"):
+  for name in (
+    "config.json",
+    "flax_model.msgpack",
+    "vocab.json",
+    "merges.txt",
+    "preprocessor_config.json",
+    "generation_config.json",
+  ):
     assert (directory / name).is_file(), name
   again = captions.load_captioner(str(directory), max_length=6, batch_size=4)
   assert jax.tree.all(jax.tree.map(np.array_equal, again.params, tiny.params))
@@ -264,8 +265,7 @@ def test_tiny_captioner_save_reload_round_trip(tiny, tiny_dir):
 def test_tiny_captioner_is_deterministic(tiny_dir, tmp_path):
   other = captions.tiny_captioner_dir(tmp_path)
   first = tiny_dir
-  assert (other / "flax_model.msgpack").read_bytes() == (
-      first / "flax_model.msgpack").read_bytes()
+  assert (other / "flax_model.msgpack").read_bytes() == (first / "flax_model.msgpack").read_bytes()
 
 
 def test_captioner_load_failure(monkeypatch, tmp_path):

@@ -27,8 +27,9 @@ def test_compilation_cache_goes_under_the_clipit_cache(monkeypatch, tmp_path, re
   assert jax.config.jax_compilation_cache_dir == str(tmp_path / 'xla')
 
 
-def test_compilation_cache_honours_jax_variable_and_opt_out(monkeypatch, tmp_path,
-                                                            restore_cache_dir):
+def test_compilation_cache_honours_jax_variable_and_opt_out(
+  monkeypatch, tmp_path, restore_cache_dir
+):
   monkeypatch.setenv('JAX_COMPILATION_CACHE_DIR', str(tmp_path / 'mine'))
   monkeypatch.delenv('CLIPIT_NO_XLA_CACHE', raising=False)
   assert cli.enable_compilation_cache() == str(tmp_path / 'mine')
@@ -40,27 +41,35 @@ def test_compilation_cache_honours_jax_variable_and_opt_out(monkeypatch, tmp_pat
 
 # --- usage errors, before anything heavy is imported ---------------------------------------------
 
+
 def _script(*args):
-  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                        timeout=120, check=False)
+  return subprocess.run(
+    [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+  )
 
 
 def test_scripts_import_nothing_heavy_before_checking_their_flags():
-  out = _script('-c', 'import sys, runpy; sys.argv = ["train.py", "--helpshort"]\n'
-                'try:\n  runpy.run_path("train.py", run_name="__main__")\n'
-                'except SystemExit:\n  pass\n'
-                'heavy = [m for m in ("jax", "orbax.checkpoint", "tensorflow_datasets", "av",\n'
-                '                     "transformers", "clipit_jax.train") if m in sys.modules]\n'
-                'print("heavy:", heavy)')
+  out = _script(
+    '-c',
+    'import sys, runpy; sys.argv = ["train.py", "--helpshort"]\n'
+    'try:\n  runpy.run_path("train.py", run_name="__main__")\n'
+    'except SystemExit:\n  pass\n'
+    'heavy = [m for m in ("jax", "orbax.checkpoint", "tensorflow_datasets", "av",\n'
+    '                     "transformers", "clipit_jax.train") if m in sys.modules]\n'
+    'print("heavy:", heavy)',
+  )
   assert out.stdout.strip().splitlines()[-1] == 'heavy: []', out.stdout + out.stderr
 
 
-@pytest.mark.parametrize('override, status, words', [
+@pytest.mark.parametrize(
+  'override, status, words',
+  [
     ('--config.foo=1', 2, "--config.foo=1: the config has no field 'foo'"),
     ('--config.data.foo=1', 2, "--config.data.foo=1: the config has no field 'data.foo'"),
     ('--config.batch_size=0', 1, 'config.batch_size must be an integer >= 1, got 0'),
     ('--config.num_epochs=-1', 1, 'config.num_epochs must be an integer >= 1, got -1'),
-])
+  ],
+)
 def test_bad_config_overrides_are_one_line(tmp_path, override, status, words):
   out = _script('train.py', '--config=configs/synthetic.py', f'--workdir={tmp_path}', override)
   assert out.returncode == status
@@ -74,9 +83,14 @@ def test_every_config_passes_its_checks_and_bad_values_are_named():
     if path.stem != 'benchmark':
       config_checks.check_config(load_config_file(path.stem))
   config = load_config_file('synthetic')
-  for field, value in (('microbatch_size', 0), ('learning_rate', float('nan')),
-                       ('data.validation_fraction', 1.0), ('stop_after_epoch', 0),
-                       ('warmup_steps', -1), ('model.window', 0)):
+  for field, value in (
+    ('microbatch_size', 0),
+    ('learning_rate', float('nan')),
+    ('data.validation_fraction', 1.0),
+    ('stop_after_epoch', 0),
+    ('warmup_steps', -1),
+    ('model.window', 0),
+  ):
     bad = config.copy_and_resolve_references()
     *parents, name = field.split('.')
     target = bad
@@ -97,8 +111,9 @@ def test_ctrl_c_is_one_line_and_status_130(capsys):
     with cli.one_line_errors('eval.py'):
       raise OSError(28, 'No space left on device', '/full/eval.json')
   assert e.value.code == 1
-  assert capsys.readouterr().err == ("eval.py: error: [Errno 28] No space left on device: "
-                                     "'/full/eval.json'\n")
+  assert capsys.readouterr().err == (
+    "eval.py: error: [Errno 28] No space left on device: '/full/eval.json'\n"
+  )
   with pytest.raises(ZeroDivisionError):
     with cli.one_line_errors('eval.py'):
       raise ZeroDivisionError
@@ -106,10 +121,13 @@ def test_ctrl_c_is_one_line_and_status_130(capsys):
 
 def test_out_of_memory_is_one_line_that_names_the_remedy(capsys):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   with pytest.raises(SystemExit) as e:
     with cli.one_line_errors('train.py'):
       jnp.ones((2**44,), jnp.float32).block_until_ready()  # 64 TiB: XLA's RESOURCE_EXHAUSTED.
   assert e.value.code == 1
   err = capsys.readouterr().err
-  assert err.count('\n') == 1 and err.startswith('train.py: error: out of memory (RESOURCE_EXHAUSTED')
+  assert err.count('\n') == 1 and err.startswith(
+    'train.py: error: out of memory (RESOURCE_EXHAUSTED'
+  )
   assert '--config.microbatch_size' in err

@@ -31,4 +31,5 @@ def standin_data_dir(tmp_path_factory):
   """A data_dir whose manual directory holds stand-ins of all four benchmarks (6 short videos
   each, simulated annotators); the builders prepare them on first use."""
   import testutil  # pylint: disable=g-import-not-at-top
+
   return testutil.write_standins(tmp_path_factory.mktemp("standins"))

@@ -33,8 +33,10 @@ def _compare_one_and_four_devices() -> None:
   single_step = jax.jit(functools.partial(train.train_step, config=config))
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(
-      lambda event, *_, **__: compiles.append(event)
-      if event.endswith('backend_compile_duration') else None)
+    lambda event, *_, **__: (
+      compiles.append(event) if event.endswith('backend_compile_duration') else None
+    )
+  )
   outputs_one = []
   for _ in range(3):
     one, metrics = single_step(one, batch, rng)
@@ -65,11 +67,15 @@ def _compare_one_and_four_devices() -> None:
 
 def test_shard_map_and_pmap_over_four_devices_match_one_device():
   tests_dir = pathlib.Path(__file__).resolve().parent
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             JAX_PLATFORMS='cpu',
-             PYTHONPATH=os.pathsep.join([str(tests_dir), os.environ.get('PYTHONPATH', '')]))
-  result = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+  env = dict(
+    os.environ,
+    XLA_FLAGS='--xla_force_host_platform_device_count=4',
+    JAX_PLATFORMS='cpu',
+    PYTHONPATH=os.pathsep.join([str(tests_dir), os.environ.get('PYTHONPATH', '')]),
+  )
+  result = subprocess.run(
+    [sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600, check=False
+  )
   assert result.returncode == 0, result.stdout + result.stderr
   assert 'shard_map matches single device' in result.stdout
   assert 'pmap matches single device' in result.stdout

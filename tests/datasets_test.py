@@ -25,8 +25,9 @@ def manual_dir(tmp_path):
 def _build(name, tmp_path, manual_dir):
   builder = tfds.builder(f'clipit_{name}/googlenet', data_dir=str(tmp_path / 'data'))
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
-      file_format='array_record')
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+    file_format='array_record',
+  )
   return builder
 
 
@@ -89,7 +90,9 @@ def test_name_mapping_file(tmp_path, manual_dir):
 
 def test_missing_manual_file_says_what_to_download(tmp_path, manual_dir):
   write_h5(manual_dir / h5_files.h5_filename('tvsum'), 1)
-  with pytest.raises(h5_files.DatasetError, match='eccv16_dataset_summe_google_pool5.h5: not found'):
+  with pytest.raises(
+    h5_files.DatasetError, match='eccv16_dataset_summe_google_pool5.h5: not found'
+  ):
     _build('summe', tmp_path, manual_dir)
 
 
@@ -104,7 +107,7 @@ def test_truncated_file_names_the_file(tmp_path):
   path = tmp_path / h5_files.h5_filename('summe')
   write_h5(path, 3)
   data = path.read_bytes()
-  path.write_bytes(data[:len(data) // 2])
+  path.write_bytes(data[: len(data) // 2])
   with pytest.raises(h5_files.DatasetError, match=r'summe_google_pool5.h5: cannot be read as HDF5'):
     list(h5_files.read_h5_videos(path))
 
@@ -146,19 +149,28 @@ def _replace(group, field, value):
 
 # Each poison is (edit of video_2, words of the error). video_2 has n_frames frames.
 POISONS = {
-    'empty video': (lambda g, n: [_replace(g, f, np.zeros((0, 1024) if f == 'features' else 0))
-                                  for f in ('features', 'gtscore', 'gtsummary', 'picks')],
-                    'features is empty'),
-    'change points past the end': (
-        lambda g, n: _replace(g, 'change_points', [[0, 30], [31, n + 500]]),
-        'change_points end at frame {end}'),
-    'negative change points': (lambda g, n: _replace(g, 'change_points', [[-5, 30], [31, n - 1]]),
-                               'must start at frame 0'),
-    'a gap between shots': (lambda g, n: _replace(g, 'change_points', [[0, 10], [20, n - 1]]),
-                            'leave a gap'),
-    'NaN importance': (lambda g, n: g['gtscore'].__setitem__(0, np.nan), 'gtscore contains NaN'),
-    'no annotator': (lambda g, n: _replace(g, 'user_summary', np.zeros((0, n))), 'user_summary'),
-    'wrong n_steps': (lambda g, n: _replace(g, 'n_steps', 3), 'n_steps says 3'),
+  'empty video': (
+    lambda g, n: [
+      _replace(g, f, np.zeros((0, 1024) if f == 'features' else 0))
+      for f in ('features', 'gtscore', 'gtsummary', 'picks')
+    ],
+    'features is empty',
+  ),
+  'change points past the end': (
+    lambda g, n: _replace(g, 'change_points', [[0, 30], [31, n + 500]]),
+    'change_points end at frame {end}',
+  ),
+  'negative change points': (
+    lambda g, n: _replace(g, 'change_points', [[-5, 30], [31, n - 1]]),
+    'must start at frame 0',
+  ),
+  'a gap between shots': (
+    lambda g, n: _replace(g, 'change_points', [[0, 10], [20, n - 1]]),
+    'leave a gap',
+  ),
+  'NaN importance': (lambda g, n: g['gtscore'].__setitem__(0, np.nan), 'gtscore contains NaN'),
+  'no annotator': (lambda g, n: _replace(g, 'user_summary', np.zeros((0, n))), 'user_summary'),
+  'wrong n_steps': (lambda g, n: _replace(g, 'n_steps', 3), 'n_steps says 3'),
 }
 
 
@@ -192,15 +204,18 @@ def test_a_changed_source_file_rebuilds_the_prepared_dataset(tmp_path, manual_di
   loading.load_builder('summe', 'googlenet', data_dir, str(manual_dir))  # Unchanged: reused.
   assert 'rebuilding' not in capfd.readouterr().err
   fixed = write_h5(path, 4, frames=(60, 90), seed=7)  # Edited again: rebuilt, saying so.
-  records = loading.read_records(loading.load_builder('summe', 'googlenet', data_dir,
-                                                      str(manual_dir)))
+  records = loading.read_records(
+    loading.load_builder('summe', 'googlenet', data_dir, str(manual_dir))
+  )
   err = capfd.readouterr().err
   assert f'{path.name} changed in {manual_dir} since the dataset was built; rebuilding' in err
   assert sorted(records) == sorted(fixed)
   np.testing.assert_array_equal(records['video_4']['picks'], fixed['video_4']['picks'])
   path.unlink()  # Sources gone: the prepared dataset stands on its own.
-  assert len(loading.read_records(loading.load_builder('summe', 'googlenet', data_dir,
-                                                       str(manual_dir)))) == 4
+  assert (
+    len(loading.read_records(loading.load_builder('summe', 'googlenet', data_dir, str(manual_dir))))
+    == 4
+  )
 
 
 def test_a_full_disk_during_the_build_is_one_line(tmp_path, manual_dir):
@@ -208,16 +223,20 @@ def test_a_full_disk_during_the_build_is_one_line(tmp_path, manual_dir):
   with small_disk(tmp_path / 'disk', 100) as disk:
     with pytest.raises(h5_files.DatasetError) as e:
       loading.load_builder('summe', 'googlenet', str(disk / 'data'), str(manual_dir))
-    assert str(e.value) == (f'cannot build clipit_summe/googlenet in {disk}/data (no space left '
-                            'on device); free space there, or set config.data.data_dir to '
-                            'another directory, and run again')
+    assert str(e.value) == (
+      f'cannot build clipit_summe/googlenet in {disk}/data (no space left '
+      'on device); free space there, or set config.data.data_dir to '
+      'another directory, and run again'
+    )
     assert not tfds.builder('clipit_summe/googlenet', data_dir=str(disk / 'data')).is_prepared()
 
 
 # --- settings ---------------------------------------------------------------------------------
 
-KEYS = {d: [f'video_{i}' for i in range(1, n + 1)]
-        for d, n in dict(summe=25, tvsum=50, youtube=39, ovp=50).items()}
+KEYS = {
+  d: [f'video_{i}' for i in range(1, n + 1)]
+  for d, n in dict(summe=25, tvsum=50, youtube=39, ovp=50).items()
+}
 
 
 @pytest.mark.parametrize('target', settings.TARGETS)
@@ -275,40 +294,56 @@ def test_split_fingerprint_is_order_free_and_distinct():
 
 # --- clip config: features of the raw videos at the picks ------------------------------------
 
+
 def _coloured_frames(n_frames, seed):
   """Frames whose colour changes every 20 frames, so features differ along the video."""
   rng = np.random.default_rng(seed)
   colours = rng.integers(0, 255, size=(n_frames // 20 + 1, 3))
-  return np.repeat(colours, 20, axis=0)[:n_frames, None, None, :].repeat(32, 1).repeat(32, 2).astype(np.uint8)
+  return (
+    np.repeat(colours, 20, axis=0)[:n_frames, None, None, :]
+    .repeat(32, 1)
+    .repeat(32, 2)
+    .astype(np.uint8)
+  )
 
 
 def test_clip_config_encodes_raw_videos_at_picks(tmp_path, manual_dir):
   from clipit_jax.summarize import encoders
   from clipit_jax.summarize import video as video_io
+
   written = write_h5(manual_dir / h5_files.h5_filename('summe'), 2, frames=(60, 90))
   frames = {}
   for i, (key, data) in enumerate(written.items()):
     frames[key] = _coloured_frames(data['n_frames'], i)
-    video_io.write_frames(manual_dir / 'videos' / 'summe' / f'name_{key.split("_")[1]}.mp4',
-                          frames[key], fps=25.0)
+    video_io.write_frames(
+      manual_dir / 'videos' / 'summe' / f'name_{key.split("_")[1]}.mp4', frames[key], fps=25.0
+    )
   builder = tfds.builder('clipit_summe/clip_tiny', data_dir=str(tmp_path / 'data'))
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
-      file_format='array_record')
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+    file_format='array_record',
+  )
   records = loading.read_records(builder)
   encoder = encoders.load_clip('tiny')
   for key, data in written.items():
     record = records[key]
     assert record['features'].shape == (len(data['picks']), 512)
     # Decoding the picks again and encoding them gives the stored features.
-    picked = np.concatenate(list(video_io.decode_frames_at(
-        manual_dir / 'videos' / 'summe' / f'name_{key.split("_")[1]}.mp4', data['picks'],
-        size=encoder.image_size)))
+    picked = np.concatenate(
+      list(
+        video_io.decode_frames_at(
+          manual_dir / 'videos' / 'summe' / f'name_{key.split("_")[1]}.mp4',
+          data['picks'],
+          size=encoder.image_size,
+        )
+      )
+    )
     np.testing.assert_allclose(record['features'], encoder.encode_images(picked), atol=1e-5)
     captions = loading._text(record['captions']).split('\n')
     assert len(captions) == record['caption_embeddings'].shape[0] > 0
-    np.testing.assert_allclose(record['caption_embeddings'], encoder.encode_texts(captions),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+      record['caption_embeddings'], encoder.encode_texts(captions), atol=1e-5
+    )
     np.testing.assert_array_equal(record['user_summary'], data['user_summary'])
 
 
@@ -321,17 +356,20 @@ def test_clip_config_names_missing_raw_videos(tmp_path, manual_dir):
 def _build_config(name, config, tmp_path, manual_dir):
   builder = tfds.builder(f'clipit_{name}/{config}', data_dir=str(tmp_path / 'data'))
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
-      file_format='array_record')
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)),
+    file_format='array_record',
+  )
   return builder
 
 
 # --- QFVS ---------------------------------------------------------------------------------------
 
+
 def write_qfvs(root, seconds=(12, 17, 11, 14)):
   """Four tiny 'UT Egocentric' videos, their shot tags, queries and summaries."""
   from clipit_jax.summarize import video as video_io
   from clipit_jax.datasets import qfvs
+
   origin = root / 'qfvs' / 'origin_data'
   tags_dir = origin / 'Dense_per_shot_tags'
   tags_dir.mkdir(parents=True)
@@ -339,16 +377,19 @@ def write_qfvs(root, seconds=(12, 17, 11, 14)):
   (tags_dir / 'Dictionary.txt').write_text(''.join(f"'{c}'\n" for c in concepts))
   expected = {}
   for v, (video, length) in enumerate(zip(qfvs.VIDEOS, seconds)):
-    video_io.write_frames(root / 'qfvs' / 'videos' / f'{video}.mp4',
-                          _coloured_frames(int(length * 8), v), fps=8.0)
+    video_io.write_frames(
+      root / 'qfvs' / 'videos' / f'{video}.mp4', _coloured_frames(int(length * 8), v), fps=8.0
+    )
     n_shots = -(-length // 5)
     shot_tags = [['Baby', 'Street'], ['Cupglass'], ['Sky', 'Street'], []][:n_shots]
     (tags_dir / video).mkdir()
     (tags_dir / video / f'{video}.txt').write_text('\n'.join(','.join(t) for t in shot_tags) + '\n')
     oracle_dir = origin / 'Query-Focused_Summaries' / 'Oracle_Summaries' / video
     oracle_dir.mkdir(parents=True)
-    for query, oracle, users in ((('Baby', 'Sky'), [1, 3], ([1], [1, 3], [3])),
-                                 (('Cupglass', 'Street'), [2], ([2], [2, 1], [1]))):
+    for query, oracle, users in (
+      (('Baby', 'Sky'), [1, 3], ([1], [1, 3], [3])),
+      (('Cupglass', 'Street'), [2], ([2], [2, 1], [1])),
+    ):
       name = f'{query[0]}_{query[1]}'
       (oracle_dir / f'{name}_oracle.txt').write_text(''.join(f'{s}\n' for s in oracle))
       user_dir = origin / 'Query-Focused_Summaries' / 'User_Summaries' / video / name
@@ -361,6 +402,7 @@ def write_qfvs(root, seconds=(12, 17, 11, 14)):
 
 def test_qfvs_builder_and_rounds(tmp_path, manual_dir):
   from clipit_jax.datasets import qfvs
+
   expected = write_qfvs(manual_dir)
   records = loading.read_records(_build_config('qfvs', 'tiny', tmp_path, manual_dir))
   assert sorted(records) == list(qfvs.VIDEOS)
@@ -373,8 +415,9 @@ def test_qfvs_builder_and_rounds(tmp_path, manual_dir):
     for u, shots in enumerate(users):
       np.testing.assert_array_equal(np.flatnonzero(record['user_shots'][q, u]) + 1, sorted(shots))
     # 2 fps frames; frame at t seconds lies in shot floor(t / 5).
-    np.testing.assert_array_equal(record['shot_of_frame'],
-                                  np.minimum(record['timestamps'] // 5, n_shots - 1))
+    np.testing.assert_array_equal(
+      record['shot_of_frame'], np.minimum(record['timestamps'] // 5, n_shots - 1)
+    )
     assert record['features'].shape[0] == record['timestamps'].shape[0]
   assert records['P01']['shot_concepts'][0, [0, 2]].tolist() == [1, 1]
   assert qfvs.query_text(('Cupglass', 'Street')) == 'cup or glass and street'
@@ -387,8 +430,7 @@ def test_qfvs_builder_and_rounds(tmp_path, manual_dir):
   assert {v.ref[1].split('/')[0] for v in data['validation']} == {'P04'}
   assert {v.ref[1].split('/')[0] for v in data['train']} == {'P01', 'P02'}
   video = data['test'][0]
-  np.testing.assert_array_equal(video.labels,
-                                video.truth.oracle[video.truth.shot_of_frame])
+  np.testing.assert_array_equal(video.labels, video.truth.oracle[video.truth.shot_of_frame])
   assert video.text.shape == (1, 512) and video.features is data['test'][1].features
 
 
@@ -401,6 +443,7 @@ def test_qfvs_rejects_unknown_concepts(tmp_path, manual_dir):
 
 def test_qfvs_rounds_cover_each_video_once_as_test():
   from clipit_jax.datasets import qfvs
+
   rounds = qfvs.rounds()
   assert sorted(r['test'][0] for r in rounds) == list(qfvs.VIDEOS)
   for r in rounds:

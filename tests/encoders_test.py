@@ -52,16 +52,14 @@ def clip_path(tmp_path_factory):
 
 
 def random_frames(n, size=32, seed=0):
-  return np.random.default_rng(seed).integers(
-      0, 256, (n, size, size, 3), dtype=np.uint8)
+  return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
 # -------------------------------------------------------------- tiny model --
 
 
 def test_tiny_shapes_norms_and_attributes(tiny):
-  assert (tiny.image_size, tiny.embed_dim, tiny.model_id) == (
-      32, 512, encoders.TINY_CLIP_ID)
+  assert (tiny.image_size, tiny.embed_dim, tiny.model_id) == (32, 512, encoders.TINY_CLIP_ID)
   images = tiny.encode_images(random_frames(5))
   texts = tiny.encode_texts(["a dog on a bike", "an empty street", "x"])
   assert images.shape == (5, 512) and images.dtype == np.float32
@@ -71,21 +69,19 @@ def test_tiny_shapes_norms_and_attributes(tiny):
   # Different inputs give different features (the random model is not flat).
   assert np.abs(images @ images.T - np.eye(5)).max() > 1e-3
   assert np.max(np.abs(texts[0] - texts[1])) > 1e-3
-  assert tiny.encode_images(np.zeros((0, 32, 32, 3), np.uint8)).shape == (
-      0, 512)
+  assert tiny.encode_images(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 512)
   assert tiny.encode_texts([]).shape == (0, 512)
 
 
 def test_batching_and_padding_do_not_change_features(tiny):
   frames = random_frames(37, seed=1)  # > image_batch_size, not a multiple.
   together = tiny.encode_images(frames)
-  alone = np.concatenate([tiny.encode_images(frames[i:i + 1])
-                          for i in (0, 20, 36)])
+  alone = np.concatenate([tiny.encode_images(frames[i : i + 1]) for i in (0, 20, 36)])
   np.testing.assert_allclose(together[[0, 20, 36]], alone, atol=1e-5)
   texts = [f"caption number {i}" for i in range(19)]
-  np.testing.assert_allclose(tiny.encode_texts(texts)[[3, 18]],
-                             tiny.encode_texts([texts[3], texts[18]]),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    tiny.encode_texts(texts)[[3, 18]], tiny.encode_texts([texts[3], texts[18]]), atol=1e-5
+  )
 
 
 def test_encode_images_rejects_wrong_input(tiny):
@@ -100,19 +96,23 @@ def test_encode_images_rejects_wrong_input(tiny):
 def test_tiny_save_reload_round_trip(tiny, tiny_dir, tmp_path):
   # Reloading the saved directory by path gives the same model.
   directory = tiny_dir
-  for name in ("config.json", "flax_model.msgpack", "vocab.json",
-               "merges.txt", "preprocessor_config.json"):
+  for name in (
+    "config.json",
+    "flax_model.msgpack",
+    "vocab.json",
+    "merges.txt",
+    "preprocessor_config.json",
+  ):
     assert (directory / name).is_file(), name
   again = encoders.load_clip(str(directory))
   frames = random_frames(4, seed=2)
   texts = ["a red car", "people walking"]
-  np.testing.assert_array_equal(tiny.encode_images(frames),
-                                again.encode_images(frames))
-  np.testing.assert_array_equal(tiny.encode_texts(texts),
-                                again.encode_texts(texts))
+  np.testing.assert_array_equal(tiny.encode_images(frames), again.encode_images(frames))
+  np.testing.assert_array_equal(tiny.encode_texts(texts), again.encode_texts(texts))
   assert again.model_id != tiny.model_id  # A path is identified by its file.
   # The tokenizer survives save_pretrained/from_pretrained.
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
+
   again.tokenizer.save_pretrained(str(tmp_path / "tok"))
   reloaded = CLIPTokenizer.from_pretrained(str(tmp_path / "tok"))
   text = "A Dog, riding 2 bikes!"
@@ -120,7 +120,8 @@ def test_tiny_save_reload_round_trip(tiny, tiny_dir, tmp_path):
   ids = tiny.tokenizer(text).input_ids
   assert ids[0] == 512 and ids[-1] == 513  # <|startoftext|> ... <|endoftext|>
   assert tiny.tokenizer.decode(ids, skip_special_tokens=True).strip() == (
-      "a dog , riding 2 bikes !")
+    "a dog , riding 2 bikes !"
+  )
 
 
 def test_tiny_is_deterministic(tiny_dir, tmp_path):
@@ -206,8 +207,7 @@ def test_truncated_weights(tiny_dir, tmp_path):
 # ----------------------------------------------------------- feature cache --
 
 
-def test_feature_cache_hit_does_not_decode(tiny, clip_path, tmp_path,
-                                           monkeypatch):
+def test_feature_cache_hit_does_not_decode(tiny, clip_path, tmp_path, monkeypatch):
   calls = []
   real = video.decode_frames
 
@@ -217,18 +217,15 @@ def test_feature_cache_hit_does_not_decode(tiny, clip_path, tmp_path,
 
   monkeypatch.setattr(video, "decode_frames", counting)
   cache_dir = tmp_path / "features"
-  feats, times = encoders.cached_video_features(clip_path, tiny, 2.0,
-                                                cache_dir)
+  feats, times = encoders.cached_video_features(clip_path, tiny, 2.0, cache_dir)
   assert len(calls) == 1
   assert feats.shape == (6, 512) and feats.dtype == np.float32
   np.testing.assert_allclose(times, np.arange(6) * 0.5, atol=1e-9)
   # The features are the encoder's features of the decoded frames.
-  frames = np.concatenate(
-      [f for f, _ in real(clip_path, fps=2.0, size=tiny.image_size)])
+  frames = np.concatenate([f for f, _ in real(clip_path, fps=2.0, size=tiny.image_size)])
   np.testing.assert_allclose(feats, tiny.encode_images(frames), atol=1e-6)
 
-  again, times2 = encoders.cached_video_features(clip_path, tiny, 2.0,
-                                                 cache_dir)
+  again, times2 = encoders.cached_video_features(clip_path, tiny, 2.0, cache_dir)
   assert len(calls) == 1  # Hit: no decoding.
   np.testing.assert_array_equal(again, feats)
   np.testing.assert_array_equal(times2, times)
@@ -245,14 +242,14 @@ def test_feature_cache_hit_does_not_decode(tiny, clip_path, tmp_path,
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "tail cut"])
-def test_feature_cache_recomputes_and_replaces_a_damaged_entry(tiny, clip_path, tmp_path,
-                                                               damage):
+def test_feature_cache_recomputes_and_replaces_a_damaged_entry(tiny, clip_path, tmp_path, damage):
   cache_dir = tmp_path / "features"
   feats, _ = encoders.cached_video_features(clip_path, tiny, 2.0, cache_dir)
   (entry,) = cache_dir.iterdir()
   data = entry.read_bytes()
-  entry.write_bytes({"garbage": b"not an npz", "truncated": data[:len(data) // 2],
-                     "tail cut": data[:-50]}[damage])
+  entry.write_bytes(
+    {"garbage": b"not an npz", "truncated": data[: len(data) // 2], "tail cut": data[:-50]}[damage]
+  )
   again, _ = encoders.cached_video_features(clip_path, tiny, 2.0, cache_dir)
   np.testing.assert_allclose(again, feats, atol=1e-6)
   assert list(cache_dir.iterdir()) == [entry]
@@ -287,8 +284,8 @@ def test_file_sha256(tmp_path):
   path = tmp_path / "f"
   path.write_bytes(b"abc" * 1000)
   import hashlib  # pylint: disable=g-import-not-at-top
-  assert encoders.file_sha256(path, block=7) == hashlib.sha256(
-      b"abc" * 1000).hexdigest()
+
+  assert encoders.file_sha256(path, block=7) == hashlib.sha256(b"abc" * 1000).hexdigest()
 
 
 def test_batch_buckets_are_powers_of_two_up_to_the_batch_size():

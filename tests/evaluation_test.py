@@ -44,9 +44,10 @@ def _reference_cpd_auto(x, max_ncp, lmin=1, vmax=1.0):
       c = cost[m - 1, ts] + scatter[ts, l]
       cost[m, l] = c.min()
       back[m, l] = ts[np.argmin(c)]
-  totals = [cost[m, n] / n + (0 if m == 0 else
-                              vmax * m / (2 * n) * (math.log(n / m) + 1))
-            for m in range(max_ncp + 1)]
+  totals = [
+    cost[m, n] / n + (0 if m == 0 else vmax * m / (2 * n) * (math.log(n / m) + 1))
+    for m in range(max_ncp + 1)
+  ]
   m = int(np.argmin(totals))
   cps, cur = [], n
   for j in range(m, 0, -1):
@@ -80,10 +81,17 @@ def test_kts_change_points_within_one_step_under_heavy_noise():
   assert np.all(np.abs(starts - bounds[:-1]) <= 1)
 
 
-@pytest.mark.parametrize("seed,n,lmin,max_ncp", [
-    (0, 12, 1, 11), (1, 25, 1, 10), (2, 30, 2, 14), (3, 40, 3, 8),
-    (4, 33, 1, 32), (5, 18, 4, 3),
-])
+@pytest.mark.parametrize(
+  "seed,n,lmin,max_ncp",
+  [
+    (0, 12, 1, 11),
+    (1, 25, 1, 10),
+    (2, 30, 2, 14),
+    (3, 40, 3, 8),
+    (4, 33, 1, 32),
+    (5, 18, 4, 3),
+  ],
+)
 def test_kts_matches_reference_cpd_auto(seed, n, lmin, max_ncp):
   rng = np.random.default_rng(seed)
   # A few noisy segments so that the optimum has several change points.
@@ -97,8 +105,7 @@ def test_kts_matches_reference_cpd_auto(seed, n, lmin, max_ncp):
 def test_kts_matches_reference_cpd_auto_on_noise(seed):
   # Low-dimensional noise: many change points at data-dependent places.
   rng = np.random.default_rng(100 + seed)
-  n, dim, lmin = int(rng.integers(5, 45)), int(rng.integers(1, 4)), int(
-      rng.integers(1, 4))
+  n, dim, lmin = int(rng.integers(5, 45)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
   max_ncp = int(rng.integers(1, n // lmin + 1)) - 1
   x = rng.normal(size=(n, dim))
   want = _reference_cpd_auto(x, max_ncp, lmin=lmin)
@@ -107,8 +114,7 @@ def test_kts_matches_reference_cpd_auto_on_noise(seed):
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 60), dim=st.integers(1, 6), seed=st.integers(0, 99),
-       lmin=st.integers(1, 4))
+@given(n=st.integers(1, 60), dim=st.integers(1, 6), seed=st.integers(0, 99), lmin=st.integers(1, 4))
 def test_kts_output_covers_every_frame_once(n, dim, seed, lmin):
   lmin = min(lmin, n)
   x = np.random.default_rng(seed).normal(size=(n, dim))
@@ -116,7 +122,7 @@ def test_kts_output_covers_every_frame_once(n, dim, seed, lmin):
   ev.check_change_points(shots, n)  # raises unless a contiguous cover
   counts = np.zeros(n, int)
   for a, b in shots:
-    counts[a:b + 1] += 1
+    counts[a : b + 1] += 1
   np.testing.assert_array_equal(counts, 1)
   assert shots.dtype == np.int64
   assert np.all(shots[:, 1] - shots[:, 0] + 1 >= lmin)
@@ -127,8 +133,7 @@ def test_kts_constant_features_and_single_frame():
   np.testing.assert_array_equal(ev.kts(np.ones((50, 8))), [[0, 49]])
   np.testing.assert_array_equal(ev.kts(np.ones((1, 8))), [[0, 0]])
   # Zero vectors stay zero after normalisation (no division warning).
-  np.testing.assert_array_equal(_no_warnings(ev.kts, np.zeros((7, 3))),
-                                [[0, 6]])
+  np.testing.assert_array_equal(_no_warnings(ev.kts, np.zeros((7, 3))), [[0, 6]])
 
 
 def test_kts_respects_max_shots_and_lmax():
@@ -148,7 +153,9 @@ def test_kts_long_input_bounds_segment_length():
   assert lengths.max() <= (1 << 22) // 3000
 
 
-@pytest.mark.parametrize("features,kwargs,match", [
+@pytest.mark.parametrize(
+  "features,kwargs,match",
+  [
     (np.zeros((0, 4)), {}, "empty"),
     (np.zeros(5), {}, "dimension"),
     (np.array([[0.0, np.nan], [1.0, 1.0]]), {}, "NaN"),
@@ -157,7 +164,8 @@ def test_kts_long_input_bounds_segment_length():
     (np.ones((5, 2)), {"lmin": 6}, "lmin"),
     (np.ones((5, 2)), {"lmin": 3, "lmax": 2}, "lmax"),
     (np.ones((10, 2)), {"lmax": 2, "max_shots": 3}, "cannot be cut"),
-])
+  ],
+)
 def test_kts_rejects_bad_input(features, kwargs, match):
   with pytest.raises(ValueError, match=match):
     ev.kts(features, **kwargs)
@@ -201,28 +209,31 @@ def test_knapsack_capacity_zero_heavy_items_and_zero_values():
 
 
 @settings(max_examples=300, deadline=None)
-@given(items=st.lists(st.tuples(st.integers(-5, 20), st.integers(0, 12)),
-                      max_size=9),
-       capacity=st.integers(0, 40))
+@given(
+  items=st.lists(st.tuples(st.integers(-5, 20), st.integers(0, 12)), max_size=9),
+  capacity=st.integers(0, 40),
+)
 def test_knapsack_matches_brute_force(items, capacity):
   values = [float(v) for v, _ in items]
   weights = [w for _, w in items]
   picks = ev.knapsack(values, weights, capacity)
   assert picks == sorted(set(picks))
   assert sum(weights[i] for i in picks) <= capacity
-  assert sum(values[i] for i in picks) == _brute_force_best(values, weights,
-                                                            capacity)
+  assert sum(values[i] for i in picks) == _brute_force_best(values, weights, capacity)
   assert ev.knapsack(values, weights, capacity) == picks  # deterministic
 
 
-@pytest.mark.parametrize("values,weights,capacity,match", [
+@pytest.mark.parametrize(
+  "values,weights,capacity,match",
+  [
     ([1.0], [1], -1, "capacity"),
     ([1.0], [1], 2.5, "capacity"),
     ([np.nan], [1], 1, "NaN"),
     ([1.0], [-1], 1, "weights"),
     ([1.0], [1.5], 1, "integers"),
     ([1.0, 2.0], [1], 1, "length"),
-])
+  ],
+)
 def test_knapsack_rejects_bad_input(values, weights, capacity, match):
   with pytest.raises(ValueError, match=match):
     ev.knapsack(values, weights, capacity)
@@ -243,16 +254,16 @@ def test_generate_summary_by_hand():
   # Frame scores 0.9 x3, 0.1 x3, 0.5 x2, 0.2 x2 -> shot means 0.9, 0.367,
   # 0.1 (a one-frame shot), 0.35; budget int(10 * 0.3) = 3 frames:
   # {0, 2} (weight 3, value 1.0) beats {0} and {1}.
-  summary = ev.generate_summary([0.9, 0.1, 0.5, 0.2], _SHOTS, 10, [0, 3, 6, 8],
-                                proportion=0.3)
+  summary = ev.generate_summary([0.9, 0.1, 0.5, 0.2], _SHOTS, 10, [0, 3, 6, 8], proportion=0.3)
   assert summary.dtype == np.int8
   np.testing.assert_array_equal(summary, [1, 1, 0, 0, 0, 1, 0, 0, 0, 0])
 
 
 def test_generate_summary_equal_scores_fill_with_short_shots():
   # All means equal: the most shots that fit in 5 frames, {0, 1, 2}.
-  summary = ev.generate_summary(np.ones(10), [[0, 2], [3, 3], [4, 4], [5, 9]],
-                                10, np.arange(10), proportion=0.5)
+  summary = ev.generate_summary(
+    np.ones(10), [[0, 2], [3, 3], [4, 4], [5, 9]], 10, np.arange(10), proportion=0.5
+  )
   np.testing.assert_array_equal(summary, [1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
 
 
@@ -262,18 +273,18 @@ def test_generate_summary_value_scale_quantises_like_reference():
   float_values = ev.generate_summary(scores, shots, 4, np.arange(4), 0.5)
   np.testing.assert_array_equal(float_values, [0, 0, 1, 1])
   # int(1000 * mean) ties at 500: the earlier shot is kept.
-  scaled = ev.generate_summary(scores, shots, 4, np.arange(4), 0.5,
-                               value_scale=1000)
+  scaled = ev.generate_summary(scores, shots, 4, np.arange(4), 0.5, value_scale=1000)
   np.testing.assert_array_equal(scaled, [1, 1, 0, 0])
 
 
 def test_generate_summary_zero_budget():
-  summary = ev.generate_summary([1.0, 2.0], [[0, 4], [5, 9]], 10, [0, 5],
-                                proportion=0.05)
+  summary = ev.generate_summary([1.0, 2.0], [[0, 4], [5, 9]], 10, [0, 5], proportion=0.05)
   np.testing.assert_array_equal(summary, np.zeros(10))
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     ({"scores": [np.nan, 1, 1, 1]}, "NaN"),
     ({"scores": [1, 1, 1]}, "length"),
     ({"positions": [0, 3, 3, 8]}, "increasing"),
@@ -285,10 +296,15 @@ def test_generate_summary_zero_budget():
     ({"change_points": [0, 4, 5, 9]}, "shape"),
     ({"proportion": 1.5}, "proportion"),
     ({"n_frames": 0}, "n_frames"),
-])
+  ],
+)
 def test_generate_summary_rejects_bad_input(kwargs, match):
-  args = {"scores": [0.9, 0.1, 0.5, 0.2], "change_points": _SHOTS,
-          "n_frames": 10, "positions": [0, 3, 6, 8]}
+  args = {
+    "scores": [0.9, 0.1, 0.5, 0.2],
+    "change_points": _SHOTS,
+    "n_frames": 10,
+    "positions": [0, 3, 6, 8],
+  }
   args.update(kwargs)
   with pytest.raises(ValueError, match=match):
     ev.generate_summary(**args)
@@ -304,8 +320,7 @@ def test_user_summaries_from_scores_by_hand():
   # 0.367) beats {0, 2} (0.3); {3} (4 frames) does not fit.
   np.testing.assert_array_equal(got[1], [0, 0, 1, 1, 1, 0, 0, 0, 0, 0])
   for u, row in enumerate(users):
-    np.testing.assert_array_equal(
-        got[u], ev.generate_summary(row, _SHOTS, 10, np.arange(10), 0.3))
+    np.testing.assert_array_equal(got[u], ev.generate_summary(row, _SHOTS, 10, np.arange(10), 0.3))
 
 
 def test_user_summaries_from_scores_rejects_bad_input():
@@ -338,7 +353,8 @@ def test_evaluate_summary_empty_summaries_give_zero_without_warnings():
   users = np.array([[1, 1, 0, 0], [0, 0, 0, 0]])
   assert _no_warnings(ev.evaluate_summary, np.zeros(4), users, "max") == 0.0
   assert _no_warnings(ev.evaluate_summary, np.ones(4), users, "avg") == (
-      pytest.approx(100 * (2 * 0.5 * 1 / 1.5) / 2))
+    pytest.approx(100 * (2 * 0.5 * 1 / 1.5) / 2)
+  )
 
 
 def test_evaluate_summary_user_summaries_one_frame_longer_or_shorter():
@@ -357,9 +373,9 @@ def test_evaluate_summary_rejects_bad_input():
     ev.evaluate_summary(np.ones(10), users, "mean")
   with pytest.raises(ValueError, match="apart"):
     ev.evaluate_summary(np.ones(4), users, "max")
-  assert ev.evaluate_summary(np.ones(4), users, "max",
-                             max_length_mismatch=None) == pytest.approx(
-                                 100 * 2 * 0.4 / 1.4)
+  assert ev.evaluate_summary(np.ones(4), users, "max", max_length_mismatch=None) == pytest.approx(
+    100 * 2 * 0.4 / 1.4
+  )
   with pytest.raises(ValueError, match="NaN"):
     ev.evaluate_summary(np.full(10, np.nan), users, "max")
   with pytest.raises(ValueError, match="dimension"):
@@ -392,9 +408,11 @@ def test_rank_correlation_matches_scipy():
   users = rng.integers(1, 6, size=(5, 200)) + 0.3 * pred
   got = ev.rank_correlation(pred, users)
   assert got["kendall"] == pytest.approx(
-      np.mean([scipy.stats.kendalltau(pred, u)[0] for u in users]), abs=1e-12)
+    np.mean([scipy.stats.kendalltau(pred, u)[0] for u in users]), abs=1e-12
+  )
   assert got["spearman"] == pytest.approx(
-      np.mean([scipy.stats.spearmanr(pred, u)[0] for u in users]), abs=1e-12)
+    np.mean([scipy.stats.spearmanr(pred, u)[0] for u in users]), abs=1e-12
+  )
 
 
 def test_rank_correlation_constant_scores_count_as_zero():
@@ -418,8 +436,7 @@ def test_rank_correlation_rejects_bad_input():
 # QFVS.
 
 # Shots 0, 1 predicted; 2, 3 (and 4) by the user.
-_CONCEPTS = [{"a", "b", "c"}, {"c", "d"}, {"a", "b", "c", "d"}, {"a", "b"},
-             {"e"}, set()]
+_CONCEPTS = [{"a", "b", "c"}, {"c", "d"}, {"a", "b", "c", "d"}, {"a", "b"}, {"e"}, set()]
 
 
 def test_qfvs_optimal_matching_beats_greedy():
@@ -452,7 +469,9 @@ def test_qfvs_empty_and_conceptless_shots_give_zeros_without_warnings():
   assert ev.qfvs_evaluate([3], [3], _CONCEPTS)["f1"] == 1.0
 
 
-@pytest.mark.parametrize("pred,user,concepts,match", [
+@pytest.mark.parametrize(
+  "pred,user,concepts,match",
+  [
     ([0, 6], [1], _CONCEPTS, "index shots"),
     ([-1], [1], _CONCEPTS, "index shots"),
     ([0, 0], [1], _CONCEPTS, "more than once"),
@@ -460,7 +479,8 @@ def test_qfvs_empty_and_conceptless_shots_give_zeros_without_warnings():
     ([0], [1], np.array([[0, 2], [1, 0]]), "0 and 1"),
     ([0], [1], np.array([[0, np.nan], [1, 0]]), "0 and 1"),
     ([0], [1], np.ones(3), "shape"),
-])
+  ],
+)
 def test_qfvs_rejects_bad_input(pred, user, concepts, match):
   with pytest.raises(ValueError, match=match):
     ev.qfvs_evaluate(pred, user, concepts)

@@ -15,9 +15,14 @@ def _keyshot_truth():
   user_summary = np.zeros((2, 20), np.int8)
   user_summary[:, 15:20] = 1
   return evaluators.KeyshotTruth(
-      picks=np.arange(0, 20, 2), n_frames=20, change_points=change_points,
-      user_summary=user_summary, user_scores=user_scores, gtscore=np.arange(10.0) / 9,
-      f1_reduction='avg')
+    picks=np.arange(0, 20, 2),
+    n_frames=20,
+    change_points=change_points,
+    user_summary=user_summary,
+    user_scores=user_scores,
+    gtscore=np.arange(10.0) / 9,
+    f1_reduction='avg',
+  )
 
 
 def test_keyshot_evaluate_agrees_with_the_protocol_functions():
@@ -35,8 +40,12 @@ def test_keyshot_evaluate_agrees_with_the_protocol_functions():
 
 def test_qfvs_evaluate_takes_the_oracle_length_of_top_shots():
   truth = evaluators.QfvsTruth(
-      shot_of_frame=np.array([0, 0, 1, 1, 2, 2]), shot_concepts=np.eye(3, dtype=bool),
-      oracle=np.array([1, 0, 1]), user_shots=np.array([[1, 0, 1]] * 3), query='a b')
+    shot_of_frame=np.array([0, 0, 1, 1, 2, 2]),
+    shot_concepts=np.eye(3, dtype=bool),
+    oracle=np.array([1, 0, 1]),
+    user_shots=np.array([[1, 0, 1]] * 3),
+    query='a b',
+  )
   right = truth.evaluate(np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.6]))
   assert right == {'precision': 1.0, 'recall': 1.0, 'f1': 1.0}
   wrong = truth.evaluate(np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.2]))
@@ -44,10 +53,15 @@ def test_qfvs_evaluate_takes_the_oracle_length_of_top_shots():
 
 
 def _video(truth):
-  return input_pipeline.Video(ref=('d', 'v'), features=np.zeros((10, 4), np.float32),
-                              labels=np.zeros(10, np.float32), importance=np.zeros(10, np.float32),
-                              text=np.zeros((1, 4), np.float32), text_mask=np.ones(1, bool),
-                              truth=truth)
+  return input_pipeline.Video(
+    ref=('d', 'v'),
+    features=np.zeros((10, 4), np.float32),
+    labels=np.zeros(10, np.float32),
+    importance=np.zeros(10, np.float32),
+    text=np.zeros((1, 4), np.float32),
+    text_mask=np.ones(1, bool),
+    truth=truth,
+  )
 
 
 def test_evaluate_scores_averages_rows_and_refuses_mixed_protocols():
@@ -57,7 +71,8 @@ def test_evaluate_scores_averages_rows_and_refuses_mixed_protocols():
   assert [r['protocol'] for r in result['rows']] == ['keyshot', 'keyshot']
   for key in ('f1', 'kendall', 'spearman'):
     assert result['metrics'][key] == pytest.approx(np.mean([r[key] for r in result['rows']]))
-  qfvs = evaluators.QfvsTruth(np.zeros(10, int), np.ones((1, 1), bool), np.ones(1), np.ones((3, 1)),
-                              'q')
+  qfvs = evaluators.QfvsTruth(
+    np.zeros(10, int), np.ones((1, 1), bool), np.ones(1), np.ones((3, 1)), 'q'
+  )
   with pytest.raises(ValueError, match='mixed protocols'):
     evaluators.evaluate_scores([_video(truth), _video(qfvs)], scores)

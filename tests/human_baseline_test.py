@@ -10,11 +10,11 @@ import scipy.stats
 from clipit_jax import human_baseline as hb
 
 _LINES = [
-    ("vidA", "VT", [1, 2, 3, 4, 5]),
-    ("vidA", "VT", [5, 4, 3, 2, 1]),
-    ("vidA", "VT", [2, 2, 2, 3, 3]),
-    ("vid-B_2", "GA", [3, 3, 1]),
-    ("vid-B_2", "GA", [1, 1, 5]),
+  ("vidA", "VT", [1, 2, 3, 4, 5]),
+  ("vidA", "VT", [5, 4, 3, 2, 1]),
+  ("vidA", "VT", [2, 2, 2, 3, 3]),
+  ("vid-B_2", "GA", [3, 3, 1]),
+  ("vid-B_2", "GA", [1, 1, 5]),
 ]
 
 
@@ -31,12 +31,10 @@ def _write(path, lines, gzipped=True):
 def _leave_one_out(scores):
   """Otani et al.'s loops: each annotator vs every other one, with scipy."""
   out = {}
-  for name, fn in (("kendall", scipy.stats.kendalltau),
-                   ("spearman", scipy.stats.spearmanr)):
+  for name, fn in (("kendall", scipy.stats.kendalltau), ("spearman", scipy.stats.spearmanr)):
     per_user = []
     for i, x in enumerate(scores):
-      per_user.append(np.mean([fn(x, y)[0] for j, y in enumerate(scores)
-                               if j != i]))
+      per_user.append(np.mean([fn(x, y)[0] for j, y in enumerate(scores) if j != i]))
     out[name] = np.mean(per_user)
   return out
 
@@ -49,20 +47,21 @@ def test_load_tvsum_annotations(tmp_path, gzipped):
   assert videos["vidA"].category == "VT"
   assert videos["vid-B_2"].category == "GA"
   assert videos["vidA"].user_scores.dtype == np.int8
-  np.testing.assert_array_equal(videos["vidA"].user_scores,
-                                [s for v, _, s in _LINES if v == "vidA"])
-  np.testing.assert_array_equal(videos["vid-B_2"].user_scores,
-                                [[3, 3, 1], [1, 1, 5]])
+  np.testing.assert_array_equal(
+    videos["vidA"].user_scores, [s for v, _, s in _LINES if v == "vidA"]
+  )
+  np.testing.assert_array_equal(videos["vid-B_2"].user_scores, [[3, 3, 1], [1, 1, 5]])
 
 
 def test_load_tvsum_annotations_accepts_crlf_and_blank_lines(tmp_path):
   path = tmp_path / "anno.tsv"
   path.write_bytes(b"v1\tVT\t1,2\r\n\r\nv1\tVT\t2,1\r\n")
-  np.testing.assert_array_equal(
-      hb.load_tvsum_annotations(path)["v1"].user_scores, [[1, 2], [2, 1]])
+  np.testing.assert_array_equal(hb.load_tvsum_annotations(path)["v1"].user_scores, [[1, 2], [2, 1]])
 
 
-@pytest.mark.parametrize("content,match", [
+@pytest.mark.parametrize(
+  "content,match",
+  [
     (b"", "no annotations"),
     (b"v1\tVT\n", "3 tab-separated fields"),
     (b"v1\tVT\t1,2\textra\n", "3 tab-separated fields"),
@@ -74,9 +73,9 @@ def test_load_tvsum_annotations_accepts_crlf_and_blank_lines(tmp_path):
     (b"v1\tVT\t1,2\nv1\tGA\t1,2\n", "category GA"),
     (b"\tVT\t1,2\n", "empty video id"),
     (b"\x1f\x8bnot really gzip", "cannot read"),
-])
-def test_load_tvsum_annotations_rejects_malformed_files(tmp_path, content,
-                                                        match):
+  ],
+)
+def test_load_tvsum_annotations_rejects_malformed_files(tmp_path, content, match):
   path = tmp_path / "bad.tsv"
   path.write_bytes(content)
   with pytest.raises(ValueError, match=match) as info:
@@ -124,8 +123,7 @@ def test_human_rank_correlation_by_hand():
 def test_human_rank_correlation_matches_otani_loops_on_random_scores():
   rng = np.random.default_rng(1)
   base = rng.integers(1, 6, size=400)
-  scores = np.where(rng.random((7, 400)) < 0.4, base,
-                    rng.integers(1, 6, size=(7, 400)))
+  scores = np.where(rng.random((7, 400)) < 0.4, base, rng.integers(1, 6, size=(7, 400)))
   got = hb.human_rank_correlation(scores)
   assert got == pytest.approx(_leave_one_out(scores), abs=1e-12)
   assert got["kendall"] > 0.1  # the shared base makes them agree
@@ -146,8 +144,7 @@ def test_human_baseline_main_on_small_file(tmp_path):
   videos = hb.load_tvsum_annotations(path)
   per_video = [_leave_one_out(v.user_scores) for v in videos.values()]
   for key in ("kendall", "spearman"):
-    assert got[key] == pytest.approx(np.mean([r[key] for r in per_video]),
-                                     abs=1e-12)
+    assert got[key] == pytest.approx(np.mean([r[key] for r in per_video]), abs=1e-12)
   with pytest.raises(ValueError, match="TVSum"):
     hb.human_baseline_main("summe", str(path))
   with pytest.raises(ValueError, match="does not exist"):

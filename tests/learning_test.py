@@ -48,8 +48,9 @@ def test_trained_model_beats_clip_similarity_and_random(data_dir, tmp_path):
   videos = loading.load_data(config)['test']
   rng = np.random.default_rng(0)
   random_rows = [v.truth.evaluate(rng.random(len(v.features))) for v in videos]
-  clip_rows = [v.truth.evaluate(baselines.clip_similarity(v.features, v.text[v.text_mask]))
-               for v in videos]
+  clip_rows = [
+    v.truth.evaluate(baselines.clip_similarity(v.features, v.text[v.text_mask])) for v in videos
+  ]
   for key in ('kendall', 'spearman'):
     assert trained[key] > _mean(random_rows, key) + 0.1, (key, trained, _mean(random_rows, key))
     assert trained[key] > _mean(clip_rows, key) + 0.1, (key, trained, _mean(clip_rows, key))
@@ -65,11 +66,8 @@ def test_query_model_needs_the_right_query(data_dir, tmp_path):
   right = evaluators.evaluate_videos(apply_fn, params, videos, config.model.window)
   wrong_videos = []
   for i, video in enumerate(videos):  # Another query, of a different object.
-    other = next(v for v in videos[i + 1:] + videos[:i]
-                 if v.truth.query != video.truth.query)
+    other = next(v for v in videos[i + 1 :] + videos[:i] if v.truth.query != video.truth.query)
     wrong_videos.append(dataclasses.replace(video, text=other.text, text_mask=other.text_mask))
   wrong = evaluators.evaluate_videos(apply_fn, params, wrong_videos, config.model.window)
   for key in ('kendall', 'spearman'):
     assert right['metrics'][key] > wrong['metrics'][key] + 0.1, (key, right, wrong)
-
-

@@ -23,8 +23,7 @@ def test_classification_loss_by_hand():
   want0 = -(2 * math.log(s[0]) + math.log(1 - s[1]) + math.log(1 - s[2])) / 3
   # Sample 1: four real frames, one positive, three negatives -> weight 3.
   s = [_sigmoid(x) for x in logits[1]]
-  want1 = -(math.log(1 - s[0]) + 3 * math.log(s[1]) + math.log(1 - s[2])
-            + math.log(1 - s[3])) / 4
+  want1 = -(math.log(1 - s[0]) + 3 * math.log(s[1]) + math.log(1 - s[2]) + math.log(1 - s[3])) / 4
   np.testing.assert_allclose(got, [want0, want1], rtol=1e-5)
 
 
@@ -62,8 +61,11 @@ def test_diversity_ignores_what_all_frames_share():
   content = rng.normal(size=(1, 6, 8)).astype(np.float32)
   scores = rng.uniform(0.1, 0.9, size=(1, 6)).astype(np.float32)
   mask = np.ones((1, 6), bool)
-  np.testing.assert_allclose(losses.diversity_loss(scores, content + 50.0, mask),
-                             losses.diversity_loss(scores, content, mask), rtol=1e-4)
+  np.testing.assert_allclose(
+    losses.diversity_loss(scores, content + 50.0, mask),
+    losses.diversity_loss(scores, content, mask),
+    rtol=1e-4,
+  )
 
 
 def test_diversity_prefers_dissimilar_selections():
@@ -75,13 +77,16 @@ def test_diversity_prefers_dissimilar_selections():
   assert float(diverse[0]) < float(similar[0])
   # Scaling all scores leaves it unchanged, so it cannot be lowered by shrinking them.
   np.testing.assert_allclose(
-      losses.diversity_loss(np.array([[0.45, 0.45, 0.05]], np.float32), features, mask),
-      similar, rtol=1e-5)
+    losses.diversity_loss(np.array([[0.45, 0.45, 0.05]], np.float32), features, mask),
+    similar,
+    rtol=1e-5,
+  )
 
 
 def test_diversity_of_a_single_frame_is_zero():
-  got = losses.diversity_loss(np.array([[0.5, 0.5]], np.float32), np.ones((1, 2, 3), np.float32),
-                              np.array([[True, False]]))
+  got = losses.diversity_loss(
+    np.array([[0.5, 0.5]], np.float32), np.ones((1, 2, 3), np.float32), np.array([[True, False]])
+  )
   np.testing.assert_allclose(got, [0.0])
 
 
@@ -96,11 +101,16 @@ def test_reconstruction_loss_by_hand():
 def _outputs_and_batch():
   rng = np.random.default_rng(1)
   logits = rng.normal(size=(2, 5)).astype(np.float32)
-  outputs = dict(logits=logits, scores=1 / (1 + np.exp(-logits)),
-                 reconstruction=rng.normal(size=(2, 5, 3)).astype(np.float32))
-  batch = dict(frames=rng.normal(size=(2, 5, 3)).astype(np.float32),
-               frame_mask=np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], bool),
-               labels=np.array([[1, 0, 0, 0, 0], [0, 1, 1, 0, 0]], np.float32))
+  outputs = dict(
+    logits=logits,
+    scores=1 / (1 + np.exp(-logits)),
+    reconstruction=rng.normal(size=(2, 5, 3)).astype(np.float32),
+  )
+  batch = dict(
+    frames=rng.normal(size=(2, 5, 3)).astype(np.float32),
+    frame_mask=np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], bool),
+    labels=np.array([[1, 0, 0, 0, 0], [0, 1, 1, 0, 0]], np.float32),
+  )
   return outputs, batch
 
 
@@ -109,12 +119,19 @@ def test_supervised_total_uses_paper_weights():
   config = small_config()
   got = losses.per_sample_losses(outputs, batch, config)
   np.testing.assert_allclose(
-      got['total'], 0.5 * np.asarray(got['classification']) + 0.3 * np.asarray(got['diversity'])
-      + 0.2 * np.asarray(got['reconstruction']), rtol=1e-6)
+    got['total'],
+    0.5 * np.asarray(got['classification'])
+    + 0.3 * np.asarray(got['diversity'])
+    + 0.2 * np.asarray(got['reconstruction']),
+    rtol=1e-6,
+  )
   config.loss_weights.classification = 1.0
   reweighted = losses.per_sample_losses(outputs, batch, config)
-  np.testing.assert_allclose(np.asarray(reweighted['total']) - np.asarray(got['total']),
-                             0.5 * np.asarray(got['classification']), rtol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(reweighted['total']) - np.asarray(got['total']),
+    0.5 * np.asarray(got['classification']),
+    rtol=1e-5,
+  )
 
 
 def test_unsupervised_total_ignores_labels():
@@ -128,30 +145,37 @@ def test_unsupervised_total_ignores_labels():
   mask = batch['frame_mask']
   mean_scores = [scores[b][mask[b]].mean() for b in range(2)]
   np.testing.assert_allclose(got['length'], np.abs(np.array(mean_scores) - 0.15), rtol=1e-5)
-  np.testing.assert_allclose(got['total'], np.asarray(got['diversity'])
-                             + np.asarray(got['reconstruction']) + np.asarray(got['length']),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    got['total'],
+    np.asarray(got['diversity']) + np.asarray(got['reconstruction']) + np.asarray(got['length']),
+    rtol=1e-6,
+  )
   config.summary_rate = None  # The paper's Ld + Lr alone.
   got = losses.per_sample_losses(outputs, batch, config)
   assert 'length' not in got
-  np.testing.assert_allclose(got['total'],
-                             np.asarray(got['diversity']) + np.asarray(got['reconstruction']))
+  np.testing.assert_allclose(
+    got['total'], np.asarray(got['diversity']) + np.asarray(got['reconstruction'])
+  )
 
 
 def test_importance_target_is_squared_error_on_the_scores():
   outputs, batch = _outputs_and_batch()
-  batch['importance'] = np.array([[0.0, 0.5, 1.0, 0.25, 9.0], [1.0, 0.0, 0.5, 0.5, 0.0]],
-                                 np.float32)
+  batch['importance'] = np.array(
+    [[0.0, 0.5, 1.0, 0.25, 9.0], [1.0, 0.0, 0.5, 0.5, 0.0]], np.float32
+  )
   config = small_config()
   config.target = 'importance'
   got = losses.per_sample_losses(outputs, batch, config)
   scores = np.asarray(outputs['scores'], np.float64)
-  want = [np.mean((scores[0, :4] - batch['importance'][0, :4]) ** 2),  # Frame 4 is padding.
-          np.mean((scores[1] - batch['importance'][1]) ** 2)]
+  want = [
+    np.mean((scores[0, :4] - batch['importance'][0, :4]) ** 2),  # Frame 4 is padding.
+    np.mean((scores[1] - batch['importance'][1]) ** 2),
+  ]
   np.testing.assert_allclose(got['classification'], want, rtol=1e-5)
   del batch['labels']  # The keyframe labels are not read.
-  np.testing.assert_allclose(losses.per_sample_losses(outputs, batch, config)['total'],
-                             got['total'])
+  np.testing.assert_allclose(
+    losses.per_sample_losses(outputs, batch, config)['total'], got['total']
+  )
   config.target = 'keyframes'
   with pytest.raises(KeyError):
     losses.per_sample_losses(outputs, batch, config)

@@ -49,11 +49,13 @@ def test_padded_frames_do_not_change_real_scores():
   text_mask = np.ones((2, config.num_captions), bool)
   unpadded = _apply(model, params, real, np.ones((2, 10), bool), text, text_mask)
   padded_mask = np.arange(16)[None] < 10
-  padded = _apply(model, params, np.concatenate([real, junk], 1),
-                  np.repeat(padded_mask, 2, 0), text, text_mask)
+  padded = _apply(
+    model, params, np.concatenate([real, junk], 1), np.repeat(padded_mask, 2, 0), text, text_mask
+  )
   np.testing.assert_allclose(padded['scores'][:, :10], unpadded['scores'], atol=1e-5)
-  np.testing.assert_allclose(padded['reconstruction'][:, :10], unpadded['reconstruction'],
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    padded['reconstruction'][:, :10], unpadded['reconstruction'], atol=1e-4
+  )
 
 
 @pytest.mark.parametrize('fusion', ['concat', 'tokens'])
@@ -79,10 +81,22 @@ def test_language_changes_scores(fusion):
   frames = rng.normal(size=(1, 16, config.frame_dim)).astype(np.float32)
   mask = np.ones((1, 16), bool)
   text_mask = np.ones((1, text_len), bool)
-  a = _apply(model, params, frames, mask,
-             rng.normal(size=(1, text_len, config.text_dim)).astype(np.float32), text_mask)
-  b = _apply(model, params, frames, mask,
-             rng.normal(size=(1, text_len, config.text_dim)).astype(np.float32), text_mask)
+  a = _apply(
+    model,
+    params,
+    frames,
+    mask,
+    rng.normal(size=(1, text_len, config.text_dim)).astype(np.float32),
+    text_mask,
+  )
+  b = _apply(
+    model,
+    params,
+    frames,
+    mask,
+    rng.normal(size=(1, text_len, config.text_dim)).astype(np.float32),
+    text_mask,
+  )
   assert np.max(np.abs(np.asarray(a['scores']) - np.asarray(b['scores']))) > 1e-3
 
 
@@ -100,10 +114,11 @@ def test_mlp_cross_modal_block():
   # Without text, the block is LayerNorm(frames): its MLP and the text do not matter.
   no_text = np.zeros((1, config.num_captions), bool)
   zeroed = jax.tree_util.tree_map_with_path(
-      lambda path, x: 0 * x if 'language_mlp' in str(path) and 'mlp' in str(path[1]) else x,
-      params)
-  c, d = (np.asarray(_apply(model, p, frames, mask, text[0], no_text)['scores'])
-          for p in (params, zeroed))
+    lambda path, x: 0 * x if 'language_mlp' in str(path) and 'mlp' in str(path[1]) else x, params
+  )
+  c, d = (
+    np.asarray(_apply(model, p, frames, mask, text[0], no_text)['scores']) for p in (params, zeroed)
+  )
   np.testing.assert_allclose(c, d, atol=1e-6)
   with pytest.raises(ValueError, match="unknown cross_modal 'gru'"):
     _model_and_params(cross_modal='gru')
@@ -113,8 +128,14 @@ def test_concat_fusion_rejects_wrong_caption_count():
   config, model, params = _model_and_params()
   frames = np.zeros((1, 16, config.frame_dim), np.float32)
   with pytest.raises(ValueError, match='expects 3 caption embeddings'):
-    _apply(model, params, frames, np.ones((1, 16), bool),
-           np.zeros((1, 5, config.text_dim), np.float32), np.ones((1, 5), bool))
+    _apply(
+      model,
+      params,
+      frames,
+      np.ones((1, 16), bool),
+      np.zeros((1, 5, config.text_dim), np.float32),
+      np.ones((1, 5), bool),
+    )
 
 
 def test_split_and_stitch_round_trip():
@@ -135,14 +156,14 @@ def test_score_video_equals_per_window_scoring():
   frames = rng.normal(size=(37, config.frame_dim)).astype(np.float32)
   text = rng.normal(size=(config.num_captions, config.text_dim)).astype(np.float32)
   text_mask = np.ones(config.num_captions, bool)
-  scores = evaluators.score_video(jax.jit(model.apply), params, frames, text, text_mask,
-                              window=16, batch_size=2)
+  scores = evaluators.score_video(
+    jax.jit(model.apply), params, frames, text, text_mask, window=16, batch_size=2
+  )
   assert scores.shape == (37,)
   expected = []
   for start in range(0, 37, 16):
-    chunk = frames[start:start + 16][None]
-    out = _apply(model, params, chunk, np.ones(chunk.shape[:2], bool), text[None],
-                 text_mask[None])
+    chunk = frames[start : start + 16][None]
+    out = _apply(model, params, chunk, np.ones(chunk.shape[:2], bool), text[None], text_mask[None])
     expected.append(np.asarray(out['scores'])[0])
   np.testing.assert_allclose(scores, np.concatenate(expected), atol=1e-5)
 
@@ -160,11 +181,14 @@ def _bf16_round(x):
   return np.asarray(jax.numpy.asarray(x).astype(jax.numpy.bfloat16).astype(np.float32))
 
 
-@pytest.mark.parametrize('x_shape,w_shape,k', [
-    ((3, 5, 8), (8, 6), 1),        # Dense: [B, T, in] . [in, out]
-    ((3, 5, 8), (8, 2, 4), 1),     # DenseGeneral q/k/v: [B, T, in] . [in, heads, head_dim]
+@pytest.mark.parametrize(
+  'x_shape,w_shape,k',
+  [
+    ((3, 5, 8), (8, 6), 1),  # Dense: [B, T, in] . [in, out]
+    ((3, 5, 8), (8, 2, 4), 1),  # DenseGeneral q/k/v: [B, T, in] . [in, heads, head_dim]
     ((3, 5, 2, 4), (2, 4, 7), 2),  # DenseGeneral out: [B, T, heads, head_dim] . [heads, ..., out]
-])
+  ],
+)
 def test_bf16_dot_general_forward_and_gradients(x_shape, w_shape, k):
   """Mixed precision = float32 arithmetic on bfloat16-rounded operands (and cotangents)."""
   rng = np.random.default_rng(0)
@@ -176,14 +200,21 @@ def test_bf16_dot_general_forward_and_gradients(x_shape, w_shape, k):
   dx, dw = vjp(g)
   xr, wr, gr = _bf16_round(x), _bf16_round(w), _bf16_round(g)
   contract = list(range(x.ndim - k, x.ndim))
-  np.testing.assert_allclose(out, np.tensordot(xr, wr, (contract, list(range(k)))),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    out, np.tensordot(xr, wr, (contract, list(range(k)))), rtol=1e-5, atol=1e-5
+  )
   np.testing.assert_allclose(  # dx = g . w^T over w's output dims.
-      dx, np.tensordot(gr, wr, (list(range(x.ndim - k, gr.ndim)), list(range(k, w.ndim)))),
-      rtol=1e-5, atol=1e-5)
+    dx,
+    np.tensordot(gr, wr, (list(range(x.ndim - k, gr.ndim)), list(range(k, w.ndim)))),
+    rtol=1e-5,
+    atol=1e-5,
+  )
   np.testing.assert_allclose(  # dw = x^T . g over the batch dims.
-      dw, np.tensordot(xr, gr, (list(range(x.ndim - k)), list(range(x.ndim - k)))),
-      rtol=1e-5, atol=1e-4)
+    dw,
+    np.tensordot(xr, gr, (list(range(x.ndim - k)), list(range(x.ndim - k)))),
+    rtol=1e-5,
+    atol=1e-4,
+  )
   assert out.dtype == dx.dtype == dw.dtype == np.float32
   # Not the float32 product: the operands really were rounded.
   assert not np.allclose(out, np.tensordot(x, w, (contract, list(range(k)))), rtol=1e-6, atol=0)
@@ -194,8 +225,9 @@ def test_bf16_dot_general_other_forms_stay_float32():
   a = rng.normal(size=(2, 3, 4)).astype(np.float32)
   b = rng.normal(size=(2, 4, 5)).astype(np.float32)
   batched = (((2,), (1,)), ((0,), (0,)))  # A batched matmul is not a Dense kernel.
-  np.testing.assert_allclose(mixed_precision.bf16_dot_general(a, b, batched),
-                             np.einsum('bij,bjk->bik', a, b), rtol=1e-6)
+  np.testing.assert_allclose(
+    mixed_precision.bf16_dot_general(a, b, batched), np.einsum('bij,bjk->bik', a, b), rtol=1e-6
+  )
 
 
 def test_bf16_matmuls_match_float32_model():
@@ -203,8 +235,9 @@ def test_bf16_matmuls_match_float32_model():
   params = models.init_params(config.model, jax.random.PRNGKey(0))
   mixed = config.model.copy_and_resolve_references()
   mixed.matmul_dtype = 'bfloat16'
-  assert jax.tree.structure(models.init_params(mixed, jax.random.PRNGKey(0))) == \
-      jax.tree.structure(params)
+  assert jax.tree.structure(models.init_params(mixed, jax.random.PRNGKey(0))) == jax.tree.structure(
+    params
+  )
   batch = random_batch(config, 2, [16, 9], seed=3)
   args = (batch['frames'], batch['frame_mask'], batch['text'], batch['text_mask'])
   f32 = models.CLIPIt(config.model).apply({'params': params}, *args)
@@ -231,8 +264,9 @@ def test_jax_nn_attention_matches_flax_einsum_attention():
     out = m.apply({'params': p}, *args)
     return jax.numpy.sum(out['logits'] * mask), out
 
-  (ga, a), (gb, b) = (jax.jit(jax.grad(functools.partial(loss, m), has_aux=True))(params)
-                      for m in (model, fused))
+  (ga, a), (gb, b) = (
+    jax.jit(jax.grad(functools.partial(loss, m), has_aux=True))(params) for m in (model, fused)
+  )
   np.testing.assert_allclose(b['scores'][mask], a['scores'][mask], atol=1e-6)
   np.testing.assert_allclose(b['reconstruction'][mask], a['reconstruction'][mask], atol=1e-5)
   assert np.all(np.isfinite(b['reconstruction']))  # Padding rows too.

@@ -55,12 +55,29 @@ def _train_two_processes(data_dir, workdir, *flags):
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env.update(JAX_PLATFORMS='cpu', JAX_NUM_CPU_DEVICES='2', CLIPIT_NO_XLA_CACHE='1')
   port = _free_port()
-  processes = [subprocess.Popen(
-      [sys.executable, '-c', _TRAIN_PY_COUNTING_COMPILES, '--config=configs/tvsum_standard.py',
-       f'--workdir={workdir}', '--distributed', f'--coordinator_address=localhost:{port}',
-       '--num_processes=2', f'--process_id={i}', *overrides, *flags],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  processes = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-c',
+        _TRAIN_PY_COUNTING_COMPILES,
+        '--config=configs/tvsum_standard.py',
+        f'--workdir={workdir}',
+        '--distributed',
+        f'--coordinator_address=localhost:{port}',
+        '--num_processes=2',
+        f'--process_id={i}',
+        *overrides,
+        *flags,
+      ],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outputs = [p.communicate(timeout=600) for p in processes]
   for p, (out, err) in zip(processes, outputs):
     assert p.returncode == 0, err[-3000:]
@@ -79,8 +96,13 @@ def test_two_processes_resumed_train_like_one_device(standin_data_dir, tmp_path)
   one = _metrics(str(tmp_path / 'one'))
   assert [m['epoch'] for m in _metrics(two_by_two)] == [m['epoch'] for m in one] == [1, 2]
   for a, b in zip(one, _metrics(two_by_two)):
-    for key in ('train_total', 'train_classification', 'train_diversity', 'train_reconstruction',
-                'val_kendall'):
+    for key in (
+      'train_total',
+      'train_classification',
+      'train_diversity',
+      'train_reconstruction',
+      'val_kendall',
+    ):
       np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-5, err_msg=key)
   _, expected, _ = train.load_trained(str(tmp_path / 'one'), 'latest')
   _, params, epoch = train.load_trained(two_by_two, 'latest')

@@ -32,8 +32,10 @@ def data_dir(standin_data_dir):
 @pytest.fixture(scope='module')
 def compilation_cache():
   """The runs share one model: the disk cache (as the command uses) compiles it once."""
-  before = (jax.config.jax_compilation_cache_dir,
-            jax.config.jax_persistent_cache_min_compile_time_secs)
+  before = (
+    jax.config.jax_compilation_cache_dir,
+    jax.config.jax_persistent_cache_min_compile_time_secs,
+  )
   cli.enable_compilation_cache()
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
   yield
@@ -56,9 +58,13 @@ def test_shipped_configs_differ_only_in_the_fields_a_run_sets():
 
 def _splits_file(tmp_path):
   """DSNet-style tvsum.yml: two entries whose test videos our seeded split 0 would train on."""
-  entries = [dict(train_keys=[path_key('tvsum', v) for v in VIDEOS if v not in test],
-                  test_keys=[path_key('tvsum', v) for v in test])
-             for test in (['video_1', 'video_2'], ['video_5', 'video_6'])]
+  entries = [
+    dict(
+      train_keys=[path_key('tvsum', v) for v in VIDEOS if v not in test],
+      test_keys=[path_key('tvsum', v) for v in test],
+    )
+    for test in (['video_1', 'video_2'], ['video_5', 'video_6'])
+  ]
   return write_splits_file(tmp_path / 'tvsum.yml', entries)
 
 
@@ -70,11 +76,17 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
   del compilation_cache
   workdir = str(tmp_path / 'paper')
   splits_path = _splits_file(tmp_path)
-  rows = reproduce.plan(['tvsum'], ['standard', 'transfer'],
-                        reproduce.parse_splits_files([f'standard={tmp_path}/{{dataset}}.yml'],
-                                                     ['standard', 'transfer']))
+  rows = reproduce.plan(
+    ['tvsum'],
+    ['standard', 'transfer'],
+    reproduce.parse_splits_files(
+      [f'standard={tmp_path}/{{dataset}}.yml'], ['standard', 'transfer']
+    ),
+  )
   assert [(r.setting, r.splits, r.splits_file and r.splits_file.path) for r in rows] == [
-      ('standard', [0, 1], splits_path), ('transfer', [0], None)]
+    ('standard', [0, 1], splits_path),
+    ('transfer', [0], None),
+  ]
   rows = rows[:1]  # Training the standard row is enough here.
 
   # Interrupted after the first run, stopped after epoch 1 of 2.
@@ -99,8 +111,9 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
   summary = reproduce.reproduce(base, workdir, rows, 'tiny', lines.append)
   assert capsys.readouterr().out.count('Resuming from') == 1
   assert [line.split(':')[0] for line in lines if 'training in' not in line] == [
-      '[1/2] tvsum standard split 0 (tvsum.yml entry 0)',
-      '[2/2] tvsum standard split 1 (tvsum.yml entry 1)']
+    '[1/2] tvsum standard split 0 (tvsum.yml entry 0)',
+    '[2/2] tvsum standard split 1 (tvsum.yml entry 1)',
+  ]
   assert all(line.endswith(' min') for line in lines if 'training in' not in line)
 
   results = {}
@@ -113,8 +126,9 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
     assert [e['epoch'] for e in epochs] == [1, 2]
     # The optimistic figure: the epoch with the best test F1 in the per-epoch log.
     best = max(epochs, key=lambda e: e['test_f1'])
-    assert result['best_test_epoch'] == dict(epoch=best['epoch'], metrics={
-        k: best[f'test_{k}'] for k in reproduce.METRICS})
+    assert result['best_test_epoch'] == dict(
+      epoch=best['epoch'], metrics={k: best[f'test_{k}'] for k in reproduce.METRICS}
+    )
     # The headline: the checkpoint chosen on validation, evaluated on the test videos.
     assert epochs[result['epoch'] - 1]['val_f1'] == max(e['val_f1'] for e in epochs)
     results.setdefault(name, []).append(result)
@@ -122,10 +136,12 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
   with open(splits_path, 'rb') as f:
     sha256 = hashlib.sha256(f.read()).hexdigest()
   for split, result in enumerate(results['tvsum_standard']):
-    assert result['splits_file'] == dict(name='tvsum.yml', path=splits_path, sha256=sha256,
-                                         entry=split)
-    assert result['videos'] == [['tvsum', v] for v in (['video_1', 'video_2'],
-                                                       ['video_5', 'video_6'])[split]]
+    assert result['splits_file'] == dict(
+      name='tvsum.yml', path=splits_path, sha256=sha256, entry=split
+    )
+    assert result['videos'] == [
+      ['tvsum', v] for v in (['video_1', 'video_2'], ['video_5', 'video_6'])[split]
+    ]
 
   # table.json: every cell of the paper's Table 2; mean and std over the runs.
   with open(os.path.join(workdir, 'table.json')) as f:
@@ -137,8 +153,9 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
   f1 = [r['metrics']['f1'] for r in results['tvsum_standard']]
   np.testing.assert_allclose(standard['ours']['f1'], [np.mean(f1), np.std(f1)])
   optimistic = [r['best_test_epoch']['metrics']['kendall'] for r in results['tvsum_standard']]
-  np.testing.assert_allclose(standard['optimistic']['kendall'],
-                             [np.mean(optimistic), np.std(optimistic)])
+  np.testing.assert_allclose(
+    standard['optimistic']['kendall'], [np.mean(optimistic), np.std(optimistic)]
+  )
   assert standard['paper'] == dict(f1=66.3, kendall=0.108, spearman=0.147)
   assert standard['splits_file']['sha256'] == sha256 and standard['runs'] == 2
   assert cells['summe', 'augment']['paper'] == dict(f1=56.4)
@@ -147,18 +164,34 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
   markdown = open(os.path.join(workdir, 'table.md')).read()
   assert markdown == reproduce.markdown(table)
   mean, std = standard['ours']['f1']
-  assert (f'| TVSum | Standard | `tvsum.yml` entries 0,1 (sha256 {sha256[:12]}) | 2/2 | '
-          f'{mean:.1f} ± {std:.1f} | 66.3 |') in markdown
+  assert (
+    f'| TVSum | Standard | `tvsum.yml` entries 0,1 (sha256 {sha256[:12]}) | 2/2 | '
+    f'{mean:.1f} ± {std:.1f} | 66.3 |'
+  ) in markdown
   assert '| SumMe | Augment | not requested | — | — | 56.4 | — |' in markdown
   assert reproduce.OPTIMISTIC in markdown
 
   # The command line, run again: every run is finished, so nothing trains.
   out = subprocess.run(
-      [sys.executable, '-m', 'clipit_jax.reproduce', f'--workdir={workdir}', '--datasets=tvsum',
-       '--settings=standard', f'--splits_file=standard={tmp_path}/{{dataset}}.yml',
-       '--config=configs/tvsum_standard.py', f'--config.data.data_dir={data_dir}',
-       *[f'--config.{k}={v}' for k, v in TINY.items()], *TINY_MODEL],
-      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    [
+      sys.executable,
+      '-m',
+      'clipit_jax.reproduce',
+      f'--workdir={workdir}',
+      '--datasets=tvsum',
+      '--settings=standard',
+      f'--splits_file=standard={tmp_path}/{{dataset}}.yml',
+      '--config=configs/tvsum_standard.py',
+      f'--config.data.data_dir={data_dir}',
+      *[f'--config.{k}={v}' for k, v in TINY.items()],
+      *TINY_MODEL,
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   progress = [line for line in out.stdout.splitlines() if line.startswith('[')]
   assert len(progress) == 2 and all(line.endswith('finished earlier') for line in progress)
@@ -168,9 +201,14 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
   assert again['config'].startswith('configs/tvsum_standard.py --config.data.data_dir=')
 
   # eval.py aggregates the same workdirs over the file's two entries to the same numbers.
-  out = subprocess.run([sys.executable, str(ROOT / 'eval.py'),
-                        f'--ckpt={workdir}/tvsum_standard', '--all_splits'],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+  out = subprocess.run(
+    [sys.executable, str(ROOT / 'eval.py'), f'--ckpt={workdir}/tvsum_standard', '--all_splits'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   aggregate = json.loads(out.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose([aggregate['f1'], aggregate['f1_std']], standard['ours']['f1'])
@@ -185,27 +223,46 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
   with open(splits_path, 'a') as f:
     f.write('# edited\n')
   with pytest.raises(ValueError, match='tvsum.yml has changed since'):
-    experiments.run(reproduce.run_config(base, rows[0], 0),
-                    os.path.join(workdir, 'tvsum_standard', 'split_0'))
+    experiments.run(
+      reproduce.run_config(base, rows[0], 0), os.path.join(workdir, 'tvsum_standard', 'split_0')
+    )
 
 
 def test_bad_requests_are_errors_that_name_them(tmp_path):
   (tmp_path / 'summe.yml').write_text('[]')
   for args, expected in (
-      ((['ovp'], ['standard'], {}), r"unknown datasets \['ovp'\]"),
-      ((['summe'], ['standard'], {'standard': 'nowhere/{dataset}.yml'}),
-       'nowhere/summe.yml: split file not found'),
-      ((['summe', 'tvsum'], ['standard'], {'standard': f'{tmp_path}/summe.yml'}),
-       'serves several datasets; write {dataset}'),
-      ((['summe'], ['standard'], {'standard': f'{tmp_path}/summe.yml'}), 'holds no split'),
-      ((['summe'], ['transfer'], {}, [3]), r'summe transfer has splits 0-0; --splits \[3\]')):
+    ((['ovp'], ['standard'], {}), r"unknown datasets \['ovp'\]"),
+    (
+      (['summe'], ['standard'], {'standard': 'nowhere/{dataset}.yml'}),
+      'nowhere/summe.yml: split file not found',
+    ),
+    (
+      (['summe', 'tvsum'], ['standard'], {'standard': f'{tmp_path}/summe.yml'}),
+      'serves several datasets; write {dataset}',
+    ),
+    ((['summe'], ['standard'], {'standard': f'{tmp_path}/summe.yml'}), 'holds no split'),
+    ((['summe'], ['transfer'], {}, [3]), r'summe transfer has splits 0-0; --splits \[3\]'),
+  ):
     with pytest.raises(ValueError, match=expected):
       reproduce.plan(*args)
   # On the command line: one line and exit 1.
-  out = subprocess.run([sys.executable, '-m', 'clipit_jax.reproduce', f'--workdir={tmp_path}',
-                        '--datasets=summe', '--settings=standard',
-                        f'--splits_file={tmp_path}/{{dataset}}.yml'],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'clipit_jax.reproduce',
+      f'--workdir={tmp_path}',
+      '--datasets=summe',
+      '--settings=standard',
+      f'--splits_file={tmp_path}/{{dataset}}.yml',
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-2000:]
   assert out.stderr.strip().splitlines()[-1] == (
-      f'reproduce: error: {tmp_path}/summe.yml: holds no split')
+    f'reproduce: error: {tmp_path}/summe.yml: holds no split'
+  )

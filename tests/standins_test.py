@@ -17,9 +17,11 @@ from clipit_jax.datasets import standins
 def _optimal_value(values: np.ndarray, weights: np.ndarray, capacity: int) -> float:
   """The 0/1 knapsack optimum by scipy's MILP solver (independent of evaluation.knapsack)."""
   result = scipy.optimize.milp(
-      -values, integrality=np.ones_like(values),
-      bounds=scipy.optimize.Bounds(0, 1),
-      constraints=scipy.optimize.LinearConstraint(weights[None], 0, capacity))
+    -values,
+    integrality=np.ones_like(values),
+    bounds=scipy.optimize.Bounds(0, 1),
+    constraints=scipy.optimize.LinearConstraint(weights[None], 0, capacity),
+  )
   return -result.fun
 
 
@@ -38,16 +40,19 @@ def _check_common_fields(video: h5_files.H5Video) -> np.ndarray:
   for user in video.user_summary:  # Whole shots only.
     per_shot = np.bincount(shot_of_frame, weights=user) / lengths
     assert set(np.unique(per_shot)) <= {0.0, 1.0}
-  np.testing.assert_array_equal(video.gtsummary, evaluation.generate_summary(
-      video.gtscore, cps, video.n_frames, video.picks)[video.picks])
+  np.testing.assert_array_equal(
+    video.gtsummary,
+    evaluation.generate_summary(video.gtscore, cps, video.n_frames, video.picks)[video.picks],
+  )
   return shot_of_frame
 
 
 def test_tvsum_standin_uses_the_real_annotations(shared_dir, tmp_path):
   anno_path = shared_dir / 'data/tvsum/ydata-anno.tsv.gz'
   real = list(human_baseline.load_tvsum_annotations(anno_path).items())[:3]
-  path = standins.write_standin('tvsum', str(tmp_path), num_videos=3,
-                                tvsum_annotations=str(anno_path))
+  path = standins.write_standin(
+    'tvsum', str(tmp_path), num_videos=3, tvsum_annotations=str(anno_path)
+  )
   videos = list(h5_files.read_h5_videos(path))
   assert [v.name for v in videos] == [name for name, _ in real]
   for video, (_, annotation) in zip(videos, real):
@@ -62,15 +67,17 @@ def test_tvsum_standin_uses_the_real_annotations(shared_dir, tmp_path):
       chosen = np.bincount(shot_of_frame, weights=summary) > 0
       capacity = int(0.15 * video.n_frames)
       assert lengths[chosen].sum() <= capacity
-      np.testing.assert_allclose(means[chosen].sum(), _optimal_value(means, lengths, capacity),
-                                 rtol=1e-9)
+      np.testing.assert_allclose(
+        means[chosen].sum(), _optimal_value(means, lengths, capacity), rtol=1e-9
+      )
   # The annotation file written beside the h5 holds the same real scores, and the
   # real builder reads them as the per-frame annotator scores.
   written = human_baseline.load_tvsum_annotations(tmp_path / 'ydata-anno.tsv.gz')
   for name, annotation in real:
     np.testing.assert_array_equal(written[name].user_scores, annotation.user_scores)
-  records = loading.read_records(loading.load_builder(
-      'tvsum', 'googlenet', str(tmp_path / 'tfds'), str(tmp_path)))
+  records = loading.read_records(
+    loading.load_builder('tvsum', 'googlenet', str(tmp_path / 'tfds'), str(tmp_path))
+  )
   for video, (_, annotation) in zip(videos, real):
     np.testing.assert_array_equal(records[video.key]['user_scores'], annotation.user_scores)
 

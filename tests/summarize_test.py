@@ -30,10 +30,25 @@ pytestmark = pytest.mark.xdist_group("summarize")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SOURCE_FPS = 8
-JSON_KEYS = {"video", "duration", "has_audio", "method", "mode", "query",
-             "captions", "timestamps", "scores", "shots", "selected_shots",
-             "segments", "summary_duration", "budget", "fallback",
-             "settings", "versions"}
+JSON_KEYS = {
+  "video",
+  "duration",
+  "has_audio",
+  "method",
+  "mode",
+  "query",
+  "captions",
+  "timestamps",
+  "scores",
+  "shots",
+  "selected_shots",
+  "segments",
+  "summary_duration",
+  "budget",
+  "fallback",
+  "settings",
+  "versions",
+}
 # Eight scenes: four reddish, then four bluish.
 REDS = [(255, 0, 0), (255, 170, 0), (255, 0, 170), (255, 130, 130)]
 BLUES = [(0, 0, 255), (0, 170, 255), (170, 0, 255), (130, 130, 255)]
@@ -63,7 +78,7 @@ def scenes_video(path, colours, seconds=2.0, size=64):
       frame = np.empty((size, size, 3), np.uint8)
       frame[:] = colour
       x = (4 * i) % (size - 12)
-      frame[20:32, x:x + 12] = 255
+      frame[20:32, x : x + 12] = 255
       frames.append(frame)
   return video.write_frames(path, np.stack(frames), SOURCE_FPS)
 
@@ -71,8 +86,7 @@ def scenes_video(path, colours, seconds=2.0, size=64):
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
   """16 s: eight 2 s scenes of different colours."""
-  return scenes_video(tmp_path_factory.mktemp("v") / "scenes.mp4",
-                      REDS + BLUES)
+  return scenes_video(tmp_path_factory.mktemp("v") / "scenes.mp4", REDS + BLUES)
 
 
 def check_outputs(paths, summary):
@@ -80,8 +94,7 @@ def check_outputs(paths, summary):
   data = json.loads(paths["json"].read_text())
   assert set(data) == JSON_KEYS
   assert data["selected_shots"] == summary.selected
-  assert set(data["versions"]) >= {"clipit_jax", "jax", "flax",
-                                   "transformers"}
+  assert set(data["versions"]) >= {"clipit_jax", "jax", "flax", "transformers"}
   assert paths["plot"].read_bytes()[:8] == PNG_SIGNATURE
   image = matplotlib.image.imread(paths["plot"])
   assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 500
@@ -93,8 +106,7 @@ def check_outputs(paths, summary):
 def check_shots(summary):
   """Shots tile [0, duration]; the selection keeps within the budget."""
   times = summary.shot_times
-  assert times[0, 0] == 0.0 and times[-1, 1] == pytest.approx(
-      summary.duration)
+  assert times[0, 0] == 0.0 and times[-1, 1] == pytest.approx(summary.duration)
   np.testing.assert_array_equal(times[1:, 0], times[:-1, 1])
   assert summary.shot_steps[0, 0] == 0
   assert summary.shot_steps[-1, 1] == len(summary.timestamps) - 1
@@ -108,32 +120,28 @@ def check_shots(summary):
 
 def test_query_summary_end_to_end(tiny, scenes, tmp_path):
   summarizer = summarize.Summarizer.training_free(
-      tiny, proportion=0.3, cache_dir=tmp_path / "features", progress=False)
+    tiny, proportion=0.3, cache_dir=tmp_path / "features", progress=False
+  )
   summary = summarizer.summarize(scenes, query="a red square")
   assert summary.method == summarize.BASELINE
   assert summary.query == "a red square" and summary.captions is None
   assert summary.duration == pytest.approx(16.0)
-  np.testing.assert_allclose(summary.timestamps, np.arange(32) / 2,
-                             atol=1 / SOURCE_FPS)
+  np.testing.assert_allclose(summary.timestamps, np.arange(32) / 2, atol=1 / SOURCE_FPS)
   assert summary.scores.min() == 0.0 and summary.scores.max() == 1.0
   assert len(summary.shot_times) > 2  # KTS sees the scene changes.
   check_shots(summary)
   assert not summary.fallback
   assert summary.summary_duration >= 0.5 * summary.budget
-  data = check_outputs(summary.write(tmp_path / "out", progress=False),
-                       summary)
+  data = check_outputs(summary.write(tmp_path / "out", progress=False), summary)
   assert data["mode"] == "query" and data["query"] == "a red square"
   assert data["settings"]["proportion"] == 0.3
   assert data["budget"] == pytest.approx(0.3 * 16.0)
   assert len(data["scores"]) == len(data["timestamps"]) == 32
-  assert [s["selected"] for s in data["shots"]].count(True) == len(
-      summary.selected)
+  assert [s["selected"] for s in data["shots"]].count(True) == len(summary.selected)
 
 
-def test_same_video_again_hits_the_feature_cache(tiny, scenes, tmp_path,
-                                                 monkeypatch):
-  summarizer = summarize.Summarizer.training_free(
-      tiny, cache_dir=tmp_path, progress=False)
+def test_same_video_again_hits_the_feature_cache(tiny, scenes, tmp_path, monkeypatch):
+  summarizer = summarize.Summarizer.training_free(tiny, cache_dir=tmp_path, progress=False)
   first = summarizer.summarize(scenes, query="blue")
   monkeypatch.setattr(video, "decode_frames", None)  # Must not decode.
   again = summarizer.summarize(scenes, query="blue")
@@ -143,6 +151,7 @@ def test_same_video_again_hits_the_feature_cache(tiny, scenes, tmp_path,
 
 class ColourEncoder:
   """A stand-in CLIP: images embed as their mean colour, texts as colours."""
+
   model_id = "colour-encoder-test"
   image_size = 16
   embed_dim = 512
@@ -164,41 +173,39 @@ def test_the_query_decides_the_selection(tmp_path):
   half = 8.0
   path = scenes_video(tmp_path / "red_blue.mp4", REDS + BLUES)
   summarizer = summarize.Summarizer.training_free(
-      ColourEncoder(), proportion=0.3, cache_dir=tmp_path / "f",
-      progress=False)
+    ColourEncoder(), proportion=0.3, cache_dir=tmp_path / "f", progress=False
+  )
   for query, (low, high) in (("red", (0.0, half)), ("blue", (half, 16.0))):
     summary = summarizer.summarize(path, query=query)
     check_shots(summary)
     assert not summary.fallback
     assert summary.summary_duration >= 0.5 * summary.budget
     for start, end in summary.segments:
-      assert low - 1e-6 <= start < end <= high + 1e-6, (query,
-                                                         summary.segments)
+      assert low - 1e-6 <= start < end <= high + 1e-6, (query, summary.segments)
 
 
 def test_generic_summary_from_an_srt_file(tiny, scenes, tmp_path):
   srt = tmp_path / "scenes.srt"
   texts = [f"scene {i} shows colour {i}" for i in range(8)]
-  srt.write_text("".join(
+  srt.write_text(
+    "".join(
       f"{i + 1}\n00:00:{2 * i:02d},000 --> 00:00:{2 * i + 2:02d},000\n{t}\n\n"
-      for i, t in enumerate(texts)))
-  summarizer = summarize.Summarizer.training_free(
-      tiny, cache_dir=tmp_path / "f", progress=False)
+      for i, t in enumerate(texts)
+    )
+  )
+  summarizer = summarize.Summarizer.training_free(tiny, cache_dir=tmp_path / "f", progress=False)
   summary = summarizer.summarize(scenes, captions=srt)
-  expected = captions_lib.sample_uniform(
-      captions_lib.parse_captions(srt), 7, summary.duration)
+  expected = captions_lib.sample_uniform(captions_lib.parse_captions(srt), 7, summary.duration)
   assert summary.captions == expected and summary.query is None
   check_shots(summary)
-  data = check_outputs(summary.write(tmp_path / "out", progress=False),
-                       summary)
+  data = check_outputs(summary.write(tmp_path / "out", progress=False), summary)
   assert data["mode"] == "generic" and data["captions"] == expected
   assert data["settings"]["text_source"] == f"file {srt}"
 
 
 @pytest.mark.filterwarnings("ignore:Using the model-agnostic default")
 def test_generic_summary_with_generated_captions(tiny, scenes, tmp_path):
-  summarizer = summarize.Summarizer.training_free(
-      tiny, cache_dir=tmp_path, progress=False)
+  summarizer = summarize.Summarizer.training_free(tiny, cache_dir=tmp_path, progress=False)
   assert summarizer.caption_model == captions_lib.TINY
   summary = summarizer.summarize(scenes)
   assert len(summary.captions) == 7
@@ -210,7 +217,8 @@ def test_generic_summary_with_generated_captions(tiny, scenes, tmp_path):
 def test_too_small_a_budget_falls_back_to_part_of_a_shot(tiny, tmp_path):
   path = scenes_video(tmp_path / "short.mp4", REDS[:1], seconds=3.0)
   summarizer = summarize.Summarizer.training_free(
-      tiny, proportion=0.15, cache_dir=tmp_path, progress=False)
+    tiny, proportion=0.15, cache_dir=tmp_path, progress=False
+  )
   summary = summarizer.summarize(path, query="red")
   assert summary.fallback and len(summary.segments) == 1
   assert summary.summary_duration == pytest.approx(0.45)
@@ -234,21 +242,19 @@ def test_select_shots_never_exceeds_the_budget():
 def test_baseline_scores_are_max_similarity_min_max_normalised():
   features = np.eye(4, 512, dtype=np.float32)
   text = np.stack([np.eye(1, 512, 0)[0], 0.5 * np.eye(1, 512, 2)[0]])
-  np.testing.assert_allclose(
-      baselines.clip_similarity(features, text), [1.0, 0.0, 0.5, 0.0])
-  np.testing.assert_array_equal(
-      baselines.clip_similarity(np.ones((3, 512)), text), np.ones(3))
+  np.testing.assert_allclose(baselines.clip_similarity(features, text), [1.0, 0.0, 0.5, 0.0])
+  np.testing.assert_array_equal(baselines.clip_similarity(np.ones((3, 512)), text), np.ones(3))
 
 
 def test_shot_times_and_values():
   steps = np.array([[0, 1], [2, 4], [5, 5]])
   timestamps = np.array([0.04, 0.5, 1.0, 1.5, 2.0, 2.5])
   np.testing.assert_array_equal(
-      summarize.shot_times(steps, timestamps, 3.0),
-      [[0.0, 1.0], [1.0, 2.5], [2.5, 3.0]])
+    summarize.shot_times(steps, timestamps, 3.0), [[0.0, 1.0], [1.0, 2.5], [2.5, 3.0]]
+  )
   np.testing.assert_allclose(
-      evaluation.shot_means(np.array([1, 0, 1, 1, 1, 0.5]), steps),
-      [0.5, 1.0, 0.5])
+    evaluation.shot_means(np.array([1, 0, 1, 1, 1, 0.5]), steps), [0.5, 1.0, 0.5]
+  )
 
 
 # --------------------------------------------------------------------- CLI --
@@ -256,13 +262,27 @@ def test_shot_times_and_values():
 
 def test_cli_writes_the_three_files(scenes, tmp_path, capsys):
   out = tmp_path / "out"
-  assert summarize.main([
-      str(scenes), "--query", "a red square", "--clip-model", "tiny",
-      "--proportion", "0.2", "--cache-dir", str(tmp_path / "f"),
-      "--no-progress", "--out", str(out)]) == 0
+  assert (
+    summarize.main(
+      [
+        str(scenes),
+        "--query",
+        "a red square",
+        "--clip-model",
+        "tiny",
+        "--proportion",
+        "0.2",
+        "--cache-dir",
+        str(tmp_path / "f"),
+        "--no-progress",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   captured = capsys.readouterr()
-  assert sorted(p.name for p in out.iterdir()) == [
-      "scores.png", "summary.json", "summary.mp4"]
+  assert sorted(p.name for p in out.iterdir()) == ["scores.png", "summary.json", "summary.mp4"]
   assert "scenes.mp4: 16.0 s, 32 frames at 2 fps" in captured.out
   assert "wrote" in captured.out
   data = json.loads((out / "summary.json").read_text())
@@ -276,7 +296,8 @@ def make_audio_only(path):
     stream.codec_context.layout = "mono"
     for start in range(0, 44100, 1024):
       frame = av.AudioFrame.from_ndarray(
-          np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+      )
       frame.sample_rate, frame.pts = 44100, start
       out.mux(stream.encode(frame))
     out.mux(stream.encode(None))
@@ -301,7 +322,7 @@ def bad_inputs(scenes, tmp_path_factory):
   (d / "not_a_video.mp4").write_text("hello, this is text\n" * 50)
   (d / "empty.mp4").write_bytes(b"")
   data = scenes.read_bytes()
-  (d / "truncated.mp4").write_bytes(data[:len(data) // 2])
+  (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
   make_audio_only(d / "audio.m4a")
   make_no_frames(d / "no_frames.mp4")
   scenes_video(d / "short.mp4", REDS[:1], seconds=0.5)
@@ -312,39 +333,51 @@ def bad_inputs(scenes, tmp_path_factory):
   (d / "good.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
   v = str(scenes)
   return {
-      "missing": ([str(d / "missing.mp4")], "not found"),
-      "not_a_video": ([str(d / "not_a_video.mp4")], "not a readable video"),
-      "empty": ([str(d / "empty.mp4")], "empty"),
-      "truncated": ([str(d / "truncated.mp4")], "truncated"),
-      "audio_only": ([str(d / "audio.m4a")], "no video stream"),
-      "no_frames": ([str(d / "no_frames.mp4")], "video"),
-      "too_short": ([str(d / "short.mp4")], "shorter than the minimum"),
-      "directory": ([str(d)], "not a regular file"),
-      "proportion_zero": ([v, "--proportion", "0"], "--proportion"),
-      "proportion_big": ([v, "--proportion", "1.5"], "--proportion"),
-      "proportion_text": ([v, "--proportion", "half"], "--proportion"),
-      "fps": ([v, "--fps", "-2"], "--fps"),
-      "ckpt_missing": ([v, "--ckpt", str(d / "nope")], "not found"),
-      "ckpt_not_a_run": ([v, "--ckpt", str(d / "not_a_run")], "config.json"),
-      "ckpt_empty": ([v, "--ckpt", str(d / "no_checkpoint")],
-                     "no checkpoint found"),
-      "captions_missing": ([v, "--captions", str(d / "nope.srt")],
-                           "not found"),
-      "captions_bad": ([v, "--captions", str(d / "bad.srt")], "timing"),
-      "query_and_captions": ([v, "--query", "a", "--captions",
-                              str(d / "good.srt")], "not both"),
-      "empty_query": ([v, "--query", " "], "empty"),
-      "clip_model": ([v, "--clip-model", str(d / "no_model")],
-                     "CLIP model directory"),
+    "missing": ([str(d / "missing.mp4")], "not found"),
+    "not_a_video": ([str(d / "not_a_video.mp4")], "not a readable video"),
+    "empty": ([str(d / "empty.mp4")], "empty"),
+    "truncated": ([str(d / "truncated.mp4")], "truncated"),
+    "audio_only": ([str(d / "audio.m4a")], "no video stream"),
+    "no_frames": ([str(d / "no_frames.mp4")], "video"),
+    "too_short": ([str(d / "short.mp4")], "shorter than the minimum"),
+    "directory": ([str(d)], "not a regular file"),
+    "proportion_zero": ([v, "--proportion", "0"], "--proportion"),
+    "proportion_big": ([v, "--proportion", "1.5"], "--proportion"),
+    "proportion_text": ([v, "--proportion", "half"], "--proportion"),
+    "fps": ([v, "--fps", "-2"], "--fps"),
+    "ckpt_missing": ([v, "--ckpt", str(d / "nope")], "not found"),
+    "ckpt_not_a_run": ([v, "--ckpt", str(d / "not_a_run")], "config.json"),
+    "ckpt_empty": ([v, "--ckpt", str(d / "no_checkpoint")], "no checkpoint found"),
+    "captions_missing": ([v, "--captions", str(d / "nope.srt")], "not found"),
+    "captions_bad": ([v, "--captions", str(d / "bad.srt")], "timing"),
+    "query_and_captions": ([v, "--query", "a", "--captions", str(d / "good.srt")], "not both"),
+    "empty_query": ([v, "--query", " "], "empty"),
+    "clip_model": ([v, "--clip-model", str(d / "no_model")], "CLIP model directory"),
   }
 
 
-ERROR_CASES = ["missing", "not_a_video", "empty", "truncated", "audio_only",
-               "no_frames", "too_short", "directory", "proportion_zero",
-               "proportion_big", "proportion_text", "fps", "ckpt_missing",
-               "ckpt_not_a_run", "ckpt_empty", "captions_missing",
-               "captions_bad", "query_and_captions", "empty_query",
-               "clip_model"]
+ERROR_CASES = [
+  "missing",
+  "not_a_video",
+  "empty",
+  "truncated",
+  "audio_only",
+  "no_frames",
+  "too_short",
+  "directory",
+  "proportion_zero",
+  "proportion_big",
+  "proportion_text",
+  "fps",
+  "ckpt_missing",
+  "ckpt_not_a_run",
+  "ckpt_empty",
+  "captions_missing",
+  "captions_bad",
+  "query_and_captions",
+  "empty_query",
+  "clip_model",
+]
 
 
 @pytest.mark.parametrize("case", ERROR_CASES)
@@ -355,8 +388,9 @@ def test_cli_errors_are_one_line(case, bad_inputs, tmp_path, capsys):
   if "--clip-model" not in args:
     args = args + ["--clip-model", "tiny"]
   with pytest.raises(SystemExit) as e:
-    summarize.main(args + ["--no-progress", "--cache-dir", str(tmp_path),
-                           "--out", str(tmp_path / "out")])
+    summarize.main(
+      args + ["--no-progress", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "out")]
+    )
   assert e.value.code not in (0, None)
   err = capsys.readouterr().err
   assert len(err.strip().splitlines()) == 1, err
@@ -368,9 +402,11 @@ def test_an_unusable_out_is_refused_before_the_work(tmp_path, capsys):
   missing = str(tmp_path / "missing.mp4")  # Were --out checked late, this would fail first.
   (tmp_path / "a_file").write_text("x")
   with small_disk(tmp_path / "ro", 64, read_only=True) as read_only:
-    for out, words in ((tmp_path / "a_file", f"{tmp_path / 'a_file'} is a file"),
-                       (tmp_path / "a_file" / "out", f"{tmp_path / 'a_file'} is a file"),
-                       (read_only / "out", "cannot write in")):
+    for out, words in (
+      (tmp_path / "a_file", f"{tmp_path / 'a_file'} is a file"),
+      (tmp_path / "a_file" / "out", f"{tmp_path / 'a_file'} is a file"),
+      (read_only / "out", "cannot write in"),
+    ):
       with pytest.raises(SystemExit) as e:
         summarize.main([missing, "--query", "red", "--out", str(out)])
       assert e.value.code == 1
@@ -380,8 +416,14 @@ def test_an_unusable_out_is_refused_before_the_work(tmp_path, capsys):
 
 
 def test_a_full_disk_leaves_the_earlier_summary_whole(scenes, tmp_path, capsys):
-  args = [str(scenes), "--clip-model", "tiny", "--cache-dir", str(tmp_path / "features"),
-          "--no-progress"]
+  args = [
+    str(scenes),
+    "--clip-model",
+    "tiny",
+    "--cache-dir",
+    str(tmp_path / "features"),
+    "--no-progress",
+  ]
   with small_disk(tmp_path / "disk", 1024) as disk:
     out = disk / "out"
     assert summarize.main(args + ["--query", "a red square", "--out", str(out)]) == 0
@@ -389,12 +431,13 @@ def test_a_full_disk_leaves_the_earlier_summary_whole(scenes, tmp_path, capsys):
     fill_disk(disk, leave_kb=2)
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
-      summarize.main(args + ["--query", "a blue square", "--proportion", "0.5",
-                             "--out", str(out)])
+      summarize.main(args + ["--query", "a blue square", "--proportion", "0.5", "--out", str(out)])
     assert e.value.code == 1
     err = capsys.readouterr().err
-    assert err == (f"clipit-summarize: error: {out}: no space left on device for the summary; "
-                   "free space there or pass another --out (what was there is unchanged)\n")
+    assert err == (
+      f"clipit-summarize: error: {out}: no space left on device for the summary; "
+      "free space there or pass another --out (what was there is unchanged)\n"
+    )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # No temporary left.
 
 
@@ -402,20 +445,26 @@ def test_captions_after_the_video_are_dropped_with_a_warning(tiny, scenes, tmp_p
   inside = [f"scene {i} shows colour {i}" for i in range(8)]
   srt = tmp_path / "longer_cut.srt"
   cues = [(2 * i, 2 * i + 2, t) for i, t in enumerate(inside)] + [
-      (100 + i, 101 + i, f"after the end {i}") for i in range(3)]
-  srt.write_text("".join(f"{i + 1}\n00:{a // 60:02d}:{a % 60:02d},000 --> "
-                         f"00:{b // 60:02d}:{b % 60:02d},000\n{t}\n\n"
-                         for i, (a, b, t) in enumerate(cues)))
-  summarizer = summarize.Summarizer.training_free(
-      tiny, cache_dir=tmp_path / "f", progress=False)
+    (100 + i, 101 + i, f"after the end {i}") for i in range(3)
+  ]
+  srt.write_text(
+    "".join(
+      f"{i + 1}\n00:{a // 60:02d}:{a % 60:02d},000 --> 00:{b // 60:02d}:{b % 60:02d},000\n{t}\n\n"
+      for i, (a, b, t) in enumerate(cues)
+    )
+  )
+  summarizer = summarize.Summarizer.training_free(tiny, cache_dir=tmp_path / "f", progress=False)
   summary = summarizer.summarize(scenes, captions=srt)
   assert set(summary.captions) <= set(inside) and len(summary.captions) == 7
-  assert any("dropped 3 of 11 captions that start after the video ends (16.0 s)"
-             in r.getMessage() for r in caplog.records)
+  assert any(
+    "dropped 3 of 11 captions that start after the video ends (16.0 s)" in r.getMessage()
+    for r in caplog.records
+  )
   late = tmp_path / "another_video.srt"
   late.write_text("1\n00:01:40,000 --> 00:01:41,000\nlater\n")
-  with pytest.raises(captions_lib.CaptionError,
-                     match=r"all 1 captions start after the video ends \(16.0 s\)"):
+  with pytest.raises(
+    captions_lib.CaptionError, match=r"all 1 captions start after the video ends \(16.0 s\)"
+  ):
     summarizer.summarize(scenes, captions=late)
 
 
@@ -426,14 +475,24 @@ def test_query_with_captions_is_refused():
 
 def test_cli_as_a_module_prints_one_line_on_error(tmp_path):
   result = subprocess.run(
-      [sys.executable, "-m", "clipit_jax.summarize",
-       str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "out")],
-      capture_output=True, text=True, cwd=ROOT, timeout=120,
-      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    [
+      sys.executable,
+      "-m",
+      "clipit_jax.summarize",
+      str(tmp_path / "missing.mp4"),
+      "--out",
+      str(tmp_path / "out"),
+    ],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    timeout=120,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
   assert result.returncode == 1
   assert result.stderr.splitlines() == [
-      f"clipit-summarize: error: {tmp_path / 'missing.mp4'}: file not found; "
-      "check the path."]
+    f"clipit-summarize: error: {tmp_path / 'missing.mp4'}: file not found; check the path."
+  ]
   assert result.stdout == ""
 
 
@@ -463,20 +522,23 @@ def query_run(tmp_path_factory):
 def test_checkpoint_scores_with_the_model(tiny, scenes, query_run, tmp_path):
   workdir, config, params = query_run
   summarizer = summarize.Summarizer.from_checkpoint(
-      workdir, clip_model=tiny, cache_dir=tmp_path, progress=False)
+    workdir, clip_model=tiny, cache_dir=tmp_path, progress=False
+  )
   assert summarizer.method == summarize.TRAINED
   summary = summarizer.summarize(scenes, query="a red square")
-  features, timestamps = encoders.cached_video_features(
-      scenes, tiny, 2.0, tmp_path)
+  features, timestamps = encoders.cached_video_features(scenes, tiny, 2.0, tmp_path)
   np.testing.assert_array_equal(summary.timestamps, timestamps)
   expected = evaluators.score_video(
-      models.CLIPIt(config.model).apply, params, features,
-      tiny.encode_texts(["a red square"]), np.ones(1, bool),
-      config.model.window)
+    models.CLIPIt(config.model).apply,
+    params,
+    features,
+    tiny.encode_texts(["a red square"]),
+    np.ones(1, bool),
+    config.model.window,
+  )
   np.testing.assert_allclose(summary.scores, expected, rtol=1e-5, atol=1e-6)
   check_shots(summary)
-  data = check_outputs(summary.write(tmp_path / "out", progress=False),
-                       summary)
+  data = check_outputs(summary.write(tmp_path / "out", progress=False), summary)
   assert data["method"] == summarize.TRAINED
   assert data["settings"]["checkpoint"]["epoch"] == 1
   assert data["settings"]["checkpoint"]["text_fusion"] == "query"
@@ -486,16 +548,32 @@ def test_checkpoint_scores_with_the_model(tiny, scenes, query_run, tmp_path):
 
 def test_cli_with_a_checkpoint(scenes, query_run, tmp_path, capsys):
   workdir = query_run[0]
-  assert summarize.main([
-      str(scenes), "--ckpt", str(workdir), "--checkpoint", "latest",
-      "--query", "red", "--no-progress", "--cache-dir", str(tmp_path),
-      "--out", str(tmp_path / "out")]) == 0
+  assert (
+    summarize.main(
+      [
+        str(scenes),
+        "--ckpt",
+        str(workdir),
+        "--checkpoint",
+        "latest",
+        "--query",
+        "red",
+        "--no-progress",
+        "--cache-dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "out"),
+      ]
+    )
+    == 0
+  )
   data = json.loads((tmp_path / "out" / "summary.json").read_text())
   assert data["settings"]["clip_model"] == "tiny"  # The run's features.
   assert data["method"] == summarize.TRAINED
   with pytest.raises(SystemExit):
-    summarize.main([str(scenes), "--ckpt", str(workdir), "--clip-model",
-                    "tiny", "--out", str(tmp_path / "out2")])
+    summarize.main(
+      [str(scenes), "--ckpt", str(workdir), "--clip-model", "tiny", "--out", str(tmp_path / "out2")]
+    )
   err = capsys.readouterr().err
   assert len(err.strip().splitlines()) == 1 and "--query" in err, err
 
@@ -507,8 +585,17 @@ def test_googlenet_checkpoint_is_refused(scenes, tmp_path, capsys):
   with pytest.raises(checkpoints.CheckpointError, match="1024-d"):
     summarize.Summarizer.from_checkpoint(tmp_path / "run", clip_model="tiny")
   with pytest.raises(SystemExit) as e:
-    summarize.main([str(scenes), "--ckpt", str(tmp_path / "run"), "--query",
-                    "red", "--out", str(tmp_path / "out")])
+    summarize.main(
+      [
+        str(scenes),
+        "--ckpt",
+        str(tmp_path / "run"),
+        "--query",
+        "red",
+        "--out",
+        str(tmp_path / "out"),
+      ]
+    )
   assert e.value.code == 1
   err = capsys.readouterr().err
   assert len(err.strip().splitlines()) == 1 and "1024-d" in err, err
@@ -527,8 +614,7 @@ def test_bikes(tiny, shared_dir, tmp_path):
   if not path.is_file():
     pytest.skip(f"{path} not found")
   source = video.probe(path)
-  summarizer = summarize.Summarizer.training_free(
-      tiny, cache_dir=tmp_path, progress=False)
+  summarizer = summarize.Summarizer.training_free(tiny, cache_dir=tmp_path, progress=False)
   summary = summarizer.summarize(path, query="people riding bicycles")
   check_shots(summary)
   paths = summary.write(tmp_path / "out", progress=False)

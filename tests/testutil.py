@@ -18,10 +18,16 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A model small enough for a CPU test on the 1024-d stand-ins, as train.py overrides.
-TINY_MODEL = ['--config.model.width=32', '--config.model.mlp_dim=64',
-              '--config.model.head_mlp_dim=16', '--config.model.num_heads=2',
-              '--config.model.language_heads=2', '--config.model.num_encoder_layers=1',
-              '--config.model.num_decoder_layers=1', '--config.model.window=64']
+TINY_MODEL = [
+  '--config.model.width=32',
+  '--config.model.mlp_dim=64',
+  '--config.model.head_mlp_dim=16',
+  '--config.model.num_heads=2',
+  '--config.model.language_heads=2',
+  '--config.model.num_encoder_layers=1',
+  '--config.model.num_decoder_layers=1',
+  '--config.model.window=64',
+]
 
 
 def load_config_file(name: str, *args) -> ml_collections.ConfigDict:
@@ -38,9 +44,14 @@ def load_config_file(name: str, *args) -> ml_collections.ConfigDict:
 def write_standins(data_dir: pathlib.Path, num_videos: int = 6, max_seconds: float = 75) -> str:
   """Stand-ins of all four benchmarks (short videos) in `data_dir`'s manual directory."""
   from clipit_jax.datasets import standins  # pylint: disable=g-import-not-at-top
+
   for dataset in standins.SHAPES:
-    standins.write_standin(dataset, str(data_dir / 'downloads' / 'manual'),
-                           num_videos=num_videos, max_seconds=max_seconds)
+    standins.write_standin(
+      dataset,
+      str(data_dir / 'downloads' / 'manual'),
+      num_videos=num_videos,
+      max_seconds=max_seconds,
+    )
   return str(data_dir)
 
 
@@ -48,11 +59,12 @@ def tiny_config(name: str, data_dir: str, **overrides) -> ml_collections.ConfigD
   """`configs/<name>.py` with the TINY_MODEL, a few epochs and batches of 4 windows."""
   config = load_config_file(name)
   for flag in TINY_MODEL:
-    key, value = flag[len('--config.model.'):].split('=')
+    key, value = flag[len('--config.model.') :].split('=')
     config.model[key] = int(value)
   config.data.data_dir = data_dir
-  config.update({**dict(num_epochs=3, batch_size=4, learning_rate=1e-3, progress=False),
-                 **overrides})
+  config.update(
+    {**dict(num_epochs=3, batch_size=4, learning_rate=1e-3, progress=False), **overrides}
+  )
   return config
 
 
@@ -68,17 +80,32 @@ def path_key(dataset: str, video: str) -> str:
 
 def write_splits_file(path: pathlib.Path, entries: list[dict]) -> str:
   """A split file by its suffix: JSON (as vsumm-reinforce, VASNet, PGL-SUM) or YAML (DSNet)."""
-  path.write_text(json.dumps(entries, indent=2) if path.suffix == '.json'
-                  else yaml.safe_dump(entries, default_flow_style=False))
+  path.write_text(
+    json.dumps(entries, indent=2)
+    if path.suffix == '.json'
+    else yaml.safe_dump(entries, default_flow_style=False)
+  )
   return str(path)
 
 
 def small_config(**model_overrides) -> ml_collections.ConfigDict:
   """The paper's config shrunk for CPU tests: width 64, 2+2 layers, windows of 16."""
   config = load_config_file('default')
-  config.model.update(dict(frame_dim=24, text_dim=32, width=64, num_heads=4, language_heads=4,
-                           num_encoder_layers=2, num_decoder_layers=2, mlp_dim=128,
-                           head_mlp_dim=32, num_captions=3, window=16))
+  config.model.update(
+    dict(
+      frame_dim=24,
+      text_dim=32,
+      width=64,
+      num_heads=4,
+      language_heads=4,
+      num_encoder_layers=2,
+      num_decoder_layers=2,
+      mlp_dim=128,
+      head_mlp_dim=32,
+      num_captions=3,
+      window=16,
+    )
+  )
   config.model.update(model_overrides)
   return config
 
@@ -94,11 +121,12 @@ def random_batch(config: ml_collections.ConfigDict, batch: int, lengths, seed: i
   text_len = 1 if m.text_fusion == 'query' else m.num_captions
   frame_mask = np.arange(window)[None, :] < np.asarray(lengths)[:, None]
   return dict(
-      frames=rng.normal(size=(batch, window, m.frame_dim)).astype(np.float32),
-      frame_mask=frame_mask,
-      text=rng.normal(size=(batch, text_len, m.text_dim)).astype(np.float32),
-      text_mask=np.ones((batch, text_len), bool),
-      labels=((rng.random((batch, window)) < 0.2) & frame_mask).astype(np.float32))
+    frames=rng.normal(size=(batch, window, m.frame_dim)).astype(np.float32),
+    frame_mask=frame_mask,
+    text=rng.normal(size=(batch, text_len, m.text_dim)).astype(np.float32),
+    text_mask=np.ones((batch, text_len), bool),
+    labels=((rng.random((batch, window)) < 0.2) & frame_mask).astype(np.float32),
+  )
 
 
 def write_h5(path, n_videos, *, names=True, feature_dim=1024, seed=0, frames=(150, 400)):
@@ -112,12 +140,17 @@ def write_h5(path, n_videos, *, names=True, feature_dim=1024, seed=0, frames=(15
       bounds = np.unique(np.concatenate([[0], rng.integers(1, n_frames, 4), [n_frames]]))
       change_points = np.stack([bounds[:-1], bounds[1:] - 1], 1)
       g = f.create_group(f'video_{i}')
-      data = dict(features=rng.normal(size=(len(picks), feature_dim)).astype(np.float32),
-                  gtscore=rng.random(len(picks)).astype(np.float32),
-                  gtsummary=(rng.random(len(picks)) < 0.2).astype(np.float32),
-                  user_summary=(rng.random((3, n_frames)) < 0.15).astype(np.float32),
-                  change_points=change_points, n_frame_per_seg=np.diff(bounds),
-                  n_frames=n_frames, picks=picks, n_steps=len(picks))
+      data = dict(
+        features=rng.normal(size=(len(picks), feature_dim)).astype(np.float32),
+        gtscore=rng.random(len(picks)).astype(np.float32),
+        gtsummary=(rng.random(len(picks)) < 0.2).astype(np.float32),
+        user_summary=(rng.random((3, n_frames)) < 0.15).astype(np.float32),
+        change_points=change_points,
+        n_frame_per_seg=np.diff(bounds),
+        n_frames=n_frames,
+        picks=picks,
+        n_steps=len(picks),
+      )
       for k, v in data.items():
         g[k] = v
       if names:
@@ -136,8 +169,12 @@ def small_disk(path: pathlib.Path, size_kb: int, *, read_only: bool = False):
   options = f'size={size_kb}k' + (',ro' if read_only else '')
   if not shutil.which('mount') or os.geteuid() != 0:
     pytest.skip('mounting a small tmpfs needs root')
-  out = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(path)],
-                       capture_output=True, text=True, check=False)
+  out = subprocess.run(
+    ['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(path)],
+    capture_output=True,
+    text=True,
+    check=False,
+  )
   if out.returncode:
     pytest.skip(f'cannot mount a tmpfs here: {out.stderr.strip()}')
   try:

@@ -31,8 +31,14 @@ def _metrics(workdir):
 
 
 def _run(script, *args):
-  return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=600, check=False)
+  return subprocess.run(
+    [sys.executable, str(ROOT / script), *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
 
 
 def test_train_checkpoint_evaluate(standin_data_dir, tmp_path):
@@ -71,10 +77,12 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(standin_data_dir, tmp_
   resumed = train.train_and_evaluate(quick_config(standin_data_dir), resumed_dir)
   _params_equal(straight.params, resumed.params)
   assert [m['train_total'] for m in _metrics(resumed_dir)] == [
-      m['train_total'] for m in _metrics(str(tmp_path / 'straight'))]
+    m['train_total'] for m in _metrics(str(tmp_path / 'straight'))
+  ]
 
 
 # --- bad input -----------------------------------------------------------------------------------
+
 
 def _one_line_error(result):
   assert result.returncode != 0
@@ -84,16 +92,18 @@ def _one_line_error(result):
 
 
 def test_unknown_config_field_is_one_clear_error(tmp_path):
-  out = _run('train.py', '--config=configs/synthetic.py', f'--workdir={tmp_path}',
-             '--config.num_epoch=3')
+  out = _run(
+    'train.py', '--config=configs/synthetic.py', f'--workdir={tmp_path}', '--config.num_epoch=3'
+  )
   lines = _one_line_error(out)
   assert any('num_epoch' in l for l in lines), out.stderr
 
 
 def test_eval_of_a_workdir_without_checkpoint(tmp_path):
   out = _run('eval.py', f'--ckpt={tmp_path}')
-  assert _one_line_error(out) == [f'eval.py: error: {tmp_path}: no config.json; is this a '
-                                  'train.py --workdir?']
+  assert _one_line_error(out) == [
+    f'eval.py: error: {tmp_path}: no config.json; is this a train.py --workdir?'
+  ]
   checkpoints.save_config(str(tmp_path), load_config_file('synthetic'))
   out = _run('eval.py', f'--ckpt={tmp_path}')
   lines = _one_line_error(out)

@@ -34,8 +34,10 @@ pytestmark = pytest.mark.xdist_group('train_faults')
 def xla_cache(tmp_path_factory):
   """Compiled programs on disk for this module (and its subprocesses), then as before."""
   directory = str(tmp_path_factory.mktemp('xla'))
-  before = (jax.config.jax_compilation_cache_dir,
-            jax.config.jax_persistent_cache_min_compile_time_secs)
+  before = (
+    jax.config.jax_compilation_cache_dir,
+    jax.config.jax_persistent_cache_min_compile_time_secs,
+  )
   jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   yield directory
@@ -73,6 +75,7 @@ def _latest_step(workdir):
 
 # --- damaged checkpoints (no training: states saved directly) ------------------------------------
 
+
 def _abstract_state(config):
   return jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0)))
 
@@ -80,8 +83,7 @@ def _abstract_state(config):
 def _state(config, seed):
   """A train state of `config` filled with random numbers (no initialisation to compile)."""
   rng = np.random.default_rng(seed)
-  return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype),
-                      _abstract_state(config))
+  return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype), _abstract_state(config))
 
 
 @pytest.fixture(scope='module')
@@ -114,24 +116,32 @@ def test_a_damaged_checkpoint_names_itself_and_the_one_that_restores(two_checkpo
   workdir = str(tmp_path / 'run')
   shutil.copytree(two_checkpoints, workdir)
   _damage(workdir, 2)
-  out = subprocess.run([sys.executable, str(ROOT / 'eval.py'), f'--ckpt={workdir}',
-                        '--checkpoint=latest'], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, check=False)
+  out = subprocess.run(
+    [sys.executable, str(ROOT / 'eval.py'), f'--ckpt={workdir}', '--checkpoint=latest'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert out.returncode == 1
   lines = out.stderr.splitlines()
   assert len(lines) == 1, out.stderr
-  assert lines[0].startswith(f'eval.py: error: {workdir}/checkpoints/2: cannot be read, its '
-                             'files are damaged (')
-  assert lines[0].endswith('); it is the latest checkpoint, the best one (epoch 1) restores: '
-                           'use --checkpoint best')
+  assert lines[0].startswith(
+    f'eval.py: error: {workdir}/checkpoints/2: cannot be read, its files are damaged ('
+  )
+  assert lines[0].endswith(
+    '); it is the latest checkpoint, the best one (epoch 1) restores: use --checkpoint best'
+  )
   config = checkpoints.load_config(workdir)
   _, params, epoch = train.load_trained(workdir, 'best')  # The advice holds.
   assert epoch == 1
   _params_equal(params, _state(config, 1).params)
 
 
-def test_resuming_skips_a_damaged_checkpoint_and_saves_that_epoch_again(two_checkpoints,
-                                                                        tmp_path, capfd):
+def test_resuming_skips_a_damaged_checkpoint_and_saves_that_epoch_again(
+  two_checkpoints, tmp_path, capfd
+):
   workdir = str(tmp_path / 'run')
   shutil.copytree(two_checkpoints, workdir)
   _damage(workdir, 2)
@@ -144,8 +154,9 @@ def test_resuming_skips_a_damaged_checkpoint_and_saves_that_epoch_again(two_chec
   assert capfd.readouterr().err.startswith(f'warning: {workdir}/checkpoints/2: cannot be read')
   assert os.path.isdir(moved) and manager.all_steps() == [1]
   checkpoints.save(manager, 2, _state(config, 3), {'f1': 0.5})
-  _params_equal(checkpoints.restore(manager, _abstract_state(config))[0].params,
-                _state(config, 3).params)
+  _params_equal(
+    checkpoints.restore(manager, _abstract_state(config))[0].params, _state(config, 3).params
+  )
   _damage(workdir, 1)
   _damage(workdir, 2)
   with pytest.raises(checkpoints.CheckpointError, match='no checkpoint restores'):
@@ -166,8 +177,9 @@ def test_a_checkpoint_of_another_model_says_which_array_differs(two_checkpoints)
   assert 'strict' not in str(e.value)
 
 
-def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(benchmark,
-                                                                             tmp_path, capfd):
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(
+  benchmark, tmp_path, capfd
+):
   config = _config(benchmark)
   with small_disk(tmp_path / 'disk', 6000) as disk:
     manager = checkpoints.make_manager(str(disk / 'run'), config.best_metric)
@@ -175,9 +187,11 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(ben
     fill_disk(disk, leave_kb=50)
     with pytest.raises(checkpoints.CheckpointError) as e:
       checkpoints.save(manager, 2, _state(config, 2), {'f1': 0.6})
-    assert str(e.value) == (f'{disk}/run/checkpoints: could not save the checkpoint of epoch 2 '
-                            '(no space left on device); the earlier checkpoints are intact: fix '
-                            'the cause and run the same command to resume')
+    assert str(e.value) == (
+      f'{disk}/run/checkpoints: could not save the checkpoint of epoch 2 '
+      '(no space left on device); the earlier checkpoints are intact: fix '
+      'the cause and run the same command to resume'
+    )
     (disk / 'filler').unlink()
     state, epoch = checkpoints.restore_newest(manager, str(disk / 'run'), _abstract_state(config))
     assert epoch == 1
@@ -201,16 +215,22 @@ with files.exclusive_lock(sys.argv[1]):
 def test_a_second_run_on_a_workdir_is_refused_naming_the_first(benchmark, tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  holder = subprocess.Popen([sys.executable, '-c', _HOLD, str(workdir / train.LOCK_FILE)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen(
+    [sys.executable, '-c', _HOLD, str(workdir / train.LOCK_FILE)],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   try:
     assert holder.stdout.readline() == 'held\n'
     with pytest.raises(files.LockedError) as e:
       train.train_and_evaluate(_config(benchmark), str(workdir))
-    assert str(e.value).startswith(f'{workdir}/{train.LOCK_FILE} is locked by pid {holder.pid} '
-                                   f'on {socket.gethostname()} since ')
-    assert str(e.value).endswith(f'another train.py is running in {workdir}: wait for it to '
-                                 'end, or use another --workdir')
+    assert str(e.value).startswith(
+      f'{workdir}/{train.LOCK_FILE} is locked by pid {holder.pid} on {socket.gethostname()} since '
+    )
+    assert str(e.value).endswith(
+      f'another train.py is running in {workdir}: wait for it to end, or use another --workdir'
+    )
     assert sorted(os.listdir(workdir)) == [train.LOCK_FILE]  # The refused run wrote nothing.
   finally:
     holder.kill()  # SIGKILL: the kernel releases the lock with the process.
@@ -220,6 +240,7 @@ def test_a_second_run_on_a_workdir_is_refused_naming_the_first(benchmark, tmp_pa
 
 
 # --- kills and Ctrl-C during training ------------------------------------------------------------
+
 
 class _Killed(BaseException):
   """Stands for a SIGKILL: nothing after it runs."""
@@ -260,20 +281,38 @@ def test_ctrl_c_waits_until_the_epoch_is_written():
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_ctrl_c_resumes_a_torn_log_and_stops_between_epochs(killed_after_commit, benchmark,
-                                                            xla_cache, tmp_path):
+def test_ctrl_c_resumes_a_torn_log_and_stops_between_epochs(
+  killed_after_commit, benchmark, xla_cache, tmp_path
+):
   workdir = str(tmp_path / 'run')
   shutil.copytree(killed_after_commit, workdir)
   with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
     f.write('{"epoch": 2, "train_total": 0.8')  # A kill cut the last line short.
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=xla_cache,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
-  flags = [f'--config.data.data_dir={benchmark}', '--config.num_epochs=1000',
-           '--config.batch_size=4', '--config.learning_rate=1e-3', '--config.progress=False']
+  env = dict(
+    os.environ, JAX_COMPILATION_CACHE_DIR=xla_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0'
+  )
+  flags = [
+    f'--config.data.data_dir={benchmark}',
+    '--config.num_epochs=1000',
+    '--config.batch_size=4',
+    '--config.learning_rate=1e-3',
+    '--config.progress=False',
+  ]
   run = subprocess.Popen(
-      [sys.executable, 'train.py', '--config=configs/summe_standard.py', f'--workdir={workdir}',
-       *TINY_MODEL, *flags],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [
+      sys.executable,
+      'train.py',
+      '--config=configs/summe_standard.py',
+      f'--workdir={workdir}',
+      *TINY_MODEL,
+      *flags,
+    ],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   try:
     for line in run.stdout:  # Interrupt once an epoch after the resumed one is done.
       if line.startswith('epoch   2/'):
@@ -284,7 +323,8 @@ def test_ctrl_c_resumes_a_torn_log_and_stops_between_epochs(killed_after_commit,
     run.kill()
   assert run.returncode == 130, stderr
   assert stderr.splitlines() == [
-      f'warning: {workdir}/metrics.jsonl: dropped 1 unreadable line(s) (cut short by a kill?)',
-      'train.py: interrupted; run the same command to resume'], stderr
+    f'warning: {workdir}/metrics.jsonl: dropped 1 unreadable line(s) (cut short by a kill?)',
+    'train.py: interrupted; run the same command to resume',
+  ], stderr
   last = _latest_step(workdir)  # Every committed epoch has its line, once, and no other.
   assert last >= 2 and _metrics_epochs(workdir) == list(range(1, last + 1))

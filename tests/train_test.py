@@ -12,12 +12,15 @@ from clipit_jax import train
 from testutil import random_batch, small_config
 
 
-@pytest.mark.parametrize('name,expected', [
+@pytest.mark.parametrize(
+  'name,expected',
+  [
     # p = 1000, g = 0.5, decay 1e-3. Adam's first step is -lr * sign(gradient it sees):
     # coupled: the gradient is g + 1e-3 * p = 1.5 -> -lr; decoupled: -lr * (g/|g| + 1e-3 * p).
     ('adam', -1e-4),
     ('adamw', -2e-4),
-])
+  ],
+)
 def test_weight_decay_coupling(name, expected):
   config = small_config()
   config.optimizer = name
@@ -81,13 +84,16 @@ def test_microbatches_give_the_whole_batch_update(micro):
   rng = jax.random.PRNGKey(1)
   config.microbatch_size = 0  # The whole batch at once.
   whole, metrics_whole = jax.jit(functools.partial(train.train_step, config=config))(
-      state, batch, rng)
+    state, batch, rng
+  )
   config.microbatch_size = micro
   parts, metrics_parts = jax.jit(functools.partial(train.train_step, config=config))(
-      state, batch, rng)
+    state, batch, rng
+  )
   moved = 0.0
-  for x, y, p in zip(jax.tree.leaves(whole.params), jax.tree.leaves(parts.params),
-                     jax.tree.leaves(state.params)):
+  for x, y, p in zip(
+    jax.tree.leaves(whole.params), jax.tree.leaves(parts.params), jax.tree.leaves(state.params)
+  ):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
     moved = max(moved, float(np.max(np.abs(np.asarray(x) - np.asarray(p)))))
   assert moved > 1e-3  # The step did update the parameters.
@@ -95,9 +101,18 @@ def test_microbatches_give_the_whole_batch_update(micro):
     np.testing.assert_allclose(metrics_whole[k], metrics_parts[k], rtol=1e-5)
 
 
-@pytest.mark.parametrize('setting,platform,expected', [
-    (None, 'cpu', train.CPU_MICROBATCH), (None, 'gpu', None), (None, 'tpu', None),
-    (0, 'cpu', None), (3, 'gpu', 3), (16, 'cpu', None), (40, 'cpu', None)])
+@pytest.mark.parametrize(
+  'setting,platform,expected',
+  [
+    (None, 'cpu', train.CPU_MICROBATCH),
+    (None, 'gpu', None),
+    (None, 'tpu', None),
+    (0, 'cpu', None),
+    (3, 'gpu', 3),
+    (16, 'cpu', None),
+    (40, 'cpu', None),
+  ],
+)
 def test_microbatch_size_setting(setting, platform, expected):
   """None: CPU_MICROBATCH on a CPU, the whole batch elsewhere; 0 or >= the batch: whole."""
   config = small_config()

@@ -27,20 +27,27 @@ def index_image(i: int, width: int = 160, height: int = 120) -> np.ndarray:
   band = height // BANDS
   for b in range(BANDS):
     if i >> b & 1:
-      img[b * band:(b + 1) * band] = 255
+      img[b * band : (b + 1) * band] = 255
   return img
 
 
 def read_index(img: np.ndarray) -> int:
   """Inverse of `index_image` for any resize/crop that keeps full height."""
   band = img.shape[0] / BANDS
-  bits = [img[int((b + 0.25) * band):int((b + 0.75) * band)].mean() > 128
-          for b in range(BANDS)]
+  bits = [img[int((b + 0.25) * band) : int((b + 0.75) * band)].mean() > 128 for b in range(BANDS)]
   return sum(int(v) << b for b, v in enumerate(bits))
 
 
-def make_video(path, seconds=6.0, fps=FPS, width=160, height=120,
-               audio=False, faststart=False, preset="ultrafast"):
+def make_video(
+  path,
+  seconds=6.0,
+  fps=FPS,
+  width=160,
+  height=120,
+  audio=False,
+  faststart=False,
+  preset="ultrafast",
+):
   """Writes an H.264 mp4 whose frame i shows i (`index_image`)."""
   options = {"movflags": "faststart"} if faststart else {}
   with av.open(str(path), "w", options=options) as out:
@@ -52,8 +59,7 @@ def make_video(path, seconds=6.0, fps=FPS, width=160, height=120,
       aus.codec_context.layout = "mono"
     n = round(seconds * fps)
     for i in range(n):
-      frame = av.VideoFrame.from_ndarray(
-          index_image(i % 256, width, height), format="rgb24")
+      frame = av.VideoFrame.from_ndarray(index_image(i % 256, width, height), format="rgb24")
       frame.pts = i
       out.mux(vs.encode(frame))
     out.mux(vs.encode(None))
@@ -79,14 +85,12 @@ def clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clip_audio(tmp_path_factory):
   """6 s, 25 fps, 160x120, mono AAC."""
-  return make_video(tmp_path_factory.mktemp("v") / "clip_audio.mp4",
-                    audio=True)
+  return make_video(tmp_path_factory.mktemp("v") / "clip_audio.mp4", audio=True)
 
 
 def decode_all(path, **kwargs):
   chunks = list(video.decode_frames(path, **kwargs))
-  return (np.concatenate([c[0] for c in chunks]),
-          np.concatenate([c[1] for c in chunks]), chunks)
+  return (np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]), chunks)
 
 
 def stream_info(path):
@@ -150,8 +154,7 @@ def test_chunks_never_exceed_chunk_size(clip):
 
 
 def test_decode_is_lazy_and_memory_bounded(tmp_path):
-  path = make_video(tmp_path / "long.mp4", seconds=60.0, fps=10, width=96,
-                    height=64)
+  path = make_video(tmp_path / "long.mp4", seconds=60.0, fps=10, width=96, height=64)
   size, chunk = 64, 4
   tracemalloc.start()
   try:
@@ -169,8 +172,8 @@ def test_decode_is_lazy_and_memory_bounded(tmp_path):
 
 
 @hypothesis.given(
-    gaps=st.lists(st.integers(1, 40), min_size=1, max_size=60),
-    fps=st.sampled_from([1, 2, 3, 7, 25]))
+  gaps=st.lists(st.integers(1, 40), min_size=1, max_size=60), fps=st.sampled_from([1, 2, 3, 7, 25])
+)
 @hypothesis.settings(max_examples=60, deadline=None)
 def test_nearest_sampler_properties(gaps, fps):
   fr = fractions.Fraction
@@ -182,8 +185,11 @@ def test_nearest_sampler_properties(gaps, fps):
   assert got and got[0] == times[0]
   # Every emitted item is the nearest item to some target time.
   targets = [fr(k, fps) for k in range(int(times[-1] / 100 * fps) + 2)]
-  nearest = {min(items, key=lambda it: (abs(it[0] - t), it[0]))[1]
-             for t in targets if t <= fr(int(times[-1]), 100)}
+  nearest = {
+    min(items, key=lambda it: (abs(it[0] - t), it[0]))[1]
+    for t in targets
+    if t <= fr(int(times[-1]), 100)
+  }
   assert set(got) >= nearest - {int(times[-1])}
   assert set(got) <= nearest | {int(times[-1])}
 
@@ -225,7 +231,8 @@ def test_no_video_stream(tmp_path):
   with av.open(str(path), "w") as out:
     s = out.add_stream("aac", rate=8000)
     frame = av.AudioFrame.from_ndarray(
-        np.zeros((1, 8000), np.float32), format="fltp", layout="mono")
+      np.zeros((1, 8000), np.float32), format="fltp", layout="mono"
+    )
     frame.sample_rate, frame.pts = 8000, 0
     out.mux(s.encode(frame))
     out.mux(s.encode(None))
@@ -248,7 +255,7 @@ def test_truncated_without_index(clip, tmp_path):
   # A plain mp4 keeps its index at the end: half the bytes cannot be opened.
   path = tmp_path / "half.mp4"
   data = clip.read_bytes()
-  path.write_bytes(data[:len(data) // 2])
+  path.write_bytes(data[: len(data) // 2])
   with pytest.raises(video.VideoError, match="corrupt, truncated"):
     video.probe(path)
   with pytest.raises(video.VideoError):
@@ -259,7 +266,7 @@ def test_truncated_with_index_yields_decodable_part(tmp_path, caplog):
   full = make_video(tmp_path / "fs.mp4", faststart=True)
   path = tmp_path / "fs_half.mp4"
   data = full.read_bytes()
-  path.write_bytes(data[:len(data) // 2])
+  path.write_bytes(data[: len(data) // 2])
   with caplog.at_level(logging.WARNING, logger="clipit_jax.summarize.video"):
     frames, times, _ = decode_all(path, fps=2.0, size=32)
   assert 0 < len(frames) < 12
@@ -273,7 +280,7 @@ def test_truncated_to_header_only(tmp_path):
   with av.open(str(full)) as c:
     first_packet = next(p for p in c.demux(video=0) if p.size)
     offset = first_packet.pos
-  path.write_bytes(full.read_bytes()[:offset + 10])
+  path.write_bytes(full.read_bytes()[: offset + 10])
   with pytest.raises(video.VideoError, match="no decodable frames|corrupt"):
     decode_all(path)
 
@@ -283,8 +290,7 @@ def test_truncated_to_header_only(tmp_path):
 
 def test_write_summary_with_audio(clip_audio, tmp_path):
   out = tmp_path / "sub" / "summary.mp4"
-  got = video.write_summary(clip_audio, [(1.0, 2.0), (3.3, 4.1)], out,
-                            progress=False)
+  got = video.write_summary(clip_audio, [(1.0, 2.0), (3.3, 4.1)], out, progress=False)
   assert got == out and out.is_file()
   durations = stream_info(out)
   assert durations["video"] == pytest.approx(1.8, abs=0.1)
@@ -299,23 +305,19 @@ def test_write_summary_with_audio(clip_audio, tmp_path):
 
 
 def test_write_summary_audio_is_the_source_audio(clip_audio, tmp_path):
-  out = video.write_summary(clip_audio, [(0.5, 2.5)], tmp_path / "s.mp4",
-                            progress=False)
+  out = video.write_summary(clip_audio, [(0.5, 2.5)], tmp_path / "s.mp4", progress=False)
   with av.open(str(out)) as c:
-    samples = np.concatenate(
-        [f.to_ndarray()[0] for f in c.decode(audio=0)])
-  middle = samples[len(samples) // 4: 3 * len(samples) // 4]
+    samples = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+  middle = samples[len(samples) // 4 : 3 * len(samples) // 4]
   spectrum = np.abs(np.fft.rfft(middle))
   peak_hz = np.argmax(spectrum) * 44100 / len(middle)
   assert peak_hz == pytest.approx(440, abs=5)
-  assert np.sqrt(np.mean(middle ** 2)) == pytest.approx(0.3 / np.sqrt(2),
-                                                        rel=0.2)
+  assert np.sqrt(np.mean(middle**2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.2)
 
 
 def test_write_summary_bikes(shared_dir, tmp_path):
   src = shared_dir / "data" / "videos" / "bikes.mp4"
-  out = video.write_summary(src, [(0.0, 1.5), (6.0, 7.0)], tmp_path / "b.mp4",
-                            progress=False)
+  out = video.write_summary(src, [(0.0, 1.5), (6.0, 7.0)], tmp_path / "b.mp4", progress=False)
   # 38 frames at 0.00..1.48 s, then 25 at 6.00..6.96 s: 63 frames, 2.52 s.
   assert stream_info(out) == {"video": pytest.approx(2.52, abs=1e-6)}
   frames, times, _ = decode_all(out, fps=2.0, size=64)
@@ -328,16 +330,13 @@ def test_write_summary_bikes(shared_dir, tmp_path):
 
 
 def test_write_summary_clips_and_rejects_segments(clip, tmp_path):
-  out = video.write_summary(clip, [(-1.0, 0.5), (5.5, 99.0)],
-                            tmp_path / "s.mp4", progress=False)
+  out = video.write_summary(clip, [(-1.0, 0.5), (5.5, 99.0)], tmp_path / "s.mp4", progress=False)
   assert stream_info(out)["video"] == pytest.approx(1.0, abs=0.1)
   with pytest.raises(ValueError, match="no segment"):
-    video.write_summary(clip, [(7.0, 8.0)], tmp_path / "t.mp4",
-                        progress=False)
+    video.write_summary(clip, [(7.0, 8.0)], tmp_path / "t.mp4", progress=False)
 
 
-def test_write_summary_failure_leaves_no_partial_file(clip, tmp_path,
-                                                      monkeypatch):
+def test_write_summary_failure_leaves_no_partial_file(clip, tmp_path, monkeypatch):
   out = tmp_path / "summary.mp4"
   out.write_bytes(b"previous summary")
   calls = []
@@ -363,8 +362,10 @@ def test_write_summary_on_a_full_disk_says_so(clip, tmp_path):
     fill_disk(disk, leave_kb=4)
     with pytest.raises(video.VideoError) as e:
       video.write_summary(clip, [(0.0, 3.0)], out, progress=False)
-    assert str(e.value) == (f"{out}: no space left on device while writing the summary; "
-                            "free space there or pass another --out")
+    assert str(e.value) == (
+      f"{out}: no space left on device while writing the summary; "
+      "free space there or pass another --out"
+    )
     assert out.read_bytes() == b"previous summary"
 
 
@@ -376,8 +377,7 @@ def test_write_summary_bad_source(tmp_path):
   assert not (tmp_path / "out.mp4").exists()
 
 
-@pytest.mark.parametrize("fmt, name", [("mpegts", "clip.ts"),
-                                       ("matroska", "clip.mkv")])
+@pytest.mark.parametrize("fmt, name", [("mpegts", "clip.ts"), ("matroska", "clip.mkv")])
 def test_other_containers(tmp_path, fmt, name):
   path = tmp_path / name
   with av.open(str(path), "w", format=fmt) as out:
@@ -393,8 +393,7 @@ def test_other_containers(tmp_path, fmt, name):
   np.testing.assert_allclose(times, [0, 0.48, 1.0, 1.48], atol=1e-9)
   assert [read_index(f) for f in frames] == [0, 12, 25, 37]
   # MPEG-TS seeking can land past the target; the writer must still cut right.
-  out = video.write_summary(path, [(0.5, 1.2)], tmp_path / "s.mp4",
-                            progress=False)
+  out = video.write_summary(path, [(0.5, 1.2)], tmp_path / "s.mp4", progress=False)
   frames, _, _ = decode_all(out, fps=FPS, size=32)
   assert [read_index(f) for f in frames] == list(range(13, 30))
 
@@ -414,6 +413,5 @@ def test_raw_stream_probes_but_cannot_be_cut(tmp_path):
   _, times, _ = decode_all(path, fps=2.0, size=32)
   assert len(times) == 4
   with pytest.raises(video.VideoError, match="cannot seek.*remux"):
-    video.write_summary(path, [(0.5, 1.2)], tmp_path / "s.mp4",
-                        progress=False)
+    video.write_summary(path, [(0.5, 1.2)], tmp_path / "s.mp4", progress=False)
   assert not (tmp_path / "s.mp4").exists()

@@ -53,8 +53,14 @@ VIDEO_EXTENSIONS = ('.mp4', '.avi', '.webm', '.mkv', '.flv', '.mpg', '.mov')
 
 def find_video(directory: str, name: str) -> str | None:
   """`directory/name.<ext>` for the first of VIDEO_EXTENSIONS that exists, else None."""
-  return next((os.path.join(directory, name + ext) for ext in VIDEO_EXTENSIONS
-               if os.path.exists(os.path.join(directory, name + ext))), None)
+  return next(
+    (
+      os.path.join(directory, name + ext)
+      for ext in VIDEO_EXTENSIONS
+      if os.path.exists(os.path.join(directory, name + ext))
+    ),
+    None,
+  )
 
 
 class BenchmarkConfig(tfds.core.BuilderConfig):
@@ -65,8 +71,15 @@ class BenchmarkConfig(tfds.core.BuilderConfig):
   `captioner` and CLIP-text-encoded (the paper's generic-summary language).
   """
 
-  def __init__(self, *, feature_dim: int, clip_model: str | None = None,
-               captioner: str | None = None, num_captions: int = 15, **kwargs):
+  def __init__(
+    self,
+    *,
+    feature_dim: int,
+    clip_model: str | None = None,
+    captioner: str | None = None,
+    num_captions: int = 15,
+    **kwargs,
+  ):
     super().__init__(**kwargs)
     self.feature_dim = feature_dim
     self.clip_model = clip_model
@@ -77,7 +90,8 @@ class BenchmarkConfig(tfds.core.BuilderConfig):
 def example_features(feature_dim: int) -> tfds.features.FeaturesDict:
   """The per-video schema shared by every benchmark builder (shapes as in h5_files)."""
   zlib = tfds.features.Encoding.ZLIB
-  return tfds.features.FeaturesDict({
+  return tfds.features.FeaturesDict(
+    {
       'video_key': tfds.features.Text(),
       'video_name': tfds.features.Text(),
       'features': tfds.features.Tensor(shape=(None, feature_dim), dtype=np.float32),
@@ -92,7 +106,8 @@ def example_features(feature_dim: int) -> tfds.features.FeaturesDict:
       'user_scores': tfds.features.Tensor(shape=(None, None), dtype=np.float32, encoding=zlib),
       'captions': tfds.features.Text(),  # Newline-separated, in time order; may be empty.
       'caption_embeddings': tfds.features.Tensor(shape=(None, TEXT_DIM), dtype=np.float32),
-  })
+    }
+  )
 
 
 def _load_name_mapping(manual_dir: str, dataset: str) -> dict[str, str]:
@@ -136,47 +151,62 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
   RELEASE_NOTES = {'1.0.0': 'GoogLeNet pool5 features of the eccv16 files.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL
   BUILDER_CONFIGS = [
-      BenchmarkConfig(name='googlenet', feature_dim=1024,
-                      description='The files\' own 1024-d GoogLeNet pool5 features; no captions.'),
-      BenchmarkConfig(name='clip', feature_dim=TEXT_DIM, clip_model=encoders.DEFAULT_CLIP,
-                      captioner=captions_lib.DEFAULT_CAPTIONER,
-                      description='CLIP ViT-B/32 features of the raw videos at the files\' picks, '
-                      'and 15 generated captions per video; needs the raw videos.'),
-      BenchmarkConfig(name='clip_tiny', feature_dim=TEXT_DIM, clip_model=encoders.TINY,
-                      captioner=captions_lib.TINY,
-                      description='As clip, with the tiny random CLIP and captioner: offline '
-                      'tests and demos only.'),
+    BenchmarkConfig(
+      name='googlenet',
+      feature_dim=1024,
+      description='The files\' own 1024-d GoogLeNet pool5 features; no captions.',
+    ),
+    BenchmarkConfig(
+      name='clip',
+      feature_dim=TEXT_DIM,
+      clip_model=encoders.DEFAULT_CLIP,
+      captioner=captions_lib.DEFAULT_CAPTIONER,
+      description='CLIP ViT-B/32 features of the raw videos at the files\' picks, '
+      'and 15 generated captions per video; needs the raw videos.',
+    ),
+    BenchmarkConfig(
+      name='clip_tiny',
+      feature_dim=TEXT_DIM,
+      clip_model=encoders.TINY,
+      captioner=captions_lib.TINY,
+      description='As clip, with the tiny random CLIP and captioner: offline tests and demos only.',
+    ),
   ]
   DATASET = ''  # 'summe', 'tvsum', 'youtube' or 'ovp'.
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=example_features(self.builder_config.feature_dim),
-        metadata=tfds.core.MetadataDict(),
-        homepage='https://github.com/KaiyangZhou/pytorch-vsumm-reinforce')
+      features=example_features(self.builder_config.feature_dim),
+      metadata=tfds.core.MetadataDict(),
+      homepage='https://github.com/KaiyangZhou/pytorch-vsumm-reinforce',
+    )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = os.fspath(dl_manager.manual_dir)
     path = os.path.join(manual_dir, h5_files.h5_filename(self.DATASET))
     if not os.path.exists(path):
       raise DatasetError(f'{path}: not found.\n{_MANUAL}')
-    videos = list(h5_files.read_h5_videos(path, None if self.builder_config.clip_model else
-                                          self.builder_config.feature_dim))
+    videos = list(
+      h5_files.read_h5_videos(
+        path, None if self.builder_config.clip_model else self.builder_config.feature_dim
+      )
+    )
     keys = [v.key for v in videos]
-    self.info.metadata['source_files'] = file_stamps(manual_dir, self._source_files(
-        path, manual_dir, videos))
+    self.info.metadata['source_files'] = file_stamps(
+      manual_dir, self._source_files(path, manual_dir, videos)
+    )
     self.info.metadata['dataset'] = self.DATASET
     self.info.metadata['split_seed'] = settings.SPLIT_SEED
     self.info.metadata['standard_splits'] = settings.standard_splits(keys)
     return {'videos': self._generate_examples(videos, manual_dir)}
 
-  def _user_scores(self, videos: list[h5_files.H5Video],
-                   manual_dir: str) -> dict[str, np.ndarray]:
+  def _user_scores(self, videos: list[h5_files.H5Video], manual_dir: str) -> dict[str, np.ndarray]:
     """Per-frame annotator scores where the dataset has them (TVSum); keyed by video key."""
     return {}
 
-  def _source_files(self, h5_path: str, manual_dir: str,
-                    videos: list[h5_files.H5Video]) -> list[str]:
+  def _source_files(
+    self, h5_path: str, manual_dir: str, videos: list[h5_files.H5Video]
+  ) -> list[str]:
     """Every file of the manual directory the examples are made from."""
     sources = [h5_path]
     names_path = os.path.join(manual_dir, 'video_names', f'{self.DATASET}.json')
@@ -194,12 +224,15 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       found = find_video(directory, name)
       (paths if found else missing).append(found or name)
     if missing:
-      raise DatasetError(f'{directory}: raw videos missing for the clip config: '
-                         f'{", ".join(missing[:5])}{" ..." if len(missing) > 5 else ""}\n{_MANUAL}')
+      raise DatasetError(
+        f'{directory}: raw videos missing for the clip config: '
+        f'{", ".join(missing[:5])}{" ..." if len(missing) > 5 else ""}\n{_MANUAL}'
+      )
     return paths
 
-  def _clip_language_and_features(self, video: h5_files.H5Video, path: str,
-                                  encoder: encoders.ClipEncoder, captioner):
+  def _clip_language_and_features(
+    self, video: h5_files.H5Video, path: str, encoder: encoders.ClipEncoder, captioner
+  ):
     """(features [n_steps, 512], captions, caption embeddings [n, 512]) from the raw video."""
     cfg = self.builder_config
     caption_steps = set(input_pipeline.uniform_indices(len(video.picks), cfg.num_captions))
@@ -210,8 +243,9 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       step += len(chunk)
     fps = video_io.probe(path).fps
     times = video.picks[sorted(caption_steps)] / fps
-    texts = [c.text for c in captions_lib.generate_captions(np.stack(caption_frames), times,
-                                                             captioner)]
+    texts = [
+      c.text for c in captions_lib.generate_captions(np.stack(caption_frames), times, captioner)
+    ]
     return np.concatenate(features), texts, encoder.encode_texts(texts)
 
   def _generate_examples(self, videos: list[h5_files.H5Video], manual_dir: str):
@@ -226,8 +260,11 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       texts, text_embeddings = [], np.zeros((0, TEXT_DIM), np.float32)
       if cfg.clip_model:
         video.features, texts, text_embeddings = self._clip_language_and_features(
-            video, paths[i], encoder, captioner)
-      yield video.key, dict(
+          video, paths[i], encoder, captioner
+        )
+      yield (
+        video.key,
+        dict(
           video_key=video.key,
           video_name=names.get(video.key, video.name),
           features=video.features,
@@ -239,26 +276,31 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
           user_summary=video.user_summary,
           user_scores=user_scores.get(video.key, video.user_summary.astype(np.float32)),
           captions='\n'.join(texts),
-          caption_embeddings=text_embeddings)
+          caption_embeddings=text_embeddings,
+        ),
+      )
 
 
 class ClipitSumme(_BenchmarkBuilder):
   """SumMe (Gygli et al. 2014): 25 user videos, 15-18 user summaries each; F1 = max over users."""
+
   DATASET = 'summe'
 
 
 class ClipitTvsum(_BenchmarkBuilder):
   """TVSum (Song et al. 2015): 50 videos in 10 categories, 20 annotators; F1 = mean over users."""
+
   DATASET = 'tvsum'
 
-  def _source_files(self, h5_path: str, manual_dir: str,
-                    videos: list[h5_files.H5Video]) -> list[str]:
+  def _source_files(
+    self, h5_path: str, manual_dir: str, videos: list[h5_files.H5Video]
+  ) -> list[str]:
     annotations = _tvsum_annotation_path(manual_dir)
     return super()._source_files(h5_path, manual_dir, videos) + (
-        [annotations] if annotations else [])
+      [annotations] if annotations else []
+    )
 
-  def _user_scores(self, videos: list[h5_files.H5Video],
-                   manual_dir: str) -> dict[str, np.ndarray]:
+  def _user_scores(self, videos: list[h5_files.H5Video], manual_dir: str) -> dict[str, np.ndarray]:
     path = _tvsum_annotation_path(manual_dir)
     if path is None:
       return {}
@@ -274,27 +316,33 @@ class ClipitTvsum(_BenchmarkBuilder):
       if name not in by_name:
         # The eccv16 TVSum file lists the videos in the annotation file's order.
         if len(annotations) != len(videos):
-          raise DatasetError(f'{path}: {len(annotations)} videos but the h5 file has '
-                             f'{len(videos)}; add video_names/tvsum.json')
+          raise DatasetError(
+            f'{path}: {len(annotations)} videos but the h5 file has '
+            f'{len(videos)}; add video_names/tvsum.json'
+          )
         name = annotations[i]
       scores = by_name[name].astype(np.float32)
       if abs(scores.shape[1] - video.n_frames) > 1:
-        raise DatasetError(f'{path}: {name} has {scores.shape[1]} annotated frames but '
-                           f'{video.key} has {video.n_frames}; the videos do not correspond, '
-                           'add video_names/tvsum.json')
+        raise DatasetError(
+          f'{path}: {name} has {scores.shape[1]} annotated frames but '
+          f'{video.key} has {video.n_frames}; the videos do not correspond, '
+          'add video_names/tvsum.json'
+        )
       fitted = np.zeros((scores.shape[0], video.n_frames), np.float32)
       n = min(video.n_frames, scores.shape[1])
       fitted[:, :n] = scores[:, :n]
-      fitted[:, n:] = scores[:, n - 1:n]
+      fitted[:, n:] = scores[:, n - 1 : n]
       out[video.key] = fitted
     return out
 
 
 class ClipitYoutube(_BenchmarkBuilder):
   """YouTube (De Avila et al. 2011): 39 videos; used to augment training data."""
+
   DATASET = 'youtube'
 
 
 class ClipitOvp(_BenchmarkBuilder):
   """OVP, the Open Video Project (De Avila et al. 2011): 50 videos; augments training data."""
+
   DATASET = 'ovp'

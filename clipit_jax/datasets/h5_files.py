@@ -23,8 +23,16 @@ import numpy as np
 
 from clipit_jax import evaluation
 
-REQUIRED_FIELDS = ('features', 'gtscore', 'gtsummary', 'user_summary', 'change_points',
-                   'n_frame_per_seg', 'n_frames', 'picks')
+REQUIRED_FIELDS = (
+  'features',
+  'gtscore',
+  'gtsummary',
+  'user_summary',
+  'change_points',
+  'n_frame_per_seg',
+  'n_frames',
+  'picks',
+)
 
 
 class DatasetError(ValueError):
@@ -34,6 +42,7 @@ class DatasetError(ValueError):
 @dataclasses.dataclass
 class H5Video:
   """One video of a benchmark file, as numpy arrays (shapes in the module docstring)."""
+
   key: str
   name: str
   features: np.ndarray
@@ -68,23 +77,29 @@ def _read_video(path: str, key: str, group: h5py.Group, feature_dim: int | None)
   where = f'{path}: {key}' + (f' ({name})' if name != key else '')
   missing = [f for f in REQUIRED_FIELDS if f not in group]
   if missing:
-    raise DatasetError(f'{where} lacks {", ".join(missing)}; is this an eccv16 '
-                       '*_google_pool5.h5 file? Re-download it.')
+    raise DatasetError(
+      f'{where} lacks {", ".join(missing)}; is this an eccv16 '
+      '*_google_pool5.h5 file? Re-download it.'
+    )
   arrays = {f: group[f][()] for f in REQUIRED_FIELDS}
 
   def bad(field: str, problem: str) -> DatasetError:
-    return DatasetError(f'{where}/{field} {problem}; the file is damaged or was edited, '
-                        'download it again')
+    return DatasetError(
+      f'{where}/{field} {problem}; the file is damaged or was edited, download it again'
+    )
 
   features = np.asarray(arrays['features'], np.float32)
   if features.ndim != 2 or (feature_dim is not None and features.shape[1] != feature_dim):
-    raise DatasetError(f'{where}/features has shape {features.shape}, expected '
-                       f'[n_steps, {feature_dim}]; use the GoogLeNet pool5 file of the benchmark')
+    raise DatasetError(
+      f'{where}/features has shape {features.shape}, expected '
+      f'[n_steps, {feature_dim}]; use the GoogLeNet pool5 file of the benchmark'
+    )
   n_steps = features.shape[0]
   n_frames = int(np.asarray(arrays['n_frames']).reshape(()))
   if n_steps == 0 or n_frames < 1:
-    raise bad('features', f'is empty ({n_steps} steps of {n_frames} frames): the video has '
-              'no frames')
+    raise bad(
+      'features', f'is empty ({n_steps} steps of {n_frames} frames): the video has no frames'
+    )
   saved_steps = int(np.asarray(group['n_steps'][()]).reshape(())) if 'n_steps' in group else None
   if saved_steps not in (None, n_steps):
     raise bad('n_steps', f'says {saved_steps} but features has {n_steps} rows')
@@ -95,30 +110,43 @@ def _read_video(path: str, key: str, group: h5py.Group, feature_dim: int | None)
   if picks.min() < 0 or picks.max() >= n_frames or np.any(np.diff(picks) <= 0):
     raise bad('picks', f'must increase within [0, n_frames={n_frames})')
   user_summary = np.asarray(arrays['user_summary'])
-  if (user_summary.ndim != 2 or not user_summary.shape[0]
-      or abs(user_summary.shape[1] - n_frames) > 1):
-    raise bad('user_summary', f'has shape {user_summary.shape}, expected '
-              f'[users >= 1, n_frames={n_frames}]')
-  for field, values in (('features', features), ('gtscore', arrays['gtscore']),
-                        ('gtsummary', arrays['gtsummary']), ('user_summary', user_summary)):
+  if (
+    user_summary.ndim != 2 or not user_summary.shape[0] or abs(user_summary.shape[1] - n_frames) > 1
+  ):
+    raise bad(
+      'user_summary', f'has shape {user_summary.shape}, expected [users >= 1, n_frames={n_frames}]'
+    )
+  for field, values in (
+    ('features', features),
+    ('gtscore', arrays['gtscore']),
+    ('gtsummary', arrays['gtsummary']),
+    ('user_summary', user_summary),
+  ):
     if not np.all(np.isfinite(np.asarray(values, np.float64))):
       raise bad(field, 'contains NaN or inf')
   try:
     change_points = evaluation.check_change_points(
-        np.asarray(arrays['change_points']).reshape(-1, 2), n_frames)
+      np.asarray(arrays['change_points']).reshape(-1, 2), n_frames
+    )
   except ValueError as e:  # Shots must cover [0, n_frames) in order, each non-empty.
     raise bad('change_points', f'are not shots covering the {n_frames} frames ({e})') from None
-  return H5Video(key=key, name=name, features=features,
-                 gtscore=np.asarray(arrays['gtscore'], np.float32).reshape(-1),
-                 gtsummary=np.asarray(arrays['gtsummary'], np.float32).reshape(-1),
-                 user_summary=(user_summary > 0).astype(np.int8),
-                 change_points=change_points,
-                 n_frame_per_seg=np.asarray(arrays['n_frame_per_seg'], np.int64).reshape(-1),
-                 n_frames=n_frames, picks=picks)
+  return H5Video(
+    key=key,
+    name=name,
+    features=features,
+    gtscore=np.asarray(arrays['gtscore'], np.float32).reshape(-1),
+    gtsummary=np.asarray(arrays['gtsummary'], np.float32).reshape(-1),
+    user_summary=(user_summary > 0).astype(np.int8),
+    change_points=change_points,
+    n_frame_per_seg=np.asarray(arrays['n_frame_per_seg'], np.int64).reshape(-1),
+    n_frames=n_frames,
+    picks=picks,
+  )
 
 
-def read_h5_videos(path: str | os.PathLike[str],
-                   feature_dim: int | None = 1024) -> Iterator[H5Video]:
+def read_h5_videos(
+  path: str | os.PathLike[str], feature_dim: int | None = 1024
+) -> Iterator[H5Video]:
   """Yields every video of a benchmark file in `video_1, video_2, ...` order.
 
   Raises DatasetError naming the file when it is missing, truncated or inconsistent.
@@ -134,5 +162,6 @@ def read_h5_videos(path: str | os.PathLike[str],
       for key in keys:
         yield _read_video(path, key, f[key], feature_dim)
   except OSError as e:
-    raise DatasetError(f'{path}: cannot be read as HDF5 ({e}); the file is truncated or '
-                       'corrupt, download it again') from None
+    raise DatasetError(
+      f'{path}: cannot be read as HDF5 ({e}); the file is truncated or corrupt, download it again'
+    ) from None

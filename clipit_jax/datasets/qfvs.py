@@ -25,8 +25,11 @@ SHOT_SECONDS = 5.0
 SAMPLE_FPS = 2.0
 NUM_USERS = 3
 # Concept names of the dictionary that are not plain words, as a CLIP query reads them.
-READABLE = {'cupglass': 'cup or glass', 'petsanimal': 'pet or animal',
-            'musicalinstrument': 'musical instrument'}
+READABLE = {
+  'cupglass': 'cup or glass',
+  'petsanimal': 'pet or animal',
+  'musicalinstrument': 'musical instrument',
+}
 
 _MANUAL = """\
 Put the QFVS annotations and the UT Egocentric videos in the manual directory
@@ -47,8 +50,9 @@ def rounds() -> list[dict[str, list[str]]]:
   out = []
   for r, test in enumerate(VIDEOS):
     val = VIDEOS[(r + 1) % len(VIDEOS)]
-    out.append(dict(train=[v for v in VIDEOS if v not in (test, val)], validation=[val],
-                    test=[test]))
+    out.append(
+      dict(train=[v for v in VIDEOS if v not in (test, val)], validation=[val], test=[test])
+    )
   return out
 
 
@@ -109,8 +113,9 @@ def read_queries(root: str, video: str, n_shots: int):
   user_dir = os.path.join(root, 'Query-Focused_Summaries', 'User_Summaries', video)
   if not os.path.isdir(oracle_dir):
     raise DatasetError(f'{oracle_dir}: not found.\n{_MANUAL}')
-  user_files = [os.path.join(d, f) for d, _, files in os.walk(user_dir) for f in files
-                if f.endswith('.txt')]
+  user_files = [
+    os.path.join(d, f) for d, _, files in os.walk(user_dir) for f in files if f.endswith('.txt')
+  ]
   queries = []
   for name in sorted(os.listdir(oracle_dir)):
     match = re.fullmatch(r'([^_]+)_([^_]+)_oracle\.txt', name)
@@ -119,14 +124,19 @@ def read_queries(root: str, video: str, n_shots: int):
     pair = (match.group(1), match.group(2))
     users = []
     for u in range(1, NUM_USERS + 1):
-      found = [f for f in user_files if os.path.basename(f).lower().startswith(
-          f'{pair[0]}_{pair[1]}'.lower()) and re.search(rf'user_?{u}\b', os.path.basename(f))]
+      found = [
+        f
+        for f in user_files
+        if os.path.basename(f).lower().startswith(f'{pair[0]}_{pair[1]}'.lower())
+        and re.search(rf'user_?{u}\b', os.path.basename(f))
+      ]
       if len(found) != 1:
-        raise DatasetError(f'{user_dir}: expected one summary of user {u} for query '
-                           f'{pair[0]}_{pair[1]}, found {len(found)}')
+        raise DatasetError(
+          f'{user_dir}: expected one summary of user {u} for query '
+          f'{pair[0]}_{pair[1]}, found {len(found)}'
+        )
       users.append(read_shot_list(found[0], n_shots))
-    queries.append((pair, read_shot_list(os.path.join(oracle_dir, name), n_shots),
-                    np.stack(users)))
+    queries.append((pair, read_shot_list(os.path.join(oracle_dir, name), n_shots), np.stack(users)))
   if not queries:
     raise DatasetError(f'{oracle_dir}: no <c1>_<c2>_oracle.txt files')
   return queries
@@ -147,38 +157,46 @@ class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'CLIP features at 2 fps, 5-second shots, 48 concepts.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL
   BUILDER_CONFIGS = [
-      QfvsConfig(name='clip', clip_model=encoders.DEFAULT_CLIP,
-                 description='CLIP ViT-B/32 frame and query embeddings.'),
-      QfvsConfig(name='tiny', clip_model=encoders.TINY,
-                 description='The tiny random CLIP: offline tests and demos only.'),
+    QfvsConfig(
+      name='clip',
+      clip_model=encoders.DEFAULT_CLIP,
+      description='CLIP ViT-B/32 frame and query embeddings.',
+    ),
+    QfvsConfig(
+      name='tiny',
+      clip_model=encoders.TINY,
+      description='The tiny random CLIP: offline tests and demos only.',
+    ),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
     zlib = tfds.features.Encoding.ZLIB
     dim = benchmarks.TEXT_DIM
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'video_key': tfds.features.Text(),
-            'features': tfds.features.Tensor(shape=(None, dim), dtype=np.float32),
-            'timestamps': tfds.features.Tensor(shape=(None,), dtype=np.float32),
-            'shot_of_frame': tfds.features.Tensor(shape=(None,), dtype=np.int32),
-            'shot_concepts': tfds.features.Tensor(shape=(None, None), dtype=np.uint8,
-                                                  encoding=zlib),
-            'concepts': tfds.features.Text(),  # Newline-separated dictionary.
-            'queries': tfds.features.Text(),  # Newline-separated '<c1>_<c2>'.
-            'query_embeddings': tfds.features.Tensor(shape=(None, dim), dtype=np.float32),
-            'oracle': tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding=zlib),
-            'user_shots': tfds.features.Tensor(shape=(None, NUM_USERS, None), dtype=np.uint8,
-                                               encoding=zlib),
-        }),
-        metadata=tfds.core.MetadataDict(),
-        homepage='https://www.aidean-sharghi.com/cvpr2017')
+      features=tfds.features.FeaturesDict(
+        {
+          'video_key': tfds.features.Text(),
+          'features': tfds.features.Tensor(shape=(None, dim), dtype=np.float32),
+          'timestamps': tfds.features.Tensor(shape=(None,), dtype=np.float32),
+          'shot_of_frame': tfds.features.Tensor(shape=(None,), dtype=np.int32),
+          'shot_concepts': tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding=zlib),
+          'concepts': tfds.features.Text(),  # Newline-separated dictionary.
+          'queries': tfds.features.Text(),  # Newline-separated '<c1>_<c2>'.
+          'query_embeddings': tfds.features.Tensor(shape=(None, dim), dtype=np.float32),
+          'oracle': tfds.features.Tensor(shape=(None, None), dtype=np.uint8, encoding=zlib),
+          'user_shots': tfds.features.Tensor(
+            shape=(None, NUM_USERS, None), dtype=np.uint8, encoding=zlib
+          ),
+        }
+      ),
+      metadata=tfds.core.MetadataDict(),
+      homepage='https://www.aidean-sharghi.com/cvpr2017',
+    )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = os.path.join(os.fspath(dl_manager.manual_dir), 'qfvs')
     annotations = os.path.join(root, 'origin_data')
-    dictionary = read_dictionary(os.path.join(annotations, 'Dense_per_shot_tags',
-                                              'Dictionary.txt'))
+    dictionary = read_dictionary(os.path.join(annotations, 'Dense_per_shot_tags', 'Dictionary.txt'))
     video_paths = {}
     for video in VIDEOS:
       found = benchmarks.find_video(os.path.join(root, 'videos'), video)
@@ -188,19 +206,29 @@ class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
     self.info.metadata.update(dataset='qfvs', rounds=rounds(), concepts=dictionary)
     return {'videos': self._generate_examples(annotations, dictionary, video_paths)}
 
-  def _generate_examples(self, annotations: str, dictionary: list[str],
-                         video_paths: dict[str, str]):
+  def _generate_examples(
+    self, annotations: str, dictionary: list[str], video_paths: dict[str, str]
+  ):
     encoder = encoders.load_clip(self.builder_config.clip_model)
     for video, path in video_paths.items():
-      tags = read_shot_tags(os.path.join(annotations, 'Dense_per_shot_tags', video,
-                                         f'{video}.txt'), dictionary)
+      tags = read_shot_tags(
+        os.path.join(annotations, 'Dense_per_shot_tags', video, f'{video}.txt'), dictionary
+      )
       queries = read_queries(annotations, video, tags.shape[0])
       features, timestamps = encoders.video_features(path, encoder, SAMPLE_FPS, progress=True)
       shot_of_frame = np.minimum(timestamps // SHOT_SECONDS, tags.shape[0] - 1).astype(np.int32)
-      yield video, dict(
-          video_key=video, features=features, timestamps=timestamps.astype(np.float32),
-          shot_of_frame=shot_of_frame, shot_concepts=tags, concepts='\n'.join(dictionary),
+      yield (
+        video,
+        dict(
+          video_key=video,
+          features=features,
+          timestamps=timestamps.astype(np.float32),
+          shot_of_frame=shot_of_frame,
+          shot_concepts=tags,
+          concepts='\n'.join(dictionary),
           queries='\n'.join(f'{a}_{b}' for (a, b), _, _ in queries),
           query_embeddings=encoder.encode_texts([query_text(q) for q, _, _ in queries]),
           oracle=np.stack([o for _, o, _ in queries]),
-          user_shots=np.stack([u for _, _, u in queries]))
+          user_shots=np.stack([u for _, _, u in queries]),
+        ),
+      )

@@ -22,15 +22,17 @@ NUM_STANDARD_SPLITS = 5
 TRAIN_FRACTION = 0.8
 SPLIT_SEED = 12345  # Part of the protocol: changing it changes every split.
 # F1 against several user summaries: SumMe takes the best-matching user, the others the mean.
-F1_REDUCTION = {'summe': 'max', 'tvsum': 'avg', 'youtube': 'avg', 'ovp': 'avg',
-                'synthetic': 'avg'}
+F1_REDUCTION = {'summe': 'max', 'tvsum': 'avg', 'youtube': 'avg', 'ovp': 'avg', 'synthetic': 'avg'}
 
 VideoRef = tuple[str, str]  # (dataset, video key)
 
 
-def standard_splits(keys: list[str], num_splits: int = NUM_STANDARD_SPLITS,
-                    train_fraction: float = TRAIN_FRACTION,
-                    seed: int = SPLIT_SEED) -> list[dict[str, list[str]]]:
+def standard_splits(
+  keys: list[str],
+  num_splits: int = NUM_STANDARD_SPLITS,
+  train_fraction: float = TRAIN_FRACTION,
+  seed: int = SPLIT_SEED,
+) -> list[dict[str, list[str]]]:
   """`num_splits` random train/test partitions of `keys` (deterministic, sorted lists)."""
   keys = sorted(keys)
   if len(keys) < 2:
@@ -39,13 +41,18 @@ def standard_splits(keys: list[str], num_splits: int = NUM_STANDARD_SPLITS,
   splits = []
   for i in range(num_splits):
     order = np.random.default_rng([seed, i]).permutation(len(keys))
-    splits.append(dict(train=sorted(keys[j] for j in order[:n_train]),
-                       test=sorted(keys[j] for j in order[n_train:])))
+    splits.append(
+      dict(
+        train=sorted(keys[j] for j in order[:n_train]),
+        test=sorted(keys[j] for j in order[n_train:]),
+      )
+    )
   return splits
 
 
-def hold_out_validation(train: list[VideoRef], fraction: float,
-                        seed: int = SPLIT_SEED) -> tuple[list[VideoRef], list[VideoRef]]:
+def hold_out_validation(
+  train: list[VideoRef], fraction: float, seed: int = SPLIT_SEED
+) -> tuple[list[VideoRef], list[VideoRef]]:
   """Splits training videos into (train, validation); at least one of each when possible."""
   train = sorted(train)
   if fraction <= 0 or len(train) < 2:
@@ -56,8 +63,9 @@ def hold_out_validation(train: list[VideoRef], fraction: float,
   return [v for v in train if v not in val], sorted(val)
 
 
-def resolve_setting(target: str, setting: str, split: int,
-                    keys: dict[str, list[str]]) -> dict[str, list[VideoRef]]:
+def resolve_setting(
+  target: str, setting: str, split: int, keys: dict[str, list[str]]
+) -> dict[str, list[VideoRef]]:
   """Train and test videos of a setting.
 
   Args:
@@ -84,8 +92,10 @@ def resolve_setting(target: str, setting: str, split: int,
   if not 0 <= split < NUM_STANDARD_SPLITS:
     raise ValueError(f'split must be in [0, {NUM_STANDARD_SPLITS}), got {split}')
   chosen = standard_splits(keys[target])[split]
-  return dict(train=sorted([(target, k) for k in chosen['train']] + extra),
-              test=[(target, k) for k in chosen['test']])
+  return dict(
+    train=sorted([(target, k) for k in chosen['train']] + extra),
+    test=[(target, k) for k in chosen['test']],
+  )
 
 
 def split_fingerprint(videos: list[VideoRef]) -> str:

@@ -30,14 +30,18 @@ from clipit_jax.datasets import settings
 DatasetError = h5_files.DatasetError
 VideoRef = settings.VideoRef
 _STEM = re.compile(r'eccv16_dataset_([a-z]+)_google_pool5')
-_PARSERS = {'.json': ('JSON', json.loads), '.yml': ('YAML', yaml.safe_load),
-            '.yaml': ('YAML', yaml.safe_load)}
+_PARSERS = {
+  '.json': ('JSON', json.loads),
+  '.yml': ('YAML', yaml.safe_load),
+  '.yaml': ('YAML', yaml.safe_load),
+}
 _SHOWN = 5  # Keys named in an error message.
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitsFile:
   """A parsed split file: `entries[k]` = {'train': keys, 'test': keys}, keys as written."""
+
   path: str
   sha256: str
   entries: list[dict[str, list[str]]]
@@ -53,7 +57,9 @@ class SplitsFile:
 
 def _named(keys) -> str:
   keys = sorted(keys)
-  return ', '.join(keys[:_SHOWN]) + (f' and {len(keys) - _SHOWN} more' if len(keys) > _SHOWN else '')
+  return ', '.join(keys[:_SHOWN]) + (
+    f' and {len(keys) - _SHOWN} more' if len(keys) > _SHOWN else ''
+  )
 
 
 def read(path: str) -> SplitsFile:
@@ -73,8 +79,10 @@ def read(path: str) -> SplitsFile:
   except (ValueError, yaml.YAMLError) as e:  # UnicodeDecodeError and JSONDecodeError too.
     raise DatasetError(f'{path}: cannot be read as {kind}: {" ".join(str(e).split())}') from None
   if not isinstance(data, list):
-    raise DatasetError(f'{path}: expected a list of splits ({{"train_keys": [...], '
-                       f'"test_keys": [...]}}, ...), got {type(data).__name__}')
+    raise DatasetError(
+      f'{path}: expected a list of splits ({{"train_keys": [...], '
+      f'"test_keys": [...]}}, ...), got {type(data).__name__}'
+    )
   if not data:
     raise DatasetError(f'{path}: holds no split')
   entries = []
@@ -95,18 +103,19 @@ def parse_key(key: str, target: str) -> VideoRef:
   if not directory:
     return target, video
   stem = posixpath.basename(directory)
-  stem = stem[:-len('.h5')] if stem.endswith('.h5') else stem
+  stem = stem[: -len('.h5')] if stem.endswith('.h5') else stem
   match = _STEM.fullmatch(stem)
   if not match or match.group(1) not in settings.BENCHMARKS or not video:
-    raise DatasetError(f'unknown dataset file {stem!r} in the key {key!r}; expected '
-                       f'eccv16_dataset_<{"|".join(settings.BENCHMARKS)}>_google_pool5')
+    raise DatasetError(
+      f'unknown dataset file {stem!r} in the key {key!r}; expected '
+      f'eccv16_dataset_<{"|".join(settings.BENCHMARKS)}>_google_pool5'
+    )
   return match.group(1), video
 
 
 def _entry(splits: SplitsFile, entry: int) -> dict[str, list[str]]:
   if not 0 <= entry < len(splits.entries):
-    raise DatasetError(f'{splits.name} has entries 0-{len(splits.entries) - 1}, '
-                       f'got split={entry}')
+    raise DatasetError(f'{splits.name} has entries 0-{len(splits.entries) - 1}, got split={entry}')
   return splits.entries[entry]
 
 
@@ -123,8 +132,9 @@ def entry_datasets(splits: SplitsFile, entry: int, target: str) -> list[str]:
   return sorted(datasets | {target})
 
 
-def split_videos(splits: SplitsFile, entry: int, target: str, setting: str,
-                 keys: dict[str, list[str]]) -> dict[str, list[VideoRef]]:
+def split_videos(
+  splits: SplitsFile, entry: int, target: str, setting: str, keys: dict[str, list[str]]
+) -> dict[str, list[VideoRef]]:
   """{'train': [...], 'test': [...]} (dataset, key) pairs of an entry, sorted and checked.
 
   Args:
@@ -156,21 +166,28 @@ def split_videos(splits: SplitsFile, entry: int, target: str, setting: str,
     raise DatasetError(f'{where}: no such video: {_named(unknown)}')
   others = sorted({d for d, _ in refs['test'] if d != target})
   if others:
-    raise DatasetError(f'{where}: tests on {", ".join(others)} videos, but the target '
-                       f'dataset is {target}')
+    raise DatasetError(
+      f'{where}: tests on {", ".join(others)} videos, but the target dataset is {target}'
+    )
   train_datasets = {d for d, _ in refs['train']}
-  fits = {'standard': train_datasets == {target},
-          'augment': target in train_datasets and len(train_datasets) > 1,
-          'transfer': target not in train_datasets}
+  fits = {
+    'standard': train_datasets == {target},
+    'augment': target in train_datasets and len(train_datasets) > 1,
+    'transfer': target not in train_datasets,
+  }
   if not fits.get(setting, False):
-    raise DatasetError(f'{where}: training on {", ".join(sorted(train_datasets))} does not '
-                       f'fit the {setting} setting of {target}')
+    raise DatasetError(
+      f'{where}: training on {", ".join(sorted(train_datasets))} does not '
+      f'fit the {setting} setting of {target}'
+    )
   if all('/' not in k.replace('\\', '/') for k in raw['train'] + raw['test']):
     listed = {k for _, k in refs['train'] + refs['test']}
     missing = set(keys[target]) - listed
     if missing:  # Plain keys name no dataset: a file of another dataset would pass unseen.
-      raise DatasetError(f'{where}: its keys cover {len(listed)} of the {len(keys[target])} '
-                         f'{target} videos (not {_named(missing)}); is it a file of another '
-                         f'dataset? Write keys as {h5_files.h5_filename(target)[:-3]}/video_N '
-                         'to use a subset')
+      raise DatasetError(
+        f'{where}: its keys cover {len(listed)} of the {len(keys[target])} '
+        f'{target} videos (not {_named(missing)}); is it a file of another '
+        f'dataset? Write keys as {h5_files.h5_filename(target)[:-3]}/video_N '
+        'to use a subset'
+      )
   return refs

@@ -65,6 +65,7 @@ TIERS = ((0.5, 'common'), (0.8, 'shared'), (1.0, 'unique'))  # Cumulative shares
 @dataclasses.dataclass(frozen=True)
 class Shape:
   """A benchmark's size and kind of annotation."""
+
   num_videos: int
   seconds: tuple[float, float]  # Range of video durations.
   users: tuple[int, int]  # Range of annotators per video.
@@ -72,15 +73,16 @@ class Shape:
 
 
 SHAPES = {
-    'summe': Shape(25, (60.0, 360.0), (15, 18), 'selections'),
-    'tvsum': Shape(50, (83.0, 647.0), (20, 20), 'scores'),
-    'youtube': Shape(39, (60.0, 600.0), (5, 5), 'selections'),
-    'ovp': Shape(50, (60.0, 240.0), (5, 5), 'selections'),
+  'summe': Shape(25, (60.0, 360.0), (15, 18), 'selections'),
+  'tvsum': Shape(50, (83.0, 647.0), (20, 20), 'scores'),
+  'youtube': Shape(39, (60.0, 600.0), (5, 5), 'selections'),
+  'ovp': Shape(50, (60.0, 240.0), (5, 5), 'selections'),
 }
 
 
-def random_shots(n_frames: int, rng: np.random.Generator,
-                 seconds: tuple[float, float] = SHOT_SECONDS) -> np.ndarray:
+def random_shots(
+  n_frames: int, rng: np.random.Generator, seconds: tuple[float, float] = SHOT_SECONDS
+) -> np.ndarray:
   """Inclusive frame ranges `[shots, 2]` of random lengths covering `[0, n_frames)`."""
   starts, start = [], 0
   while start < n_frames:
@@ -92,8 +94,9 @@ def random_shots(n_frames: int, rng: np.random.Generator,
   return np.stack([starts, np.append(starts[1:] - 1, n_frames - 1)], axis=1)
 
 
-def assign_concepts(shot_importance: np.ndarray, rng: np.random.Generator,
-                    num_concepts: int = NUM_CONCEPTS) -> np.ndarray:
+def assign_concepts(
+  shot_importance: np.ndarray, rng: np.random.Generator, num_concepts: int = NUM_CONCEPTS
+) -> np.ndarray:
   """A concept index per shot whose recurrence in the video falls with importance `[shots]`.
 
   Shots ranked by importance fall into tiers (TIERS): 'common' shots share two concepts,
@@ -119,9 +122,14 @@ def assign_concepts(shot_importance: np.ndarray, rng: np.random.Generator,
   return concept
 
 
-def standin_features(importance: np.ndarray, shot_of_step: np.ndarray, concept: np.ndarray,
-                     vocabulary: np.ndarray, salience: np.ndarray,
-                     rng: np.random.Generator) -> np.ndarray:
+def standin_features(
+  importance: np.ndarray,
+  shot_of_step: np.ndarray,
+  concept: np.ndarray,
+  vocabulary: np.ndarray,
+  salience: np.ndarray,
+  rng: np.random.Generator,
+) -> np.ndarray:
   """Features `[n_steps, FEATURE_DIM]` float32 of one video (see the module docstring).
 
   Args:
@@ -135,8 +143,9 @@ def standin_features(importance: np.ndarray, shot_of_step: np.ndarray, concept: 
   offset = rng.normal(0.0, OFFSET_SCALE, FEATURE_DIM)
   cue = SALIENCE_SCALE * 2.0 * (importance - importance.mean())
   noise = rng.normal(0.0, NOISE_SCALE, (n, FEATURE_DIM))
-  features = (offset + CONCEPT_SCALE * vocabulary[concept[shot_of_step]]
-              + cue[:, None] * salience + noise)
+  features = (
+    offset + CONCEPT_SCALE * vocabulary[concept[shot_of_step]] + cue[:, None] * salience + noise
+  )
   return features.astype(np.float32)
 
 
@@ -146,8 +155,14 @@ def _video_lengths(shape: Shape, rng: np.random.Generator, count: int) -> np.nda
   return np.round(np.exp(rng.uniform(low, high, count)) * SOURCE_FPS).astype(np.int64)
 
 
-def make_video(shape: Shape, n_frames: int, rng: np.random.Generator, vocabulary: np.ndarray,
-               salience: np.ndarray, user_scores: np.ndarray | None = None) -> dict:
+def make_video(
+  shape: Shape,
+  n_frames: int,
+  rng: np.random.Generator,
+  vocabulary: np.ndarray,
+  salience: np.ndarray,
+  user_scores: np.ndarray | None = None,
+) -> dict:
   """Every eccv16 field of one stand-in video.
 
   `user_scores` `[users, n_frames]` (1-5) are TVSum's real annotations when given;
@@ -161,33 +176,44 @@ def make_video(shape: Shape, n_frames: int, rng: np.random.Generator, vocabulary
   if user_scores is None:
     truth = rng.beta(0.8, 1.6, len(change_points))  # Most shots dull, a few important.
     if shape.annotation == 'scores':
-      user_scores = annotators.annotator_scores(truth, shot_of_frame, rng, num_users,
-                                                int(2 * SOURCE_FPS))
+      user_scores = annotators.annotator_scores(
+        truth, shot_of_frame, rng, num_users, int(2 * SOURCE_FPS)
+      )
   if shape.annotation == 'scores':
     fields = annotators.fields_from_scores(user_scores, change_points, picks, n_frames)
     importance = fields['gtscore']
   else:
     fields = annotators.fields_from_selections(
-        annotators.annotator_selections(truth, change_points, rng, num_users),
-        change_points, picks, n_frames)
+      annotators.annotator_selections(truth, change_points, rng, num_users),
+      change_points,
+      picks,
+      n_frames,
+    )
     importance = truth[shot_of_frame][picks]
-  shot_importance = np.bincount(shot_of_frame[picks], weights=importance,
-                                minlength=len(lengths)) / np.maximum(
-                                    np.bincount(shot_of_frame[picks], minlength=len(lengths)), 1)
+  shot_importance = np.bincount(
+    shot_of_frame[picks], weights=importance, minlength=len(lengths)
+  ) / np.maximum(np.bincount(shot_of_frame[picks], minlength=len(lengths)), 1)
   concept = assign_concepts(shot_importance, rng)
-  features = standin_features(importance, shot_of_frame[picks], concept, vocabulary, salience,
-                              rng)
-  return dict(features=features, change_points=change_points.astype(np.int32),
-              n_frame_per_seg=lengths.astype(np.int32), n_frames=np.int32(n_frames),
-              n_steps=np.int32(len(picks)), picks=picks.astype(np.int32),
-              user_scores=user_scores, **fields)
+  features = standin_features(importance, shot_of_frame[picks], concept, vocabulary, salience, rng)
+  return dict(
+    features=features,
+    change_points=change_points.astype(np.int32),
+    n_frame_per_seg=lengths.astype(np.int32),
+    n_frames=np.int32(n_frames),
+    n_steps=np.int32(len(picks)),
+    picks=picks.astype(np.int32),
+    user_scores=user_scores,
+    **fields,
+  )
 
 
 def _real_tvsum(path: str | None) -> list[tuple[str, np.ndarray]] | None:
   if path is None:
     return None
-  return [(name, video.user_scores.astype(np.float32))
-          for name, video in human_baseline.load_tvsum_annotations(path).items()]
+  return [
+    (name, video.user_scores.astype(np.float32))
+    for name, video in human_baseline.load_tvsum_annotations(path).items()
+  ]
 
 
 def _write_h5(path: str, videos: list[tuple[str, dict]]) -> None:
@@ -211,9 +237,15 @@ def _write_tvsum_annotations(path: str, videos: list[tuple[str, dict]]) -> None:
       f.writelines(lines)
 
 
-def write_standin(dataset: str, manual_dir: str, *, seed: int = 0,
-                  num_videos: int | None = None, tvsum_annotations: str | None = None,
-                  max_seconds: float | None = None) -> str:
+def write_standin(
+  dataset: str,
+  manual_dir: str,
+  *,
+  seed: int = 0,
+  num_videos: int | None = None,
+  tvsum_annotations: str | None = None,
+  max_seconds: float | None = None,
+) -> str:
   """Writes `eccv16_dataset_<dataset>_google_pool5.h5` (and TVSum's annotations) into `manual_dir`.
 
   Args:
@@ -245,7 +277,7 @@ def write_standin(dataset: str, manual_dir: str, *, seed: int = 0,
     if real is not None:
       name, scores = real[i]
       if max_seconds is not None:
-        scores = scores[:, :int(max_seconds * SOURCE_FPS)]
+        scores = scores[:, : int(max_seconds * SOURCE_FPS)]
       video = make_video(shape, scores.shape[1], rng, vocabulary, salience, scores)
     else:
       name = f'{dataset}_standin_{i + 1:02d}'
@@ -261,26 +293,36 @@ def write_standin(dataset: str, manual_dir: str, *, seed: int = 0,
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog='python -m clipit_jax.datasets.standins',
-      description='Write benchmark-shaped stand-in eccv16 h5 files (offline).')
-  parser.add_argument('--manual_dir', required=True,
-                      help='Where to write them: <data_dir>/downloads/manual of a data_dir '
-                      'kept apart from the real data.')
+    prog='python -m clipit_jax.datasets.standins',
+    description='Write benchmark-shaped stand-in eccv16 h5 files (offline).',
+  )
+  parser.add_argument(
+    '--manual_dir',
+    required=True,
+    help='Where to write them: <data_dir>/downloads/manual of a data_dir '
+    'kept apart from the real data.',
+  )
   parser.add_argument('--datasets', default='summe,tvsum,youtube,ovp')
-  parser.add_argument('--tvsum_annotations', default=None,
-                      help="TVSum's ydata-anno.tsv[.gz]: real frame counts and scores.")
+  parser.add_argument(
+    '--tvsum_annotations',
+    default=None,
+    help="TVSum's ydata-anno.tsv[.gz]: real frame counts and scores.",
+  )
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args(argv)
   for dataset in args.datasets.split(','):
     if os.path.exists(os.path.join(args.manual_dir, h5_files.h5_filename(dataset))):
       existing = h5_files.h5_filename(dataset)
-      print(f'standins: {args.manual_dir} already holds {existing}; '
-            'choose an empty manual directory', file=sys.stderr)
+      print(
+        f'standins: {args.manual_dir} already holds {existing}; choose an empty manual directory',
+        file=sys.stderr,
+      )
       return 2
   for dataset in args.datasets.split(','):
     try:
-      path = write_standin(dataset, args.manual_dir, seed=args.seed,
-                           tvsum_annotations=args.tvsum_annotations)
+      path = write_standin(
+        dataset, args.manual_dir, seed=args.seed, tvsum_annotations=args.tvsum_annotations
+      )
     except ValueError as e:
       print(f'standins: {e}', file=sys.stderr)
       return 2

@@ -39,8 +39,9 @@ QUERIES_PER_VIDEO = 3
 class SyntheticConfig(tfds.core.BuilderConfig):
   """How many videos, from which seed, encoded by which CLIP."""
 
-  def __init__(self, *, clip_model: str = encoders.TINY, num_videos: int = 100, seed: int = 0,
-               **kwargs):
+  def __init__(
+    self, *, clip_model: str = encoders.TINY, num_videos: int = 100, seed: int = 0, **kwargs
+  ):
     super().__init__(**kwargs)
     self.clip_model = clip_model
     self.num_videos = num_videos
@@ -51,12 +52,15 @@ def example_features() -> tfds.features.FeaturesDict:
   """The benchmark schema plus the query (empty for generic summaries)."""
   features = dict(benchmarks.example_features(benchmarks.TEXT_DIM))
   features['query'] = tfds.features.Text()
-  features['query_embedding'] = tfds.features.Tensor(shape=(None, benchmarks.TEXT_DIM),
-                                                     dtype=np.float32)
+  features['query_embedding'] = tfds.features.Tensor(
+    shape=(None, benchmarks.TEXT_DIM), dtype=np.float32
+  )
   return tfds.features.FeaturesDict(features)
 
 
-def change_points_from_steps(step_shots: np.ndarray, picks: np.ndarray, n_frames: int) -> np.ndarray:
+def change_points_from_steps(
+  step_shots: np.ndarray, picks: np.ndarray, n_frames: int
+) -> np.ndarray:
   """KTS shots over sampled steps `[shots, 2]` -> inclusive source-frame ranges `[shots, 2]`."""
   starts = picks[step_shots[:, 0]].copy()
   starts[0] = 0
@@ -70,28 +74,40 @@ class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Shapes in motion, rarity and query ground truth, 5 annotators.'}
   BUILDER_CONFIGS = [
-      SyntheticConfig(name='tiny', description='100 videos encoded by the tiny random CLIP.'),
-      SyntheticConfig(name='vit_b32', clip_model=encoders.DEFAULT_CLIP,
-                      description='100 videos encoded by CLIP ViT-B/32 (needs its weights).'),
+    SyntheticConfig(name='tiny', description='100 videos encoded by the tiny random CLIP.'),
+    SyntheticConfig(
+      name='vit_b32',
+      clip_model=encoders.DEFAULT_CLIP,
+      description='100 videos encoded by CLIP ViT-B/32 (needs its weights).',
+    ),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(features=example_features(),
-                                          metadata=tfds.core.MetadataDict())
+    return self.dataset_info_from_configs(
+      features=example_features(), metadata=tfds.core.MetadataDict()
+    )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     cfg = self.builder_config
-    video_dir = os.path.join(os.fspath(dl_manager.download_dir), 'clipit_synthetic_videos',
-                             f'{cfg.name}_seed{cfg.seed}')
+    video_dir = os.path.join(
+      os.fspath(dl_manager.download_dir), 'clipit_synthetic_videos', f'{cfg.name}_seed{cfg.seed}'
+    )
     os.makedirs(video_dir, exist_ok=True)
     encoder = encoders.load_clip(cfg.clip_model)
     videos = [self._make_video(i, video_dir, encoder) for i in range(cfg.num_videos)]
     keys = [v['key'] for v in videos]
-    self.info.metadata.update(dataset='synthetic', seed=cfg.seed, clip_model=cfg.clip_model,
-                              video_dir=video_dir, split_seed=settings.SPLIT_SEED,
-                              standard_splits=settings.standard_splits(keys))
-    return {'videos': self._generate_examples(videos, 'generic'),
-            'queries': self._generate_examples(videos, 'query')}
+    self.info.metadata.update(
+      dataset='synthetic',
+      seed=cfg.seed,
+      clip_model=cfg.clip_model,
+      video_dir=video_dir,
+      split_seed=settings.SPLIT_SEED,
+      standard_splits=settings.standard_splits(keys),
+    )
+    return {
+      'videos': self._generate_examples(videos, 'generic'),
+      'queries': self._generate_examples(videos, 'query'),
+    }
 
   def _make_video(self, index: int, video_dir: str, encoder: encoders.ClipEncoder) -> dict:
     """Renders, writes, decodes and encodes one video; returns what its examples need."""
@@ -108,33 +124,55 @@ class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
     captions = [s.caption() for s in script]
     present = sorted({s.concept for s in script})
     queries = [present[i] for i in rng.permutation(len(present))[:QUERIES_PER_VIDEO]]
-    return dict(key=f'video_{index:03d}', name=os.path.basename(path), script=script, index=index,
-                features=features, picks=picks, n_frames=n_frames, change_points=change_points,
-                captions=captions, caption_embeddings=encoder.encode_texts(captions),
-                queries=queries, query_embeddings=encoder.encode_texts(queries))
+    return dict(
+      key=f'video_{index:03d}',
+      name=os.path.basename(path),
+      script=script,
+      index=index,
+      features=features,
+      picks=picks,
+      n_frames=n_frames,
+      change_points=change_points,
+      captions=captions,
+      caption_embeddings=encoder.encode_texts(captions),
+      queries=queries,
+      query_embeddings=encoder.encode_texts(queries),
+    )
 
-  def _example(self, video: dict, truth: np.ndarray, query: str, query_embedding: np.ndarray,
-               stream: int):
+  def _example(
+    self, video: dict, truth: np.ndarray, query: str, query_embedding: np.ndarray, stream: int
+  ):
     """One record; `stream` (0 generic, 1.. per query) seeds its annotators."""
     rng = np.random.default_rng([self.builder_config.seed, video['index'], 1000 + stream])
-    user_scores = annotators.annotator_scores(truth, scenes_lib.scene_of_frame(video['script']),
-                                              rng, NUM_USERS, int(round(2 * SOURCE_FPS)))
+    user_scores = annotators.annotator_scores(
+      truth, scenes_lib.scene_of_frame(video['script']), rng, NUM_USERS, int(round(2 * SOURCE_FPS))
+    )
     return dict(
-        video_key=video['key'], video_name=video['name'], features=video['features'],
-        picks=video['picks'].astype(np.int32), n_frames=video['n_frames'],
-        change_points=video['change_points'], user_scores=user_scores,
-        captions='\n'.join(video['captions']), caption_embeddings=video['caption_embeddings'],
-        query=query, query_embedding=query_embedding,
-        **annotators.fields_from_scores(user_scores, video['change_points'], video['picks'],
-                                        video['n_frames']))
+      video_key=video['key'],
+      video_name=video['name'],
+      features=video['features'],
+      picks=video['picks'].astype(np.int32),
+      n_frames=video['n_frames'],
+      change_points=video['change_points'],
+      user_scores=user_scores,
+      captions='\n'.join(video['captions']),
+      caption_embeddings=video['caption_embeddings'],
+      query=query,
+      query_embedding=query_embedding,
+      **annotators.fields_from_scores(
+        user_scores, video['change_points'], video['picks'], video['n_frames']
+      ),
+    )
 
   def _generate_examples(self, videos: list[dict], part: str):
     """Generic examples (one per video) or query-focused ones (one per video and query)."""
     for video in videos:
       if part == 'generic':
         truth = scenes_lib.generic_importance(video['script'])
-        yield video['key'], self._example(video, truth, '', np.zeros((0, benchmarks.TEXT_DIM),
-                                                                     np.float32), 0)
+        yield (
+          video['key'],
+          self._example(video, truth, '', np.zeros((0, benchmarks.TEXT_DIM), np.float32), 0),
+        )
         continue
       for i, (query, embedding) in enumerate(zip(video['queries'], video['query_embeddings'])):
         truth = scenes_lib.query_importance(video['script'], query)

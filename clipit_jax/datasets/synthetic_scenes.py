@@ -20,8 +20,12 @@ import dataclasses
 
 import numpy as np
 
-COLOURS = {'red': (220, 40, 40), 'green': (40, 190, 70), 'blue': (50, 90, 235),
-           'yellow': (235, 215, 40)}
+COLOURS = {
+  'red': (220, 40, 40),
+  'green': (40, 190, 70),
+  'blue': (50, 90, 235),
+  'yellow': (235, 215, 40),
+}
 SHAPES = ('circle', 'square', 'triangle')
 BACKGROUNDS = {'dark': (25, 25, 35), 'grey': (120, 120, 120), 'light': (215, 215, 205)}
 DIRECTIONS = {'left': (-1.0, 0.0), 'right': (1.0, 0.0), 'up': (0.0, -1.0), 'down': (0.0, 1.0)}
@@ -30,6 +34,7 @@ DIRECTIONS = {'left': (-1.0, 0.0), 'right': (1.0, 0.0), 'up': (0.0, -1.0), 'down
 @dataclasses.dataclass(frozen=True)
 class Scene:
   """One scene: `frames` source frames of an object moving over a background."""
+
   colour: str
   shape: str
   background: str
@@ -43,34 +48,46 @@ class Scene:
     return f'{self.colour} {self.shape}'
 
   def caption(self) -> str:
-    return (f'a {self.colour} {self.shape} moves {self.direction} '
-            f'on a {self.background} background')
+    return f'a {self.colour} {self.shape} moves {self.direction} on a {self.background} background'
 
 
-def make_script(rng: np.random.Generator, fps: float, min_scenes: int = 6,
-                max_scenes: int = 10, scene_seconds: tuple[float, float] = (3.0, 7.0),
-                image_size: int = 64) -> list[Scene]:
+def make_script(
+  rng: np.random.Generator,
+  fps: float,
+  min_scenes: int = 6,
+  max_scenes: int = 10,
+  scene_seconds: tuple[float, float] = (3.0, 7.0),
+  image_size: int = 64,
+) -> list[Scene]:
   """A random sequence of scenes: mostly 1-2 common objects, a few rare events."""
   concepts = [(c, s) for c in COLOURS for s in SHAPES]
   events = [(c, s) for c, s in concepts if c == 'yellow' or s == 'triangle']
   everyday = [(c, s) for c, s in concepts if (c, s) not in events]
-  common = [everyday[i] for i in rng.permutation(len(everyday))[:int(rng.integers(1, 3))]]
+  common = [everyday[i] for i in rng.permutation(len(everyday))[: int(rng.integers(1, 3))]]
   rare = events
   # One background per video: with random encoders the background would otherwise
   # dominate the frame features and hide the objects that the ground truth is about.
   background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
   scenes = []
   for _ in range(int(rng.integers(min_scenes, max_scenes + 1))):
-    colour, shape = (common[rng.integers(len(common))] if rng.random() < 0.75
-                     else rare[rng.integers(len(rare))])
+    colour, shape = (
+      common[rng.integers(len(common))] if rng.random() < 0.75 else rare[rng.integers(len(rare))]
+    )
     size = int(rng.integers(image_size // 3, image_size // 2))
-    scenes.append(Scene(
-        colour=colour, shape=shape,
+    scenes.append(
+      Scene(
+        colour=colour,
+        shape=shape,
         background=background,
         direction=list(DIRECTIONS)[rng.integers(len(DIRECTIONS))],
-        frames=max(2, int(round(rng.uniform(*scene_seconds) * fps))), size=size,
-        start_xy=(float(rng.uniform(size, image_size - size)),
-                  float(rng.uniform(size, image_size - size)))))
+        frames=max(2, int(round(rng.uniform(*scene_seconds) * fps))),
+        size=size,
+        start_xy=(
+          float(rng.uniform(size, image_size - size)),
+          float(rng.uniform(size, image_size - size)),
+        ),
+      )
+    )
   return scenes
 
 
@@ -78,7 +95,7 @@ def _shape_mask(shape: str, cx: float, cy: float, size: int, image_size: int) ->
   y, x = np.mgrid[0:image_size, 0:image_size].astype(np.float32)
   half = size / 2
   if shape == 'circle':
-    return (x - cx) ** 2 + (y - cy) ** 2 <= half ** 2
+    return (x - cx) ** 2 + (y - cy) ** 2 <= half**2
   if shape == 'square':
     return (np.abs(x - cx) <= half) & (np.abs(y - cy) <= half)
   # An upward triangle: below the two slanted edges and above the base.
@@ -112,12 +129,24 @@ def is_event(scene: Scene) -> bool:
 def generic_importance(scenes: list[Scene]) -> np.ndarray:
   """Per-scene importance in [0, 1]: rarity in the video, x1 for events, x0.3 otherwise."""
   concepts = [s.concept for s in scenes]
-  return np.array([(1.0 if is_event(s) else 0.3) * (1.0 - concepts.count(s.concept) / len(scenes))
-                   for s in scenes])
+  return np.array(
+    [
+      (1.0 if is_event(s) else 0.3) * (1.0 - concepts.count(s.concept) / len(scenes))
+      for s in scenes
+    ]
+  )
 
 
 def query_importance(scenes: list[Scene], query: str) -> np.ndarray:
   """Per-scene importance for a '<colour> <shape>' query: 1 exact, 0.25 half-match, else 0."""
   colour, shape = query.split()
-  return np.array([1.0 if (s.colour, s.shape) == (colour, shape)
-                   else 0.25 if s.colour == colour or s.shape == shape else 0.0 for s in scenes])
+  return np.array(
+    [
+      1.0
+      if (s.colour, s.shape) == (colour, shape)
+      else 0.25
+      if s.colour == colour or s.shape == shape
+      else 0.0
+      for s in scenes
+    ]
+  )

@@ -17,5 +17,6 @@ def __getattr__(name: str):
   """`clipit_jax.summarize.Summarizer` etc., imported on first use (the submodules stay light)."""
   if name in _SUMMARIZER_NAMES:
     from clipit_jax.summarize import summarizer  # pylint: disable=g-import-not-at-top
+
     return getattr(summarizer, name)
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -46,6 +46,7 @@ class CaptionError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Caption:
   """One caption: seconds from the start of the video, and its text."""
+
   start: float
   end: float
   text: str
@@ -56,8 +57,9 @@ class Caption:
 _TAG = re.compile(r"<[^>]*>|\{[^}]*\}")  # HTML-ish and {\an8}-style tags.
 _TIME = r"(?:\d+:)?\d{1,2}:\d{2}(?:[.,]\d+)?|\d+(?:\.\d+)?"
 _PLAIN_LINE = re.compile(
-    rf"^\s*(?:\[\s*(?P<bts>{_TIME})\s*\]|(?P<ts>{_TIME})(?=\s|[-|]))"
-    r"\s*(?:[-|\u2013\u2014]\s*)?(?P<text>.*?)\s*$")
+  rf"^\s*(?:\[\s*(?P<bts>{_TIME})\s*\]|(?P<ts>{_TIME})(?=\s|[-|]))"
+  r"\s*(?:[-|\u2013\u2014]\s*)?(?P<text>.*?)\s*$"
+)
 
 
 def parse_timestamp(text: str) -> float:
@@ -79,8 +81,7 @@ def clean_text(text: str) -> str:
   return " ".join(html.unescape(_TAG.sub("", text)).split())
 
 
-def _blocks(lines: list[str], first: int = 1
-            ) -> list[tuple[int, list[str]]]:
+def _blocks(lines: list[str], first: int = 1) -> list[tuple[int, list[str]]]:
   """Blank-line separated blocks as (line number of first line, lines)."""
   blocks, current, start = [], [], 0
   for number, line in enumerate(lines, first):
@@ -99,8 +100,7 @@ def _blocks(lines: list[str], first: int = 1
 def _timing(line: str, where: str) -> tuple[float, float]:
   """(start, end) from a `start --> end [settings]` line."""
   if "-->" not in line:
-    raise CaptionError(f"{where}: expected a 'start --> end' timing line, "
-                       f"got {line.strip()!r}")
+    raise CaptionError(f"{where}: expected a 'start --> end' timing line, got {line.strip()!r}")
   left, right = line.split("-->", 1)
   try:
     start = parse_timestamp(left)
@@ -108,8 +108,7 @@ def _timing(line: str, where: str) -> tuple[float, float]:
   except ValueError as e:
     raise CaptionError(f"{where}: bad timestamp ({e})") from None
   if end < start:
-    raise CaptionError(f"{where}: caption ends ({end:.3f} s) before it starts "
-                       f"({start:.3f} s)")
+    raise CaptionError(f"{where}: caption ends ({end:.3f} s) before it starts ({start:.3f} s)")
   return start, end
 
 
@@ -119,10 +118,9 @@ def _cues(blocks, path: str) -> list[Caption]:
   for number, lines in blocks:
     i = 0 if "-->" in lines[0] else 1
     if i >= len(lines):
-      raise CaptionError(f"{path}:{number}: a cue with no timing line "
-                         f"({lines[0].strip()!r})")
+      raise CaptionError(f"{path}:{number}: a cue with no timing line ({lines[0].strip()!r})")
     start, end = _timing(lines[i], f"{path}:{number + i}")
-    text = clean_text(" ".join(lines[i + 1:]))
+    text = clean_text(" ".join(lines[i + 1 :]))
     if text:
       out.append(Caption(start, end, text))
   return out
@@ -138,15 +136,15 @@ def parse_vtt(text: str, path: str = "<vtt>") -> list[Caption]:
   lines = text.splitlines()
   head = next((i for i, line in enumerate(lines) if line.strip()), 0)
   if not lines or not lines[head].lstrip().startswith("WEBVTT"):
-    raise CaptionError(
-        f"{path}:{head + 1}: a WebVTT file must start with 'WEBVTT'")
-  blocks = _blocks(lines[head + 1:], first=head + 2)
-  if (blocks and blocks[0][0] == head + 2
-      and not any("-->" in line for line in blocks[0][1])):
+    raise CaptionError(f"{path}:{head + 1}: a WebVTT file must start with 'WEBVTT'")
+  blocks = _blocks(lines[head + 1 :], first=head + 2)
+  if blocks and blocks[0][0] == head + 2 and not any("-->" in line for line in blocks[0][1]):
     blocks = blocks[1:]  # Header metadata right after the WEBVTT line.
-  blocks = [(n, b) for n, b in blocks
-            if not (b[0].split(maxsplit=1)[0] in {"NOTE", "STYLE", "REGION"}
-                    and "-->" not in b[0])]
+  blocks = [
+    (n, b)
+    for n, b in blocks
+    if not (b[0].split(maxsplit=1)[0] in {"NOTE", "STYLE", "REGION"} and "-->" not in b[0])
+  ]
   return _cues(blocks, path)
 
 
@@ -163,9 +161,10 @@ def parse_plain(text: str, path: str = "<text>") -> list[Caption]:
     match = _PLAIN_LINE.match(line)
     if not match:
       raise CaptionError(
-          f"{path}:{number}: expected 'TIME text' (e.g. '00:01:23 a dog "
-          f"runs', '83.5 a dog runs', '[00:01:23.500] a dog runs'), got "
-          f"{line.strip()[:60]!r}")
+        f"{path}:{number}: expected 'TIME text' (e.g. '00:01:23 a dog "
+        f"runs', '83.5 a dog runs', '[00:01:23.500] a dog runs'), got "
+        f"{line.strip()[:60]!r}"
+      )
     try:
       start = parse_timestamp(match["bts"] or match["ts"])
     except ValueError as e:
@@ -175,8 +174,9 @@ def parse_plain(text: str, path: str = "<text>") -> list[Caption]:
       raise CaptionError(f"{path}:{number}: a timestamp with no caption text")
     starts.append((start, caption_text))
   starts.sort(key=lambda s: s[0])
-  return [Caption(s, starts[i + 1][0] if i + 1 < len(starts) else s, t)
-          for i, (s, t) in enumerate(starts)]
+  return [
+    Caption(s, starts[i + 1][0] if i + 1 < len(starts) else s, t) for i, (s, t) in enumerate(starts)
+  ]
 
 
 def parse_captions(path: files.PathLike) -> list[Caption]:
@@ -193,11 +193,11 @@ def parse_captions(path: files.PathLike) -> list[Caption]:
   try:
     text = path.read_text(encoding="utf-8-sig")
   except FileNotFoundError:
-    raise CaptionError(
-        f"{path}: caption file not found; check the path.") from None
+    raise CaptionError(f"{path}: caption file not found; check the path.") from None
   except (OSError, UnicodeDecodeError) as e:
-    raise CaptionError(f"{path}: cannot read captions ({e}); pass a UTF-8 "
-                       ".srt, .vtt or timestamped text file.") from None
+    raise CaptionError(
+      f"{path}: cannot read captions ({e}); pass a UTF-8 .srt, .vtt or timestamped text file."
+    ) from None
   suffix = path.suffix.lower()
   if suffix == ".vtt" or text.lstrip().startswith("WEBVTT"):
     captions = parse_vtt(text, str(path))
@@ -206,13 +206,13 @@ def parse_captions(path: files.PathLike) -> list[Caption]:
   else:
     captions = parse_plain(text, str(path))
   if not captions:
-    raise CaptionError(f"{path}: no captions found; the file is empty or has "
-                       "only blank cues.")
+    raise CaptionError(f"{path}: no captions found; the file is empty or has only blank cues.")
   return sorted(captions, key=lambda c: (c.start, c.end))
 
 
-def drop_after(captions: Sequence[Caption], duration: float,
-               source: str = "captions") -> list[Caption]:
+def drop_after(
+  captions: Sequence[Caption], duration: float, source: str = "captions"
+) -> list[Caption]:
   """The captions that start within the video's `duration` seconds.
 
   Cues past the end (a subtitle file of a longer cut, or of another video) would be
@@ -225,11 +225,17 @@ def drop_after(captions: Sequence[Caption], duration: float,
   kept = [c for c in captions if c.start < duration]
   if not kept:
     raise CaptionError(
-        f"{source}: all {len(captions)} captions start after the video ends "
-        f"({duration:.1f} s); are they this video's?")
+      f"{source}: all {len(captions)} captions start after the video ends "
+      f"({duration:.1f} s); are they this video's?"
+    )
   if len(kept) < len(captions):
-    _log.warning("%s: dropped %d of %d captions that start after the video ends "
-                 "(%.1f s)", source, len(captions) - len(kept), len(captions), duration)
+    _log.warning(
+      "%s: dropped %d of %d captions that start after the video ends (%.1f s)",
+      source,
+      len(captions) - len(kept),
+      len(captions),
+      duration,
+    )
   return kept
 
 
@@ -241,8 +247,7 @@ def default_num_captions(duration_s: float) -> int:
   return 15 if duration_s > LONG_VIDEO_S else 7
 
 
-def sample_uniform(captions: Sequence[Caption], m: int,
-                   duration: float | None = None) -> list[str]:
+def sample_uniform(captions: Sequence[Caption], m: int, duration: float | None = None) -> list[str]:
   """M caption texts spread uniformly over the video's time.
 
   The video [0, duration) is cut into m equal bins; each bin takes the
@@ -269,8 +274,9 @@ def sample_uniform(captions: Sequence[Caption], m: int,
   if duration is None or duration <= 0:
     duration = float(ends.max()) or float(starts.max()) or 1.0
   centres = (np.arange(m) + 0.5) * duration / m
-  gap = np.maximum(starts[None] - centres[:, None],
-                   centres[:, None] - ends[None]).clip(min=0)  # [m, n]
+  gap = np.maximum(starts[None] - centres[:, None], centres[:, None] - ends[None]).clip(
+    min=0
+  )  # [m, n]
   middle = np.abs((starts + ends)[None] / 2 - centres[:, None])
   index = np.arange(len(captions))[None].repeat(m, 0)
   order = np.lexsort((index, middle, gap), axis=-1)  # Last key is primary.
@@ -283,15 +289,77 @@ def sample_uniform(captions: Sequence[Caption], m: int,
 # Words the tiny captioner's vocabulary spells whole, so its random captions
 # read as (nonsense) word sequences rather than byte soup.
 TINY_WORDS = (
-    "a", "an", "the", "man", "woman", "person", "people", "boy", "girl",
-    "child", "group", "dog", "cat", "horse", "bird", "car", "bus", "train",
-    "bike", "bicycle", "street", "road", "city", "building", "room",
-    "kitchen", "table", "food", "plate", "field", "grass", "tree", "water",
-    "beach", "snow", "mountain", "sky", "ball", "phone", "camera", "sign",
-    "shirt", "hat", "riding", "walking", "running", "standing", "sitting",
-    "playing", "holding", "eating", "looking", "with", "on", "in", "of",
-    "and", "near", "at", "next", "to", "red", "blue", "green", "white",
-    "black", "young", "large", "small", "two")
+  "a",
+  "an",
+  "the",
+  "man",
+  "woman",
+  "person",
+  "people",
+  "boy",
+  "girl",
+  "child",
+  "group",
+  "dog",
+  "cat",
+  "horse",
+  "bird",
+  "car",
+  "bus",
+  "train",
+  "bike",
+  "bicycle",
+  "street",
+  "road",
+  "city",
+  "building",
+  "room",
+  "kitchen",
+  "table",
+  "food",
+  "plate",
+  "field",
+  "grass",
+  "tree",
+  "water",
+  "beach",
+  "snow",
+  "mountain",
+  "sky",
+  "ball",
+  "phone",
+  "camera",
+  "sign",
+  "shirt",
+  "hat",
+  "riding",
+  "walking",
+  "running",
+  "standing",
+  "sitting",
+  "playing",
+  "holding",
+  "eating",
+  "looking",
+  "with",
+  "on",
+  "in",
+  "of",
+  "and",
+  "near",
+  "at",
+  "next",
+  "to",
+  "red",
+  "blue",
+  "green",
+  "white",
+  "black",
+  "young",
+  "large",
+  "small",
+  "two",
+)
 
 
 def _tiny_gpt2_vocab() -> tuple[list[str], list[tuple[str, str]], set[str]]:
@@ -316,14 +384,14 @@ def _tiny_gpt2_vocab() -> tuple[list[str], list[tuple[str, str]], set[str]]:
 def write_tiny_gpt2_tokenizer(directory: pathlib.Path) -> None:
   """Writes the tiny byte-level GPT-2 tokenizer (`_tiny_gpt2_vocab`)."""
   from transformers import GPT2Tokenizer  # pylint: disable=g-import-not-at-top
+
   tokens, merges, _ = _tiny_gpt2_vocab()
   vocab = {t: i for i, t in enumerate(tokens)}
   (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
   (directory / "merges.txt").write_text(
-      "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
-      encoding="utf-8")
-  tokenizer = GPT2Tokenizer(str(directory / "vocab.json"),
-                            str(directory / "merges.txt"))
+    "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
+  )
+  tokenizer = GPT2Tokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
   tokenizer.save_pretrained(str(directory))
 
 
@@ -339,13 +407,10 @@ def _vision_encoder_decoder_class():
   from transformers import FlaxVisionEncoderDecoderModel
 
   class LoadOnly(FlaxVisionEncoderDecoderModel):
-
     def init_weights(self, rng, input_shape, params=None):
       if params is not None:
         return super().init_weights(rng, input_shape, params)
-      shapes = jax.eval_shape(
-          functools.partial(super().init_weights, input_shape=input_shape),
-          rng)
+      shapes = jax.eval_shape(functools.partial(super().init_weights, input_shape=input_shape), rng)
       return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
 
   LoadOnly.__name__ = FlaxVisionEncoderDecoderModel.__name__
@@ -362,20 +427,31 @@ def build_tiny_captioner(directory: pathlib.Path) -> None:
   decoding emits (repetitive, meaningless) words rather than byte soup.
   """
   # pylint: disable=g-import-not-at-top
-  from transformers import (GPT2Config, VisionEncoderDecoderConfig, ViTConfig,
-                            ViTImageProcessor)
+  from transformers import GPT2Config, VisionEncoderDecoderConfig, ViTConfig, ViTImageProcessor
+
   write_tiny_gpt2_tokenizer(directory)
   tokens, _, words = _tiny_gpt2_vocab()
   eos = len(tokens) - 1
   encoder = ViTConfig(
-      image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2,
-      num_attention_heads=2, intermediate_size=128)
+    image_size=32,
+    patch_size=8,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+  )
   decoder = GPT2Config(
-      vocab_size=len(tokens), n_positions=64, n_embd=64, n_layer=2, n_head=2,
-      bos_token_id=eos, eos_token_id=eos, add_cross_attention=True,
-      is_decoder=True)
-  config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(
-      encoder, decoder)
+    vocab_size=len(tokens),
+    n_positions=64,
+    n_embd=64,
+    n_layer=2,
+    n_head=2,
+    bos_token_id=eos,
+    eos_token_id=eos,
+    add_cross_attention=True,
+    is_decoder=True,
+  )
+  config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
   config.decoder_start_token_id = config.pad_token_id = eos
   config.eos_token_id = config.bos_token_id = eos
   model = _vision_encoder_decoder_class()(config)
@@ -385,12 +461,12 @@ def build_tiny_captioner(directory: pathlib.Path) -> None:
   wte[not_word] *= 0.1
   model.params = params
   model.generation_config.update(
-      decoder_start_token_id=eos, pad_token_id=eos, eos_token_id=eos,
-      bos_token_id=eos, max_length=20)
+    decoder_start_token_id=eos, pad_token_id=eos, eos_token_id=eos, bos_token_id=eos, max_length=20
+  )
   model.save_pretrained(str(directory))
   ViTImageProcessor(
-      size={"height": 32, "width": 32}, image_mean=[0.5] * 3,
-      image_std=[0.5] * 3).save_pretrained(str(directory))
+    size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+  ).save_pretrained(str(directory))
 
 
 def tiny_captioner_dir(cache_dir: files.PathLike | None = None) -> pathlib.Path:
@@ -408,6 +484,7 @@ class Captioner:
     image_size: side of the square images the vision encoder takes.
     max_length: most generated tokens per caption (including the start token).
   """
+
   model_id: str
   image_size: int
   model: object
@@ -432,8 +509,7 @@ class Captioner:
       if x.shape[1:3] != (s, s):
         x = jax.image.resize(x, (x.shape[0], s, s, 3), "bilinear")
       x = jnp.transpose((x - mean) / std, (0, 3, 1, 2))  # HF takes NCHW.
-      return self.model.generate(
-          x, params=params, generation_config=config).sequences
+      return self.model.generate(x, params=params, generation_config=config).sequences
 
     return jax.jit(fn)
 
@@ -441,23 +517,23 @@ class Captioner:
     """uint8 [n, H, W, 3] RGB frames -> n captions (greedy decoding)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-      raise ValueError(f"expected uint8 frames [n, H, W, 3], got "
-                       f"{frames.dtype} {frames.shape}")
+      raise ValueError(f"expected uint8 frames [n, H, W, 3], got {frames.dtype} {frames.shape}")
     texts = []
     for (batch,), real in input_pipeline.fixed_shape_batches([frames], self.batch_size):
       ids = np.asarray(self._generate(self.params, batch))[:real]
-      texts += [" ".join(t.split()) for t in self.tokenizer.batch_decode(
-          ids, skip_special_tokens=True)]
+      texts += [
+        " ".join(t.split()) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+      ]
     return texts
 
 
 def load_captioner(
-    name_or_path: str = DEFAULT_CAPTIONER,
-    *,
-    max_length: int = 20,
-    batch_size: int = 8,
-    hf_cache_dir: files.PathLike | None = None,
-    cache_dir: files.PathLike | None = None,
+  name_or_path: str = DEFAULT_CAPTIONER,
+  *,
+  max_length: int = 20,
+  batch_size: int = 8,
+  hf_cache_dir: files.PathLike | None = None,
+  cache_dir: files.PathLike | None = None,
 ) -> Captioner:
   """Loads a Flax vision-encoder-decoder captioner, its tokenizer and pixels.
 
@@ -473,38 +549,43 @@ def load_captioner(
   """
   # pylint: disable=g-import-not-at-top
   from transformers import AutoImageProcessor, AutoTokenizer
+
   if name_or_path == TINY:
     source, model_id = str(tiny_captioner_dir(cache_dir)), TINY_CAPTIONER_ID
   else:
     source, model_id = name_or_path, name_or_path
-  kw = dict(what="captioning model", flag="--caption-model",
-            hf_cache_dir=hf_cache_dir)
-  model = encoders.load_pretrained(
-      _vision_encoder_decoder_class().from_pretrained, source, **kw)
-  tokenizer = encoders.load_pretrained(AutoTokenizer.from_pretrained, source,
-                                       **kw)
+  kw = dict(what="captioning model", flag="--caption-model", hf_cache_dir=hf_cache_dir)
+  model = encoders.load_pretrained(_vision_encoder_decoder_class().from_pretrained, source, **kw)
+  tokenizer = encoders.load_pretrained(AutoTokenizer.from_pretrained, source, **kw)
   try:
     processor = encoders.load_pretrained(
-        functools.partial(AutoImageProcessor.from_pretrained, use_fast=False),
-        source, **kw)
+      functools.partial(AutoImageProcessor.from_pretrained, use_fast=False), source, **kw
+    )
     mean, std = tuple(processor.image_mean), tuple(processor.image_std)
   except ModelLoadError:
     mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
   params = jax.device_put(model.params)
   return Captioner(
-      model_id=model_id, image_size=int(model.config.encoder.image_size),
-      model=model, params=params, tokenizer=tokenizer, mean=mean, std=std,
-      max_length=max_length, batch_size=batch_size)
+    model_id=model_id,
+    image_size=int(model.config.encoder.image_size),
+    model=model,
+    params=params,
+    tokenizer=tokenizer,
+    mean=mean,
+    std=std,
+    max_length=max_length,
+    batch_size=batch_size,
+  )
 
 
 def generate_captions(
-    frames: np.ndarray,
-    timestamps: np.ndarray,
-    model: str | Captioner = TINY,
-    *,
-    num_frames: int | None = None,
-    duration: float | None = None,
-    **load_kwargs,
+  frames: np.ndarray,
+  timestamps: np.ndarray,
+  model: str | Captioner = TINY,
+  *,
+  num_frames: int | None = None,
+  duration: float | None = None,
+  **load_kwargs,
 ) -> list[Caption]:
   """Captions frames sampled uniformly over the video with an image captioner.
 
@@ -530,12 +611,10 @@ def generate_captions(
       raise ValueError(f"num_frames must be positive, got {num_frames}")
     keep = input_pipeline.uniform_indices(len(frames), num_frames)
     frames, timestamps = frames[keep], timestamps[keep]
-  captioner = model if isinstance(model, Captioner) else load_captioner(
-      model, **load_kwargs)
+  captioner = model if isinstance(model, Captioner) else load_captioner(model, **load_kwargs)
   texts = captioner.caption(frames)
   if duration is None:
     step = float(np.median(np.diff(timestamps))) if len(timestamps) > 1 else 0
     duration = float(timestamps[-1]) + step
   ends = np.append(timestamps[1:], max(duration, float(timestamps[-1])))
-  return [Caption(float(s), float(e), t)
-          for s, e, t in zip(timestamps, ends, texts)]
+  return [Caption(float(s), float(e), t) for s, e, t in zip(timestamps, ends, texts)]

@@ -80,10 +80,10 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
   Avoids the hub client's minute of retries when there is no network. With a
   proxy configured the answer cannot be known here, so it says yes.
   """
-  if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy",
-                                     "ALL_PROXY", "all_proxy")):
+  if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
     return True
   from huggingface_hub import constants  # pylint: disable=g-import-not-at-top
+
   url = urllib.parse.urlparse(constants.ENDPOINT)
   host = url.hostname or "huggingface.co"
   port = url.port or (443 if url.scheme == "https" else 80)
@@ -103,18 +103,22 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _looks_like_path(name: str) -> bool:
-  return (name.startswith(("/", ".", "~")) or name.count("/") > 1
-          or os.sep != "/" and os.sep in name
-          or pathlib.Path(name).expanduser().exists())
+  return (
+    name.startswith(("/", ".", "~"))
+    or name.count("/") > 1
+    or os.sep != "/"
+    and os.sep in name
+    or pathlib.Path(name).expanduser().exists()
+  )
 
 
 def load_pretrained(
-    load: Callable[..., T],
-    name_or_path: str,
-    *,
-    what: str,
-    flag: str,
-    hf_cache_dir: files.PathLike | None = None,
+  load: Callable[..., T],
+  name_or_path: str,
+  *,
+  what: str,
+  flag: str,
+  hf_cache_dir: files.PathLike | None = None,
 ) -> T:
   """Calls `load(name_or_path, ...)` (a `from_pretrained`), failing fast.
 
@@ -135,22 +139,26 @@ def load_pretrained(
   Raises:
     ModelLoadError: the model cannot be loaded.
   """
-  fix = (f"download it on a machine with network (`huggingface-cli download "
-         f"{name_or_path}`) into HF_HOME, pass a local directory with "
-         f"`{flag} PATH`, or use `{flag} tiny` for the offline demo")
+  fix = (
+    f"download it on a machine with network (`huggingface-cli download "
+    f"{name_or_path}`) into HF_HOME, pass a local directory with "
+    f"`{flag} PATH`, or use `{flag} tiny` for the offline demo"
+  )
   if _looks_like_path(name_or_path):
     path = pathlib.Path(name_or_path).expanduser()
     if not path.is_dir():
       raise ModelLoadError(
-          f"{what} directory {name_or_path} not found; pass a directory "
-          "written by "
-          f"save_pretrained, a hub name, or `{flag} tiny`.")
+        f"{what} directory {name_or_path} not found; pass a directory "
+        "written by "
+        f"save_pretrained, a hub name, or `{flag} tiny`."
+      )
     try:
       return load(str(path), local_files_only=True)
     except Exception as e:  # pylint: disable=broad-except
       raise ModelLoadError(
-          f"could not load {what} from {path} ({cli.first_line(e)}); pass a "
-          f"directory written by save_pretrained, or `{flag} tiny`.") from None
+        f"could not load {what} from {path} ({cli.first_line(e)}); pass a "
+        f"directory written by save_pretrained, or `{flag} tiny`."
+      ) from None
   kwargs = {"cache_dir": str(hf_cache_dir)} if hf_cache_dir else {}
   try:
     return load(name_or_path, local_files_only=True, **kwargs)
@@ -158,22 +166,24 @@ def load_pretrained(
     local_error = e
   if is_offline():
     raise ModelLoadError(
-        f"could not load {what} {name_or_path!r}: not in the local Hugging "
-        f"Face cache and HF_HUB_OFFLINE is set; {fix}.") from None
+      f"could not load {what} {name_or_path!r}: not in the local Hugging "
+      f"Face cache and HF_HUB_OFFLINE is set; {fix}."
+    ) from None
   if not _hub_reachable():
     raise ModelLoadError(
-        f"could not load {what} {name_or_path!r}: not in the local Hugging "
-        f"Face cache and the hub is unreachable (no network); {fix}.") from None
+      f"could not load {what} {name_or_path!r}: not in the local Hugging "
+      f"Face cache and the hub is unreachable (no network); {fix}."
+    ) from None
   try:
     return load(name_or_path, **kwargs)
   except Exception as e:  # pylint: disable=broad-except
     raise ModelLoadError(
-        f"could not load {what} {name_or_path!r} ({cli.first_line(e)}; locally: "
-        f"{cli.first_line(local_error)}); {fix}.") from None
+      f"could not load {what} {name_or_path!r} ({cli.first_line(e)}; locally: "
+      f"{cli.first_line(local_error)}); {fix}."
+    ) from None
 
 
-def build_once(directory: files.PathLike, build: Callable[[pathlib.Path], None]
-               ) -> pathlib.Path:
+def build_once(directory: files.PathLike, build: Callable[[pathlib.Path], None]) -> pathlib.Path:
   """Runs `build(tmp)` and renames tmp to `directory`, unless it exists.
 
   The rename is atomic, so a present `directory` is always complete, and
@@ -183,8 +193,7 @@ def build_once(directory: files.PathLike, build: Callable[[pathlib.Path], None]
   if directory.is_dir():
     return directory
   directory.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.",
-                                      dir=directory.parent))
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
   try:
     build(tmp)
     tmp.chmod(0o755)
@@ -201,11 +210,13 @@ def byte_level_alphabet() -> list[str]:
   """The 256 printable stand-ins for bytes used by GPT-2 and CLIP BPE vocabs."""
   # pylint: disable-next=g-import-not-at-top
   from transformers.models.gpt2 import tokenization_gpt2
+
   return list(tokenization_gpt2.bytes_to_unicode().values())
 
 
-def random_params(model, input_shape, *, seed: int,
-                  constants: dict[str, float] | None = None) -> dict:
+def random_params(
+  model, input_shape, *, seed: int, constants: dict[str, float] | None = None
+) -> dict:
   """Seeded NumPy initialisation of a Flax HF model's parameters.
 
   Shapes come from `jax.eval_shape` (no compile, unlike a jitted init), and
@@ -224,8 +235,8 @@ def random_params(model, input_shape, *, seed: int,
     The nested params dict of float32 NumPy arrays.
   """
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  shapes = jax.eval_shape(
-      lambda rng: model.init_weights(rng, input_shape), jax.random.PRNGKey(0))
+
+  shapes = jax.eval_shape(lambda rng: model.init_weights(rng, input_shape), jax.random.PRNGKey(0))
   shapes = traverse_util.flatten_dict(shapes.get("params", shapes))
   constants = constants or {}
   rng = np.random.default_rng(seed)
@@ -252,14 +263,14 @@ def write_tiny_clip_tokenizer(directory: pathlib.Path) -> None:
   marker, then <|startoftext|> and <|endoftext|> last (highest id).
   """
   from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
+
   chars = byte_level_alphabet()
   tokens = chars + [c + "</w>" for c in chars]
   tokens += ["<|startoftext|>", "<|endoftext|>"]
   vocab = {t: i for i, t in enumerate(tokens)}
   (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
   (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-  tokenizer = CLIPTokenizer(str(directory / "vocab.json"),
-                            str(directory / "merges.txt"))
+  tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
   tokenizer.save_pretrained(str(directory))
 
 
@@ -271,25 +282,43 @@ def build_tiny_clip(directory: pathlib.Path) -> None:
   """
   # pylint: disable=g-import-not-at-top
   from transformers import CLIPConfig, CLIPImageProcessor, FlaxCLIPModel
+
   write_tiny_clip_tokenizer(directory)
   config = CLIPConfig(
-      text_config=dict(
-          vocab_size=514, hidden_size=64, intermediate_size=128,
-          num_hidden_layers=2, num_attention_heads=2,
-          max_position_embeddings=77, bos_token_id=512, eos_token_id=513,
-          pad_token_id=513),
-      vision_config=dict(
-          hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-          num_attention_heads=2, image_size=32, patch_size=8),
-      projection_dim=512)
+    text_config=dict(
+      vocab_size=514,
+      hidden_size=64,
+      intermediate_size=128,
+      num_hidden_layers=2,
+      num_attention_heads=2,
+      max_position_embeddings=77,
+      bos_token_id=512,
+      eos_token_id=513,
+      pad_token_id=513,
+    ),
+    vision_config=dict(
+      hidden_size=64,
+      intermediate_size=128,
+      num_hidden_layers=2,
+      num_attention_heads=2,
+      image_size=32,
+      patch_size=8,
+    ),
+    projection_dim=512,
+  )
   model = FlaxCLIPModel(config, _do_init=False)
   params = random_params(
-      model, ((1, 1), (1, 32, 32, 3)), seed=0,
-      constants={"logit_scale": config.logit_scale_init_value})
+    model,
+    ((1, 1), (1, 32, 32, 3)),
+    seed=0,
+    constants={"logit_scale": config.logit_scale_init_value},
+  )
   model.save_pretrained(str(directory), params=params)
   CLIPImageProcessor(
-      size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-      image_mean=list(OPENAI_CLIP_MEAN), image_std=list(OPENAI_CLIP_STD),
+    size={"shortest_edge": 32},
+    crop_size={"height": 32, "width": 32},
+    image_mean=list(OPENAI_CLIP_MEAN),
+    image_std=list(OPENAI_CLIP_STD),
   ).save_pretrained(str(directory))
 
 
@@ -321,6 +350,7 @@ class ClipEncoder:
     embed_dim: width of the joint embedding (512 for ViT-B/32 and tiny).
     context_length: text tokens per caption (longer texts are truncated).
   """
+
   model_id: str
   image_size: int
   embed_dim: int
@@ -348,8 +378,7 @@ class ClipEncoder:
   @functools.cached_property
   def _text_fn(self) -> Callable[[dict, jax.Array, jax.Array], jax.Array]:
     def fn(params, input_ids, attention_mask):
-      return _l2_normalize(self.model.get_text_features(
-          input_ids, attention_mask, params=params))
+      return _l2_normalize(self.model.get_text_features(input_ids, attention_mask, params=params))
 
     return jax.jit(fn)
 
@@ -358,12 +387,13 @@ class ClipEncoder:
     frames = np.asarray(frames)
     s = self.image_size
     if frames.ndim != 4 or frames.shape[1:] != (s, s, 3):
-      raise ValueError(f"expected frames of shape [n, {s}, {s}, 3], got "
-                       f"{frames.shape}; decode with size=encoder.image_size")
+      raise ValueError(
+        f"expected frames of shape [n, {s}, {s}, 3], got "
+        f"{frames.shape}; decode with size=encoder.image_size"
+      )
     if frames.dtype != np.uint8:
       raise ValueError(f"expected uint8 frames, got {frames.dtype}")
-    return self._batched(lambda x: self._image_fn(self.params, x), [frames],
-                         self.image_batch_size)
+    return self._batched(lambda x: self._image_fn(self.params, x), [frames], self.image_batch_size)
 
   def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
     """[n] strings -> float32 [n, embed_dim]."""
@@ -372,21 +402,31 @@ class ClipEncoder:
     if not texts:
       return np.zeros((0, self.embed_dim), np.float32)
     tokens = self.tokenizer(
-        list(texts), padding="max_length", truncation=True,
-        max_length=self.context_length, return_tensors="np")
+      list(texts),
+      padding="max_length",
+      truncation=True,
+      max_length=self.context_length,
+      return_tensors="np",
+    )
     ids = tokens["input_ids"].astype(np.int32)
     mask = tokens["attention_mask"].astype(np.int32)
-    return self._batched(lambda i, m: self._text_fn(self.params, i, m),
-                         [ids, mask], self.text_batch_size)
+    return self._batched(
+      lambda i, m: self._text_fn(self.params, i, m), [ids, mask], self.text_batch_size
+    )
 
-  def _batched(self, fn: Callable[..., jax.Array], arrays: list[np.ndarray],
-               batch_size: int) -> np.ndarray:
+  def _batched(
+    self, fn: Callable[..., jax.Array], arrays: list[np.ndarray], batch_size: int
+  ) -> np.ndarray:
     """Runs `fn` over padded batches of `arrays` (same leading size n)."""
     n = len(arrays[0])
     if n == 0:
       return np.zeros((0, self.embed_dim), np.float32)
-    outs = [fn(*parts)[:real] for parts, real in input_pipeline.fixed_shape_batches(
-        arrays, batch_size, bucket=lambda real: _bucket(real, batch_size))]
+    outs = [
+      fn(*parts)[:real]
+      for parts, real in input_pipeline.fixed_shape_batches(
+        arrays, batch_size, bucket=lambda real: _bucket(real, batch_size)
+      )
+    ]
     return np.asarray(jnp.concatenate(outs), np.float32)
 
 
@@ -402,12 +442,12 @@ def _local_model_id(directory: pathlib.Path) -> str:
 
 
 def load_clip(
-    name_or_path: str = DEFAULT_CLIP,
-    *,
-    image_batch_size: int = 64,
-    text_batch_size: int = 16,
-    hf_cache_dir: files.PathLike | None = None,
-    cache_dir: files.PathLike | None = None,
+  name_or_path: str = DEFAULT_CLIP,
+  *,
+  image_batch_size: int = 64,
+  text_batch_size: int = 16,
+  hf_cache_dir: files.PathLike | None = None,
+  cache_dir: files.PathLike | None = None,
 ) -> ClipEncoder:
   """Loads CLIP weights, tokenizer and pixel statistics into a `ClipEncoder`.
 
@@ -423,6 +463,7 @@ def load_clip(
   """
   # pylint: disable=g-import-not-at-top
   from transformers import CLIPImageProcessor, CLIPTokenizer, FlaxCLIPModel
+
   if name_or_path == TINY:
     source, model_id = str(tiny_clip_dir(cache_dir)), TINY_CLIP_ID
   else:
@@ -430,12 +471,11 @@ def load_clip(
     model_id = None
   kw = dict(what="CLIP model", flag="--clip-model", hf_cache_dir=hf_cache_dir)
   model, params = load_pretrained(
-      functools.partial(FlaxCLIPModel.from_pretrained, _do_init=False),
-      source, **kw)
+    functools.partial(FlaxCLIPModel.from_pretrained, _do_init=False), source, **kw
+  )
   tokenizer = load_pretrained(CLIPTokenizer.from_pretrained, source, **kw)
   try:
-    processor = load_pretrained(CLIPImageProcessor.from_pretrained, source,
-                                **kw)
+    processor = load_pretrained(CLIPImageProcessor.from_pretrained, source, **kw)
     mean, std = tuple(processor.image_mean), tuple(processor.image_std)
   except ModelLoadError:  # No preprocessor config: CLIP's statistics.
     mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -448,17 +488,18 @@ def load_clip(
       commit = getattr(config, "_commit_hash", None)
       model_id = f"{source}@{commit}" if commit else source
   return ClipEncoder(
-      model_id=model_id,
-      image_size=int(config.vision_config.image_size),
-      embed_dim=int(config.projection_dim),
-      context_length=int(config.text_config.max_position_embeddings),
-      model=model,
-      params=jax.device_put(params),
-      tokenizer=tokenizer,
-      mean=mean,
-      std=std,
-      image_batch_size=image_batch_size,
-      text_batch_size=text_batch_size)
+    model_id=model_id,
+    image_size=int(config.vision_config.image_size),
+    embed_dim=int(config.projection_dim),
+    context_length=int(config.text_config.max_position_embeddings),
+    model=model,
+    params=jax.device_put(params),
+    tokenizer=tokenizer,
+    mean=mean,
+    std=std,
+    image_batch_size=image_batch_size,
+    text_batch_size=text_batch_size,
+  )
 
 
 # ----------------------------------------------------------- feature cache --
@@ -473,12 +514,18 @@ def file_sha256(path: files.PathLike, block: int = 1 << 20) -> str:
   return h.hexdigest()
 
 
-def feature_cache_key(content_sha256: str, model_id: str, fps: float,
-                      image_size: int) -> str:
+def feature_cache_key(content_sha256: str, model_id: str, fps: float, image_size: int) -> str:
   """The cache file stem for one (video bytes, model, rate, crop size)."""
-  key = json.dumps({"v": 1, "video": content_sha256, "model": model_id,
-                    "fps": float(fps), "size": int(image_size)},
-                   sort_keys=True)
+  key = json.dumps(
+    {
+      "v": 1,
+      "video": content_sha256,
+      "model": model_id,
+      "fps": float(fps),
+      "size": int(image_size),
+    },
+    sort_keys=True,
+  )
   return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
@@ -488,8 +535,9 @@ def _save_npz_atomic(path: pathlib.Path, **arrays: np.ndarray) -> bool:
     with files.atomic_path(path, suffix=".npz") as tmp:
       np.savez(tmp, **arrays)
   except OSError as e:
-    _log.warning("could not write the feature cache file %s (%s); continuing without it",
-                 path, e.strerror or e)
+    _log.warning(
+      "could not write the feature cache file %s (%s); continuing without it", path, e.strerror or e
+    )
     return False
   return True
 
@@ -507,39 +555,46 @@ def _load_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def video_features(
-    path: files.PathLike,
-    encoder: ClipEncoder,
-    fps: float,
-    *,
-    chunk_size: int = 64,
-    progress: bool = False,
+  path: files.PathLike,
+  encoder: ClipEncoder,
+  fps: float,
+  *,
+  chunk_size: int = 64,
+  progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Decodes `path` at `fps` and encodes it: ([n, embed_dim], [n] seconds)."""
   info = video.probe(path)
   # A source slower than `fps` gives each of its frames once: fewer than duration * fps.
   rate = min(fps, info.fps) if info.fps > 0 else fps
   features, timestamps = [], []
-  with tqdm.tqdm(total=max(1, math.ceil(info.duration * rate)), unit="frame",
-                 disable=not progress, desc=f"encoding {pathlib.Path(path).name}") as bar:
+  with tqdm.tqdm(
+    total=max(1, math.ceil(info.duration * rate)),
+    unit="frame",
+    disable=not progress,
+    desc=f"encoding {pathlib.Path(path).name}",
+  ) as bar:
     for frames, times in video.decode_frames(
-        path, fps=fps, size=encoder.image_size, chunk_size=chunk_size):
+      path, fps=fps, size=encoder.image_size, chunk_size=chunk_size
+    ):
       features.append(encoder.encode_images(frames))
       timestamps.append(times)
       bar.update(len(times))
     bar.total = bar.n  # Ends at 100 % whatever the estimate.
     bar.refresh()
-  return (np.concatenate(features).astype(np.float32),
-          np.concatenate(timestamps).astype(np.float64))
+  return (
+    np.concatenate(features).astype(np.float32),
+    np.concatenate(timestamps).astype(np.float64),
+  )
 
 
 def cached_video_features(
-    path: files.PathLike,
-    encoder: ClipEncoder,
-    fps: float,
-    cache_dir: files.PathLike,
-    *,
-    chunk_size: int = 64,
-    progress: bool = False,
+  path: files.PathLike,
+  encoder: ClipEncoder,
+  fps: float,
+  cache_dir: files.PathLike,
+  *,
+  chunk_size: int = 64,
+  progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
   """`video_features`, stored once per (file content, model, rate) as .npz.
 
@@ -558,13 +613,13 @@ def cached_video_features(
   path = pathlib.Path(path)
   if not path.is_file():
     raise video.VideoError(f"{path}: file not found; check the path.")
-  stem = feature_cache_key(file_sha256(path), encoder.model_id, fps,
-                           encoder.image_size)
+  stem = feature_cache_key(file_sha256(path), encoder.model_id, fps, encoder.image_size)
   cache_file = pathlib.Path(cache_dir) / f"{stem}.npz"
   cached = _load_npz(cache_file) if cache_file.is_file() else None
   if cached is not None:
     return cached
   features, timestamps = video_features(
-      path, encoder, fps, chunk_size=chunk_size, progress=progress)
+    path, encoder, fps, chunk_size=chunk_size, progress=progress
+  )
   _save_npz_atomic(cache_file, features=features, timestamps=timestamps)
   return features, timestamps

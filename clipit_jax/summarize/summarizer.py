@@ -108,8 +108,9 @@ def check_proportion(proportion: float) -> float:
   """`proportion` as a float in (0, 1], else a ValueError."""
   p = float(proportion)
   if not 0.0 < p <= 1.0:
-    raise ValueError(f"--proportion must be in (0, 1] (the summary's share of "
-                     f"the video), got {proportion}")
+    raise ValueError(
+      f"--proportion must be in (0, 1] (the summary's share of the video), got {proportion}"
+    )
   return p
 
 
@@ -132,20 +133,19 @@ def check_out_dir(out: files.PathLike) -> pathlib.Path:
   while not existing.exists() and existing != existing.parent:
     existing = existing.parent
   if not existing.is_dir():
-    raise ValueError(f"--out {out}: {existing} is a file; pass a directory (created if "
-                     "missing)")
+    raise ValueError(f"--out {out}: {existing} is a file; pass a directory (created if missing)")
   try:
     fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
     os.close(fd)
     os.unlink(probe)
   except OSError as e:
-    raise ValueError(f"--out {out}: cannot write in {existing} ({e.strerror or e}); pass a "
-                     "writable directory") from None
+    raise ValueError(
+      f"--out {out}: cannot write in {existing} ({e.strerror or e}); pass a writable directory"
+    ) from None
   return out
 
 
-def check_text(fusion: str | None, query: str | None, has_captions: bool
-               ) -> None:
+def check_text(fusion: str | None, query: str | None, has_captions: bool) -> None:
   """Raises ValueError unless the text suits the model.
 
   Args:
@@ -156,25 +156,29 @@ def check_text(fusion: str | None, query: str | None, has_captions: bool
   if query is not None and not query.strip():
     raise ValueError("--query is empty; give the text to look for")
   if query is not None and has_captions:
-    raise ValueError("give --query (query-focused summary) or --captions "
-                     "(generic summary), not both")
+    raise ValueError(
+      "give --query (query-focused summary) or --captions (generic summary), not both"
+    )
   if fusion == "query" and query is None:
-    raise ValueError("this checkpoint is query-focused (text_fusion='query'); "
-                     "give --query TEXT, or drop --ckpt for a generic "
-                     "training-free summary")
+    raise ValueError(
+      "this checkpoint is query-focused (text_fusion='query'); "
+      "give --query TEXT, or drop --ckpt for a generic "
+      "training-free summary"
+    )
   if fusion is not None and fusion != "query" and query is not None:
-    raise ValueError(f"this checkpoint makes generic summaries "
-                     f"(text_fusion={fusion!r}) and takes no query; drop "
-                     "--query (captions are used), use a query-focused "
-                     "checkpoint, or drop --ckpt for the training-free "
-                     "baseline")
+    raise ValueError(
+      f"this checkpoint makes generic summaries "
+      f"(text_fusion={fusion!r}) and takes no query; drop "
+      "--query (captions are used), use a query-focused "
+      "checkpoint, or drop --ckpt for the training-free "
+      "baseline"
+    )
 
 
 # ------------------------------------------------------------------- shots --
 
 
-def shot_times(steps: np.ndarray, timestamps: np.ndarray, end: float
-               ) -> np.ndarray:
+def shot_times(steps: np.ndarray, timestamps: np.ndarray, end: float) -> np.ndarray:
   """Inclusive step ranges [k, 2] -> [start, end) seconds [k, 2].
 
   Shot k runs from its first frame's time to the next shot's (the first shot
@@ -185,8 +189,7 @@ def shot_times(steps: np.ndarray, timestamps: np.ndarray, end: float
   return np.stack([starts, np.append(starts[1:], end)], axis=1)
 
 
-def select_shots(values: np.ndarray, times: np.ndarray, budget: float
-                 ) -> list[int]:
+def select_shots(values: np.ndarray, times: np.ndarray, budget: float) -> list[int]:
   """Knapsack of shot `values` [k] weighing their durations `times` [k, 2].
 
   Weights are milliseconds rounded up and the capacity `budget` seconds
@@ -197,16 +200,15 @@ def select_shots(values: np.ndarray, times: np.ndarray, budget: float
     Ascending indices of the selected shots.
   """
   capacity_ms = math.floor(budget * 1000 + 1e-6)
-  unit = max(1, math.ceil(len(values) * capacity_ms / 8
-                          / _KNAPSACK_TABLE_BYTES))
+  unit = max(1, math.ceil(len(values) * capacity_ms / 8 / _KNAPSACK_TABLE_BYTES))
   durations_ms = (times[:, 1] - times[:, 0]) * 1000
   weights = np.ceil(np.round(durations_ms / unit, 6)).astype(np.int64)
   return evaluation.knapsack(values, weights, capacity_ms // unit)
 
 
-def fallback_segment(scores: np.ndarray, timestamps: np.ndarray,
-                     times: np.ndarray, values: np.ndarray, budget: float
-                     ) -> tuple[int, tuple[float, float]]:
+def fallback_segment(
+  scores: np.ndarray, timestamps: np.ndarray, times: np.ndarray, values: np.ndarray, budget: float
+) -> tuple[int, tuple[float, float]]:
   """(best shot, budget-long window of it) for when no whole shot fits.
 
   The window starts at the shot's best-scoring frame, moved back when it
@@ -222,8 +224,7 @@ def fallback_segment(scores: np.ndarray, timestamps: np.ndarray,
   return shot, (begin, min(float(end), begin + budget))
 
 
-def content_end(info: video.VideoInfo, timestamps: np.ndarray, fps: float
-                ) -> float:
+def content_end(info: video.VideoInfo, timestamps: np.ndarray, fps: float) -> float:
   """Where the decodable video ends: its duration, or less when truncated."""
   frame = 1.0 / info.fps if info.fps > 0 else 0.0
   return min(info.duration, float(timestamps[-1]) + 1.0 / fps + frame)
@@ -232,8 +233,9 @@ def content_end(info: video.VideoInfo, timestamps: np.ndarray, fps: float
 # ---------------------------------------------------------------- language --
 
 
-def frames_near(path: files.PathLike, times: np.ndarray, size: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def frames_near(
+  path: files.PathLike, times: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
   """The decoded frames nearest to `times` (seconds), one per distinct frame.
 
   Streams the video at twice the rate of `times`, keeping one candidate per
@@ -249,18 +251,18 @@ def frames_near(path: files.PathLike, times: np.ndarray, size: int
       d = abs(times[k] - t)
       if best[k] is None or d < best[k][0]:
         best[k] = (d, float(t), frame.copy())
-  kept = sorted({b[1]: b for b in best if b is not None}.values(),
-                key=lambda b: b[1])  # One per distinct frame, in time order.
-  return (np.stack([b[2] for b in kept]),
-          np.array([b[1] for b in kept], np.float64))
+  kept = sorted(
+    {b[1]: b for b in best if b is not None}.values(), key=lambda b: b[1]
+  )  # One per distinct frame, in time order.
+  return (np.stack([b[2] for b in kept]), np.array([b[1] for b in kept], np.float64))
 
 
-def spread_texts(texts: Sequence[str], duration: float
-                 ) -> list[captions_lib.Caption]:
+def spread_texts(texts: Sequence[str], duration: float) -> list[captions_lib.Caption]:
   """Texts without times, as captions over equal parts of the video."""
   n = len(texts)
-  return [captions_lib.Caption(i * duration / n, (i + 1) * duration / n, t)
-          for i, t in enumerate(texts)]
+  return [
+    captions_lib.Caption(i * duration / n, (i + 1) * duration / n, t) for i, t in enumerate(texts)
+  ]
 
 
 # ----------------------------------------------------------------- outputs --
@@ -271,21 +273,30 @@ def versions() -> dict[str, str]:
   import av  # pylint: disable=g-import-not-at-top
   import flax  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
+
   try:
     clipit = importlib.metadata.version("clipit_jax")
   except importlib.metadata.PackageNotFoundError:
     import clipit_jax  # pylint: disable=g-import-not-at-top
+
     clipit = clipit_jax.__version__
-  return {"clipit_jax": clipit, "jax": jax.__version__,
-          "flax": flax.__version__, "transformers": transformers.__version__,
-          "av": av.__version__, "numpy": np.__version__}
+  return {
+    "clipit_jax": clipit,
+    "jax": jax.__version__,
+    "flax": flax.__version__,
+    "transformers": transformers.__version__,
+    "av": av.__version__,
+    "numpy": np.__version__,
+  }
 
 
 def _title(summary: Summary, width: int = 110, max_lines: int = 5) -> str:
   """Plot title: what was summarized and how, then the wrapped text."""
   share = summary.summary_duration / summary.duration
-  head = (f"{pathlib.Path(summary.video).name}: {summary.summary_duration:.2f}"
-          f" s of {summary.duration:.2f} s ({share:.1%}), {summary.method}")
+  head = (
+    f"{pathlib.Path(summary.video).name}: {summary.summary_duration:.2f}"
+    f" s of {summary.duration:.2f} s ({share:.1%}), {summary.method}"
+  )
   if summary.query is not None:
     text = f"query: {summary.query!r}"
   else:
@@ -293,7 +304,7 @@ def _title(summary: Summary, width: int = 110, max_lines: int = 5) -> str:
   lines = textwrap.wrap(text, width)
   if len(lines) > max_lines:
     lines = lines[:max_lines]
-    lines[-1] = lines[-1][:width - 1] + "\u2026"
+    lines[-1] = lines[-1][: width - 1] + "\u2026"
   return "\n".join([head] + lines)
 
 
@@ -301,20 +312,35 @@ def plot_scores(summary: Summary, path: files.PathLike) -> pathlib.Path:
   """Writes the scores over time, selected shots shaded, as a PNG (atomic)."""
   # pylint: disable-next=g-import-not-at-top
   from matplotlib.figure import Figure  # Agg canvas, no pyplot state.
+
   path = pathlib.Path(path)
   n_lines = _title(summary).count("\n") + 1
   fig = Figure(figsize=(11, 3.2 + 0.18 * n_lines), layout="constrained")
   ax = fig.subplots()
   for i, (start, end) in enumerate(summary.segments):
-    ax.axvspan(start, end, color="tab:orange", alpha=0.3, lw=0,
-               label="selected" if i == 0 else None)
+    ax.axvspan(
+      start, end, color="tab:orange", alpha=0.3, lw=0, label="selected" if i == 0 else None
+    )
   for start in summary.shot_times[1:, 0]:
     ax.axvline(start, color="0.6", lw=0.6, ls=":")
-  ax.plot(summary.timestamps, summary.scores, color="tab:blue", lw=1.2,
-          marker="o", ms=2, label="frame score")
-  ax.hlines(summary.shot_values, summary.shot_times[:, 0],
-            summary.shot_times[:, 1], color="tab:green", lw=2, alpha=0.8,
-            label="shot mean score")
+  ax.plot(
+    summary.timestamps,
+    summary.scores,
+    color="tab:blue",
+    lw=1.2,
+    marker="o",
+    ms=2,
+    label="frame score",
+  )
+  ax.hlines(
+    summary.shot_values,
+    summary.shot_times[:, 0],
+    summary.shot_times[:, 1],
+    color="tab:green",
+    lw=2,
+    alpha=0.8,
+    label="shot mean score",
+  )
   ax.plot([], [], color="0.6", lw=0.6, ls=":", label="shot boundary")
   ax.set_xlim(0, summary.duration)
   ax.set_ylim(-0.02, 1.02)
@@ -352,6 +378,7 @@ class Summary:
     captions: the M caption texts used (generic summary), else None.
     settings: fps, proportion, models, checkpoint, caption source.
   """
+
   video: str
   duration: float
   has_audio: bool
@@ -375,25 +402,38 @@ class Summary:
 
   def to_json(self) -> dict[str, Any]:
     """Everything as JSON-ready Python values (with package versions)."""
-    shots = [dict(start=float(t[0]), end=float(t[1]), start_step=int(s[0]),
-                  end_step=int(s[1]), value=float(v),
-                  selected=i in self.selected)
-             for i, (t, s, v) in enumerate(zip(
-                 self.shot_times, self.shot_steps, self.shot_values))]
+    shots = [
+      dict(
+        start=float(t[0]),
+        end=float(t[1]),
+        start_step=int(s[0]),
+        end_step=int(s[1]),
+        value=float(v),
+        selected=i in self.selected,
+      )
+      for i, (t, s, v) in enumerate(zip(self.shot_times, self.shot_steps, self.shot_values))
+    ]
     return dict(
-        video=self.video, duration=self.duration, has_audio=self.has_audio,
-        method=self.method,
-        mode="query" if self.query is not None else "generic",
-        query=self.query, captions=self.captions,
-        timestamps=[float(t) for t in self.timestamps],
-        scores=[float(s) for s in self.scores],
-        shots=shots, selected_shots=list(self.selected),
-        segments=[[float(s), float(e)] for s, e in self.segments],
-        summary_duration=self.summary_duration, budget=self.budget,
-        fallback=self.fallback, settings=self.settings, versions=versions())
+      video=self.video,
+      duration=self.duration,
+      has_audio=self.has_audio,
+      method=self.method,
+      mode="query" if self.query is not None else "generic",
+      query=self.query,
+      captions=self.captions,
+      timestamps=[float(t) for t in self.timestamps],
+      scores=[float(s) for s in self.scores],
+      shots=shots,
+      selected_shots=list(self.selected),
+      segments=[[float(s), float(e)] for s, e in self.segments],
+      summary_duration=self.summary_duration,
+      budget=self.budget,
+      fallback=self.fallback,
+      settings=self.settings,
+      versions=versions(),
+    )
 
-  def write(self, out_dir: files.PathLike, *, progress: bool = True
-            ) -> dict[str, pathlib.Path]:
+  def write(self, out_dir: files.PathLike, *, progress: bool = True) -> dict[str, pathlib.Path]:
     """Writes summary.mp4, summary.json and scores.png into `out_dir`.
 
     The three are written into a temporary directory inside `out_dir` and moved into
@@ -409,17 +449,21 @@ class Summary:
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".summary-", dir=out))
     try:
       video.write_summary(
-          self.video, self.segments, staging / names["video"],
-          progress=progress and self.summary_duration >= PROGRESS_MIN_S)
-      files.write_text(staging / names["json"],
-                       json.dumps(self.to_json(), indent=2) + "\n")
+        self.video,
+        self.segments,
+        staging / names["video"],
+        progress=progress and self.summary_duration >= PROGRESS_MIN_S,
+      )
+      files.write_text(staging / names["json"], json.dumps(self.to_json(), indent=2) + "\n")
       plot_scores(self, staging / names["plot"])
       for name in names.values():  # Renames within one file system: they need no space.
         os.replace(staging / name, out / name)
     except (OSError, video.VideoError) as e:
       if getattr(e, "errno", None) == errno.ENOSPC or "no space left" in str(e).lower():
-        raise OSError(f"{out}: no space left on device for the summary; free space there "
-                      "or pass another --out (what was there is unchanged)") from None
+        raise OSError(
+          f"{out}: no space left on device for the summary; free space there "
+          "or pass another --out (what was there is unchanged)"
+        ) from None
       raise
     finally:
       shutil.rmtree(staging, ignore_errors=True)
@@ -441,6 +485,7 @@ class TrainedModel:
     params: the model parameters.
     clip_model: the CLIP its training features came from (None: unknown).
   """
+
   workdir: str
   which: str
   epoch: int
@@ -459,9 +504,13 @@ class TrainedModel:
   def score(self, features: np.ndarray, text: np.ndarray) -> np.ndarray:
     """[n, 512] frame features, [L, 512] text -> [n] scores in (0, 1)."""
     scores = evaluators.score_video(
-        self.apply_fn, self.params, np.asarray(features, np.float32),
-        np.asarray(text, np.float32), np.ones(len(text), bool),
-        self.config.model.window)
+      self.apply_fn,
+      self.params,
+      np.asarray(features, np.float32),
+      np.asarray(text, np.float32),
+      np.ones(len(text), bool),
+      self.config.model.window,
+    )
     return np.asarray(scores, np.float64)
 
 
@@ -476,30 +525,37 @@ def load_model(workdir: files.PathLike, which: str = "best") -> TrainedModel:
   # pylint: disable=g-import-not-at-top
   from clipit_jax import train
   from clipit_jax.datasets import loading
+
   workdir = os.fspath(workdir)
   if not os.path.isdir(workdir):
     raise checkpoints.CheckpointError(
-        f"{workdir}: checkpoint directory not found; pass the --workdir of a "
-        "train.py run")
+      f"{workdir}: checkpoint directory not found; pass the --workdir of a train.py run"
+    )
   config = checkpoints.load_config(workdir)
   features = config.data.get("features")
   if config.model.frame_dim != FRAME_DIM:
     raise checkpoints.CheckpointError(
-        f"{workdir}: the model takes {config.model.frame_dim}-d frame "
-        f"features (data.features={features!r}), not {FRAME_DIM}-d CLIP "
-        "features; only runs trained on CLIP features can summarize videos")
+      f"{workdir}: the model takes {config.model.frame_dim}-d frame "
+      f"features (data.features={features!r}), not {FRAME_DIM}-d CLIP "
+      "features; only runs trained on CLIP features can summarize videos"
+    )
   if config.model.text_dim != FRAME_DIM:
     raise checkpoints.CheckpointError(
-        f"{workdir}: the model takes {config.model.text_dim}-d text, not "
-        f"{FRAME_DIM}-d CLIP text embeddings")
+      f"{workdir}: the model takes {config.model.text_dim}-d text, not "
+      f"{FRAME_DIM}-d CLIP text embeddings"
+    )
   config, params, epoch = train.load_trained(workdir, which)
-  return TrainedModel(workdir=workdir, which=which, epoch=int(epoch),
-                      config=config, params=params,
-                      clip_model=loading.CLIP_OF_FEATURES.get(features))
+  return TrainedModel(
+    workdir=workdir,
+    which=which,
+    epoch=int(epoch),
+    config=config,
+    params=params,
+    clip_model=loading.CLIP_OF_FEATURES.get(features),
+  )
 
 
-def _load_encoder(clip_model: str | encoders.ClipEncoder
-                  ) -> tuple[str, encoders.ClipEncoder]:
+def _load_encoder(clip_model: str | encoders.ClipEncoder) -> tuple[str, encoders.ClipEncoder]:
   if isinstance(clip_model, str):
     return clip_model, encoders.load_clip(clip_model)
   return clip_model.model_id, clip_model
@@ -523,6 +579,7 @@ class Summarizer:
     cache_dir: feature cache (default `encoders.cache_root() / 'features'`).
     progress: progress bars for videos of `PROGRESS_MIN_S` or more.
   """
+
   encoder: Any
   clip_model: str
   model: TrainedModel | None = None
@@ -537,16 +594,17 @@ class Summarizer:
     self.proportion = check_proportion(self.proportion)
     if self.caption_model is None:
       tiny = getattr(self.encoder, "model_id", None) == encoders.TINY_CLIP_ID
-      self.caption_model = (captions_lib.TINY if tiny
-                            else captions_lib.DEFAULT_CAPTIONER)
+      self.caption_model = captions_lib.TINY if tiny else captions_lib.DEFAULT_CAPTIONER
     dim = getattr(self.encoder, "embed_dim", FRAME_DIM)
     if self.model is not None and dim != FRAME_DIM:
-      raise ValueError(f"CLIP {self.clip_model} gives {dim}-d embeddings; "
-                       f"the checkpoint takes {FRAME_DIM}-d ones")
+      raise ValueError(
+        f"CLIP {self.clip_model} gives {dim}-d embeddings; the checkpoint takes {FRAME_DIM}-d ones"
+      )
 
   @classmethod
-  def training_free(cls, clip_model: str | encoders.ClipEncoder
-                    = encoders.DEFAULT_CLIP, **kwargs) -> Summarizer:
+  def training_free(
+    cls, clip_model: str | encoders.ClipEncoder = encoders.DEFAULT_CLIP, **kwargs
+  ) -> Summarizer:
     """The baseline: frame scores are CLIP similarities to the text.
 
     Args:
@@ -557,9 +615,13 @@ class Summarizer:
     return cls(encoder=encoder, clip_model=name, **kwargs)
 
   @classmethod
-  def from_checkpoint(cls, workdir: files.PathLike,
-                      clip_model: str | encoders.ClipEncoder | None = None,
-                      which: str = "best", **kwargs) -> Summarizer:
+  def from_checkpoint(
+    cls,
+    workdir: files.PathLike,
+    clip_model: str | encoders.ClipEncoder | None = None,
+    which: str = "best",
+    **kwargs,
+  ) -> Summarizer:
     """Scores frames with a trained CLIP-It run.
 
     Args:
@@ -571,10 +633,13 @@ class Summarizer:
     model = load_model(workdir, which)
     if clip_model is None:
       clip_model = model.clip_model or encoders.DEFAULT_CLIP
-    elif isinstance(clip_model, str) and model.clip_model not in (
-        None, clip_model):
-      _log.warning("%s was trained on features of CLIP %s; scoring with %s",
-                   workdir, model.clip_model, clip_model)
+    elif isinstance(clip_model, str) and model.clip_model not in (None, clip_model):
+      _log.warning(
+        "%s was trained on features of CLIP %s; scoring with %s",
+        workdir,
+        model.clip_model,
+        clip_model,
+      )
     name, encoder = _load_encoder(clip_model)
     return cls(encoder=encoder, clip_model=name, model=model, **kwargs)
 
@@ -592,9 +657,9 @@ class Summarizer:
       return int(self.model.config.model.num_captions)
     return captions_lib.default_num_captions(duration)
 
-  def _read_captions(self, given: CaptionsArg
-                     ) -> tuple[list[captions_lib.Caption] | list[str] | None,
-                                str]:
+  def _read_captions(
+    self, given: CaptionsArg
+  ) -> tuple[list[captions_lib.Caption] | list[str] | None, str]:
     """Captions or texts (None: to generate), and where they come from."""
     if given is None:
       return None, "generated"
@@ -604,25 +669,28 @@ class Summarizer:
       raise captions_lib.CaptionError("the list of captions is empty")
     return list(given), "given"
 
-  def _caption_texts(self, path: str, given: list | None, m: int,
-                     duration: float, source: str) -> tuple[list[str], str | None]:
+  def _caption_texts(
+    self, path: str, given: list | None, m: int, duration: float, source: str
+  ) -> tuple[list[str], str | None]:
     """M caption texts sampled uniformly over time (and the captioner)."""
     captioner = None
     if given is None:
       captioner = self._captioner()
       centres = (np.arange(m) + 0.5) * duration / m
       frames, times = frames_near(path, centres, captioner.image_size)
-      given = captions_lib.generate_captions(frames, times, captioner,
-                                             duration=duration)
+      given = captions_lib.generate_captions(frames, times, captioner, duration=duration)
     elif all(isinstance(c, str) for c in given):
       given = spread_texts(given, duration)
     else:
       given = captions_lib.drop_after(given, duration, source)
-    return (captions_lib.sample_uniform(given, m, duration),
-            captioner.model_id if captioner is not None else None)
+    return (
+      captions_lib.sample_uniform(given, m, duration),
+      captioner.model_id if captioner is not None else None,
+    )
 
-  def summarize(self, video_path: files.PathLike, query: str | None = None,
-                captions: CaptionsArg = None) -> Summary:
+  def summarize(
+    self, video_path: files.PathLike, query: str | None = None, captions: CaptionsArg = None
+  ) -> Summary:
     """Summarizes one video.
 
     Args:
@@ -648,8 +716,9 @@ class Summarizer:
     video.require_min_duration(info, MIN_DURATION_S)
     if info.fps > 0 and self.proportion * info.duration < 1.0 / info.fps:
       raise ValueError(
-          f"--proportion {self.proportion} of a {info.duration:.2f} s video "
-          f"is shorter than one frame ({1 / info.fps:.3f} s); raise it")
+        f"--proportion {self.proportion} of a {info.duration:.2f} s video "
+        f"is shorter than one frame ({1 / info.fps:.3f} s); raise it"
+      )
     given, source = self._read_captions(captions)  # Fail before decoding.
     features, timestamps = self._features(path, info)
     duration = content_end(info, timestamps, self.fps)
@@ -670,55 +739,77 @@ class Summarizer:
     selected = select_shots(values, times, budget)
     fallback = not selected
     if fallback:
-      shot, segment = fallback_segment(scores, timestamps, times, values,
-                                       budget)
+      shot, segment = fallback_segment(scores, timestamps, times, values, budget)
       selected, segments = [shot], [segment]
     else:
       segments = [(float(times[i, 0]), float(times[i, 1])) for i in selected]
     return Summary(
-        video=path, duration=float(duration), has_audio=info.has_audio,
-        timestamps=np.asarray(timestamps, np.float64),
-        scores=np.asarray(scores, np.float64), shot_steps=steps,
-        shot_times=times, shot_values=values, selected=selected,
-        segments=segments, budget=float(budget), fallback=fallback,
-        method=self.method, query=query,
-        captions=None if query is not None else list(texts),
-        settings=self._settings(info, source))
+      video=path,
+      duration=float(duration),
+      has_audio=info.has_audio,
+      timestamps=np.asarray(timestamps, np.float64),
+      scores=np.asarray(scores, np.float64),
+      shot_steps=steps,
+      shot_times=times,
+      shot_values=values,
+      selected=selected,
+      segments=segments,
+      budget=float(budget),
+      fallback=fallback,
+      method=self.method,
+      query=query,
+      captions=None if query is not None else list(texts),
+      settings=self._settings(info, source),
+    )
 
   def _features(self, path: str, info: video.VideoInfo) -> tuple[np.ndarray, np.ndarray]:
     """CLIP features `[n, 512]` at `self.fps` and their times `[n]`, through the cache."""
     cache_dir = self.cache_dir or encoders.cache_root() / "features"
     features, timestamps = encoders.cached_video_features(
-        path, self.encoder, self.fps, cache_dir,
-        progress=self.progress and info.duration >= PROGRESS_MIN_S)
+      path,
+      self.encoder,
+      self.fps,
+      cache_dir,
+      progress=self.progress and info.duration >= PROGRESS_MIN_S,
+    )
     if len(timestamps) < MIN_FRAMES:
       raise video.VideoError(
-          f"{path}: only {len(timestamps)} frame(s) decoded at {self.fps:g} "
-          f"fps, fewer than the {MIN_FRAMES} a summary needs; pass a longer "
-          "video or raise --fps")
+        f"{path}: only {len(timestamps)} frame(s) decoded at {self.fps:g} "
+        f"fps, fewer than the {MIN_FRAMES} a summary needs; pass a longer "
+        "video or raise --fps"
+      )
     return features, timestamps
 
-  def _generic_texts(self, path: str, given: list | None, duration: float,
-                     source: str) -> tuple[list[str], str]:
+  def _generic_texts(
+    self, path: str, given: list | None, duration: float, source: str
+  ) -> tuple[list[str], str]:
     """The M caption texts of a generic summary, and where they came from."""
     texts, captioner = self._caption_texts(
-        path, given, self._num_captions(duration), duration, source)
+      path, given, self._num_captions(duration), duration, source
+    )
     return texts, (f"generated by {captioner}" if captioner is not None else source)
 
-  def _settings(self, info: video.VideoInfo, text_source: str
-                ) -> dict[str, Any]:
+  def _settings(self, info: video.VideoInfo, text_source: str) -> dict[str, Any]:
     checkpoint = None
     if self.model is not None:
-      checkpoint = dict(workdir=self.model.workdir, which=self.model.which,
-                        epoch=self.model.epoch,
-                        text_fusion=self.model.text_fusion,
-                        trained_clip_model=self.model.clip_model)
+      checkpoint = dict(
+        workdir=self.model.workdir,
+        which=self.model.which,
+        epoch=self.model.epoch,
+        text_fusion=self.model.text_fusion,
+        trained_clip_model=self.model.clip_model,
+      )
     return dict(
-        fps=self.fps, proportion=self.proportion, clip_model=self.clip_model,
-        clip_model_id=getattr(self.encoder, "model_id", None),
-        text_source=text_source, checkpoint=checkpoint,
-        video_duration=info.duration, video_fps=info.fps,
-        video_size=[info.width, info.height])
+      fps=self.fps,
+      proportion=self.proportion,
+      clip_model=self.clip_model,
+      clip_model_id=getattr(self.encoder, "model_id", None),
+      text_source=text_source,
+      checkpoint=checkpoint,
+      video_duration=info.duration,
+      video_fps=info.fps,
+      video_size=[info.width, info.height],
+    )
 
 
 # --------------------------------------------------------------------- CLI --
@@ -733,61 +824,89 @@ class _Parser(argparse.ArgumentParser):
 
 def make_parser() -> argparse.ArgumentParser:
   parser = _Parser(
-      prog=PROGRAM,
-      description="Summarize a video with CLIP-It (a trained checkpoint) or "
-      "with the training-free CLIP-similarity baseline. Writes summary.mp4, "
-      "summary.json and scores.png into --out.")
+    prog=PROGRAM,
+    description="Summarize a video with CLIP-It (a trained checkpoint) or "
+    "with the training-free CLIP-similarity baseline. Writes summary.mp4, "
+    "summary.json and scores.png into --out.",
+  )
   parser.add_argument("video", metavar="VIDEO", help="the video file")
-  parser.add_argument("--query", help="text to look for: a query-focused "
-                      "summary (default: a generic summary from captions)")
-  parser.add_argument("--captions", metavar="FILE", help="captions for a "
-                      "generic summary (.srt, .vtt, or 'TIME text' lines); "
-                      "default: generated by --caption-model")
-  parser.add_argument("--ckpt", metavar="DIR", help="a train.py --workdir; "
-                      "default: the training-free baseline (frame score = "
-                      "CLIP similarity to the text)")
-  parser.add_argument("--checkpoint", choices=("best", "latest"),
-                      default="best", help="which checkpoint of --ckpt")
-  parser.add_argument("--clip-model", metavar="NAME_OR_PATH", help="CLIP hub "
-                      "name, local directory, or 'tiny' (offline demo); "
-                      "default: the checkpoint's, else "
-                      f"{encoders.DEFAULT_CLIP}")
-  parser.add_argument("--caption-model", metavar="NAME_OR_PATH", help="image "
-                      "captioner for generic summaries without --captions; "
-                      "default: 'tiny' with the tiny CLIP, else "
-                      f"{captions_lib.DEFAULT_CAPTIONER}")
-  parser.add_argument("--proportion", type=float, default=DEFAULT_PROPORTION,
-                      help="summary length as a share of the video, in (0, 1]")
-  parser.add_argument("--fps", type=float, default=DEFAULT_FPS,
-                      help="frames per second scored")
-  parser.add_argument("--cache-dir", metavar="DIR", help="CLIP feature cache "
-                      "(default: $CLIPIT_CACHE/features or "
-                      "~/.cache/clipit_jax/features)")
-  parser.add_argument("--no-progress", action="store_true",
-                      help="no progress bars")
-  parser.add_argument("--out", metavar="DIR", required=True,
-                      help="output directory (created)")
+  parser.add_argument(
+    "--query",
+    help="text to look for: a query-focused summary (default: a generic summary from captions)",
+  )
+  parser.add_argument(
+    "--captions",
+    metavar="FILE",
+    help="captions for a "
+    "generic summary (.srt, .vtt, or 'TIME text' lines); "
+    "default: generated by --caption-model",
+  )
+  parser.add_argument(
+    "--ckpt",
+    metavar="DIR",
+    help="a train.py --workdir; "
+    "default: the training-free baseline (frame score = "
+    "CLIP similarity to the text)",
+  )
+  parser.add_argument(
+    "--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of --ckpt"
+  )
+  parser.add_argument(
+    "--clip-model",
+    metavar="NAME_OR_PATH",
+    help="CLIP hub "
+    "name, local directory, or 'tiny' (offline demo); "
+    "default: the checkpoint's, else "
+    f"{encoders.DEFAULT_CLIP}",
+  )
+  parser.add_argument(
+    "--caption-model",
+    metavar="NAME_OR_PATH",
+    help="image "
+    "captioner for generic summaries without --captions; "
+    "default: 'tiny' with the tiny CLIP, else "
+    f"{captions_lib.DEFAULT_CAPTIONER}",
+  )
+  parser.add_argument(
+    "--proportion",
+    type=float,
+    default=DEFAULT_PROPORTION,
+    help="summary length as a share of the video, in (0, 1]",
+  )
+  parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frames per second scored")
+  parser.add_argument(
+    "--cache-dir",
+    metavar="DIR",
+    help="CLIP feature cache (default: $CLIPIT_CACHE/features or ~/.cache/clipit_jax/features)",
+  )
+  parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+  parser.add_argument("--out", metavar="DIR", required=True, help="output directory (created)")
   return parser
 
 
 def _describe(summary: Summary) -> list[str]:
   """What the CLI prints about a summary."""
   name = pathlib.Path(summary.video).name
-  text = (f"the query {summary.query!r}" if summary.query is not None
-          else f"{len(summary.captions)} captions "
-          f"({summary.settings['text_source']})")
+  text = (
+    f"the query {summary.query!r}"
+    if summary.query is not None
+    else f"{len(summary.captions)} captions ({summary.settings['text_source']})"
+  )
   spans = ", ".join(f"{s:.2f}-{e:.2f} s" for s, e in summary.segments)
   share = summary.summary_duration / summary.duration
   lines = [
-      f"{name}: {summary.duration:.1f} s, {len(summary.timestamps)} frames at "
-      f"{summary.settings['fps']:g} fps, {len(summary.shot_times)} shots; "
-      f"{summary.method} with {text}",
-      f"selected {len(summary.segments)} of {len(summary.shot_times)} shots: "
-      f"{spans} ({summary.summary_duration:.2f} s = {share:.1%} of "
-      f"{summary.duration:.2f} s)"]
+    f"{name}: {summary.duration:.1f} s, {len(summary.timestamps)} frames at "
+    f"{summary.settings['fps']:g} fps, {len(summary.shot_times)} shots; "
+    f"{summary.method} with {text}",
+    f"selected {len(summary.segments)} of {len(summary.shot_times)} shots: "
+    f"{spans} ({summary.summary_duration:.2f} s = {share:.1%} of "
+    f"{summary.duration:.2f} s)",
+  ]
   if summary.fallback:
-    lines.append(f"no whole shot fits the {summary.budget:.2f} s budget; "
-                 "took part of the best shot (raise --proportion for more)")
+    lines.append(
+      f"no whole shot fits the {summary.budget:.2f} s budget; "
+      "took part of the best shot (raise --proportion for more)"
+    )
   return lines
 
 
@@ -804,22 +923,24 @@ def run(args: argparse.Namespace) -> dict[str, pathlib.Path]:
   if args.ckpt:
     if not os.path.isdir(args.ckpt):
       raise checkpoints.CheckpointError(
-          f"{args.ckpt}: checkpoint directory not found; pass the --workdir "
-          "of a train.py run")
+        f"{args.ckpt}: checkpoint directory not found; pass the --workdir of a train.py run"
+      )
     fusion = checkpoints.load_config(args.ckpt).model.text_fusion
   check_text(fusion, args.query, args.captions is not None)
-  kwargs = dict(caption_model=args.caption_model, fps=fps,
-                proportion=proportion, cache_dir=args.cache_dir,
-                progress=not args.no_progress)
+  kwargs = dict(
+    caption_model=args.caption_model,
+    fps=fps,
+    proportion=proportion,
+    cache_dir=args.cache_dir,
+    progress=not args.no_progress,
+  )
   if args.ckpt:
     summarizer = Summarizer.from_checkpoint(
-        args.ckpt, clip_model=args.clip_model, which=args.checkpoint,
-        **kwargs)
+      args.ckpt, clip_model=args.clip_model, which=args.checkpoint, **kwargs
+    )
   else:
-    summarizer = Summarizer.training_free(
-        args.clip_model or encoders.DEFAULT_CLIP, **kwargs)
-  summary = summarizer.summarize(args.video, query=args.query,
-                                 captions=args.captions)
+    summarizer = Summarizer.training_free(args.clip_model or encoders.DEFAULT_CLIP, **kwargs)
+  summary = summarizer.summarize(args.video, query=args.query, captions=args.captions)
   paths = summary.write(args.out, progress=not args.no_progress)
   for line in _describe(summary):
     print(line)
@@ -833,9 +954,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.WARNING, format=f"{PROGRAM}: %(message)s")
   # pylint: disable-next=g-import-not-at-top
   from transformers.utils import logging as hf_logging
+
   hf_logging.set_verbosity_error()  # Not its Flax deprecation notice.
-  warnings.filterwarnings("ignore", "Using the model-agnostic default",
-                          UserWarning)  # Captioning with a saved max_length.
+  warnings.filterwarnings(
+    "ignore", "Using the model-agnostic default", UserWarning
+  )  # Captioning with a saved max_length.
   with cli.one_line_errors(PROGRAM, on_interrupt="--out is as it was"):
     cli.enable_compilation_cache()
     run(args)

@@ -28,8 +28,21 @@ Fraction = fractions.Fraction
 _log = logging.getLogger(__name__)
 
 # Sample rates the AAC encoder accepts; others are resampled to 48 kHz.
-_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000,
-              12000, 11025, 8000, 7350)
+_AAC_RATES = (
+  96000,
+  88200,
+  64000,
+  48000,
+  44100,
+  32000,
+  24000,
+  22050,
+  16000,
+  12000,
+  11025,
+  8000,
+  7350,
+)
 
 
 class VideoError(ValueError):
@@ -39,6 +52,7 @@ class VideoError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class VideoInfo:
   """What `probe` knows about a video without decoding it."""
+
   path: str
   duration: float  # Seconds.
   fps: float  # Average frame rate of the video stream.
@@ -64,12 +78,12 @@ def _open(path: files.PathLike) -> av.container.InputContainer:
     container = av.open(str(path), mode="r")
   except (av.error.FFmpegError, OSError, ValueError) as e:
     raise VideoError(
-        f"{path}: not a readable video (corrupt, truncated or not a video: "
-        f"{cli.first_line(e)}); re-encode or re-download it.") from None
+      f"{path}: not a readable video (corrupt, truncated or not a video: "
+      f"{cli.first_line(e)}); re-encode or re-download it."
+    ) from None
   if not container.streams.video:
     container.close()
-    raise VideoError(
-        f"{path}: no video stream in the file; pass a file that has video.")
+    raise VideoError(f"{path}: no video stream in the file; pass a file that has video.")
   return container
 
 
@@ -129,28 +143,31 @@ def probe(path: files.PathLike) -> VideoInfo:
       try:
         duration = _packet_end_time(container, stream)
       except av.error.FFmpegError as e:
-        raise VideoError(f"{path}: cannot read the video ({cli.first_line(e)}); "
-                         "the file may be corrupt.") from None
+        raise VideoError(
+          f"{path}: cannot read the video ({cli.first_line(e)}); the file may be corrupt."
+        ) from None
     if duration <= 0:
       raise VideoError(f"{path}: the video has zero length; pass a longer one.")
     n_frames = stream.frames or (round(duration * fps) if fps else 0)
     return VideoInfo(
-        path=str(path),
-        duration=duration,
-        fps=float(fps) if fps else 0.0,
-        n_frames=int(n_frames),
-        width=stream.codec_context.width,
-        height=stream.codec_context.height,
-        has_audio=bool(container.streams.audio))
+      path=str(path),
+      duration=duration,
+      fps=float(fps) if fps else 0.0,
+      n_frames=int(n_frames),
+      width=stream.codec_context.width,
+      height=stream.codec_context.height,
+      has_audio=bool(container.streams.audio),
+    )
 
 
 def require_min_duration(info: VideoInfo, seconds: float) -> None:
   """Raises `VideoError` when the video is shorter than `seconds` (one shot)."""
   if info.duration < seconds:
     raise VideoError(
-        f"{info.path}: the video is {info.duration:.2f} s long, shorter than "
-        f"the minimum {seconds:.2f} s needed to summarize it; pass a longer "
-        "video.")
+      f"{info.path}: the video is {info.duration:.2f} s long, shorter than "
+      f"the minimum {seconds:.2f} s needed to summarize it; pass a longer "
+      "video."
+    )
 
 
 # ------------------------------------------------------------------ decode --
@@ -166,14 +183,13 @@ def _crop_geometry(width: int, height: int, size: int) -> tuple[int, int]:
 def _to_rgb_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
   """Shorter side bicubic-resized to `size`, centre-cropped: [size, size, 3]."""
   w, h = _crop_geometry(frame.width, frame.height, size)
-  rgb = frame.to_ndarray(
-      format="rgb24", width=w, height=h, interpolation="BICUBIC")
+  rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BICUBIC")
   top, left = (h - size) // 2, (w - size) // 2
-  return rgb[top:top + size, left:left + size]
+  return rgb[top : top + size, left : left + size]
 
 
 def _nearest_sampler(
-    items: Iterator[tuple[Fraction, object]], fps: Fraction
+  items: Iterator[tuple[Fraction, object]], fps: Fraction
 ) -> Iterator[tuple[Fraction, object]]:
   """Picks, for each target time k / fps, the item with the nearest time.
 
@@ -208,8 +224,7 @@ def _nearest_sampler(
       yield prev
 
 
-def _frame_times(container, stream, frames=None
-                 ) -> Iterator[tuple[Fraction, av.VideoFrame]]:
+def _frame_times(container, stream, frames=None) -> Iterator[tuple[Fraction, av.VideoFrame]]:
   """Decoded frames with exact PTS times in seconds from the stream origin.
 
   Args:
@@ -230,10 +245,10 @@ def _frame_times(container, stream, frames=None
 
 
 def decode_frames(
-    path: files.PathLike,
-    fps: float = 2.0,
-    size: int = 224,
-    chunk_size: int = 64,
+  path: files.PathLike,
+  fps: float = 2.0,
+  size: int = 224,
+  chunk_size: int = 64,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Streams frames sampled at `fps`, resized and centre-cropped for an encoder.
 
@@ -264,15 +279,14 @@ def decode_frames(
     VideoError: the file is missing, not a video, or nothing decodes.
   """
   if fps <= 0 or size <= 0 or chunk_size <= 0:
-    raise ValueError(f"fps, size and chunk_size must be positive, got "
-                     f"{fps}, {size}, {chunk_size}")
+    raise ValueError(f"fps, size and chunk_size must be positive, got {fps}, {size}, {chunk_size}")
   _open(path).close()  # Fail now, not at the first next(), on a bad file.
-  return _decode(path, Fraction(fps).limit_denominator(1_000_000), size,
-                 chunk_size)
+  return _decode(path, Fraction(fps).limit_denominator(1_000_000), size, chunk_size)
 
 
-def _decode(path: files.PathLike, rate: Fraction, size: int, chunk_size: int
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _decode(
+  path: files.PathLike, rate: Fraction, size: int, chunk_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """The generator behind `decode_frames`."""
   container = _open(path)
   try:
@@ -298,10 +312,15 @@ def _decode(path: files.PathLike, rate: Fraction, size: int, chunk_size: int
       except av.error.FFmpegError as e:
         if last[0] is None:
           raise VideoError(
-              f"{path}: no frame could be decoded ({cli.first_line(e)}); the file is "
-              "corrupt or truncated, re-encode or re-download it.") from None
-        _log.warning("%s: decoding failed after %.2f s (%s); using the "
-                     "frames before that.", path, float(last[0]), cli.first_line(e))
+            f"{path}: no frame could be decoded ({cli.first_line(e)}); the file is "
+            "corrupt or truncated, re-encode or re-download it."
+          ) from None
+        _log.warning(
+          "%s: decoding failed after %.2f s (%s); using the frames before that.",
+          path,
+          float(last[0]),
+          cli.first_line(e),
+        )
         break
       frames[n], times[n] = _to_rgb_crop(frame, size), float(t)
       n += 1
@@ -313,18 +332,23 @@ def _decode(path: files.PathLike, rate: Fraction, size: int, chunk_size: int
     if n:
       yield frames[:n], times[:n]
     elif total == 0:
-      raise VideoError(f"{path}: the video has no decodable frames; the file "
-                       "is empty, corrupt or truncated.")
-    if (expected and last[0] is not None
-        and float(last[0]) < expected - max(1.0, 0.05 * expected)):
-      _log.warning("%s: frames stop at %.2f s of the declared %.2f s; the file "
-                   "looks truncated.", path, float(last[0]), expected)
+      raise VideoError(
+        f"{path}: the video has no decodable frames; the file is empty, corrupt or truncated."
+      )
+    if expected and last[0] is not None and float(last[0]) < expected - max(1.0, 0.05 * expected):
+      _log.warning(
+        "%s: frames stop at %.2f s of the declared %.2f s; the file looks truncated.",
+        path,
+        float(last[0]),
+        expected,
+      )
   finally:
     container.close()
 
 
-def decode_frames_at(path: files.PathLike, indices: Sequence[int], size: int = 224,
-                     chunk_size: int = 64) -> Iterator[np.ndarray]:
+def decode_frames_at(
+  path: files.PathLike, indices: Sequence[int], size: int = 224, chunk_size: int = 64
+) -> Iterator[np.ndarray]:
   """Streams the frames at 0-based decode-order `indices` (increasing), cropped like
   `decode_frames`: chunks of uint8 [n, size, size, 3], at most `chunk_size` frames each.
 
@@ -354,11 +378,15 @@ def decode_frames_at(path: files.PathLike, indices: Sequence[int], size: int = 2
               yield np.stack(chunk)
               chunk = []
       except av.error.FFmpegError as e:
-        raise VideoError(f"{path}: decoding failed at frame {decoded} ({cli.first_line(e)}); "
-                         "the file is corrupt or truncated.") from None
+        raise VideoError(
+          f"{path}: decoding failed at frame {decoded} ({cli.first_line(e)}); "
+          "the file is corrupt or truncated."
+        ) from None
       if k < wanted.size:
-        raise VideoError(f"{path}: has {decoded} frames but frame {wanted[k]} is needed; "
-                         "is it the right video (see the name mapping file)?")
+        raise VideoError(
+          f"{path}: has {decoded} frames but frame {wanted[k]} is needed; "
+          "is it the right video (see the name mapping file)?"
+        )
       if chunk:
         yield np.stack(chunk)
     finally:
@@ -370,8 +398,9 @@ def decode_frames_at(path: files.PathLike, indices: Sequence[int], size: int = 2
 # ------------------------------------------------------------------- write --
 
 
-def _check_segments(segments: Sequence[tuple[float, float]], duration: float,
-                    path: files.PathLike) -> list[tuple[float, float]]:
+def _check_segments(
+  segments: Sequence[tuple[float, float]], duration: float, path: files.PathLike
+) -> list[tuple[float, float]]:
   """Validates (start, end) pairs and clips them to [0, duration]."""
   out = []
   for start, end in segments:
@@ -380,8 +409,9 @@ def _check_segments(segments: Sequence[tuple[float, float]], duration: float,
       continue
     out.append((start, end))
   if not out:
-    raise ValueError(f"{path}: no segment overlaps the video's "
-                     f"{duration:.2f} s; got {list(segments)!r}")
+    raise ValueError(
+      f"{path}: no segment overlaps the video's {duration:.2f} s; got {list(segments)!r}"
+    )
   return out
 
 
@@ -389,8 +419,7 @@ def _even(x: int) -> int:
   return max(2, x - x % 2)
 
 
-def _decode_from(container, stream, target_pts: int
-                 ) -> Iterator[av.frame.Frame]:
+def _decode_from(container, stream, target_pts: int) -> Iterator[av.frame.Frame]:
   """Decodes `stream` from its keyframe at or before `target_pts`.
 
   Some demuxers (e.g. MPEG-TS) can seek past the target or to nothing; then
@@ -400,12 +429,12 @@ def _decode_from(container, stream, target_pts: int
     VideoError: the input cannot seek at all (e.g. a raw H.264 stream).
   """
   try:
-    container.seek(max(target_pts, 0), stream=stream, backward=True,
-                   any_frame=False)
+    container.seek(max(target_pts, 0), stream=stream, backward=True, any_frame=False)
   except av.error.FFmpegError as e:
     raise VideoError(
-        f"{container.name}: cannot seek in this file ({cli.first_line(e)}); remux "
-        "it into an mp4 first (ffmpeg -i IN -c copy OUT.mp4).") from None
+      f"{container.name}: cannot seek in this file ({cli.first_line(e)}); remux "
+      "it into an mp4 first (ffmpeg -i IN -c copy OUT.mp4)."
+    ) from None
   frames = container.decode(stream)
   first = next(frames, None)
   if first is None or (first.pts is not None and first.pts > target_pts):
@@ -417,8 +446,9 @@ def _decode_from(container, stream, target_pts: int
     yield from frames
 
 
-def _copy_video(container, stream, enc_stream, out, start: float, end: float,
-                state: dict, bar: tqdm.tqdm) -> tuple[float, int, int] | None:
+def _copy_video(
+  container, stream, enc_stream, out, start: float, end: float, state: dict, bar: tqdm.tqdm
+) -> tuple[float, int, int] | None:
   """Re-encodes the source frames with start <= t < end after the output so far.
 
   The segment's first frame goes right after the previous segment's last one
@@ -443,8 +473,7 @@ def _copy_video(container, stream, enc_stream, out, start: float, end: float,
       first = t
     pts = max(first_pts + round((t - first) / tb), state["next_pts"])
     state["next_pts"] = pts + 1
-    frame = frame.reformat(width=enc_stream.width, height=enc_stream.height,
-                           format="yuv420p")
+    frame = frame.reformat(width=enc_stream.width, height=enc_stream.height, format="yuv420p")
     frame.pts, frame.time_base = pts, tb
     try:  # Let the encoder pick frame types; don't copy the source's.
       frame.pict_type = av.video.frame.PictureType.NONE
@@ -461,9 +490,17 @@ def _copy_video(container, stream, enc_stream, out, start: float, end: float,
   return float(first), first_pts, state["next_pts"]
 
 
-def _copy_audio(container, stream, enc_stream, out, src_start: float,
-                out_start: float, out_end: float, origin_s: float,
-                state: dict) -> None:
+def _copy_audio(
+  container,
+  stream,
+  enc_stream,
+  out,
+  src_start: float,
+  out_start: float,
+  out_end: float,
+  origin_s: float,
+  state: dict,
+) -> None:
   """Re-encodes source audio from `src_start` into output [out_start, out_end).
 
   Samples are converted to the encoder's format and cut by sample index,
@@ -481,7 +518,8 @@ def _copy_audio(container, stream, enc_stream, out, src_start: float,
 
   def emit(arr: np.ndarray) -> None:
     frame = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(arr, np.float32), format="fltp", layout=layout)
+      np.ascontiguousarray(arr, np.float32), format="fltp", layout=layout
+    )
     frame.sample_rate = rate
     frame.pts, frame.time_base = state["next_apts"], Fraction(1, rate)
     state["next_apts"] += arr.shape[1]
@@ -524,8 +562,13 @@ def _copy_audio(container, stream, enc_stream, out, src_start: float,
     emit(np.zeros((channels, last_out - state["next_apts"]), np.float32))
 
 
-def _add_video_stream(out: av.container.OutputContainer, vin: av.video.stream.VideoStream,
-                      info: VideoInfo, crf: int, preset: str) -> av.video.stream.VideoStream:
+def _add_video_stream(
+  out: av.container.OutputContainer,
+  vin: av.video.stream.VideoStream,
+  info: VideoInfo,
+  crf: int,
+  preset: str,
+) -> av.video.stream.VideoStream:
   """An H.264 yuv420p stream at the source's average frame rate (even width and height)."""
   fps = (_stream_fps(vin) or Fraction(25)).limit_denominator(100_000)
   vout = out.add_stream("libx264", rate=fps)
@@ -536,8 +579,9 @@ def _add_video_stream(out: av.container.OutputContainer, vin: av.video.stream.Vi
   return vout
 
 
-def _add_audio_stream(out: av.container.OutputContainer,
-                      ain: av.audio.stream.AudioStream) -> av.audio.stream.AudioStream | None:
+def _add_audio_stream(
+  out: av.container.OutputContainer, ain: av.audio.stream.AudioStream
+) -> av.audio.stream.AudioStream | None:
   """An AAC stream for the source's audio (mono stays mono, else stereo); None without a
   sample rate."""
   if not ain.codec_context.sample_rate:
@@ -552,13 +596,13 @@ def _add_audio_stream(out: av.container.OutputContainer,
 
 
 def write_summary(
-    src_path: files.PathLike,
-    segments_seconds: Sequence[tuple[float, float]],
-    out_path: files.PathLike,
-    *,
-    progress: bool = True,
-    crf: int = 23,
-    preset: str = "veryfast",
+  src_path: files.PathLike,
+  segments_seconds: Sequence[tuple[float, float]],
+  out_path: files.PathLike,
+  *,
+  progress: bool = True,
+  crf: int = 23,
+  preset: str = "veryfast",
 ) -> pathlib.Path:
   """Cuts `segments_seconds` from the source and joins them into an H.264 mp4.
 
@@ -592,8 +636,11 @@ def write_summary(
   segments = _check_segments(segments_seconds, info.duration, src_path)
   out_path = pathlib.Path(out_path)
   try:
-    with (files.atomic_path(out_path, suffix=".mp4") as tmp, _open(src_path) as src,
-          av.open(str(tmp), mode="w", format="mp4") as out):
+    with (
+      files.atomic_path(out_path, suffix=".mp4") as tmp,
+      _open(src_path) as src,
+      av.open(str(tmp), mode="w", format="mp4") as out,
+    ):
       vin = src.streams.video[0]
       vin.thread_type = "AUTO"
       vout = _add_video_stream(out, vin, info, crf, preset)
@@ -602,41 +649,55 @@ def write_summary(
       origin_s = float(_origin(vin) * vin.time_base)
       state = {"next_pts": 0, "next_apts": 0}
       total_ms = sum(round((e - s) * 1000) for s, e in segments)
-      with tqdm.tqdm(total=total_ms, unit="s", unit_scale=0.001,
-                     disable=not progress,
-                     desc=f"writing {out_path.name}") as bar:
+      with tqdm.tqdm(
+        total=total_ms,
+        unit="s",
+        unit_scale=0.001,
+        disable=not progress,
+        desc=f"writing {out_path.name}",
+      ) as bar:
         tb = vout.codec_context.time_base
         for start, end in segments:
           copied = _copy_video(src, vin, vout, out, start, end, state, bar)
           if aout is not None and copied is not None:
             src_start, first, stop = copied
-            _copy_audio(src, ain, aout, out, src_start, float(first * tb),
-                        float(stop * tb), origin_s, state)
+            _copy_audio(
+              src, ain, aout, out, src_start, float(first * tb), float(stop * tb), origin_s, state
+            )
       out.mux(vout.encode(None))
       if aout is not None:
         out.mux(aout.encode(None))
       if state["next_pts"] == 0:  # Raised inside the block: nothing is renamed into place.
-        raise VideoError(f"{src_path}: no frame decoded in the selected "
-                         "segments; the file may be corrupt or truncated.")
+        raise VideoError(
+          f"{src_path}: no frame decoded in the selected "
+          "segments; the file may be corrupt or truncated."
+        )
   except av.error.FFmpegError as e:
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-      raise VideoError(f"{out_path}: no space left on device while writing the summary; "
-                       "free space there or pass another --out") from None
-    raise VideoError(f"{src_path}: failed while writing the summary "
-                     f"({cli.first_line(e)}); the source may be corrupt.") from None
+      raise VideoError(
+        f"{out_path}: no space left on device while writing the summary; "
+        "free space there or pass another --out"
+      ) from None
+    raise VideoError(
+      f"{src_path}: failed while writing the summary "
+      f"({cli.first_line(e)}); the source may be corrupt."
+    ) from None
   return out_path
 
 
-def write_frames(path: files.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18,
-                 preset: str = "veryfast") -> pathlib.Path:
+def write_frames(
+  path: files.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18, preset: str = "veryfast"
+) -> pathlib.Path:
   """Encodes uint8 RGB frames `[n, H, W, 3]` (even H and W) as an H.264 mp4, atomically."""
   frames = np.asarray(frames)
   if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
     raise ValueError(f"frames must be uint8 [n > 0, H, W, 3], got {frames.dtype} {frames.shape}")
   if frames.shape[1] % 2 or frames.shape[2] % 2:
     raise ValueError(f"H.264 (yuv420p) needs even sides, got {frames.shape[2]}x{frames.shape[1]}")
-  with (files.atomic_path(path, suffix=".mp4") as tmp,
-        av.open(str(tmp), mode="w", format="mp4") as out):
+  with (
+    files.atomic_path(path, suffix=".mp4") as tmp,
+    av.open(str(tmp), mode="w", format="mp4") as out,
+  ):
     stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
     stream.width, stream.height = frames.shape[2], frames.shape[1]
     stream.pix_fmt = "yuv420p"
