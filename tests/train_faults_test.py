@@ -271,14 +271,27 @@ def test_a_kill_right_after_a_commit_loses_no_metrics_line(killed_after_commit):
 
 
 def test_ctrl_c_waits_until_the_epoch_is_written():
+  # Python's own handler, also when the suite runs as a background job (SIGINT ignored).
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
   written = []
-  with pytest.raises(KeyboardInterrupt):
-    with train.interrupts_deferred():
-      os.kill(os.getpid(), signal.SIGINT)
-      written.append('metrics line')
-      written.append('checkpoint')
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      with train.interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        written.append('metrics line')
+        written.append('checkpoint')
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  finally:
+    signal.signal(signal.SIGINT, previous)
   assert written == ['metrics line', 'checkpoint']
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# train.py with Python's Ctrl-C handler even when this suite runs with SIGINT ignored (a
+# background job), which a started Python would otherwise keep ignoring.
+_TRAIN_PY_WITH_CTRL_C = (
+  'import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); '
+  'sys.argv[0] = "train.py"; runpy.run_path("train.py", run_name="__main__")'
+)
 
 
 def test_ctrl_c_resumes_a_torn_log_and_stops_between_epochs(
@@ -301,7 +314,8 @@ def test_ctrl_c_resumes_a_torn_log_and_stops_between_epochs(
   run = subprocess.Popen(
     [
       sys.executable,
-      'train.py',
+      '-c',
+      _TRAIN_PY_WITH_CTRL_C,
       '--config=configs/summe_standard.py',
       f'--workdir={workdir}',
       *TINY_MODEL,
