@@ -1,4 +1,4 @@
-"""Evaluation protocol of generic and query-focused video summarization.
+"""The evaluation protocol's functions: KTS, knapsack, keyshot F1, rank correlation, QFVS IoU.
 
 Everything here is plain numpy/scipy and runs on the host:
 

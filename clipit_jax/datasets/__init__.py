@@ -1,0 +1,1 @@
+"""The data sets as TFDS builders, their settings and split files, and reading them."""
