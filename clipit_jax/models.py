@@ -213,6 +213,24 @@ class MlpBlock(nn.Module):
     return nn.Dense(width, dtype=self.dtype, dot_general=self.dot_general)(x)
 
 
+def _transformer_attention(
+  cfg: ml_collections.ConfigDict, dtype: Any, deterministic: bool, name: str | None = None
+) -> nn.MultiHeadDotProductAttention:
+  """The frame-scoring transformer's multi-head attention (`cfg.num_heads`), built in the
+  calling module's scope (so its parameters keep their names)."""
+  dot_general = mixed_precision.dense_dot_general(cfg)
+  return nn.MultiHeadDotProductAttention(
+    num_heads=cfg.num_heads,
+    dtype=dtype,
+    dropout_rate=cfg.attention_dropout_rate,
+    deterministic=deterministic,
+    qkv_dot_general=dot_general,
+    out_dot_general=dot_general,
+    attention_fn=attention_fn(cfg),
+    name=name,
+  )
+
+
 class EncoderLayer(nn.Module):
   """Pre-LayerNorm self-attention + MLP over frames `[B, T, width]`."""
 
@@ -222,17 +240,9 @@ class EncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, self_mask: Array, *, deterministic: bool) -> Array:
     cfg = self.config
-    dot_general, attend = mixed_precision.dense_dot_general(cfg), attention_fn(cfg)
+    dot_general = mixed_precision.dense_dot_general(cfg)
     y = nn.LayerNorm(dtype=self.dtype)(x)
-    y = nn.MultiHeadDotProductAttention(
-      num_heads=cfg.num_heads,
-      dtype=self.dtype,
-      dropout_rate=cfg.attention_dropout_rate,
-      deterministic=deterministic,
-      qkv_dot_general=dot_general,
-      out_dot_general=dot_general,
-      attention_fn=attend,
-    )(y, y, mask=self_mask)
+    y = _transformer_attention(cfg, self.dtype, deterministic)(y, y, mask=self_mask)
     x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype, dot_general)(
       nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic
@@ -249,20 +259,11 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, memory: Array, mask: Array, *, deterministic: bool) -> Array:
     cfg = self.config
-    dot_general, attend = mixed_precision.dense_dot_general(cfg), attention_fn(cfg)
+    dot_general = mixed_precision.dense_dot_general(cfg)
     for name, kv in (('self_attention', None), ('cross_attention', memory)):
       y = nn.LayerNorm(dtype=self.dtype)(x)
       kv = y if kv is None else kv
-      y = nn.MultiHeadDotProductAttention(
-        num_heads=cfg.num_heads,
-        dtype=self.dtype,
-        dropout_rate=cfg.attention_dropout_rate,
-        deterministic=deterministic,
-        qkv_dot_general=dot_general,
-        out_dot_general=dot_general,
-        attention_fn=attend,
-        name=name,
-      )(y, kv, mask=mask)
+      y = _transformer_attention(cfg, self.dtype, deterministic, name)(y, kv, mask=mask)
       x = x + nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
     y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.dtype, dot_general)(
       nn.LayerNorm(dtype=self.dtype)(x), deterministic=deterministic
