@@ -14,6 +14,9 @@ import pytest  # noqa: E402
 # Compiled programs are kept for the session in that temporary cache (and read by the scripts
 # the tests start): the many runs of one tiny model compile once.
 jax.config.update("jax_compilation_cache_dir", os.path.join(os.environ["CLIPIT_CACHE"], "xla"))
+# Every compile is kept, not only those over a second (the tiny models compile in less).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
