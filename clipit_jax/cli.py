@@ -25,9 +25,9 @@ def _is_user_error(e: BaseException) -> bool:
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
-  """XLA's allocation failure (a JaxRuntimeError whose message starts RESOURCE_EXHAUSTED)."""
-  return isinstance(e, (RuntimeError, MemoryError)) and (
-    isinstance(e, MemoryError) or str(e).lstrip().startswith('RESOURCE_EXHAUSTED')
+  """Python's MemoryError, or XLA's (a JaxRuntimeError whose message starts RESOURCE_EXHAUSTED)."""
+  return isinstance(e, MemoryError) or (
+    isinstance(e, RuntimeError) and str(e).lstrip().startswith('RESOURCE_EXHAUSTED')
   )
 
 

@@ -160,6 +160,4 @@ def evaluate_videos(
   apply_fn: Callable, params: Any, videos: Sequence[input_pipeline.Video], window: int
 ) -> dict[str, Any]:
   """Scores videos with the model and evaluates them (`evaluate_scores`)."""
-  if not videos:
-    raise ValueError('no videos to evaluate')
   return evaluate_scores(videos, score_videos(apply_fn, params, videos, window))
