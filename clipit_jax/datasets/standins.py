@@ -26,9 +26,10 @@ The signal in the features, by construction:
   next 30 % share concepts in pairs or triples, the most important 20 % are unique.
   Which concept plays which role is random per video, so a concept's identity says
   nothing about importance: only its *rarity within the video* does (context).
-- A weak per-frame cue: every sampled frame moves along one fixed "salience"
-  direction in proportion to its importance (centred per video), so a per-frame
-  linear probe finds some signal but not the rarity.
+- A per-frame cue: every sampled frame moves along one fixed "salience" direction in
+  proportion to its importance (centred per video). Its strength lets a per-frame
+  linear probe on TVSum's stand-in reach about half of the annotators' own agreement
+  (as on the synthetic benchmark), leaving the rarity to models that see context.
 - A per-video offset (like the background that dominates real CNN features) and
   Gaussian per-frame noise.
 
@@ -57,7 +58,7 @@ SHOT_SECONDS = (2.0, 10.0)
 # Feature scales (per dimension): per-video offset, concept, salience cue, noise.
 OFFSET_SCALE = 1.0
 CONCEPT_SCALE = 0.6
-SALIENCE_SCALE = 0.75
+SALIENCE_SCALE = 2.0  # 0.75 left the probe at tau 0.05 of 0.36: too weak to show learning.
 NOISE_SCALE = 0.5
 TIERS = ((0.5, 'common'), (0.8, 'shared'), (1.0, 'unique'))  # Cumulative shares of shots.
 
