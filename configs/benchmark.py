@@ -5,18 +5,15 @@ Features: 'googlenet' (the eccv16 files' own 1024-d features; what most users ha
   python train.py --config configs/summe_transfer.py:clip --workdir runs/summe_transfer_clip
 """
 
+from clipit_jax.datasets import benchmarks
 from configs import default
-
-FEATURE_DIMS = {'googlenet': 1024, 'clip': 512, 'clip_tiny': 512}
 
 
 def get_config(dataset: str, setting: str, features: str = 'googlenet', loss: str = 'supervised'):
-  if features not in FEATURE_DIMS:
-    raise ValueError(f'unknown features {features!r}; expected one of {sorted(FEATURE_DIMS)}')
   config = default.get_config()
   config.data.dataset = dataset
   config.data.setting = setting
   config.data.features = features
-  config.model.frame_dim = FEATURE_DIMS[features]
+  config.model.frame_dim = benchmarks.feature_dim(features)
   config.loss = loss
   return config

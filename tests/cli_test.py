@@ -101,6 +101,13 @@ def test_every_config_passes_its_checks_and_bad_values_are_named():
       config_checks.check_config(bad)
 
 
+def test_benchmark_configs_take_the_feature_width_from_their_builder():
+  assert load_config_file('tvsum_standard').model.frame_dim == 1024  # GoogLeNet pool5.
+  assert load_config_file('summe_transfer', 'clip').model.frame_dim == 512  # CLIP ViT-B/32.
+  with pytest.raises(ValueError, match=r"unknown features 'vgg'; expected one of \['clip'"):
+    load_config_file('summe_transfer', 'vgg')
+
+
 def test_ctrl_c_is_one_line_and_status_130(capsys):
   with pytest.raises(SystemExit) as e:
     with cli.one_line_errors('train.py', on_interrupt='run the same command to resume'):

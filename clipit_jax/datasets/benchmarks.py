@@ -23,7 +23,6 @@ from clipit_jax.summarize import captions as captions_lib
 from clipit_jax.summarize import encoders
 from clipit_jax.summarize import video as video_io
 
-DatasetError = h5_files.DatasetError
 TEXT_DIM = 512
 
 _MANUAL = """\
@@ -118,9 +117,9 @@ def _load_name_mapping(manual_dir: str, dataset: str) -> dict[str, str]:
     with open(path) as f:
       mapping = json.load(f)
   except (OSError, json.JSONDecodeError) as e:
-    raise DatasetError(f'{path}: not a JSON object of video key -> name ({e})') from None
+    raise h5_files.DatasetError(f'{path}: not a JSON object of video key -> name ({e})') from None
   if not isinstance(mapping, dict):
-    raise DatasetError(f'{path}: expected a JSON object of video key -> name')
+    raise h5_files.DatasetError(f'{path}: expected a JSON object of video key -> name')
   return {str(k): str(v) for k, v in mapping.items()}
 
 
@@ -185,7 +184,7 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     manual_dir = os.fspath(dl_manager.manual_dir)
     path = os.path.join(manual_dir, h5_files.h5_filename(self.DATASET))
     if not os.path.exists(path):
-      raise DatasetError(f'{path}: not found.\n{_MANUAL}')
+      raise h5_files.DatasetError(f'{path}: not found.\n{_MANUAL}')
     videos = list(
       h5_files.read_h5_videos(
         path, None if self.builder_config.clip_model else self.builder_config.feature_dim
@@ -224,7 +223,7 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       found = find_video(directory, name)
       (paths if found else missing).append(found or name)
     if missing:
-      raise DatasetError(
+      raise h5_files.DatasetError(
         f'{directory}: raw videos missing for the clip config: '
         f'{", ".join(missing[:5])}{" ..." if len(missing) > 5 else ""}\n{_MANUAL}'
       )
@@ -281,6 +280,14 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       )
 
 
+def feature_dim(config_name: str) -> int:
+  """Width of the frame features of the builder config `config_name` ('googlenet', 'clip', ...)."""
+  widths = {c.name: c.feature_dim for c in _BenchmarkBuilder.BUILDER_CONFIGS}
+  if config_name not in widths:
+    raise ValueError(f'unknown features {config_name!r}; expected one of {sorted(widths)}')
+  return widths[config_name]
+
+
 class ClipitSumme(_BenchmarkBuilder):
   """SumMe (Gygli et al. 2014): 25 user videos, 15-18 user summaries each; F1 = max over users."""
 
@@ -307,7 +314,7 @@ class ClipitTvsum(_BenchmarkBuilder):
     try:
       by_name = {k: v.user_scores for k, v in human_baseline.load_tvsum_annotations(path).items()}
     except ValueError as e:
-      raise DatasetError(str(e)) from None
+      raise h5_files.DatasetError(str(e)) from None
     annotations = list(by_name)
     explicit = _load_name_mapping(manual_dir, 'tvsum')
     out = {}
@@ -316,14 +323,14 @@ class ClipitTvsum(_BenchmarkBuilder):
       if name not in by_name:
         # The eccv16 TVSum file lists the videos in the annotation file's order.
         if len(annotations) != len(videos):
-          raise DatasetError(
+          raise h5_files.DatasetError(
             f'{path}: {len(annotations)} videos but the h5 file has '
             f'{len(videos)}; add video_names/tvsum.json'
           )
         name = annotations[i]
       scores = by_name[name].astype(np.float32)
       if abs(scores.shape[1] - video.n_frames) > 1:
-        raise DatasetError(
+        raise h5_files.DatasetError(
           f'{path}: {name} has {scores.shape[1]} annotated frames but '
           f'{video.key} has {video.n_frames}; the videos do not correspond, '
           'add video_names/tvsum.json'
