@@ -1,20 +1,23 @@
-"""The summarize pipeline, stage by stage, for `summarize_e2e.py` and `scaling.py`.
+"""The summarize pipeline, timed stage by stage, for `summarize_e2e.py` and `scaling.py`.
 
-`run_stages` does what `clipit_jax.summarize.Summarizer.summarize` + `Summary.write`
-do for a query-focused, training-free summary, calling the same functions, but
-times each stage (and, if asked, measures its memory). It does not use the feature
-cache. `generate_video` writes the synthetic test videos.
+`timed_summary` runs `clipit_jax.summarize.Summarizer.summarize` + `Summary.write`
+(training-free, with a query) with a fresh feature cache, and times each stage by
+wrapping the functions they call (and, if asked, measures their memory).
+`generate_video` writes the synthetic test videos.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fractions
-import math
+import functools
 import os
 import pathlib
+import tempfile
 import time
 import tracemalloc
 from typing import Any
+from unittest import mock
 
 import av
 import numpy as np
@@ -22,21 +25,10 @@ import numpy as np
 import _common  # pylint: disable=g-bad-import-order
 from clipit_jax import baselines
 from clipit_jax import evaluation
+from clipit_jax import files
 from clipit_jax.summarize import encoders
 from clipit_jax.summarize import summarizer as summarize
 from clipit_jax.summarize import video
-
-STAGES = (
-  "probe",
-  "decode",
-  "encode",
-  "text",
-  "score",
-  "kts",
-  "knapsack",
-  "write_video",
-  "write_json_plot",
-)
 
 
 # ------------------------------------------------------------------ video --
@@ -156,61 +148,136 @@ def generate_video(
   return path
 
 
-# ----------------------------------------------------------------- memory --
+# ----------------------------------------------------------------- stages --
 
 
 class StageTimer:
-  """Times named stages; with `memory`, also RSS (sampled peak) and the traced peak.
+  """Times calls of named stages; with `memory`, also RSS (sampled peak) and the traced peak.
 
-  The traced peak is tracemalloc's: Python objects and NumPy arrays allocated in the
-  stage (not XLA's buffers or FFmpeg's), above what was held when it began.
+  Only the outermost timed call counts: a timed function called inside another
+  (`video.write_summary` probes its source) is part of the caller's stage. A stage
+  entered many times (`decode`: each chunk) sums its seconds; its memory is the peak
+  over its calls above what was held when it was first entered. The traced peak is
+  tracemalloc's: Python objects and NumPy arrays (not XLA's buffers or FFmpeg's).
   """
 
   def __init__(self, memory: bool = False):
     self.memory = memory
-    self.stages: dict[str, dict[str, float]] = {}
+    self.stages: dict[str, dict[str, Any]] = {}
+    self._start: dict[str, tuple[int, float]] = {}  # stage -> (traced, RSS) at first entry
+    self._busy = False
     self.sampler = None
     if memory:
       if not tracemalloc.is_tracing():
         tracemalloc.start()
       self.sampler = _common.RssSampler()
 
-  def begin(self) -> dict[str, float]:
-    """Starts measuring memory; returns the state to pass to `end`."""
-    if not self.memory:
-      return {}
-    tracemalloc.reset_peak()
-    self.sampler.reset()
-    return dict(traced0=tracemalloc.get_traced_memory()[0], rss0=_common.current_rss_mib())
-
-  def end(self, state: dict[str, float], rec: dict[str, Any]) -> dict[str, Any]:
+  @contextlib.contextmanager
+  def stage(self, name: str):
+    """Counts the time inside (and memory) to `name`, unless a stage is already running."""
+    if self._busy:
+      yield
+      return
+    self._busy = True
+    rec = self.stages.setdefault(name, dict(seconds=0.0, calls=0))
     if self.memory:
-      current, peak = tracemalloc.get_traced_memory()
-      rec["traced_peak_mib"] = (peak - state["traced0"]) / 2**20
-      rec["traced_kept_mib"] = (current - state["traced0"]) / 2**20
-      rec["rss_before_mib"] = state["rss0"]
-      rec["rss_after_mib"] = _common.current_rss_mib()
-      rec["rss_peak_mib"] = self.sampler.peak()
-      rec["rss_peak_growth_mib"] = rec["rss_peak_mib"] - state["rss0"]
-      rec["ru_maxrss_so_far_mib"] = _common.peak_rss_mib()
-    return rec
-
-  def run(self, name: str, fn, *args, **kwargs):
-    state = self.begin()
+      self._start.setdefault(name, (tracemalloc.get_traced_memory()[0], _common.current_rss_mib()))
+      tracemalloc.reset_peak()
+      self.sampler.reset()
     t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    self.stages[name] = self.end(state, dict(seconds=time.perf_counter() - t0))
-    return out
+    try:
+      yield
+    finally:
+      rec["seconds"] += time.perf_counter() - t0
+      rec["calls"] += 1
+      if self.memory:
+        self._record_memory(name, rec)
+      self._busy = False
+
+  def _record_memory(self, name: str, rec: dict[str, Any]) -> None:
+    traced0, rss0 = self._start[name]
+    current, peak = tracemalloc.get_traced_memory()
+    rec["traced_peak_mib"] = max(rec.get("traced_peak_mib", 0.0), (peak - traced0) / 2**20)
+    rec["traced_kept_mib"] = (current - traced0) / 2**20
+    rec["rss_before_mib"] = rss0
+    rec["rss_after_mib"] = _common.current_rss_mib()
+    rec["rss_peak_mib"] = max(rec.get("rss_peak_mib", 0.0), self.sampler.peak())
+    rec["rss_peak_growth_mib"] = rec["rss_peak_mib"] - rss0
+    rec["ru_maxrss_so_far_mib"] = _common.peak_rss_mib()
+
+  def wrap(self, name: str, fn):
+    """`fn`, timed as stage `name`."""
+
+    @functools.wraps(fn)
+    def timed(*args, **kwargs):
+      with self.stage(name):
+        return fn(*args, **kwargs)
+
+    return timed
+
+  def wrap_iterator(self, name: str, fn):
+    """`fn`, which returns an iterator, timed as stage `name`: the call and each next()."""
+
+    @functools.wraps(fn)
+    def timed(*args, **kwargs):
+      with self.stage(name):
+        it = fn(*args, **kwargs)
+      return self._timed_iter(name, it)
+
+    return timed
+
+  def _timed_iter(self, name: str, it):
+    try:
+      while True:
+        with self.stage(name):
+          try:
+            item = next(it)
+          except StopIteration:
+            return
+        yield item
+    finally:
+      if hasattr(it, "close"):
+        it.close()
 
   def close(self) -> None:
     if self.sampler is not None:
       self.sampler.stop()
 
 
-# ----------------------------------------------------------------- stages --
+def _timed_functions(encoder: encoders.ClipEncoder) -> tuple[tuple[str, Any, str], ...]:
+  """(stage, owner, attribute) of the functions the summarizer calls, looked up at call time."""
+  return (
+    ("probe", video, "probe"),
+    ("hash", encoders, "file_sha256"),  # The feature cache's key.
+    ("decode", video, "decode_frames"),
+    ("encode", encoder, "encode_images"),
+    ("text", encoder, "encode_texts"),
+    ("score", baselines, "clip_similarity"),
+    ("kts", evaluation, "kts_centred"),
+    ("knapsack", summarize, "select_shots"),
+    ("write_video", video, "write_summary"),
+    ("write_json_plot", summarize.Summary, "to_json"),
+    ("write_json_plot", files, "write_text"),
+    ("write_json_plot", summarize, "plot_scores"),
+  )
 
 
-def run_stages(
+# The stage names, in pipeline order (no encoder is needed to name them), then the rest.
+STAGES = tuple(dict.fromkeys(name for name, _, _ in _timed_functions(None))) + ("other",)
+
+
+@contextlib.contextmanager
+def timing(timer: StageTimer, encoder: encoders.ClipEncoder):
+  """While open, the functions of `_timed_functions` are replaced by `timer`'s wrappers."""
+  with contextlib.ExitStack() as stack:
+    for name, owner, attribute in _timed_functions(encoder):
+      wrap = timer.wrap_iterator if name == "decode" else timer.wrap
+      fn = getattr(owner, attribute)
+      stack.enter_context(mock.patch.object(owner, attribute, wrap(name, fn)))
+    yield timer
+
+
+def timed_summary(
   path: str,
   encoder: encoders.ClipEncoder,
   query: str,
@@ -219,106 +286,40 @@ def run_stages(
   fps: float = summarize.DEFAULT_FPS,
   proportion: float = summarize.DEFAULT_PROPORTION,
   memory: bool = False,
-  chunk_size: int = 64,
 ) -> dict[str, Any]:
-  """Summarizes `path` for `query` stage by stage, as `Summarizer.summarize` + `write`.
+  """`Summarizer.training_free(encoder).summarize(path, query=query)` + `.write(out_dir)`, timed.
 
-  Decoding and encoding alternate per chunk of `chunk_size` frames, as in
-  `encoders.video_features`; their times are summed separately. Returns
-  {'stages': {name: {'seconds', ...}}, 'duration', 'frames', 'shots', 'selected'}.
+  The real code runs, with a fresh feature cache (so features are computed), and
+  `timing` attributes its time (and, with `memory`, memory) to `STAGES`; `other` is
+  the rest of the total (shot bookkeeping, cache file, staging). Returns
+  {'stages': {name: {'seconds', 'calls', ...}}, 'total_s', 'duration', 'frames', ...}.
   """
   timer = StageTimer(memory)
-  info = timer.run("probe", video.probe, path)
-
-  # decode + encode, streaming (as encoders.video_features), timed separately
-  decode_s = encode_s = 0.0
-  feats, stamps = [], []
-  state = timer.begin()
-  it = video.decode_frames(path, fps=fps, size=encoder.image_size, chunk_size=chunk_size)
-  peak_chunk = 0
-  while True:
-    t0 = time.perf_counter()
-    try:
-      frames, times = next(it)
-    except StopIteration:
-      decode_s += time.perf_counter() - t0
-      break
-    t1 = time.perf_counter()
-    feats.append(encoder.encode_images(frames))
-    t2 = time.perf_counter()
-    decode_s += t1 - t0
-    encode_s += t2 - t1
-    stamps.append(times)
-    peak_chunk = max(peak_chunk, len(times))
-  features = np.concatenate(feats).astype(np.float32)
-  timestamps = np.concatenate(stamps).astype(np.float64)
-  del feats, stamps
-  dec = timer.end(state, dict(seconds=decode_s))
-  enc = dict(dec, seconds=encode_s)
-  if memory:
-    dec["note"] = enc["note"] = "decode and encode alternate per chunk: one memory record"
-  timer.stages["decode"], timer.stages["encode"] = dec, enc
-
-  duration = summarize.content_end(info, timestamps, fps)
-  text = timer.run("text", encoder.encode_texts, [query])
-  scores = timer.run("score", baselines.clip_similarity, features, text)
-  steps = timer.run("kts", evaluation.kts_centred, np.asarray(features, np.float64))
-
-  def select():
-    times_ = summarize.shot_times(steps, timestamps, duration)
-    values_ = evaluation.shot_means(np.asarray(scores, np.float64), steps)
-    return times_, values_, summarize.select_shots(values_, times_, proportion * duration)
-
-  times, values, selected = timer.run("knapsack", select)
-  budget = proportion * duration
-  fallback = not selected
-  if fallback:
-    shot, segment = summarize.fallback_segment(scores, timestamps, times, values, budget)
-    selected, segments = [shot], [segment]
-  else:
-    segments = [(float(times[i, 0]), float(times[i, 1])) for i in selected]
-  summary = summarize.Summary(
-    video=path,
-    duration=float(duration),
-    has_audio=info.has_audio,
-    timestamps=timestamps,
-    scores=np.asarray(scores, np.float64),
-    shot_steps=steps,
-    shot_times=times,
-    shot_values=values,
-    selected=selected,
-    segments=segments,
-    budget=float(budget),
-    fallback=fallback,
-    method=summarize.BASELINE,
-    query=query,
-    captions=None,
-    settings=dict(fps=fps, proportion=proportion, clip_model=encoder.model_id),
-  )
-  out = pathlib.Path(out_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  timer.run("write_video", video.write_summary, path, segments, out / "summary.mp4", progress=False)
-
-  def json_plot():
-    import json  # pylint: disable=g-import-not-at-top
-    from clipit_jax import files  # pylint: disable=g-import-not-at-top
-
-    files.write_text(out / "summary.json", json.dumps(summary.to_json(), indent=2) + "\n")
-    summarize.plot_scores(summary, out / "scores.png")
-
-  timer.run("write_json_plot", json_plot)
+  with tempfile.TemporaryDirectory(prefix="clipit-bench-features-") as cache:
+    summarizer = summarize.Summarizer.training_free(
+      encoder, fps=fps, proportion=proportion, cache_dir=cache, progress=False
+    )
+    with timing(timer, encoder):
+      t0 = time.perf_counter()
+      summary = summarizer.summarize(path, query=query)
+      summary.write(out_dir, progress=False)
+      total = time.perf_counter() - t0
   timer.close()
+  missing = [s for s in STAGES[:-1] if s not in timer.stages]
+  if missing:
+    raise RuntimeError(f"stages never entered: {missing}; update _timed_functions")
+  timer.stages["other"] = dict(seconds=total - sum(r["seconds"] for r in timer.stages.values()))
   return dict(
     stages=timer.stages,
-    duration=float(duration),
-    video_duration=info.duration,
-    frames=int(len(timestamps)),
-    shots=int(len(steps)),
-    selected=len(selected),
-    summary_seconds=float(summary.summary_duration),
-    fallback=fallback,
-    max_chunk=peak_chunk,
-    size=[info.width, info.height],
+    total_s=total,
+    duration=summary.duration,
+    video_duration=summary.settings["video_duration"],
+    frames=len(summary.timestamps),
+    shots=len(summary.shot_times),
+    selected=len(summary.selected),
+    summary_seconds=summary.summary_duration,
+    fallback=summary.fallback,
+    size=summary.settings["video_size"],
   )
 
 
@@ -336,11 +337,3 @@ def warm_up_encoder(encoder: encoders.ClipEncoder, chunk_size: int = 64) -> floa
     encoder.encode_images(np.zeros((b, s, s, 3), np.uint8))
   encoder.encode_texts(["warm up"])
   return time.perf_counter() - t0
-
-
-def fmt_mib(x):
-  return None if x is None else round(x, 1)
-
-
-def rtf(seconds: float, duration: float) -> float:
-  return seconds / duration if duration > 0 else math.nan

@@ -2,9 +2,11 @@
 
 For each size (default 1, 10 and 60 minutes of 640x360 30 fps synthetic video,
 generated once into `$CLIPIT_CACHE/bench/videos/`), a FRESH subprocess loads the
-CLIP, compiles it, and runs the pipeline stage by stage (benchmarks/_pipeline.py:
-probe, decode at 2 fps, encode, text, scores, KTS, knapsack, write summary.mp4,
-write JSON + plot) recording per stage:
+CLIP, compiles it, and runs `Summarizer.summarize` + `Summary.write` with a fresh
+feature cache, timed stage by stage (benchmarks/_pipeline.py wraps the functions
+the summarizer calls: probe, hash, decode at 2 fps, encode, text, scores, KTS,
+knapsack, write summary.mp4, write JSON + plot; `other` is the rest), recording
+per stage:
 
   * seconds;
   * the stage's peak RSS (a 10 ms sampling thread) and its growth over the RSS at
@@ -53,9 +55,7 @@ def worker(args) -> int:
   maxrss_ready = _common.peak_rss_mib()
   with tempfile.TemporaryDirectory(prefix="clipit-bench-scaling-") as out:
     monitor = _common.CpuMonitor()
-    t0 = time.perf_counter()
-    r = _pipeline.run_stages(args.video, encoder, args.query, out, memory=True)
-    r["total_s"] = time.perf_counter() - t0
+    r = _pipeline.timed_summary(args.video, encoder, args.query, out, memory=True)
     r["foreign_cores_during"] = round(monitor.foreign_cores(), 2)
   r.update(
     load_s=load_s,
@@ -188,12 +188,10 @@ def report(args, record) -> None:
   print(_common.table(rows, head))
   print()
   print("memory, MiB: stage peak RSS growth over its start (tracemalloc peak of the stage)")
-  mem_stages = [s for s in _pipeline.STAGES if s != "encode"]
   rows = []
-  for s in mem_stages:
-    label = "decode + encode" if s == "decode" else s
+  for s in _pipeline.STAGES[:-1]:  # All but 'other'.
     rows.append(
-      [label]
+      [s]
       + [
         f"{v['stages'][s]['rss_peak_growth_mib']:.1f} ({v['stages'][s]['traced_peak_mib']:.1f})"
         for v in ok.values()
