@@ -455,27 +455,13 @@ def _build_random_vit_b32(directory: pathlib.Path) -> None:
   character-level tokenizer (its special token ids are set to match).
   """
   # pylint: disable=g-import-not-at-top
-  from transformers import CLIPConfig, CLIPImageProcessor, FlaxCLIPModel
+  from transformers import CLIPConfig
   from clipit_jax.summarize import encoders
 
-  encoders.write_tiny_clip_tokenizer(directory)
   config = CLIPConfig(
     text_config=dict(bos_token_id=512, eos_token_id=513, pad_token_id=513), projection_dim=512
   )
-  model = FlaxCLIPModel(config, _do_init=False)
-  params = encoders.random_params(
-    model,
-    ((1, 1), (1, 224, 224, 3)),
-    seed=0,
-    constants={"logit_scale": config.logit_scale_init_value},
-  )
-  model.save_pretrained(str(directory), params=params)
-  CLIPImageProcessor(
-    size={"shortest_edge": 224},
-    crop_size={"height": 224, "width": 224},
-    image_mean=list(encoders.OPENAI_CLIP_MEAN),
-    image_std=list(encoders.OPENAI_CLIP_STD),
-  ).save_pretrained(str(directory))
+  encoders.save_random_clip(directory, config, 224)
 
 
 def random_vit_b32_dir() -> pathlib.Path:

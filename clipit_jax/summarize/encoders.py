@@ -274,52 +274,51 @@ def write_tiny_clip_tokenizer(directory: pathlib.Path) -> None:
   tokenizer.save_pretrained(str(directory))
 
 
+def save_random_clip(directory: pathlib.Path, config, image_size: int) -> None:
+  """Saves a CLIP of `config` (a `CLIPConfig`) with seeded random weights, the tiny CLIP's
+  character-level tokenizer and an image processor for `image_size` pixels, for `load_clip`."""
+  # pylint: disable=g-import-not-at-top
+  from transformers import CLIPImageProcessor, FlaxCLIPModel
+
+  write_tiny_clip_tokenizer(directory)
+  model = FlaxCLIPModel(config, _do_init=False)
+  params = random_params(
+    model,
+    ((1, 1), (1, image_size, image_size, 3)),
+    seed=0,
+    constants={"logit_scale": config.logit_scale_init_value},
+  )
+  model.save_pretrained(str(directory), params=params)
+  CLIPImageProcessor(
+    size={"shortest_edge": image_size},
+    crop_size={"height": image_size, "width": image_size},
+    image_mean=list(OPENAI_CLIP_MEAN),
+    image_std=list(OPENAI_CLIP_STD),
+  ).save_pretrained(str(directory))
+
+
 def build_tiny_clip(directory: pathlib.Path) -> None:
   """Saves a small random CLIP (seed 0, 512-d projections) and its tokenizer.
 
   Text and vision towers: width 64, 2 layers, 2 heads; 32x32 images in 8x8
   patches; 77-token context.
   """
-  # pylint: disable=g-import-not-at-top
-  from transformers import CLIPConfig, CLIPImageProcessor, FlaxCLIPModel
+  from transformers import CLIPConfig  # pylint: disable=g-import-not-at-top
 
-  write_tiny_clip_tokenizer(directory)
+  tower = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
   config = CLIPConfig(
     text_config=dict(
+      tower,
       vocab_size=514,
-      hidden_size=64,
-      intermediate_size=128,
-      num_hidden_layers=2,
-      num_attention_heads=2,
       max_position_embeddings=77,
       bos_token_id=512,
       eos_token_id=513,
       pad_token_id=513,
     ),
-    vision_config=dict(
-      hidden_size=64,
-      intermediate_size=128,
-      num_hidden_layers=2,
-      num_attention_heads=2,
-      image_size=32,
-      patch_size=8,
-    ),
+    vision_config=dict(tower, image_size=32, patch_size=8),
     projection_dim=512,
   )
-  model = FlaxCLIPModel(config, _do_init=False)
-  params = random_params(
-    model,
-    ((1, 1), (1, 32, 32, 3)),
-    seed=0,
-    constants={"logit_scale": config.logit_scale_init_value},
-  )
-  model.save_pretrained(str(directory), params=params)
-  CLIPImageProcessor(
-    size={"shortest_edge": 32},
-    crop_size={"height": 32, "width": 32},
-    image_mean=list(OPENAI_CLIP_MEAN),
-    image_std=list(OPENAI_CLIP_STD),
-  ).save_pretrained(str(directory))
+  save_random_clip(directory, config, 32)
 
 
 def tiny_clip_dir(cache_dir: files.PathLike | None = None) -> pathlib.Path:
