@@ -181,6 +181,8 @@ def test_find_videos(tmp_path, monkeypatch):
   open("d/out/a/summary.mp4", "w").close()
   assert batch.find_videos(["d"], exclude="d/out") == ["d/b.MP4", "d/sub/a.mkv"]
   assert batch.find_videos(["d"]) == ["d/b.MP4", "d/out/a/summary.mp4", "d/sub/a.mkv"]
+  with pytest.raises(ValueError, match="d/out/a: no video files in the directory"):
+    batch.find_videos(["d/out/a"], exclude="d/out")  # The outputs are never inputs.
   pattern = ["d/**/*.m*"]  # Files as the shell would match them, the output left out.
   assert batch.find_videos(pattern, exclude="d/out") == ["d/sub/a.mkv"]
   assert batch.find_videos(["d/su*"]) == ["d/sub/a.mkv"]  # A matched directory is searched.

@@ -71,6 +71,8 @@ def _inside(path: str, directory: pathlib.Path | None) -> bool:
 
 def search_directory(directory: str, exclude: pathlib.Path | None = None) -> list[str]:
   """Video files under `directory`, recursively and sorted; hidden ones and `exclude` left out."""
+  if pathlib.Path(directory).resolve() == exclude or _inside(directory, exclude):
+    return []
   found = []
   for root, dirs, names in os.walk(directory):
     dirs[:] = [
