@@ -22,14 +22,13 @@ from clipit_jax.summarize import captions as captions_lib
 from clipit_jax.summarize import encoders
 from clipit_jax.summarize import summarizer as summarize
 from clipit_jax.summarize import video
-from testutil import fill_disk, small_config, small_disk
+from testutil import BLUES, REDS, SCENES_FPS, fill_disk, scenes_video, small_config, small_disk
 
 # Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("summarize")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SOURCE_FPS = 8
 JSON_KEYS = {
   "video",
   "duration",
@@ -49,9 +48,6 @@ JSON_KEYS = {
   "settings",
   "versions",
 }
-# Eight scenes: four reddish, then four bluish.
-REDS = [(255, 0, 0), (255, 170, 0), (255, 0, 170), (255, 130, 130)]
-BLUES = [(0, 0, 255), (0, 170, 255), (170, 0, 255), (130, 130, 255)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,20 +63,6 @@ def cache(tmp_path_factory):
 def tiny(cache):
   del cache  # Built there.
   return encoders.load_clip(encoders.TINY)
-
-
-def scenes_video(path, colours, seconds=2.0, size=64):
-  """Flat-colour scenes with a moving white square, `seconds` each, 8 fps."""
-  n = round(seconds * SOURCE_FPS)
-  frames = []
-  for colour in colours:
-    for i in range(n):
-      frame = np.empty((size, size, 3), np.uint8)
-      frame[:] = colour
-      x = (4 * i) % (size - 12)
-      frame[20:32, x : x + 12] = 255
-      frames.append(frame)
-  return video.write_frames(path, np.stack(frames), SOURCE_FPS)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +81,7 @@ def check_outputs(paths, summary):
   image = matplotlib.image.imread(paths["plot"])
   assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 500
   info = video.probe(paths["video"])
-  assert abs(info.duration - summary.summary_duration) <= 2.0 / SOURCE_FPS
+  assert abs(info.duration - summary.summary_duration) <= 2.0 / SCENES_FPS
   return data
 
 
@@ -126,7 +108,7 @@ def test_query_summary_end_to_end(tiny, scenes, tmp_path):
   assert summary.method == summarize.BASELINE
   assert summary.query == "a red square" and summary.captions is None
   assert summary.duration == pytest.approx(16.0)
-  np.testing.assert_allclose(summary.timestamps, np.arange(32) / 2, atol=1 / SOURCE_FPS)
+  np.testing.assert_allclose(summary.timestamps, np.arange(32) / 2, atol=1 / SCENES_FPS)
   assert summary.scores.min() == 0.0 and summary.scores.max() == 1.0
   assert len(summary.shot_times) > 2  # KTS sees the scene changes.
   check_shots(summary)
@@ -327,6 +309,8 @@ def bad_inputs(scenes, tmp_path_factory):
   make_no_frames(d / "no_frames.mp4")
   scenes_video(d / "short.mp4", REDS[:1], seconds=0.5)
   (d / "not_a_run").mkdir()
+  (d / "no_videos").mkdir()
+  (d / "no_videos" / "notes.txt").write_text("not a video\n")
   config = small_config(frame_dim=512, text_dim=512, text_fusion="query")
   checkpoints.save_config(str(d / "no_checkpoint"), config)
   (d / "bad.srt").write_text("1\nnot a timing line\nhello\n")
@@ -340,7 +324,7 @@ def bad_inputs(scenes, tmp_path_factory):
     "audio_only": ([str(d / "audio.m4a")], "no video stream"),
     "no_frames": ([str(d / "no_frames.mp4")], "video"),
     "too_short": ([str(d / "short.mp4")], "shorter than the minimum"),
-    "directory": ([str(d)], "not a regular file"),
+    "directory": ([str(d / "no_videos")], "no video files in the directory"),
     "proportion_zero": ([v, "--proportion", "0"], "--proportion"),
     "proportion_big": ([v, "--proportion", "1.5"], "--proportion"),
     "proportion_text": ([v, "--proportion", "half"], "--proportion"),

@@ -30,6 +30,28 @@ TINY_MODEL = [
 ]
 
 
+# Flat-colour scenes (`scenes_video`): four reddish, four bluish.
+REDS = [(255, 0, 0), (255, 170, 0), (255, 0, 170), (255, 130, 130)]
+BLUES = [(0, 0, 255), (0, 170, 255), (170, 0, 255), (130, 130, 255)]
+SCENES_FPS = 8
+
+
+def scenes_video(path, colours, seconds=2.0, size=64):
+  """Flat-colour scenes with a moving white square, `seconds` each, SCENES_FPS."""
+  from clipit_jax.summarize import video  # pylint: disable=g-import-not-at-top
+
+  n = round(seconds * SCENES_FPS)
+  frames = []
+  for colour in colours:
+    for i in range(n):
+      frame = np.empty((size, size, 3), np.uint8)
+      frame[:] = colour
+      x = (4 * i) % (size - 12)
+      frame[20:32, x : x + 12] = 255
+      frames.append(frame)
+  return video.write_frames(path, np.stack(frames), SCENES_FPS)
+
+
 def load_config_file(name: str, *args) -> ml_collections.ConfigDict:
   """`get_config(*args)` of `configs/<name>.py` (which may import `configs.default`)."""
   if str(ROOT) not in sys.path:

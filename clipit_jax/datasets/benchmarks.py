@@ -42,20 +42,19 @@ in the manual directory (`<data_dir>/downloads/manual/` unless you pass another)
 
 The `clip` config also needs the raw videos, named as in the files (or the mapping):
 
-  videos/<dataset>/<name>.mp4 (or .avi, .webm, .mkv, .flv, .mpg, .mov)
+  videos/<dataset>/<name>.mp4 (or .avi, .webm, .mkv, .flv, .mpg, .mov, .m4v, .mpeg, .wmv)
 
 SumMe: https://gyglim.github.io/me/vsum/index.html; TVSum: https://github.com/yalesong/tvsum;
 YouTube and OVP: https://sites.google.com/site/vsummsite/ .
 """
-VIDEO_EXTENSIONS = ('.mp4', '.avi', '.webm', '.mkv', '.flv', '.mpg', '.mov')
 
 
 def find_video(directory: str, name: str) -> str | None:
-  """`directory/name.<ext>` for the first of VIDEO_EXTENSIONS that exists, else None."""
+  """`directory/name.<ext>` for the first of `video_io.VIDEO_EXTENSIONS` that exists, else None."""
   return next(
     (
       os.path.join(directory, name + ext)
-      for ext in VIDEO_EXTENSIONS
+      for ext in video_io.VIDEO_EXTENSIONS
       if os.path.exists(os.path.join(directory, name + ext))
     ),
     None,

@@ -4,6 +4,7 @@
   encoders.py    CLIP image and text encoders (hub, local or the offline tiny CLIP), feature cache
   captions.py    caption files (SRT, VTT, plain), the image captioner, uniform caption sampling
   summarizer.py  `Summarizer` (training-free or a checkpoint), `Summary`, the clipit-summarize CLI
+  batch.py       many videos in one run: finding them, output names, `VideoResult`, the index
 
 The research core (models, losses, training, data, evaluation) is the rest of `clipit_jax`;
 the dataset builders that encode raw videos use `encoders`, `video` and `captions` from here.

@@ -3,12 +3,18 @@
   clipit-summarize video.mp4 --query "a dog catches a frisbee" --out out/
   clipit-summarize video.mp4 --captions video.srt --ckpt runs/synth --out out/
   clipit-summarize video.mp4 --query "a bike" --clip-model tiny --out out/
+  clipit-summarize videos/ 'more/*.mp4' --list todo.txt --query "a dog" --out out/
+
+Several videos (files, directories, patterns, a list) are summarized with the models
+loaded once, each into out/<name>/, with out/index.json and out/index.csv (`batch`).
 
 From Python (e.g. Colab):
 
   s = Summarizer.training_free('tiny')
   summary = s.summarize('video.mp4', query='a dog')
   summary.write('out/')
+  for result in s.summarize_many(batch.find_videos(['videos/']), query='a dog', out_dir='out/'):
+    print(result.name, result.status, result.error)
 
 The pipeline:
 
@@ -66,12 +72,14 @@ import shutil
 import sys
 import tempfile
 import textwrap
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+import tqdm
 
 from clipit_jax import baselines
 from clipit_jax import checkpoints
@@ -80,6 +88,7 @@ from clipit_jax import evaluation
 from clipit_jax import evaluators
 from clipit_jax import files
 from clipit_jax import models
+from clipit_jax.summarize import batch
 from clipit_jax.summarize import captions as captions_lib
 from clipit_jax.summarize import encoders
 from clipit_jax.summarize import video
@@ -95,6 +104,7 @@ PROGRESS_MIN_S = 30.0  # Progress bars only for videos at least this long.
 FRAME_DIM = 512  # CLIP features; checkpoints of other widths cannot be used.
 # Largest knapsack keep-table: shot weights become coarser than 1 ms beyond.
 _KNAPSACK_TABLE_BYTES = 1 << 26
+OUTPUT_FILES = {"video": "summary.mp4", "json": "summary.json", "plot": "scores.png"}
 BASELINE = "training-free CLIP similarity"
 TRAINED = "CLIP-It checkpoint"
 
@@ -437,15 +447,15 @@ class Summary:
     """Writes summary.mp4, summary.json and scores.png into `out_dir`.
 
     The three are written into a temporary directory inside `out_dir` and moved into
-    place only when all are complete, so a failure (a full disk) leaves an earlier
-    summary there whole rather than mixed with parts of this one.
+    place only when all are complete, summary.json last, so a failure (a full disk)
+    leaves an earlier summary there whole rather than mixed with parts of this one.
 
     Returns:
       {'video': ..., 'json': ..., 'plot': ...} paths.
     """
     out = check_out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = {"video": "summary.mp4", "json": "summary.json", "plot": "scores.png"}
+    names = OUTPUT_FILES
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".summary-", dir=out))
     try:
       video.write_summary(
@@ -456,8 +466,10 @@ class Summary:
       )
       files.write_text(staging / names["json"], json.dumps(self.to_json(), indent=2) + "\n")
       plot_scores(self, staging / names["plot"])
-      for name in names.values():  # Renames within one file system: they need no space.
-        os.replace(staging / name, out / name)
+      # Renames within one file system need no space; summary.json goes last: it marks the
+      # outputs complete (`Summarizer.summarize_many` skips them).
+      for key in sorted(names, key=lambda k: k == "json"):
+        os.replace(staging / names[key], out / names[key])
     except (OSError, video.VideoError) as e:
       if getattr(e, "errno", None) == errno.ENOSPC or "no space left" in str(e).lower():
         raise OSError(
@@ -762,6 +774,115 @@ class Summarizer:
       settings=self._settings(info, source),
     )
 
+  def summarize_many(
+    self,
+    paths: Sequence[files.PathLike],
+    query: str | None = None,
+    out_dir: files.PathLike | None = None,
+  ) -> Iterator[batch.VideoResult]:
+    """Summarizes videos one after another with the loaded models; yields one result each.
+
+    A video that fails (missing, corrupt, too short, ...) is yielded with its error and
+    the rest go on. With `out_dir`, each summary is written into `out_dir/<name>`
+    (`batch.output_names`), and a video whose outputs there are complete is skipped:
+    summary.json (written last) records the same video, query, method, fps, proportion,
+    CLIP and checkpoint, and is newer than the video. Without, nothing is written or skipped.
+
+    Args:
+      paths: video files (`batch.find_videos` expands directories and patterns).
+      query: text to look for in every video, or None: generic summaries from captions
+        generated with `caption_model`.
+      out_dir: where to write the summaries, or None.
+
+    Yields:
+      A `batch.VideoResult` per video, in order: status 'ok' (with the `Summary`),
+      'skipped' or 'failed' (with the error line).
+
+    Raises:
+      ValueError: a query that does not suit the checkpoint (before the first video).
+    """
+    check_text(self.model.text_fusion if self.model is not None else None, query, False)
+    paths = [os.fspath(p) for p in paths]
+    names = batch.output_names(paths)
+    with tqdm.tqdm(total=len(paths), unit="video", desc="videos", disable=not self.progress) as bar:
+      for path, name in zip(paths, names):
+        bar.set_postfix_str(name, refresh=False)
+        yield self._summarize_into(path, name, query, out_dir)
+        bar.update()
+
+  def _summarize_into(
+    self, path: str, name: str, query: str | None, out_dir: files.PathLike | None
+  ) -> batch.VideoResult:
+    """One video of `summarize_many`: skipped, summarized (and written), or failed."""
+    start = time.perf_counter()
+    out = None if out_dir is None else pathlib.Path(out_dir) / name
+    try:
+      done = self._complete(out, path, query) if out is not None else None
+      if done is not None:
+        return batch.VideoResult(
+          path,
+          name,
+          "skipped",
+          out=out,
+          seconds=time.perf_counter() - start,
+          **batch.numbers_of(done),
+        )
+      summary = self.summarize(path, query=query)
+      if out is not None:
+        summary.write(out, progress=self.progress)
+    except (ValueError, OSError, MemoryError) as e:  # VideoError, CaptionError, a full disk.
+      return batch.VideoResult(
+        path, name, "failed", error=cli.first_line(e, 400), seconds=time.perf_counter() - start
+      )
+    return batch.VideoResult(
+      path,
+      name,
+      "ok",
+      summary=summary,
+      out=out,
+      duration=summary.duration,
+      shots=(len(summary.selected), len(summary.shot_times)),
+      summary_duration=summary.summary_duration,
+      seconds=time.perf_counter() - start,
+    )
+
+  def _request(self, path: str, query: str | None) -> dict[str, Any]:
+    """What a summary.json must record for its outputs to stand for (`path`, `query`)."""
+    checkpoint = None
+    if self.model is not None:
+      checkpoint = [os.path.realpath(self.model.workdir), self.model.which, self.model.epoch]
+    return dict(
+      video=os.path.realpath(path),
+      query=query,
+      method=self.method,
+      fps=self.fps,
+      proportion=self.proportion,
+      clip_model_id=getattr(self.encoder, "model_id", None),
+      checkpoint=checkpoint,
+    )
+
+  def _complete(self, out: pathlib.Path, path: str, query: str | None) -> dict[str, Any] | None:
+    """The summary.json in `out` when `out` holds the complete outputs of this request, else None."""
+    try:
+      if not all((out / name).is_file() for name in OUTPUT_FILES.values()):
+        return None
+      record = json.loads((out / OUTPUT_FILES["json"]).read_text())
+      settings, checkpoint = record["settings"], record["settings"]["checkpoint"]
+      recorded = dict(
+        video=os.path.realpath(record["video"]),
+        query=record["query"],
+        method=record["method"],
+        fps=settings["fps"],
+        proportion=settings["proportion"],
+        clip_model_id=settings["clip_model_id"],
+        checkpoint=checkpoint
+        and [os.path.realpath(checkpoint["workdir"]), checkpoint["which"], checkpoint["epoch"]],
+      )
+      newer = (out / OUTPUT_FILES["json"]).stat().st_mtime >= os.stat(path).st_mtime
+    except (OSError, ValueError, KeyError, TypeError):  # Unreadable, or not ours: made again.
+      return None
+    return record if newer and recorded == self._request(path, query) else None
+
   def _features(self, path: str, info: video.VideoInfo) -> tuple[np.ndarray, np.ndarray]:
     """CLIP features `[n, 512]` at `self.fps` and their times `[n]`, through the cache."""
     cache_dir = self.cache_dir or encoders.cache_root() / "features"
@@ -827,9 +948,22 @@ def make_parser() -> argparse.ArgumentParser:
     prog=PROGRAM,
     description="Summarize a video with CLIP-It (a trained checkpoint) or "
     "with the training-free CLIP-similarity baseline. Writes summary.mp4, "
-    "summary.json and scores.png into --out.",
+    "summary.json and scores.png into --out; with several videos (files, "
+    "directories, patterns, --list), into --out/NAME/ each, with index.json and "
+    "index.csv, skipping videos whose outputs are complete.",
   )
-  parser.add_argument("video", metavar="VIDEO", help="the video file")
+  parser.add_argument(
+    "video",
+    metavar="VIDEO",
+    nargs="*",
+    help="a video file; or several, directories (searched recursively) and quoted glob "
+    "patterns ('videos/**/*.mp4')",
+  )
+  parser.add_argument(
+    "--list",
+    metavar="FILE",
+    help="more videos (or directories, patterns), one a line ('-': stdin; '#' comments)",
+  )
   parser.add_argument(
     "--query",
     help="text to look for: a query-focused summary (default: a generic summary from captions)",
@@ -910,15 +1044,8 @@ def _describe(summary: Summary) -> list[str]:
   return lines
 
 
-def run(args: argparse.Namespace) -> dict[str, pathlib.Path]:
-  """The CLI's work: checks inputs early, summarizes, writes, reports."""
-  proportion = check_proportion(args.proportion)
-  fps = check_fps(args.fps)
-  check_out_dir(args.out)
-  info = video.probe(args.video)  # Fail fast, before loading models.
-  video.require_min_duration(info, MIN_DURATION_S)
-  if args.captions:
-    captions_lib.parse_captions(args.captions)  # Fail fast.
+def _check_model_text(args: argparse.Namespace) -> None:
+  """Raises unless --ckpt is a run directory whose model takes the text given."""
   fusion = None
   if args.ckpt:
     if not os.path.isdir(args.ckpt):
@@ -927,6 +1054,10 @@ def run(args: argparse.Namespace) -> dict[str, pathlib.Path]:
       )
     fusion = checkpoints.load_config(args.ckpt).model.text_fusion
   check_text(fusion, args.query, args.captions is not None)
+
+
+def _load_summarizer(args: argparse.Namespace, fps: float, proportion: float) -> Summarizer:
+  """The models of the command line, loaded once."""
   kwargs = dict(
     caption_model=args.caption_model,
     fps=fps,
@@ -935,12 +1066,25 @@ def run(args: argparse.Namespace) -> dict[str, pathlib.Path]:
     progress=not args.no_progress,
   )
   if args.ckpt:
-    summarizer = Summarizer.from_checkpoint(
+    return Summarizer.from_checkpoint(
       args.ckpt, clip_model=args.clip_model, which=args.checkpoint, **kwargs
     )
-  else:
-    summarizer = Summarizer.training_free(args.clip_model or encoders.DEFAULT_CLIP, **kwargs)
-  summary = summarizer.summarize(args.video, query=args.query, captions=args.captions)
+  return Summarizer.training_free(args.clip_model or encoders.DEFAULT_CLIP, **kwargs)
+
+
+def run_one(args: argparse.Namespace) -> dict[str, pathlib.Path]:
+  """One video into --out: checks inputs early, summarizes, writes, reports."""
+  proportion = check_proportion(args.proportion)
+  fps = check_fps(args.fps)
+  check_out_dir(args.out)
+  (video_path,) = args.video
+  info = video.probe(video_path)  # Fail fast, before loading models.
+  video.require_min_duration(info, MIN_DURATION_S)
+  if args.captions:
+    captions_lib.parse_captions(args.captions)  # Fail fast.
+  _check_model_text(args)
+  summarizer = _load_summarizer(args, fps, proportion)
+  summary = summarizer.summarize(video_path, query=args.query, captions=args.captions)
   paths = summary.write(args.out, progress=not args.no_progress)
   for line in _describe(summary):
     print(line)
@@ -948,9 +1092,44 @@ def run(args: argparse.Namespace) -> dict[str, pathlib.Path]:
   return paths
 
 
+def run_many(args: argparse.Namespace) -> list[batch.VideoResult]:
+  """Several videos into --out/NAME/; a line per failure, then a table, index.json and .csv."""
+  proportion = check_proportion(args.proportion)
+  fps = check_fps(args.fps)
+  check_out_dir(args.out)
+  if args.captions:
+    raise ValueError(
+      "--captions are one video's captions; with several videos give --query, or neither "
+      "for captions generated per video"
+    )
+  paths = batch.find_videos(args.video, args.list, exclude=args.out)
+  _check_model_text(args)
+  summarizer = _load_summarizer(args, fps, proportion)
+  results = []
+  for result in summarizer.summarize_many(paths, query=args.query, out_dir=args.out):
+    if result.failed:
+      tqdm.tqdm.write(f"{PROGRAM}: failed: {result.error_line()}", file=sys.stderr)
+    results.append(result)
+  index = batch.write_index(args.out, results)
+  print(batch.format_table(results))
+  print(f"{batch.tally(results)}; wrote {index[0]}, {index[1]}")
+  return results
+
+
+def run(args: argparse.Namespace) -> int:
+  """The CLI's work; returns the exit status (1 when a video of a batch failed)."""
+  if batch.is_batch(args.video, args.list):
+    return int(any(r.failed for r in run_many(args)))
+  run_one(args)
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  """`clipit-summarize`: returns 0, or exits 1 with one error line."""
-  args = make_parser().parse_args(argv)
+  """`clipit-summarize`: returns the exit status, or exits 1 with one error line."""
+  parser = make_parser()
+  args = parser.parse_args(argv)
+  if not args.video and args.list is None:
+    parser.error("give a video file (or several, directories, patterns, or --list FILE)")
   logging.basicConfig(level=logging.WARNING, format=f"{PROGRAM}: %(message)s")
   # pylint: disable-next=g-import-not-at-top
   from transformers.utils import logging as hf_logging
@@ -959,10 +1138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   warnings.filterwarnings(
     "ignore", "Using the model-agnostic default", UserWarning
   )  # Captioning with a saved max_length.
-  with cli.one_line_errors(PROGRAM, on_interrupt="--out is as it was"):
+  resume = "run the same command to finish the batch (complete videos are skipped)"
+  many = batch.is_batch(args.video, args.list)
+  with cli.one_line_errors(PROGRAM, on_interrupt=resume if many else "--out is as it was"):
     cli.enable_compilation_cache()
-    run(args)
-  return 0
+    return run(args)
 
 
 if __name__ == "__main__":

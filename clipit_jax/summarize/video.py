@@ -27,6 +27,20 @@ Fraction = fractions.Fraction
 
 _log = logging.getLogger(__name__)
 
+# What a directory search takes as a video (lower-case file name endings).
+VIDEO_EXTENSIONS = (
+  ".mp4",
+  ".avi",
+  ".webm",
+  ".mkv",
+  ".flv",
+  ".mpg",
+  ".mov",
+  ".m4v",
+  ".mpeg",
+  ".wmv",
+)
+
 # Sample rates the AAC encoder accepts; others are resampled to 48 kHz.
 _AAC_RATES = (
   96000,
