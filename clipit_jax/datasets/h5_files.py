@@ -71,6 +71,33 @@ def _video_sort_key(key: str) -> tuple[int, str]:
   return (int(suffix), key) if suffix.isdigit() else (1 << 30, key)
 
 
+def _check_per_step_fields(
+  arrays: dict[str, np.ndarray], n_steps: int, n_frames: int, bad
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`picks` `[n_steps]`, `user_summary` `[users, n_frames]` and `change_points` `[shots, 2]`,
+  checked against the video's sizes; `bad(field, problem)` makes the error."""
+  for field in ('gtscore', 'gtsummary', 'picks'):
+    if np.asarray(arrays[field]).reshape(-1).shape[0] != n_steps:
+      raise bad(field, f'has {np.size(arrays[field])} entries but features has {n_steps} rows')
+  picks = np.asarray(arrays['picks'], np.int64).reshape(-1)
+  if picks.min() < 0 or picks.max() >= n_frames or np.any(np.diff(picks) <= 0):
+    raise bad('picks', f'must increase within [0, n_frames={n_frames})')
+  user_summary = np.asarray(arrays['user_summary'])
+  if (
+    user_summary.ndim != 2 or not user_summary.shape[0] or abs(user_summary.shape[1] - n_frames) > 1
+  ):
+    raise bad(
+      'user_summary', f'has shape {user_summary.shape}, expected [users >= 1, n_frames={n_frames}]'
+    )
+  try:
+    change_points = evaluation.check_change_points(
+      np.asarray(arrays['change_points']).reshape(-1, 2), n_frames
+    )
+  except ValueError as e:  # Shots must cover [0, n_frames) in order, each non-empty.
+    raise bad('change_points', f'are not shots covering the {n_frames} frames ({e})') from None
+  return picks, user_summary, change_points
+
+
 def _read_video(path: str, key: str, group: h5py.Group, feature_dim: int | None) -> H5Video:
   """One video's arrays, every field checked (the message names the file, video and fix)."""
   name = _decode_name(group['video_name'][()]) if 'video_name' in group else key
@@ -103,19 +130,7 @@ def _read_video(path: str, key: str, group: h5py.Group, feature_dim: int | None)
   saved_steps = int(np.asarray(group['n_steps'][()]).reshape(())) if 'n_steps' in group else None
   if saved_steps not in (None, n_steps):
     raise bad('n_steps', f'says {saved_steps} but features has {n_steps} rows')
-  for field in ('gtscore', 'gtsummary', 'picks'):
-    if np.asarray(arrays[field]).reshape(-1).shape[0] != n_steps:
-      raise bad(field, f'has {np.size(arrays[field])} entries but features has {n_steps} rows')
-  picks = np.asarray(arrays['picks'], np.int64).reshape(-1)
-  if picks.min() < 0 or picks.max() >= n_frames or np.any(np.diff(picks) <= 0):
-    raise bad('picks', f'must increase within [0, n_frames={n_frames})')
-  user_summary = np.asarray(arrays['user_summary'])
-  if (
-    user_summary.ndim != 2 or not user_summary.shape[0] or abs(user_summary.shape[1] - n_frames) > 1
-  ):
-    raise bad(
-      'user_summary', f'has shape {user_summary.shape}, expected [users >= 1, n_frames={n_frames}]'
-    )
+  picks, user_summary, change_points = _check_per_step_fields(arrays, n_steps, n_frames, bad)
   for field, values in (
     ('features', features),
     ('gtscore', arrays['gtscore']),
@@ -124,12 +139,6 @@ def _read_video(path: str, key: str, group: h5py.Group, feature_dim: int | None)
   ):
     if not np.all(np.isfinite(np.asarray(values, np.float64))):
       raise bad(field, 'contains NaN or inf')
-  try:
-    change_points = evaluation.check_change_points(
-      np.asarray(arrays['change_points']).reshape(-1, 2), n_frames
-    )
-  except ValueError as e:  # Shots must cover [0, n_frames) in order, each non-empty.
-    raise bad('change_points', f'are not shots covering the {n_frames} frames ({e})') from None
   return H5Video(
     key=key,
     name=name,
