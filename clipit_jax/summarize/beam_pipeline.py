@@ -15,7 +15,8 @@ and `failed.jsonl`, the dead-letter output (one line a failed video: the stage a
 the reason); the other videos complete. With `--summaries`, each video's summary
 (`Summarizer`, training-free or `--ckpt`) is written to `--out/<name>/` as well.
 
-Arguments the command does not know are Beam's `PipelineOptions` (`--runner`, ...).
+Arguments the command does not know are Beam's `PipelineOptions`, written `--name=value`
+(`--runner=DataflowRunner`, ...); one that Beam does not know either is refused.
 Paths are opened with Python's file I/O, so on a cluster the videos and `--cache-dir`
 must be on a file system that every worker mounts.
 """
@@ -242,7 +243,8 @@ def make_parser() -> argparse.ArgumentParser:
     prog=PROGRAM,
     allow_abbrev=False,  # A prefix of ours must not swallow a Beam option.
     description="CLIP-encode a corpus of videos on Apache Beam into the feature cache that "
-    "clipit-summarize reads. Other arguments are Beam pipeline options (--runner=...).",
+    "clipit-summarize reads. Other arguments are Beam pipeline options, written "
+    "--name=value (--runner=DirectRunner, --direct_num_workers=2, ...).",
   )
   parser.add_argument("videos", nargs="*", metavar="VIDEO", help="video files or globs ('**')")
   parser.add_argument("--list", metavar="FILE", help="a file of video paths or globs, one a line")
@@ -318,18 +320,38 @@ def _read_records(path: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def report(out_dir: str) -> int:
+def report(out_dir: str, cache_dir: str) -> int:
   """Prints what the run did from the two JSONL files; returns the number of failures."""
   encoded = _read_records(os.path.join(out_dir, ENCODED_FILE))
   failed = _read_records(os.path.join(out_dir, FAILED_FILE))
   hits = sum(r["from_cache"] for r in encoded)
   print(
-    f"encoded {len(encoded) - hits} videos ({hits} more were in the cache); "
-    f"{len(failed)} failed; see {out_dir}/{ENCODED_FILE} and {FAILED_FILE}"
+    f"{len(encoded)} videos in the feature cache {cache_dir} ({len(encoded) - hits} encoded now, "
+    f"{hits} were there); {len(failed)} failed: see {os.path.join(out_dir, FAILED_FILE)}"
   )
   for r in sorted(failed, key=lambda r: r["video"]):
     print(f"{PROGRAM}: {r['stage']} failed: {r['reason']}", file=sys.stderr)
   return len(failed)
+
+
+def beam_options(beam_args: Sequence[str]) -> pipeline_options.PipelineOptions:
+  """Beam's options from the arguments; workers log warnings only unless told otherwise.
+
+  Raises:
+    ValueError: an argument that is neither ours nor a Beam option (a typo).
+  """
+  beam_args = list(beam_args)
+  if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+    beam_args.append("--default_sdk_harness_log_level=WARNING")
+  options = pipeline_options.PipelineOptions(beam_args)
+  unknown = set(options.get_all_options(retain_unknown_options=True))
+  unknown -= set(options.get_all_options())
+  if unknown:
+    raise ValueError(
+      f"unknown option {', '.join('--' + u for u in sorted(unknown))}: neither {PROGRAM}'s "
+      "(see --help) nor a Beam pipeline option"
+    )
+  return options
 
 
 def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
@@ -343,9 +365,9 @@ def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
   summarizer_lib.check_out_dir(args.out)
   summaries = _summary_options(args)
+  options = beam_options(beam_args)
   check_clip_model(args.clip_model)
   cache_dir = os.path.abspath(args.cache_dir or encoders.cache_root() / "features")
-  options = pipeline_options.PipelineOptions(list(beam_args))
   out_dir = os.path.abspath(args.out)
   os.makedirs(out_dir, exist_ok=True)
   with beam.Pipeline(options=options) as pipeline:
@@ -359,7 +381,7 @@ def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
       batch_size=args.batch_size,
       summaries=summaries,
     )
-  return report(out_dir)
+  return report(out_dir, cache_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
