@@ -381,7 +381,7 @@ def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
       batch_size=args.batch_size,
       summaries=summaries,
     )
-  return report(out_dir, cache_dir)
+  return report(args.out, cache_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
