@@ -29,7 +29,7 @@ def encode_beam_main() -> int:
   """`clipit-encode-beam`; without the `beam` extra, one line that says how to install it."""
   try:
     import apache_beam  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  except ModuleNotFoundError:
+  except ImportError:
     print(
       'clipit-encode-beam: error: Apache Beam is not installed; pip install -e ".[beam]"',
       file=sys.stderr,
