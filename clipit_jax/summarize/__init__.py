@@ -5,6 +5,7 @@
   captions.py    caption files (SRT, VTT, plain), the image captioner, uniform caption sampling
   summarizer.py  `Summarizer` (training-free or a checkpoint), `Summary`, the clipit-summarize CLI
   beam_pipeline.py  clipit-encode-beam: a corpus CLIP-encoded on Apache Beam into the feature cache
+  beam_models.py    Beam transforms whose workers load their models once (also the builders')
 
 The research core (models, losses, training, data, evaluation) is the rest of `clipit_jax`;
 the dataset builders that encode raw videos use `encoders`, `video` and `captions` from here.
