@@ -9,8 +9,10 @@ into the dataset's metadata. Build with, e.g.
     videos = builder.as_data_source()['videos']
 """
 
+import functools
 import json
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -171,6 +173,7 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     ),
   ]
   DATASET = ''  # 'summe', 'tvsum', 'youtube' or 'ovp'.
+  _beam = False  # Whether download_and_prepare was given a Beam runner or options.
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -228,55 +231,96 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       )
     return paths
 
-  def _clip_language_and_features(
-    self, video: h5_files.H5Video, path: str, encoder: encoders.ClipEncoder, captioner
-  ):
-    """(features [n_steps, 512], captions, caption embeddings [n, 512]) from the raw video."""
-    cfg = self.builder_config
-    caption_steps = set(input_pipeline.uniform_indices(len(video.picks), cfg.num_captions))
-    features, caption_frames, step = [], [], 0
-    for chunk in video_io.decode_frames_at(path, video.picks, size=encoder.image_size):
-      features.append(encoder.encode_images(chunk))
-      caption_frames += [chunk[i] for i in range(len(chunk)) if step + i in caption_steps]
-      step += len(chunk)
-    fps = video_io.probe(path).fps
-    times = video.picks[sorted(caption_steps)] / fps
-    texts = [
-      c.text for c in captions_lib.generate_captions(np.stack(caption_frames), times, captioner)
-    ]
-    return np.concatenate(features), texts, encoder.encode_texts(texts)
+  def _download_and_prepare(self, dl_manager, download_config):
+    self._beam = bool(download_config.beam_runner or download_config.beam_options)
+    return super()._download_and_prepare(dl_manager, download_config)
 
   def _generate_examples(self, videos: list[h5_files.H5Video], manual_dir: str):
     cfg = self.builder_config
     names = _load_name_mapping(manual_dir, self.DATASET)
     user_scores = self._user_scores(videos, manual_dir)
-    if cfg.clip_model:
-      paths = self._raw_video_paths([names.get(v.key, v.name) for v in videos], manual_dir)
-      encoder = encoders.load_clip(cfg.clip_model)
-      captioner = captions_lib.load_captioner(cfg.captioner)
-    for i, video in enumerate(videos):
-      texts, text_embeddings = [], np.zeros((0, TEXT_DIM), np.float32)
-      if cfg.clip_model:
-        video.features, texts, text_embeddings = self._clip_language_and_features(
-          video, paths[i], encoder, captioner
-        )
-      yield (
-        video.key,
-        dict(
-          video_key=video.key,
-          video_name=names.get(video.key, video.name),
-          features=video.features,
-          gtscore=video.gtscore,
-          gtsummary=video.gtsummary,
-          picks=video.picks.astype(np.int32),
-          n_frames=video.n_frames,
-          change_points=video.change_points.astype(np.int32),
-          user_summary=video.user_summary,
-          user_scores=user_scores.get(video.key, video.user_summary.astype(np.float32)),
-          captions='\n'.join(texts),
-          caption_embeddings=text_embeddings,
-        ),
+    if not cfg.clip_model:
+      return (
+        (v.key, _example(v, names.get(v.key, v.name), user_scores.get(v.key))) for v in videos
       )
+    paths = self._raw_video_paths([names.get(v.key, v.name) for v in videos], manual_dir)
+    items = [
+      (v, p, names.get(v.key, v.name), user_scores.get(v.key)) for v, p in zip(videos, paths)
+    ]
+    fn = functools.partial(clip_examples, num_captions=cfg.num_captions)
+    load = functools.partial(load_clip_and_captioner, cfg.clip_model, cfg.captioner)
+    if self._beam:  # The same work as a Beam pipeline: `tfds build --beam_pipeline_options`.
+      # pylint: disable-next=g-import-not-at-top
+      from clipit_jax.summarize import beam_models  # Needs the beam extra.
+
+      return beam_models.map_with_models(items, fn, load)
+    return _local_map_with_models(items, fn, load)
+
+
+def _local_map_with_models(items, fn, load):
+  """`beam_models.map_with_models` in this process: `load` once, on first use."""
+  models = load()
+  for item in items:
+    yield from fn(item, *models)
+
+
+def load_clip_and_captioner(clip_model: str, captioner: str) -> tuple:
+  """(`ClipEncoder`, `Captioner`): the models of a clip config."""
+  return encoders.load_clip(clip_model), captions_lib.load_captioner(captioner)
+
+
+def clip_language_and_features(
+  video: h5_files.H5Video, path: str, encoder: encoders.ClipEncoder, captioner, num_captions: int
+):
+  """(features [n_steps, 512], captions, caption embeddings [n, 512]) from the raw video."""
+  caption_steps = set(input_pipeline.uniform_indices(len(video.picks), num_captions))
+  features, caption_frames, step = [], [], 0
+  for chunk in video_io.decode_frames_at(path, video.picks, size=encoder.image_size):
+    features.append(encoder.encode_images(chunk))
+    caption_frames += [chunk[i] for i in range(len(chunk)) if step + i in caption_steps]
+    step += len(chunk)
+  fps = video_io.probe(path).fps
+  times = video.picks[sorted(caption_steps)] / fps
+  texts = [
+    c.text for c in captions_lib.generate_captions(np.stack(caption_frames), times, captioner)
+  ]
+  return np.concatenate(features), texts, encoder.encode_texts(texts)
+
+
+def clip_examples(item: tuple, encoder: encoders.ClipEncoder, captioner, *, num_captions: int):
+  """(video, raw video path, name, user scores or None) -> [(key, example)] of a clip config."""
+  video, path, name, user_scores = item
+  features, texts, text_embeddings = clip_language_and_features(
+    video, path, encoder, captioner, num_captions
+  )
+  return [(video.key, _example(video, name, user_scores, features, texts, text_embeddings))]
+
+
+def _example(
+  video: h5_files.H5Video,
+  name: str,
+  user_scores: np.ndarray | None,
+  features: np.ndarray | None = None,
+  texts: Sequence[str] = (),
+  text_embeddings: np.ndarray | None = None,
+) -> dict:
+  """One video's example; features default to the file's own, language to none."""
+  return dict(
+    video_key=video.key,
+    video_name=name,
+    features=video.features if features is None else features,
+    gtscore=video.gtscore,
+    gtsummary=video.gtsummary,
+    picks=video.picks.astype(np.int32),
+    n_frames=video.n_frames,
+    change_points=video.change_points.astype(np.int32),
+    user_summary=video.user_summary,
+    user_scores=video.user_summary.astype(np.float32) if user_scores is None else user_scores,
+    captions='\n'.join(texts),
+    caption_embeddings=(
+      np.zeros((0, TEXT_DIM), np.float32) if text_embeddings is None else text_embeddings
+    ),
+  )
 
 
 def feature_dim(config_name: str) -> int:

@@ -528,23 +528,41 @@ def feature_cache_key(content_sha256: str, model_id: str, fps: float, image_size
   return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def _save_npz_atomic(path: pathlib.Path, **arrays: np.ndarray) -> bool:
+def feature_cache_file(
+  path: files.PathLike, encoder: ClipEncoder, fps: float, cache_dir: files.PathLike
+) -> pathlib.Path:
+  """`<cache_dir>/<key>.npz`, where the features of the video file `path` are kept.
+
+  The key (`feature_cache_key`) is the sha256 of the file's bytes, `encoder.model_id`,
+  `fps` and the crop size, so a renamed copy hits and an edited file misses.
+  """
+  stem = feature_cache_key(file_sha256(path), encoder.model_id, fps, encoder.image_size)
+  return pathlib.Path(cache_dir) / f"{stem}.npz"
+
+
+def write_cached_features(
+  cache_file: files.PathLike, features: np.ndarray, timestamps: np.ndarray
+) -> bool:
   """Writes a cache file atomically; on failure (a full disk) warns and returns False."""
   try:
-    with files.atomic_path(path, suffix=".npz") as tmp:
-      np.savez(tmp, **arrays)
+    with files.atomic_path(cache_file, suffix=".npz") as tmp:
+      np.savez(tmp, features=features, timestamps=timestamps)
   except OSError as e:
     _log.warning(
-      "could not write the feature cache file %s (%s); continuing without it", path, e.strerror or e
+      "could not write the feature cache file %s (%s); continuing without it",
+      cache_file,
+      e.strerror or e,
     )
     return False
   return True
 
 
-def _load_npz(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
-  """(features, timestamps) from a cache file; None if it is unreadable (truncated, corrupt)."""
+def read_cached_features(cache_file: files.PathLike) -> tuple[np.ndarray, np.ndarray] | None:
+  """(features, timestamps) from a cache file; None if it is absent or unreadable (truncated)."""
+  if not os.path.isfile(cache_file):
+    return None
   try:
-    with np.load(path, allow_pickle=False) as data:
+    with np.load(cache_file, allow_pickle=False) as data:
       features, timestamps = data["features"], data["timestamps"]
   except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
     return None
@@ -597,9 +615,9 @@ def cached_video_features(
 ) -> tuple[np.ndarray, np.ndarray]:
   """`video_features`, stored once per (file content, model, rate) as .npz.
 
-  The key is the sha256 of the file's bytes, `encoder.model_id`, `fps` and the
-  crop size, so a renamed copy hits and an edited file misses. Files are
-  written atomically; an unreadable cache file (truncated, corrupt) is a miss,
+  The file is `feature_cache_file(path, encoder, fps, cache_dir)`, keyed by the
+  file's bytes, the model, `fps` and the crop size. Files are written
+  atomically; an unreadable cache file (truncated, corrupt) is a miss,
   recomputed and replaced; a cache that cannot be written (a full disk) is a
   warning.
 
@@ -612,13 +630,12 @@ def cached_video_features(
   path = pathlib.Path(path)
   if not path.is_file():
     raise video.VideoError(f"{path}: file not found; check the path.")
-  stem = feature_cache_key(file_sha256(path), encoder.model_id, fps, encoder.image_size)
-  cache_file = pathlib.Path(cache_dir) / f"{stem}.npz"
-  cached = _load_npz(cache_file) if cache_file.is_file() else None
+  cache_file = feature_cache_file(path, encoder, fps, cache_dir)
+  cached = read_cached_features(cache_file)
   if cached is not None:
     return cached
   features, timestamps = video_features(
     path, encoder, fps, chunk_size=chunk_size, progress=progress
   )
-  _save_npz_atomic(cache_file, features=features, timestamps=timestamps)
+  write_cached_features(cache_file, features, timestamps)
   return features, timestamps

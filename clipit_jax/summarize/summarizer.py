@@ -807,13 +807,14 @@ class Summarizer:
     with tqdm.tqdm(total=len(paths), unit="video", desc="videos", disable=not self.progress) as bar:
       for path, name in zip(paths, names):
         bar.set_postfix_str(name, refresh=False)
-        yield self._summarize_into(path, name, query, out_dir)
+        yield self.summarize_into(path, name, query, out_dir)
         bar.update()
 
-  def _summarize_into(
+  def summarize_into(
     self, path: str, name: str, query: str | None, out_dir: files.PathLike | None
   ) -> batch.VideoResult:
-    """One video of `summarize_many`: skipped, summarized (and written), or failed."""
+    """One video of `summarize_many` (as `name` in `out_dir`): skipped, summarized (and
+    written), or failed; never raises for a bad video."""
     start = time.perf_counter()
     out = None if out_dir is None else pathlib.Path(out_dir) / name
     try:
