@@ -26,6 +26,7 @@ import logging
 import os
 import pathlib
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -357,7 +358,12 @@ def _inputs(gr, default_ckpt: str | None):
     elem_id='ckpt',
   )
   proportion = gr.Slider(
-    0.05, 1.0, value=summarizer_lib.DEFAULT_PROPORTION, step=0.01, label='Summary length'
+    0.05,
+    1.0,
+    value=summarizer_lib.DEFAULT_PROPORTION,
+    step=0.01,
+    label='Summary length (share of the video)',
+    elem_id='proportion',
   )
   run = gr.Button('Summarize', variant='primary', elem_id='summarize')
   return video_in, example, mode, query, captions, ckpt, proportion, run
@@ -459,11 +465,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   from transformers.utils import logging as hf_logging
 
   hf_logging.set_verbosity_error()
+  warnings.filterwarnings('ignore', 'Using the model-agnostic default')  # The tiny captioner's.
   with cli.one_line_errors(PROGRAM):
     try:
       gr = import_gradio()
     except ImportError as e:
       raise ValueError(str(e)) from None
+    check_port(args.host, args.port)  # Before the models load, which takes seconds.
     cli.enable_compilation_cache()
     models = Models(args.clip_model)
     models.summarizer(args.ckpt)  # Fails now, in one line, on a bad --ckpt or --clip-model.
@@ -473,6 +481,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f'{PROGRAM}: serving on {where} (Ctrl-C stops)', flush=True)
     app.block_thread()
   return 0
+
+
+def check_port(host: str, port: int) -> None:
+  """Raises OSError (one line) when `port` cannot be served on `host`."""
+  try:
+    with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as s:
+      s.bind((host, port))
+  except OSError as e:
+    raise OSError(
+      f'--port {port}: cannot serve on {host} ({e.strerror or e}); pass another --port'
+    ) from None
 
 
 def _launch(gr, app, args: argparse.Namespace) -> None:
@@ -492,7 +511,7 @@ def _launch(gr, app, args: argparse.Namespace) -> None:
   except OSError as e:
     if 'empty port' not in str(e):
       raise
-    raise OSError(f'--port {args.port} is in use on {args.host}; pass another --port') from None
+    raise OSError(f'--port {args.port}: in use on {args.host}; pass another --port') from None
 
 
 if __name__ == '__main__':
