@@ -31,6 +31,7 @@ DatasetError = benchmarks.DatasetError
 # The CLIP image encoder behind each builder config's features (None: not CLIP features).
 CLIP_OF_FEATURES = {
   'tiny': 'tiny',
+  'small': 'tiny',
   'vit_b32': 'openai/clip-vit-base-patch32',
   'clip': 'openai/clip-vit-base-patch32',
   'clip_tiny': 'tiny',
