@@ -321,7 +321,7 @@ def _summarize(page, video_path, query, proportion=None):
 
 
 def test_page_summarizes_an_upload(page, shared_dir, tmp_path):
-  status = _summarize(page, shared_dir / 'data/videos/bikes.mp4', 'people riding bikes', 0.3)
+  status = _summarize(page, shared_dir / 'data/videos/bikes.mp4', 'people riding bikes', 0.45)
   assert status.startswith('bikes.mp4: kept '), status
   duration = page.wait_for_function(
     '() => { const v = document.querySelector("#summary-video video");'
