@@ -411,7 +411,8 @@ def build_app(models: Models, default_ckpt: str | None = None, out_root: str | N
   def on_mode(mode):
     return gr.update(visible=mode == 'query'), gr.update(visible=mode == 'generic')
 
-  with gr.Blocks(title='CLIP-It video summarizer') as app:
+  # Gradio's copies of uploads and results are deleted after an hour, checked hourly.
+  with gr.Blocks(title='CLIP-It video summarizer', delete_cache=(3600, 3600)) as app:
     gr.Markdown(
       '## CLIP-It: summarize a video\nUpload a video (or load the example), type what to '
       'look for or ask for a generic summary, and press Summarize.'
