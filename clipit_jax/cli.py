@@ -14,7 +14,7 @@ from absl import flags
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report a Ctrl-C.
 
 
-def _is_user_error(e: BaseException) -> bool:
+def is_user_error(e: BaseException) -> bool:
   """Errors a user can cause (bad input, data, checkpoints, a full disk), not bugs."""
   if isinstance(e, (ValueError, OSError)):  # CheckpointError, DatasetError, VideoError, ...
     return True
@@ -60,7 +60,7 @@ def one_line_errors(program: str, on_interrupt: str = ''):
         file=sys.stderr,
       )
       sys.exit(1)
-    if not _is_user_error(e):
+    if not is_user_error(e):
       raise
     message = str(e).strip().splitlines()
     print(f'{program}: error: {message[0] if message else type(e).__name__}', file=sys.stderr)

@@ -12,7 +12,7 @@ from configs import default
 def get_config():
   config = default.get_config()
   config.data.dataset = 'synthetic'
-  config.data.features = 'tiny'  # Builder config: 'tiny' CLIP, or 'vit_b32'.
+  config.data.features = 'tiny'  # Builder config: 'tiny' CLIP, 'small' (12 videos), 'vit_b32'.
   config.data.part = 'generic'
   config.model.update(
     width=128, mlp_dim=256, head_mlp_dim=64, num_encoder_layers=2, num_decoder_layers=2, window=128

@@ -30,6 +30,7 @@ from clipit_jax.datasets import synthetic  # noqa: F401 (registers the builder)
 # The CLIP image encoder behind each builder config's features (None: not CLIP features).
 CLIP_OF_FEATURES = {
   'tiny': 'tiny',
+  'small': 'tiny',
   'vit_b32': 'openai/clip-vit-base-patch32',
   'clip': 'openai/clip-vit-base-patch32',
   'clip_tiny': 'tiny',

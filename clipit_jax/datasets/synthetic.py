@@ -76,6 +76,11 @@ class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [
     SyntheticConfig(name='tiny', description='100 videos encoded by the tiny random CLIP.'),
     SyntheticConfig(
+      name='small',
+      num_videos=12,
+      description='12 videos encoded by the tiny random CLIP: a quick start in seconds.',
+    ),
+    SyntheticConfig(
       name='vit_b32',
       clip_model=encoders.DEFAULT_CLIP,
       description='100 videos encoded by CLIP ViT-B/32 (needs its weights).',
