@@ -23,7 +23,7 @@ def _integer(lowest: int, optional: bool = False):
 _CHECKS = (
   ('batch_size', 'an integer >= 1', _integer(1)),
   ('num_epochs', 'an integer >= 1', _integer(1)),
-  ('microbatch_size', 'None or an integer >= 1', _integer(1, optional=True)),
+  ('microbatch_size', 'None or an integer >= 0 (0: the whole batch)', _integer(0, optional=True)),
   ('stop_after_epoch', 'None or an integer >= 1', _integer(1, optional=True)),
   ('warmup_steps', 'an integer >= 0', _integer(0)),
   ('learning_rate', 'a number > 0', lambda v: _number(v) and v > 0),

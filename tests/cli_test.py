@@ -84,7 +84,7 @@ def test_every_config_passes_its_checks_and_bad_values_are_named():
       config_checks.check_config(load_config_file(path.stem))
   config = load_config_file('synthetic')
   for field, value in (
-    ('microbatch_size', 0),
+    ('microbatch_size', -1),
     ('learning_rate', float('nan')),
     ('data.validation_fraction', 1.0),
     ('stop_after_epoch', 0),
