@@ -16,4 +16,11 @@ def get_config(dataset: str, setting: str, features: str = 'googlenet', loss: st
   config.data.features = features
   config.model.frame_dim = benchmarks.feature_dim(features)
   config.loss = loss
+  # Two documented deviations from the paper (docs/learning.md, "The paper's configuration at
+  # benchmark scale"). At batch 100 a Standard split makes one update an epoch, 20 in a run,
+  # and on the TVSum stand-in the test tau barely moves; Lc on the annotators' mean score at
+  # batches of 8 windows (10 updates an epoch) learns. The paper's values: --config.target=
+  # keyframes --config.batch_size=100.
+  config.target = 'importance'
+  config.batch_size = 8
   return config
