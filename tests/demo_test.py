@@ -354,5 +354,6 @@ def test_page_says_what_is_wrong_with_a_bad_upload(page, example, tmp_path):
   status = page.locator('#status textarea').input_value()
   assert status.startswith('Error: notes.mp4: not a readable video'), status
   assert page.locator('#shots table').count() == 0
-  page.locator('#video-in button[aria-label="Clear"]').click()
+  # Gradio may render the upload's Clear button twice (one of them hidden): the visible one.
+  page.locator('#video-in button[aria-label="Clear"]:visible').first.click()
   assert _summarize(page, example.video, example.query).startswith(f'{example.video.name}: kept ')
