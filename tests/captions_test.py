@@ -140,6 +140,17 @@ def test_malformed_files_name_the_line(tmp_path, name, text, line):
   assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+  "cue, found",
+  [("00:01.000 --> 00:xx\nx", "00:xx"), ("00:01.000 --> 00:02.000 size:big\nx", "size:big")],
+)
+def test_malformed_vtt_cue_is_one_line_naming_the_file(tmp_path, cue, found):
+  path = write(tmp_path, "a.vtt", f"WEBVTT\n\n00:00.000 --> 00:00.500\nok\n\n{cue}\n")
+  with pytest.raises(captions.CaptionError, match=r"a\.vtt: malformed WebVTT") as e:
+    captions.parse_captions(path)
+  assert found in str(e.value) and "\n" not in str(e.value)
+
+
 def test_empty_and_missing_files(tmp_path):
   with pytest.raises(captions.CaptionError, match="no captions"):
     captions.parse_captions(write(tmp_path, "e.srt", "\n\n"))

@@ -22,7 +22,10 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import srt
+import webvtt
 
+from clipit_jax import cli
 from clipit_jax import files
 from clipit_jax import input_pipeline
 from clipit_jax.summarize import encoders
@@ -40,7 +43,7 @@ ModelLoadError = encoders.ModelLoadError
 
 
 class CaptionError(ValueError):
-  """A caption file is missing or malformed; the message names file and line."""
+  """A caption file is missing or malformed; the message names the file, and the line where known."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,71 +84,64 @@ def clean_text(text: str) -> str:
   return " ".join(html.unescape(_TAG.sub("", text)).split())
 
 
-def _blocks(lines: list[str], first: int = 1) -> list[tuple[int, list[str]]]:
-  """Blank-line separated blocks as (line number of first line, lines)."""
-  blocks, current, start = [], [], 0
-  for number, line in enumerate(lines, first):
-    if line.strip():
-      if not current:
-        start = number
-      current.append(line.rstrip())
-    elif current:
-      blocks.append((start, current))
-      current = []
-  if current:
-    blocks.append((start, current))
-  return blocks
+def _timing_lines(text: str) -> list[int]:
+  """Line numbers (from 1) of the lines holding `-->`: cue k's timing line is the k-th.
+
+  Only a cue text holding `-->` (which WebVTT forbids) would shift the numbers after it.
+  """
+  return [number for number, line in enumerate(text.splitlines(), 1) if "-->" in line]
 
 
-def _timing(line: str, where: str) -> tuple[float, float]:
-  """(start, end) from a `start --> end [settings]` line."""
-  if "-->" not in line:
-    raise CaptionError(f"{where}: expected a 'start --> end' timing line, got {line.strip()!r}")
-  left, right = line.split("-->", 1)
-  try:
-    start = parse_timestamp(left)
-    end = parse_timestamp(right.split()[0] if right.split() else "")
-  except ValueError as e:
-    raise CaptionError(f"{where}: bad timestamp ({e})") from None
-  if end < start:
-    raise CaptionError(f"{where}: caption ends ({end:.3f} s) before it starts ({start:.3f} s)")
-  return start, end
-
-
-def _cues(blocks, path: str) -> list[Caption]:
-  """Captions from SRT/VTT cue blocks (optional id line, timing, text)."""
-  out = []
-  for number, lines in blocks:
-    i = 0 if "-->" in lines[0] else 1
-    if i >= len(lines):
-      raise CaptionError(f"{path}:{number}: a cue with no timing line ({lines[0].strip()!r})")
-    start, end = _timing(lines[i], f"{path}:{number + i}")
-    text = clean_text(" ".join(lines[i + 1 :]))
-    if text:
-      out.append(Caption(start, end, text))
+def _captions(cues, text: str, path: str) -> list[Caption]:
+  """Captions from (start s, end s, raw text) cues in file order; empty ones are dropped."""
+  lines, out = _timing_lines(text), []
+  for k, (start, end, raw) in enumerate(cues):
+    if end < start:
+      where = f"{path}:{lines[k]}" if k < len(lines) else path
+      raise CaptionError(f"{where}: caption ends ({end:.3f} s) before it starts ({start:.3f} s)")
+    if caption_text := clean_text(raw):
+      out.append(Caption(start, end, caption_text))
   return out
 
 
+def _unparsed_srt(text: str, offset: int, path: str) -> CaptionError:
+  """The error for SubRip text that `srt` could not read from char `offset` on."""
+  number = text.count("\n", 0, offset) + 1
+  block = text[offset:].splitlines()
+  while block and not block[0].strip():
+    block, number = block[1:], number + 1
+  if len(block) > 1 and block[1].strip() and "-->" not in block[0]:
+    block, number = block[1:], number + 1  # The cue number, then the timing line.
+  got = block[0].strip() if block else ""
+  return CaptionError(
+    f"{path}:{number}: expected a 'start --> end' timing line (HH:MM:SS,mmm --> HH:MM:SS,mmm), "
+    f"got {got!r}"
+  )
+
+
 def parse_srt(text: str, path: str = "<srt>") -> list[Caption]:
-  """Captions from SubRip text."""
-  return _cues(_blocks(text.splitlines()), path)
+  """Captions from SubRip text, read by the `srt` library."""
+  try:
+    subtitles = list(srt.parse(text))
+  except srt.SRTParseError as e:
+    raise _unparsed_srt(text, e.expected_start, path) from None
+  except srt.TimestampParseError as e:
+    raise CaptionError(f"{path}: bad timestamp ({cli.first_line(e)})") from None
+  cues = [(s.start.total_seconds(), s.end.total_seconds(), s.content) for s in subtitles]
+  return _captions(cues, text, path)
 
 
 def parse_vtt(text: str, path: str = "<vtt>") -> list[Caption]:
-  """Captions from WebVTT text (NOTE, STYLE and REGION blocks are skipped)."""
-  lines = text.splitlines()
-  head = next((i for i, line in enumerate(lines) if line.strip()), 0)
-  if not lines or not lines[head].lstrip().startswith("WEBVTT"):
-    raise CaptionError(f"{path}:{head + 1}: a WebVTT file must start with 'WEBVTT'")
-  blocks = _blocks(lines[head + 1 :], first=head + 2)
-  if blocks and blocks[0][0] == head + 2 and not any("-->" in line for line in blocks[0][1]):
-    blocks = blocks[1:]  # Header metadata right after the WEBVTT line.
-  blocks = [
-    (n, b)
-    for n, b in blocks
-    if not (b[0].split(maxsplit=1)[0] in {"NOTE", "STYLE", "REGION"} and "-->" not in b[0])
-  ]
-  return _cues(blocks, path)
+  """Captions from WebVTT text, read by `webvtt-py` (NOTE, STYLE and REGION blocks are skipped)."""
+  try:
+    cues = webvtt.from_string(text.lstrip(), strict=True).captions
+  except webvtt.errors.MalformedFileError:
+    line = text.count("\n", 0, len(text) - len(text.lstrip())) + 1
+    raise CaptionError(f"{path}:{line}: a WebVTT file must start with 'WEBVTT'") from None
+  except webvtt.errors.MalformedCaptionError as e:  # Timestamps are 'mm:ss.ttt' or 'hh:mm:ss.ttt'.
+    raise CaptionError(f"{path}: malformed WebVTT ({cli.first_line(e)})") from None
+  ms = [(c.start_time.in_milliseconds(), c.end_time.in_milliseconds(), c.raw_text) for c in cues]
+  return _captions([(s / 1000, e / 1000, t) for s, e, t in ms], text, path)
 
 
 def parse_plain(text: str, path: str = "<text>") -> list[Caption]:
@@ -186,8 +182,8 @@ def parse_captions(path: files.PathLike) -> list[Caption]:
     Non-empty captions sorted by start time, markup stripped.
 
   Raises:
-    CaptionError (a ValueError): missing file, malformed line (with its
-      number), or no captions.
+    CaptionError (a ValueError): missing file, malformed line (with its number, but a
+      malformed WebVTT cue is named by its text), or no captions.
   """
   path = pathlib.Path(path)
   try:
