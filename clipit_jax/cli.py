@@ -4,6 +4,7 @@ Light on purpose (no JAX, Orbax or TFDS at import): the scripts parse and check 
 flags with it before they import anything heavy, so a usage error is reported at once.
 """
 
+import argparse
 import ast
 import contextlib
 import os
@@ -12,6 +13,13 @@ import sys
 from absl import flags
 
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report a Ctrl-C.
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+  """Usage errors as one line (and exit status 2): the product's commands' parser."""
+
+  def error(self, message):
+    self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
 
 
 def is_user_error(e: BaseException) -> bool:

@@ -437,7 +437,7 @@ def build_app(models: Models, default_ckpt: str | None = None, out_root: str | N
 
 
 def make_parser() -> argparse.ArgumentParser:
-  parser = summarizer_lib._Parser(  # pylint: disable=protected-access
+  parser = cli.OneLineArgumentParser(
     prog=PROGRAM,
     description='A local web page that summarizes videos with CLIP-It (Gradio).',
   )

@@ -937,13 +937,6 @@ class Summarizer:
 # --------------------------------------------------------------------- CLI --
 
 
-class _Parser(argparse.ArgumentParser):
-  """Usage errors as one line (and exit status 2)."""
-
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _add_input_arguments(group) -> None:
   """VIDEO... and --list."""
   group.add_argument(
@@ -1002,7 +995,7 @@ def _add_model_arguments(group) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-  parser = _Parser(
+  parser = cli.OneLineArgumentParser(
     prog=PROGRAM,
     description="Summarize a video with CLIP-It (a trained checkpoint) or "
     "with the training-free CLIP-similarity baseline. Writes summary.mp4, "
