@@ -42,7 +42,6 @@ from clipit_jax.summarize import batch
 from clipit_jax.summarize import beam_models
 from clipit_jax.summarize import encoders
 from clipit_jax.summarize import summarizer as summarizer_lib
-from clipit_jax.summarize import video
 
 PROGRAM = "clipit-encode-beam"
 FAILED = "failed"  # The tag of the dead-letter output.
@@ -66,21 +65,14 @@ def encode_to_cache(
     OSError: the cache file cannot be written.
   """
   start = time.perf_counter()
-  if not os.path.isfile(path):
-    raise video.VideoError(f"{path}: file not found; check the path.")
-  cache_file = encoders.feature_cache_file(path, encoder, fps, cache_dir)
-  cached = encoders.read_cached_features(cache_file)
-  if cached is None:
-    features, timestamps = encoders.video_features(path, encoder, fps, chunk_size=batch_size)
-    if not encoders.write_cached_features(cache_file, features, timestamps):
-      raise OSError(f"{cache_file}: cannot write the feature cache file; check --cache-dir")
-  else:
-    timestamps = cached[1]
+  _, timestamps, cache_file, from_cache = encoders.cache_video_features(
+    path, encoder, fps, cache_dir, chunk_size=batch_size, must_write=True
+  )
   return dict(
     video=path,
     cache_file=str(cache_file),
     frames=len(timestamps),
-    from_cache=cached is not None,
+    from_cache=from_cache,
     seconds=round(time.perf_counter() - start, 3),
   )
 
@@ -183,15 +175,8 @@ def encode_corpus(
 # --------------------------------------------------------------------- CLI --
 
 
-class _Parser(argparse.ArgumentParser):
-  """Usage errors as one line (and exit status 2)."""
-
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def make_parser() -> argparse.ArgumentParser:
-  parser = _Parser(
+  parser = cli.OneLineArgumentParser(
     prog=PROGRAM,
     allow_abbrev=False,  # A prefix of ours must not swallow a Beam option.
     description="CLIP-encode a corpus of videos on Apache Beam into the feature cache that "

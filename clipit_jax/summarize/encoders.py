@@ -627,15 +627,36 @@ def cached_video_features(
   Raises:
     VideoError: the video is missing or cannot be decoded.
   """
+  features, timestamps, _, _ = cache_video_features(
+    path, encoder, fps, cache_dir, chunk_size=chunk_size, progress=progress
+  )
+  return features, timestamps
+
+
+def cache_video_features(
+  path: files.PathLike,
+  encoder: ClipEncoder,
+  fps: float,
+  cache_dir: files.PathLike,
+  *,
+  chunk_size: int = 64,
+  progress: bool = False,
+  must_write: bool = False,
+) -> tuple[np.ndarray, np.ndarray, pathlib.Path, bool]:
+  """`cached_video_features`, also returning the cache file and whether it was a hit.
+
+  With `must_write`, a cache file that cannot be written is an OSError, not a warning.
+  """
   path = pathlib.Path(path)
   if not path.is_file():
     raise video.VideoError(f"{path}: file not found; check the path.")
   cache_file = feature_cache_file(path, encoder, fps, cache_dir)
   cached = read_cached_features(cache_file)
   if cached is not None:
-    return cached
+    return (*cached, cache_file, True)
   features, timestamps = video_features(
     path, encoder, fps, chunk_size=chunk_size, progress=progress
   )
-  write_cached_features(cache_file, features, timestamps)
-  return features, timestamps
+  if not write_cached_features(cache_file, features, timestamps) and must_write:
+    raise OSError(f"{cache_file}: cannot write the feature cache file; check --cache-dir")
+  return features, timestamps, cache_file, False
