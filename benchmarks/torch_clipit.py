@@ -15,7 +15,7 @@ The port follows the Flax model exactly, so that Flax parameters can be copied i
 * pre-LayerNorm encoder/decoder layers, sinusoidal positions, the score head
   Dense(256)-GELU-Dense(1), the decoder on memory * sigmoid(logits);
 * the losses of `clipit_jax.losses` (class-balanced BCE, score-weighted cosine
-  diversity, MSE reconstruction; 0.5 / 0.3 / 0.2) and the optimiser of
+  diversity of the features centred on each sample's mean real frame, MSE reconstruction; 0.5 / 0.3 / 0.2) and the optimiser of
   `make_optimizer(config)` with `optimizer='adam'`: `torch.optim.Adam(lr,
   weight_decay=...)` (coupled L2, as `optax.chain(add_decayed_weights, adam)`).
 
@@ -275,7 +275,10 @@ def classification_loss(logits, labels, mask):
 
 
 def diversity_loss(scores, features, mask):
-  unit = features / features.norm(dim=-1, keepdim=True).clamp(min=_EPS)
+  weights = mask.to(features.dtype)[..., None]
+  mean = (features * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1.0)
+  centred = features - mean
+  unit = centred / centred.norm(dim=-1, keepdim=True).clamp(min=_EPS)
   similarity = torch.bmm(unit, unit.transpose(1, 2))
   s = scores * mask.to(scores.dtype)
   pair_weight = s[:, :, None] * s[:, None, :]
