@@ -860,6 +860,7 @@ def main(argv=None) -> int:
     )
     if out.exists():
       record["variants"][variant] = json.loads(out.read_text())
+      _common.write_json(args.out, record)  # Kept if a later variant is interrupted.
       out.unlink()
   record["uptime_end"] = _common.uptime()
   for variant in record["variants"].values():
