@@ -10,8 +10,6 @@ Shapes: B batch, T frames in a window (<= config.window), L text tokens, D width
                                    decoder(memory * scores) -> reconstruction [B, T, frame_dim]
 """
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -385,19 +383,10 @@ class CLIPIt(nn.Module):
 
 
 def init_params(config: ml_collections.ConfigDict, rng: Array) -> Any:
-  """Initial parameters of `CLIPIt(config)` for one window of frames.
-
-  Compiled as one program per model config (cached): run op by op, the initialisers of a
-  small model compile some 160 little programs, twice as slow. The values are the same.
-  """
-  return _compiled_init(ml_collections.FrozenConfigDict(config))(rng)
-
-
-@functools.lru_cache(maxsize=None)
-def _compiled_init(frozen: ml_collections.FrozenConfigDict) -> Callable[[Array], Any]:
-  config = frozen.as_configdict()
+  """Initial parameters of `CLIPIt(config)` for one window of frames."""
   frames = jnp.zeros((1, config.window, config.frame_dim), jnp.float32)
   text_len = config.num_captions if config.text_fusion != 'query' else 1
   text = jnp.zeros((1, text_len, config.text_dim), jnp.float32)
-  masks = jnp.ones(frames.shape[:2], bool), jnp.ones(text.shape[:2], bool)
-  return jax.jit(lambda rng: CLIPIt(config).init(rng, frames, masks[0], text, masks[1])['params'])
+  return CLIPIt(config).init(
+    rng, frames, jnp.ones(frames.shape[:2], bool), text, jnp.ones(text.shape[:2], bool)
+  )['params']
