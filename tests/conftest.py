@@ -20,25 +20,6 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
-# The longest single tests, started first: pytest-xdist hands each worker the next test as it
-# finishes one (after the xdist_group units), so a long test started last would leave the other
-# worker idle at the end.
-LONGEST_FIRST = (
-  "multihost_test.py",
-  "ablations_test.py",
-  "notebook_test.py",
-  "data_parallel_test.py",
-  "benchmark_training_test.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-  def rank(item):
-    name = item.path.name
-    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-  items.sort(key=rank)  # Stable: the order within a file, and of the other files, is kept.
-
 
 @pytest.fixture
 def shared_dir():
