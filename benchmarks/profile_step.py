@@ -12,7 +12,7 @@ layout (copies, transposes, concatenations), reduction, elementwise and the rest
 seconds are its share of the profiled op time times the step's wall time, so both sides
 add up to their step. The JSON has every op.
 
-  python benchmarks/profile_step.py                  # batch 16 (~4 min on 2 cores)
+  python benchmarks/profile_step.py                  # batch 16 (~3 min on 2 cores)
   python benchmarks/profile_step.py --batch 4 --top 30
 """
 
@@ -35,7 +35,6 @@ import train_step as bench  # noqa: E402  pylint: disable=g-import-not-at-top,wr
 
 import jax  # noqa: E402
 
-from clipit_jax import train  # noqa: E402
 from configs import default  # noqa: E402
 
 KINDS = (
@@ -65,14 +64,7 @@ def by_kind(op_seconds: dict[str, float], step_s: float) -> dict[str, float]:
 
 def profile_jax(config, batch_np, warmup: int) -> tuple[dict[str, float], float]:
   """{XLA op name without its number: thread seconds} of one train.py step; its wall time."""
-  mesh = train.make_mesh(config)
-  n = jax.local_device_count()
-  state = train.place_state(train.create_train_state(config, jax.random.PRNGKey(0)), config, mesh)
-  rng = train.place_state(jax.random.PRNGKey(1), config, mesh)
-  batch = train.place_batch(
-    {k: v.reshape((n, -1) + v.shape[1:]) for k, v in batch_np.items()}, config, mesh
-  )
-  step = train.make_train_step(config, mesh)
+  step, state, batch, rng = bench.placed_step(config, batch_np, config.parallelism)
   for _ in range(warmup):
     state, metrics = step(state, batch, rng)
     jax.block_until_ready((state, metrics))

@@ -15,9 +15,10 @@ The port follows the Flax model exactly, so that Flax parameters can be copied i
 * pre-LayerNorm encoder/decoder layers, sinusoidal positions, the score head
   Dense(256)-GELU-Dense(1), the decoder on memory * sigmoid(logits);
 * the losses of `clipit_jax.losses` (class-balanced BCE, score-weighted cosine
-  diversity of the features centred on each sample's mean real frame, MSE reconstruction; 0.5 / 0.3 / 0.2) and the optimiser of
-  `make_optimizer(config)` with `optimizer='adam'`: `torch.optim.Adam(lr,
-  weight_decay=...)` (coupled L2, as `optax.chain(add_decayed_weights, adam)`).
+  diversity of the features centred on each sample's mean real frame, MSE
+  reconstruction; 0.5 / 0.3 / 0.2) and the optimiser of `make_optimizer(config)`
+  with `optimizer='adam'`: `torch.optim.Adam(lr, weight_decay=...)` (coupled L2,
+  as `optax.chain(add_decayed_weights, adam)`).
 
 `attention='sdpa'` computes the same attention with
 `torch.nn.functional.scaled_dot_product_attention` (PyTorch's fused kernel); its

@@ -279,30 +279,37 @@ ROWS = (
 )
 
 
-def time_jax(
-  config, batch_np, *, mode: str, warmup: int, steps: int, max_wait: float, retries: int = 2
-) -> dict:
-  """Step time of `train.make_train_step` as train.py runs it, plus XLA's FLOP count.
+def placed_step(config, batch_np, mode: str) -> tuple:
+  """(step, state, batch, rng): `train.make_train_step` and its inputs on device.
 
-  `mode`: 'shard_map' or 'pmap' (`config.parallelism`, over a mesh of all devices: one
-  on a CPU), or 'jit' (one device, no collectives).
+  `mode`: 'shard_map' or 'pmap' (`config.parallelism`, over a mesh of all devices, as
+  train.py runs it), or 'jit' (one device, no collectives).
   """
   config = config.copy_and_resolve_references()
   state = train.create_train_state(config, jax.random.PRNGKey(0))
   rng = jax.random.PRNGKey(1)
   if mode == "jit":
-    step, batch = train.make_train_step(config), jax.device_put(batch_np)
-  else:
-    config.parallelism = mode
-    mesh = train.make_mesh(config)
-    n = jax.local_device_count()
-    if batch_np["frames"].shape[0] % n:
-      raise ValueError(f"batch must divide over {n} devices")
-    step = train.make_train_step(config, mesh)
-    batch = train.place_batch(
-      {k: v.reshape((n, -1) + v.shape[1:]) for k, v in batch_np.items()}, config, mesh
-    )
-    state, rng = train.place_state(state, config, mesh), train.place_state(rng, config, mesh)
+    return train.make_train_step(config), state, jax.device_put(batch_np), rng
+  config.parallelism = mode
+  mesh = train.make_mesh(config)
+  n = jax.local_device_count()
+  if batch_np["frames"].shape[0] % n:
+    raise ValueError(f"batch must divide over {n} devices")
+  batch = train.place_batch(
+    {k: v.reshape((n, -1) + v.shape[1:]) for k, v in batch_np.items()}, config, mesh
+  )
+  state, rng = train.place_state(state, config, mesh), train.place_state(rng, config, mesh)
+  return train.make_train_step(config, mesh), state, batch, rng
+
+
+def time_jax(
+  config, batch_np, *, mode: str, warmup: int, steps: int, max_wait: float, retries: int = 2
+) -> dict:
+  """Step time of `train.make_train_step` as train.py runs it, plus XLA's FLOP count.
+
+  `mode`: as `placed_step`'s (one device on a CPU).
+  """
+  step, state, batch, rng = placed_step(config, batch_np, mode)
   t0 = time.perf_counter()
   flops, fn = None, step
   if mode != "pmap":  # pmap has no lower().compile().cost_analysis() of its own.

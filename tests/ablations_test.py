@@ -70,7 +70,7 @@ def test_tables_give_mean_and_population_std_over_seeds(tmp_path):
   markdown = ablations.write_tables(str(tmp_path), 'configs/x.py', results, references)
   with open(tmp_path / 'table.json') as f:
     table = json.load(f)
-  # Mean and population std by hand: (0.1 + 0.3) / 2 = 0.2, sqrt(((0.1-0.2)^2 + (0.3-0.2)^2) / 2) = 0.1.
+  # By hand: mean (0.1 + 0.3) / 2 = 0.2, population std sqrt((0.1^2 + 0.1^2) / 2) = 0.1.
   assert table['variants']['full']['kendall'] == pytest.approx([0.2, 0.1])
   assert table['variants']['full']['f1'] == pytest.approx([45.0, 5.0])
   assert table['variants']['full']['epochs'] == [3, 5]
