@@ -17,6 +17,12 @@ jax.config.update("jax_compilation_cache_dir", os.path.join(os.environ["CLIPIT_C
 # Every compile is kept, not only those over a second (the tiny models compile in less).
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+# Most tests compile many small programs and run each briefly, so XLA's quick compile serves
+# them (in this process and in the scripts they start): about half the compile time, slower
+# code. Tests whose time goes to running a model turn the optimisations back on
+# (`full_xla_optimizations`).
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+jax.config.update("jax_disable_most_optimizations", True)
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -36,3 +42,11 @@ def standin_data_dir(tmp_path_factory):
   import testutil  # pylint: disable=g-import-not-at-top
 
   return testutil.write_standins(tmp_path_factory.mktemp("standins"))
+
+
+@pytest.fixture(scope="module")
+def full_xla_optimizations():
+  """XLA's full optimisations for a module whose time goes to running models, not compiling."""
+  jax.config.update("jax_disable_most_optimizations", False)
+  yield
+  jax.config.update("jax_disable_most_optimizations", True)

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.xdist_group('learning')
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  """The synthetic benchmark (100 videos, tiny CLIP), built once."""
+def data_dir(tmp_path_factory, full_xla_optimizations):  # pylint: disable=unused-argument
+  """The synthetic benchmark (100 videos, tiny CLIP), built once; the module's programs are
+  compiled with XLA's full optimisations (its time goes to running them)."""
   directory = str(tmp_path_factory.mktemp('tfds'))
   loading.load_builder('synthetic', 'tiny', directory, needs_manual_dir=False)
   return directory
