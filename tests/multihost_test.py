@@ -1,4 +1,5 @@
-"""2 processes x 2 CPU devices (jax.distributed on localhost) train like one device (stand-ins)."""
+"""2 processes x 2 CPU devices (jax.distributed on localhost) resume and train like one device
+(stand-ins)."""
 
 import json
 import os
@@ -85,13 +86,14 @@ def _train_two_processes(data_dir, workdir, *flags):
   return [out for out, _ in outputs]
 
 
-def test_two_processes_resumed_train_like_one_device(standin_data_dir, tmp_path):
-  """2 processes x 2 devices, interrupted and resumed, against 1 device in this process
-  (4 devices in one process: data_parallel_test)."""
-  train.train_and_evaluate(no_dropout_config(standin_data_dir), str(tmp_path / 'one'))
+def test_two_processes_resume_and_train_like_one_device(standin_data_dir, tmp_path):
+  """2 processes x 2 devices resume a run that one device began, and train as one device
+  does uninterrupted (4 devices in one process: data_parallel_test)."""
+  config = no_dropout_config(standin_data_dir)
+  train.train_and_evaluate(config, str(tmp_path / 'one'))
   two_by_two = str(tmp_path / 'two_by_two')
-  _train_two_processes(standin_data_dir, two_by_two, '--config.stop_after_epoch=1')
-  assert [m['epoch'] for m in _metrics(two_by_two)] == [1]
+  config.stop_after_epoch = 1
+  train.train_and_evaluate(config, two_by_two)
   assert all('Resuming' in out for out in _train_two_processes(standin_data_dir, two_by_two))
   one = _metrics(str(tmp_path / 'one'))
   assert [m['epoch'] for m in _metrics(two_by_two)] == [m['epoch'] for m in one] == [1, 2]
