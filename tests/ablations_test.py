@@ -27,14 +27,15 @@ def test_variant_configs():
 
 def test_ablations_write_tables_and_skip_finished_runs(standin_data_dir, tmp_path, monkeypatch):
   """Two variants trained for real (one seed each: the mean and std over seeds are checked on
-  hand-made runs below), the reference rows on the same videos, and a re-run that trains nothing."""
+  hand-made runs below), the reference rows on the same videos, and a re-run that trains nothing.
+  'full' is the model the other stand-in tests train: its step comes from the compile cache."""
   base = tiny_config('tvsum_standard', standin_data_dir, num_epochs=1)
   workdir = str(tmp_path / 'ablations')
-  markdown = ablations.run_ablations(base, workdir, ['lc', 'mlp'], [3], 'configs/x.py')
+  markdown = ablations.run_ablations(base, workdir, ['full', 'mlp'], [3], 'configs/x.py')
   with open(os.path.join(workdir, 'table.json')) as f:
     table = json.load(f)
-  assert set(table['variants']) == {'lc', 'mlp'} and table['seeds'] == [3]
-  for variant in ('lc', 'mlp'):
+  assert set(table['variants']) == {'full', 'mlp'} and table['seeds'] == [3]
+  for variant in ('full', 'mlp'):
     config = ablations.variant_config(base, variant, 3)
     run = experiments.finished_result(config, os.path.join(workdir, variant, 'seed_3'))
     assert run['config']['seed'] == 3
@@ -51,10 +52,10 @@ def test_ablations_write_tables_and_skip_finished_runs(standin_data_dir, tmp_pat
   # aggregate; against each annotator it is imperfect but far above random.
   assert references["the annotators' mean score (ground truth)"]['kendall'][0] > 0.2
   assert abs(references['random scores']['kendall'][0]) < 0.1
-  assert '| 2 | Lc |' in markdown and '| 3 | CLIP-It with an MLP' in markdown
+  assert '| 2 | Lc + Ld + Lr (CLIP-It) |' in markdown and '| 3 | CLIP-It with an MLP' in markdown
   # Run again: every run is finished, so nothing trains.
   monkeypatch.setattr(train, 'train_and_evaluate', lambda *a: pytest.fail('retrained'))
-  assert ablations.run_ablations(base, workdir, ['lc', 'mlp'], [3], 'configs/x.py') == markdown
+  assert ablations.run_ablations(base, workdir, ['full', 'mlp'], [3], 'configs/x.py') == markdown
 
 
 def test_tables_give_mean_and_population_std_over_seeds(tmp_path):
