@@ -20,10 +20,7 @@ def _compare_one_and_four_devices() -> None:
   from testutil import random_batch, small_config  # pylint: disable=g-import-not-at-top
 
   assert jax.device_count() == 4, jax.devices()
-  # One encoder and one decoder layer: three programs compile here (one and four devices).
-  config = small_config(
-    dropout_rate=0.0, attention_dropout_rate=0.0, num_encoder_layers=1, num_decoder_layers=1
-  )
+  config = small_config(dropout_rate=0.0, attention_dropout_rate=0.0)
   # Uneven padding: devices hold 2, 2, 1 and 0 real samples (two per device).
   batch = random_batch(config, 8, [16, 12, 16, 5, 9, 0, 0, 0])
   host_batch = jax.tree.map(lambda x: x.reshape((4, 2) + x.shape[1:]), batch)  # epoch_batches'

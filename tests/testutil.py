@@ -111,7 +111,7 @@ def write_splits_file(path: pathlib.Path, entries: list[dict]) -> str:
 
 
 def small_config(**model_overrides) -> ml_collections.ConfigDict:
-  """The paper's config shrunk for CPU tests: width 64, 2+2 layers, windows of 16."""
+  """The paper's config shrunk for CPU tests: width 64, 1+1 layers, windows of 16."""
   config = load_config_file('default')
   config.model.update(
     dict(
@@ -120,8 +120,8 @@ def small_config(**model_overrides) -> ml_collections.ConfigDict:
       width=64,
       num_heads=4,
       language_heads=4,
-      num_encoder_layers=2,
-      num_decoder_layers=2,
+      num_encoder_layers=1,
+      num_decoder_layers=1,
       mlp_dim=128,
       head_mlp_dim=32,
       num_captions=3,
