@@ -20,9 +20,11 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 # Most tests compile many small programs and run each briefly, so XLA's quick compile serves
 # them (in this process and in the scripts they start): about half the compile time, slower
 # code. Tests whose time goes to running a model turn the optimisations back on
-# (`full_xla_optimizations`).
+# (`full_xla_optimizations`). JAX_DISABLE_MOST_OPTIMIZATIONS=0 in the environment turns the
+# quick compile off for the whole suite.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-jax.config.update("jax_disable_most_optimizations", True)
+QUICK_COMPILE = os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].lower() in ("1", "true", "yes", "on")
+jax.config.update("jax_disable_most_optimizations", QUICK_COMPILE)
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -49,4 +51,4 @@ def full_xla_optimizations():
   """XLA's full optimisations for a module whose time goes to running models, not compiling."""
   jax.config.update("jax_disable_most_optimizations", False)
   yield
-  jax.config.update("jax_disable_most_optimizations", True)
+  jax.config.update("jax_disable_most_optimizations", QUICK_COMPILE)
