@@ -441,9 +441,9 @@ RANDOM_VIT_B32_ID = "random-vit-b32-v1"  # Bump when the construction changes.
 
 def bench_cache_dir() -> pathlib.Path:
   """Where the benchmarks keep generated models and videos (reused across runs)."""
-  from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
+  from clipit_jax import files  # pylint: disable=g-import-not-at-top
 
-  return encoders.cache_root() / "bench"
+  return files.cache_root() / "bench"
 
 
 def _build_random_vit_b32(directory: pathlib.Path) -> None:
@@ -456,7 +456,7 @@ def _build_random_vit_b32(directory: pathlib.Path) -> None:
   """
   # pylint: disable=g-import-not-at-top
   from transformers import CLIPConfig
-  from clipit_jax.summarize import encoders
+  from clipit_jax.media import encoders
 
   config = CLIPConfig(
     text_config=dict(bos_token_id=512, eos_token_id=513, pad_token_id=513), projection_dim=512
@@ -466,7 +466,7 @@ def _build_random_vit_b32(directory: pathlib.Path) -> None:
 
 def random_vit_b32_dir() -> pathlib.Path:
   """The random full-size ViT-B/32 directory (built once, ~600 MB)."""
-  from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
+  from clipit_jax.media import encoders  # pylint: disable=g-import-not-at-top
 
   return encoders.build_once(bench_cache_dir() / RANDOM_VIT_B32_ID, _build_random_vit_b32)
 

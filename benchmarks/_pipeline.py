@@ -26,9 +26,9 @@ import _common  # pylint: disable=g-bad-import-order
 from clipit_jax import baselines
 from clipit_jax import evaluation
 from clipit_jax import files
-from clipit_jax.summarize import encoders
+from clipit_jax.media import encoders
 from clipit_jax.summarize import summarizer as summarize
-from clipit_jax.summarize import video
+from clipit_jax.media import video
 
 
 # ------------------------------------------------------------------ video --

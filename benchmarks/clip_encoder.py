@@ -36,7 +36,7 @@ import _common  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-p
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from clipit_jax.summarize import encoders  # noqa: E402
+from clipit_jax.media import encoders  # noqa: E402
 
 
 def load_jax_encoder(path: str, batch: int, dtype: str) -> encoders.ClipEncoder:

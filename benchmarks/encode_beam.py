@@ -37,8 +37,8 @@ import _pipeline  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import
 import numpy as np  # noqa: E402
 
 from clipit_jax.summarize import beam_pipeline  # noqa: E402
-from clipit_jax.summarize import encoders  # noqa: E402
-from clipit_jax.summarize import video  # noqa: E402
+from clipit_jax.media import encoders  # noqa: E402
+from clipit_jax.media import video  # noqa: E402
 
 FPS = 2.0
 

@@ -44,7 +44,7 @@ QUERY = "a red square moving over a green background"
 
 def worker(args) -> int:
   """One size in this (fresh) process: load, compile, run the stages, write JSON."""
-  from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
+  from clipit_jax.media import encoders  # pylint: disable=g-import-not-at-top
 
   rss_start = _common.current_rss_mib()
   t0 = time.perf_counter()

@@ -29,7 +29,7 @@ import _common  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-p
 
 import numpy as np  # noqa: E402
 
-from clipit_jax.summarize import video  # noqa: E402
+from clipit_jax.media import video  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLOURS = [(255, 0, 0), (0, 160, 0), (0, 0, 255), (255, 200, 0), (200, 0, 255)]

@@ -43,7 +43,7 @@ import _pipeline  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import
 
 import jax  # noqa: E402
 
-from clipit_jax.summarize import encoders  # noqa: E402
+from clipit_jax.media import encoders  # noqa: E402
 from clipit_jax.summarize import summarizer as summarize  # noqa: E402
 
 QUERY = "a red square moving over a green background"

@@ -12,6 +12,8 @@ import sys
 
 from absl import flags
 
+from clipit_jax import files
+
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report a Ctrl-C.
 
 
@@ -22,14 +24,14 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
 
 
+class UserError(Exception):
+  """An error the user can fix (a model that will not load, ...): reported as one line."""
+
+
 def is_user_error(e: BaseException) -> bool:
   """Errors a user can cause (bad input, data, checkpoints, a full disk), not bugs."""
-  if isinstance(e, (ValueError, OSError)):  # CheckpointError, DatasetError, VideoError, ...
-    return True
-  encoders = sys.modules.get(
-    'clipit_jax.summarize.encoders'
-  )  # Imported only if a model was loaded.
-  return encoders is not None and isinstance(e, encoders.ModelLoadError)
+  # CheckpointError, DatasetError, VideoError, ModelLoadError, ...
+  return isinstance(e, (ValueError, OSError, UserError))
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
@@ -139,10 +141,9 @@ def enable_compilation_cache() -> str | None:
   default). Returns the directory, or None when off.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from clipit_jax.summarize import encoders  # pylint: disable=g-import-not-at-top
 
   if os.environ.get('CLIPIT_NO_XLA_CACHE', '').strip() not in ('', '0'):
     return None
-  directory = os.environ.get('JAX_COMPILATION_CACHE_DIR') or str(encoders.cache_root() / 'xla')
+  directory = os.environ.get('JAX_COMPILATION_CACHE_DIR') or str(files.cache_root() / 'xla')
   jax.config.update('jax_compilation_cache_dir', directory)
   return directory

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from clipit_jax import arrays
 from clipit_jax import evaluation
 from clipit_jax import input_pipeline
 
@@ -120,7 +121,7 @@ def score_video(
   n_windows = windows.shape[0]
   batch_size = max(1, min(batch_size, n_windows))
   scores = []
-  for (chunk, chunk_mask), real in input_pipeline.fixed_shape_batches(
+  for (chunk, chunk_mask), real in arrays.fixed_shape_batches(
     [windows, mask], batch_size, pad='zeros'
   ):
     texts = np.broadcast_to(text, (batch_size,) + text.shape)

@@ -8,10 +8,12 @@ partial batch is padded with empty samples, which the train step ignores.
 """
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from clipit_jax import arrays
 
 Batch = dict[str, np.ndarray]
 
@@ -58,42 +60,6 @@ def stitch_windows(windows: np.ndarray, length: int) -> np.ndarray:
   return windows.reshape((-1,) + windows.shape[2:])[:length]
 
 
-def fixed_shape_batches(
-  arrays: Sequence[np.ndarray],
-  batch_size: int,
-  *,
-  bucket: Callable[[int], int] | None = None,
-  pad: str = 'edge',
-) -> Iterator[tuple[list[np.ndarray], int]]:
-  """Consecutive batches of `arrays` (one leading size n), padded so a jitted call sees
-  fixed shapes: yields (the padded parts, how many rows are real).
-
-  Each batch is padded to `batch_size`, or to `bucket(real rows)`; padding repeats the
-  last row ('edge') or is zeros ('zeros'). Callers drop the outputs of padded rows.
-  """
-  if pad not in ('edge', 'zeros'):
-    raise ValueError(f"unknown pad {pad!r}; expected 'edge' or 'zeros'")
-  for start in range(0, len(arrays[0]), batch_size):
-    parts = [a[start : start + batch_size] for a in arrays]
-    real = len(parts[0])
-    size = bucket(real) if bucket else batch_size
-    if size > real:
-      parts = [
-        np.pad(
-          p,
-          [(0, size - real)] + [(0, 0)] * (p.ndim - 1),
-          mode='edge' if pad == 'edge' else 'constant',
-        )
-        for p in parts
-      ]
-    yield parts, real
-
-
-def uniform_indices(n: int, k: int) -> np.ndarray:
-  """`k` indices spread evenly over `range(n)`, first and last included (rounded) -> `[k]` int."""
-  return np.round(np.linspace(0, n - 1, k)).astype(int)
-
-
 def select_captions(embeddings: np.ndarray, num_captions: int) -> tuple[np.ndarray, np.ndarray]:
   """M caption embeddings sampled uniformly over time, padded and masked when fewer.
 
@@ -109,7 +75,7 @@ def select_captions(embeddings: np.ndarray, num_captions: int) -> tuple[np.ndarr
   if n <= num_captions:
     out[:n], mask[:n] = embeddings, True
   else:
-    index = uniform_indices(n, num_captions)
+    index = arrays.uniform_indices(n, num_captions)
     out[:], mask[:] = embeddings[index], True
   return out, mask
 

@@ -18,9 +18,9 @@ from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from clipit_jax.summarize import beam_pipeline
-from clipit_jax.summarize import encoders
+from clipit_jax.media import encoders
 from clipit_jax.summarize import summarizer as summarize
-from clipit_jax.summarize import video
+from clipit_jax.media import video
 from testutil import write_h5
 
 # One pipeline run is shared by the module's tests: one worker runs them all.

@@ -1,4 +1,4 @@
-"""Tests for clipit_jax.summarize.captions: parsing, uniform sampling, tiny captioner."""
+"""Tests for clipit_jax.media.captions: parsing, uniform sampling, tiny captioner."""
 
 import time
 
@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from clipit_jax.summarize import captions
-from clipit_jax.summarize.captions import Caption
+from clipit_jax.media import captions
+from clipit_jax.media.captions import Caption
 
 # Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("captions")

@@ -308,8 +308,8 @@ def _coloured_frames(n_frames, seed):
 
 
 def test_clip_config_encodes_raw_videos_at_picks(tmp_path, manual_dir):
-  from clipit_jax.summarize import encoders
-  from clipit_jax.summarize import video as video_io
+  from clipit_jax.media import encoders
+  from clipit_jax.media import video as video_io
 
   written = write_h5(manual_dir / h5_files.h5_filename('summe'), 2, frames=(60, 90))
   frames = {}
@@ -367,7 +367,7 @@ def _build_config(name, config, tmp_path, manual_dir):
 
 def write_qfvs(root, seconds=(12, 17, 11, 14)):
   """Four tiny 'UT Egocentric' videos, their shot tags, queries and summaries."""
-  from clipit_jax.summarize import video as video_io
+  from clipit_jax.media import video as video_io
   from clipit_jax.datasets import qfvs
 
   origin = root / 'qfvs' / 'origin_data'

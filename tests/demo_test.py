@@ -16,10 +16,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from clipit_jax.summarize import captions as captions_lib
+from clipit_jax.media import captions as captions_lib
 from clipit_jax.summarize import demo
 from clipit_jax.summarize import summarizer as summarizer_lib
-from clipit_jax.summarize import video
+from clipit_jax.media import video
 from testutil import ROOT
 
 # Module-scoped fixtures (models, the server, the browser): one worker runs them all.

@@ -1,4 +1,4 @@
-"""Tests for clipit_jax.summarize.encoders: tiny CLIP, loading errors, feature cache."""
+"""Tests for clipit_jax.media.encoders: tiny CLIP, loading errors, feature cache."""
 
 import os
 import shutil
@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from clipit_jax.summarize import encoders
-from clipit_jax.summarize import video
+from clipit_jax.media import encoders
+from clipit_jax.media import video
 from testutil import fill_disk, small_disk
 
 # Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).

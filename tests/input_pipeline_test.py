@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from clipit_jax import arrays
 from clipit_jax import input_pipeline
 
 
@@ -144,23 +145,23 @@ def test_order_depends_only_on_seed_and_epoch():
 
 
 def test_uniform_indices_include_both_ends():
-  np.testing.assert_array_equal(input_pipeline.uniform_indices(10, 4), [0, 3, 6, 9])
-  np.testing.assert_array_equal(input_pipeline.uniform_indices(5, 5), [0, 1, 2, 3, 4])
-  np.testing.assert_array_equal(input_pipeline.uniform_indices(7, 1), [0])
+  np.testing.assert_array_equal(arrays.uniform_indices(10, 4), [0, 3, 6, 9])
+  np.testing.assert_array_equal(arrays.uniform_indices(5, 5), [0, 1, 2, 3, 4])
+  np.testing.assert_array_equal(arrays.uniform_indices(7, 1), [0])
 
 
 def test_fixed_shape_batches_pad_to_a_fixed_size_and_say_how_many_rows_are_real():
   x, y = np.arange(10).reshape(5, 2), np.arange(5) > 1
-  batches = list(input_pipeline.fixed_shape_batches([x, y], 2))
+  batches = list(arrays.fixed_shape_batches([x, y], 2))
   assert [real for _, real in batches] == [2, 2, 1]
   (last_x, last_y), _ = batches[-1]
   np.testing.assert_array_equal(last_x, [[8, 9], [8, 9]])  # 'edge': the last row repeated.
   np.testing.assert_array_equal(last_y, [True, True])
-  (zx, zy), real = list(input_pipeline.fixed_shape_batches([x, y], 4, pad='zeros'))[-1]
+  (zx, zy), real = list(arrays.fixed_shape_batches([x, y], 4, pad='zeros'))[-1]
   assert real == 1 and zx.shape == (4, 2) and not zx[1:].any() and not zy[1:].any()
   sizes = [
     p[0].shape[0]
-    for p, _ in input_pipeline.fixed_shape_batches(
+    for p, _ in arrays.fixed_shape_batches(
       [np.zeros((11, 1))], 8, bucket=lambda real: 1 << (real - 1).bit_length()
     )
   ]

@@ -18,10 +18,10 @@ from clipit_jax import evaluation
 from clipit_jax import evaluators
 from clipit_jax import models
 from clipit_jax import train
-from clipit_jax.summarize import captions as captions_lib
-from clipit_jax.summarize import encoders
+from clipit_jax.media import captions as captions_lib
+from clipit_jax.media import encoders
 from clipit_jax.summarize import summarizer as summarize
-from clipit_jax.summarize import video
+from clipit_jax.media import video
 from testutil import BLUES, REDS, SCENES_FPS, fill_disk, scenes_video, small_config, small_disk
 
 # Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).

@@ -38,7 +38,7 @@ SCENES_FPS = 8
 
 def scenes_video(path, colours, seconds=2.0, size=64):
   """Flat-colour scenes with a moving white square, `seconds` each, SCENES_FPS."""
-  from clipit_jax.summarize import video  # pylint: disable=g-import-not-at-top
+  from clipit_jax.media import video  # pylint: disable=g-import-not-at-top
 
   n = round(seconds * SCENES_FPS)
   frames = []

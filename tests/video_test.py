@@ -1,4 +1,4 @@
-"""Tests for clipit_jax.summarize.video: probing, sampling, chunking, writing, errors."""
+"""Tests for clipit_jax.media.video: probing, sampling, chunking, writing, errors."""
 
 import fractions
 import logging
@@ -11,7 +11,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from clipit_jax.summarize import video
+from clipit_jax.media import video
 from testutil import fill_disk, small_disk
 
 # Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
@@ -267,7 +267,7 @@ def test_truncated_with_index_yields_decodable_part(tmp_path, caplog):
   path = tmp_path / "fs_half.mp4"
   data = full.read_bytes()
   path.write_bytes(data[: len(data) // 2])
-  with caplog.at_level(logging.WARNING, logger="clipit_jax.summarize.video"):
+  with caplog.at_level(logging.WARNING, logger="clipit_jax.media.video"):
     frames, times, _ = decode_all(path, fps=2.0, size=32)
   assert 0 < len(frames) < 12
   assert [read_index(f) for f in frames] == [round(t * FPS) for t in times]

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from clipit_jax import arrays
 from clipit_jax import human_baseline
-from clipit_jax import input_pipeline
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import settings
-from clipit_jax.summarize import captions as captions_lib
-from clipit_jax.summarize import encoders
-from clipit_jax.summarize import video as video_io
+from clipit_jax.media import captions as captions_lib
+from clipit_jax.media import encoders
+from clipit_jax.media import video as video_io
 
 TEXT_DIM = 512
 
@@ -251,7 +251,7 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     load = functools.partial(load_clip_and_captioner, cfg.clip_model, cfg.captioner)
     if self._beam:  # The same work as a Beam pipeline: `tfds build --beam_pipeline_options`.
       # pylint: disable-next=g-import-not-at-top
-      from clipit_jax.summarize import beam_models  # Needs the beam extra.
+      from clipit_jax.media import beam_models  # Needs the beam extra.
 
       return beam_models.map_with_models(items, fn, load)
     return _local_map_with_models(items, fn, load)
@@ -273,7 +273,7 @@ def clip_language_and_features(
   video: h5_files.H5Video, path: str, encoder: encoders.ClipEncoder, captioner, num_captions: int
 ):
   """(features [n_steps, 512], captions, caption embeddings [n, 512]) from the raw video."""
-  caption_steps = set(input_pipeline.uniform_indices(len(video.picks), num_captions))
+  caption_steps = set(arrays.uniform_indices(len(video.picks), num_captions))
   features, caption_frames, step = [], [], 0
   for chunk in video_io.decode_frames_at(path, video.picks, size=encoder.image_size):
     features.append(encoder.encode_images(chunk))

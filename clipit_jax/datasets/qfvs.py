@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 
 from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import h5_files
-from clipit_jax.summarize import encoders
+from clipit_jax.media import encoders
 
 VIDEOS = ('P01', 'P02', 'P03', 'P04')
 SHOT_SECONDS = 5.0

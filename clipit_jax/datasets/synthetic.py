@@ -26,8 +26,8 @@ from clipit_jax.datasets import annotators
 from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import synthetic_scenes as scenes_lib
-from clipit_jax.summarize import encoders
-from clipit_jax.summarize import video as video_io
+from clipit_jax.media import encoders
+from clipit_jax.media import video as video_io
 
 SOURCE_FPS = 8.0
 SAMPLE_FPS = 2.0

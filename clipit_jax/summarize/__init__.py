@@ -1,15 +1,11 @@
-"""The product: summarize your own videos (video I/O, CLIP encoders, captions, the summarizer, its CLI).
+"""The product: summarize your own videos (the summarizer, its CLI, batch runs, the demo).
 
-  video.py       decoding at a fixed rate, lazily; writing the summary video with its audio
-  encoders.py    CLIP image and text encoders (hub, local or the offline tiny CLIP), feature cache
-  captions.py    caption files (SRT, VTT, plain), the image captioner, uniform caption sampling
   summarizer.py  `Summarizer` (training-free or a checkpoint), `Summary`, the clipit-summarize CLI
   batch.py       many videos in one run: finding them, output names, `VideoResult`, the index
   beam_pipeline.py  clipit-encode-beam: a corpus CLIP-encoded on Apache Beam into the feature cache
-  beam_models.py    Beam transforms whose workers load their models once (also the builders')
 
 The research core (models, losses, training, data, evaluation) is the rest of `clipit_jax`;
-the dataset builders that encode raw videos use `encoders`, `video` and `captions` from here.
+video I/O, the encoders and caption files are in `clipit_jax.media`, below both.
 `Summarizer`, `Summary`, `load_model` and `main` are importable from this package directly.
 """
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from clipit_jax import files
-from clipit_jax.summarize import video
+from clipit_jax.media import video
 
 PATTERN_CHARS = "*?["
 INDEX_FILES = ("index.json", "index.csv")

@@ -39,8 +39,8 @@ from apache_beam.options import pipeline_options
 from clipit_jax import cli
 from clipit_jax import files
 from clipit_jax.summarize import batch
-from clipit_jax.summarize import beam_models
-from clipit_jax.summarize import encoders
+from clipit_jax.media import beam_models
+from clipit_jax.media import encoders
 from clipit_jax.summarize import summarizer as summarizer_lib
 
 PROGRAM = "clipit-encode-beam"
@@ -301,7 +301,7 @@ def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
   summaries = _summary_options(args)
   options = beam_options(beam_args)
   check_clip_model(args.clip_model)
-  cache_dir = os.path.abspath(args.cache_dir or encoders.cache_root() / "features")
+  cache_dir = os.path.abspath(args.cache_dir or files.cache_root() / "features")
   out_dir = os.path.abspath(args.out)
   os.makedirs(out_dir, exist_ok=True)
   with beam.Pipeline(options=options) as pipeline:

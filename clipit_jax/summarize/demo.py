@@ -38,10 +38,10 @@ import numpy as np
 from clipit_jax import cli
 from clipit_jax import files
 from clipit_jax.datasets import synthetic_scenes as scenes_lib
-from clipit_jax.summarize import captions as captions_lib
-from clipit_jax.summarize import encoders
+from clipit_jax.media import captions as captions_lib
+from clipit_jax.media import encoders
 from clipit_jax.summarize import summarizer as summarizer_lib
-from clipit_jax.summarize import video
+from clipit_jax.media import video
 
 PROGRAM = 'clipit-demo'
 DEFAULT_PORT = 7860
@@ -82,7 +82,7 @@ def make_example(directory: files.PathLike | None = None) -> Example:
   Scenes of a coloured shape moving over one background, 3-5 s each, at 128x128 and
   8 fps; the query names the video's rarest object.
   """
-  directory = pathlib.Path(directory or encoders.cache_root() / 'demo')
+  directory = pathlib.Path(directory or files.cache_root() / 'demo')
   path, srt = directory / f'{EXAMPLE_NAME}.mp4', directory / f'{EXAMPLE_NAME}.srt'
   script = scenes_lib.make_script(
     np.random.default_rng(EXAMPLE_SEED),
@@ -502,7 +502,7 @@ def _launch(gr, app, args: argparse.Namespace) -> None:
       server_name=args.host,
       server_port=args.port,
       share=args.share,
-      allowed_paths=[str(encoders.cache_root() / 'demo')],
+      allowed_paths=[str(files.cache_root() / 'demo')],
       ssr_mode=False,
       theme=gr.themes.Default(font=['sans-serif'], font_mono=['monospace']),  # No web fonts.
       css=CSS,

@@ -89,9 +89,9 @@ from clipit_jax import evaluators
 from clipit_jax import files
 from clipit_jax import models
 from clipit_jax.summarize import batch
-from clipit_jax.summarize import captions as captions_lib
-from clipit_jax.summarize import encoders
-from clipit_jax.summarize import video
+from clipit_jax.media import captions as captions_lib
+from clipit_jax.media import encoders
+from clipit_jax.media import video
 
 CaptionsArg = files.PathLike | Sequence[captions_lib.Caption] | Sequence[str] | None
 
@@ -588,7 +588,7 @@ class Summarizer:
       else `captions.DEFAULT_CAPTIONER`).
     fps: frames per second scored.
     proportion: summary length as a share of the video, in (0, 1].
-    cache_dir: feature cache (default `encoders.cache_root() / 'features'`).
+    cache_dir: feature cache (default `files.cache_root() / 'features'`).
     progress: progress bars for videos of `PROGRESS_MIN_S` or more.
   """
 
@@ -886,7 +886,7 @@ class Summarizer:
 
   def _features(self, path: str, info: video.VideoInfo) -> tuple[np.ndarray, np.ndarray]:
     """CLIP features `[n, 512]` at `self.fps` and their times `[n]`, through the cache."""
-    cache_dir = self.cache_dir or encoders.cache_root() / "features"
+    cache_dir = self.cache_dir or files.cache_root() / "features"
     features, timestamps = encoders.cached_video_features(
       path,
       self.encoder,

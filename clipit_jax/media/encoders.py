@@ -34,8 +34,8 @@ import tqdm
 
 from clipit_jax import cli
 from clipit_jax import files
-from clipit_jax import input_pipeline
-from clipit_jax.summarize import video
+from clipit_jax import arrays
+from clipit_jax.media import video
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -50,19 +50,11 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(cli.UserError, RuntimeError):
   """Weights or tokenizer could not be loaded; the message says how to fix."""
 
 
 # ----------------------------------------------------------------- loading --
-
-
-def cache_root() -> pathlib.Path:
-  """`$CLIPIT_CACHE`, else `~/.cache/clipit_jax`: tiny models and features."""
-  root = os.environ.get("CLIPIT_CACHE")
-  if root:
-    return pathlib.Path(root).expanduser()
-  return pathlib.Path("~/.cache/clipit_jax").expanduser()
 
 
 def _env_true(name: str) -> bool:
@@ -323,7 +315,7 @@ def build_tiny_clip(directory: pathlib.Path) -> None:
 
 def tiny_clip_dir(cache_dir: files.PathLike | None = None) -> pathlib.Path:
   """The tiny CLIP's directory in `cache_dir` or `cache_root()`, built once."""
-  root = pathlib.Path(cache_dir) if cache_dir else cache_root()
+  root = pathlib.Path(cache_dir) if cache_dir else files.cache_root()
   return build_once(root / TINY_CLIP_ID, build_tiny_clip)
 
 
@@ -414,16 +406,16 @@ class ClipEncoder:
     )
 
   def _batched(
-    self, fn: Callable[..., jax.Array], arrays: list[np.ndarray], batch_size: int
+    self, fn: Callable[..., jax.Array], inputs: list[np.ndarray], batch_size: int
   ) -> np.ndarray:
-    """Runs `fn` over padded batches of `arrays` (same leading size n)."""
-    n = len(arrays[0])
+    """Runs `fn` over padded batches of `inputs` (same leading size n)."""
+    n = len(inputs[0])
     if n == 0:
       return np.zeros((0, self.embed_dim), np.float32)
     outs = [
       fn(*parts)[:real]
-      for parts, real in input_pipeline.fixed_shape_batches(
-        arrays, batch_size, bucket=lambda real: _bucket(real, batch_size)
+      for parts, real in arrays.fixed_shape_batches(
+        inputs, batch_size, bucket=lambda real: _bucket(real, batch_size)
       )
     ]
     return np.asarray(jnp.concatenate(outs), np.float32)

@@ -27,8 +27,8 @@ import webvtt
 
 from clipit_jax import cli
 from clipit_jax import files
-from clipit_jax import input_pipeline
-from clipit_jax.summarize import encoders
+from clipit_jax import arrays
+from clipit_jax.media import encoders
 
 _log = logging.getLogger(__name__)
 
@@ -467,7 +467,7 @@ def build_tiny_captioner(directory: pathlib.Path) -> None:
 
 def tiny_captioner_dir(cache_dir: files.PathLike | None = None) -> pathlib.Path:
   """The tiny captioner's directory (or under `cache_root()`), built once."""
-  root = pathlib.Path(cache_dir) if cache_dir else encoders.cache_root()
+  root = pathlib.Path(cache_dir) if cache_dir else files.cache_root()
   return encoders.build_once(root / TINY_CAPTIONER_ID, build_tiny_captioner)
 
 
@@ -515,7 +515,7 @@ class Captioner:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
       raise ValueError(f"expected uint8 frames [n, H, W, 3], got {frames.dtype} {frames.shape}")
     texts = []
-    for (batch,), real in input_pipeline.fixed_shape_batches([frames], self.batch_size):
+    for (batch,), real in arrays.fixed_shape_batches([frames], self.batch_size):
       ids = np.asarray(self._generate(self.params, batch))[:real]
       texts += [
         " ".join(t.split()) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -605,7 +605,7 @@ def generate_captions(
   if num_frames is not None and num_frames < len(frames):
     if num_frames <= 0:
       raise ValueError(f"num_frames must be positive, got {num_frames}")
-    keep = input_pipeline.uniform_indices(len(frames), num_frames)
+    keep = arrays.uniform_indices(len(frames), num_frames)
     frames, timestamps = frames[keep], timestamps[keep]
   captioner = model if isinstance(model, Captioner) else load_captioner(model, **load_kwargs)
   texts = captioner.caption(frames)
