@@ -3,8 +3,10 @@
 import gzip
 import os
 
+import h5py
 import numpy as np
 import pytest
+import scipy.io
 import scipy.optimize
 
 from clipit_jax import evaluation
@@ -131,3 +133,106 @@ def test_same_seed_same_file_and_the_cli_keeps_existing_files(tmp_path, capsys):
   before = os.path.getmtime(a)
   assert standins.main(['--manual_dir', str(tmp_path / 'a'), '--datasets', 'summe']) == 2
   assert 'already holds' in capsys.readouterr().err and os.path.getmtime(a) == before
+
+
+def _write_summe_gt(gt_dir, rng) -> dict[str, np.ndarray]:
+  """Three `GT/<name>.mat` files in SumMe's format (scipy.io.savemat); returns the user scores."""
+  os.makedirs(gt_dir)
+  written = {}
+  for name, n_frames in (('car_over_camera', 400), ('Base_jumping', 330), ('Air_Force_One', 300)):
+    user_score = (rng.random((n_frames, 4)) < 0.2) * rng.integers(1, 5, (n_frames, 4))
+    gt_score = (user_score > 0).mean(axis=1, keepdims=True)
+    scipy.io.savemat(
+      os.path.join(gt_dir, name + '.mat'),
+      dict(
+        user_score=user_score.astype(np.uint8),
+        gt_score=gt_score,
+        nFrames=[[n_frames]],
+        FPS=[[30.0]],
+      ),
+    )
+    written[name] = user_score
+  return written
+
+
+def test_summe_standin_from_the_ground_truth_files(tmp_path):
+  written = _write_summe_gt(tmp_path / 'GT', np.random.default_rng(0))
+  path = standins.write_standin('summe', str(tmp_path / 'manual'), summe_gt=str(tmp_path / 'GT'))
+  videos = list(h5_files.read_h5_videos(path))
+  # The eccv16 order: names sorted, upper case first.
+  assert [v.name for v in videos] == ['Air_Force_One', 'Base_jumping', 'car_over_camera']
+  for video in videos:
+    user_score = written[video.name]
+    assert video.n_frames == user_score.shape[0] and video.features.shape[0] == len(video.picks)
+    np.testing.assert_array_equal(video.user_summary, (user_score > 0).T)
+    np.testing.assert_allclose(video.gtscore, (user_score > 0).mean(1)[video.picks], rtol=1e-6)
+    np.testing.assert_array_equal(
+      video.gtsummary,
+      evaluation.generate_summary(video.gtscore, video.change_points, video.n_frames, video.picks)[
+        video.picks
+      ],
+    )
+  assert (
+    standins.main(
+      [
+        '--manual_dir',
+        str(tmp_path / 'b'),
+        '--summe_gt',
+        str(tmp_path / 'x'),
+        '--datasets',
+        'summe',
+      ]
+    )
+    == 2
+  )
+
+
+def test_tvsum_standin_with_the_real_shot_boundaries(tmp_path):
+  rng = np.random.default_rng(0)
+  with gzip.open(tmp_path / 'anno.tsv.gz', 'wt') as f:
+    for name, n_frames in (('vidA', 700), ('vidB', 500)):
+      for _ in range(20):
+        f.write(f'{name}\tVT\t{",".join(map(str, rng.integers(1, 6, n_frames)))}\n')
+  cells = np.empty((2, 1), object)
+  cells[0, 0], cells[1, 0] = np.array([[0, 120, 333, 610, 700]]), np.array([[0, 250, 500]])
+  scipy.io.savemat(tmp_path / 'shots.mat', dict(shot_boundaries=cells))
+  kwargs = dict(
+    tvsum_annotations=str(tmp_path / 'anno.tsv.gz'), tvsum_shots=str(tmp_path / 'shots.mat')
+  )
+  path = standins.write_standin('tvsum', str(tmp_path / 'full'), **kwargs)
+  first, second = h5_files.read_h5_videos(path)
+  np.testing.assert_array_equal(first.change_points, [[0, 119], [120, 332], [333, 609], [610, 699]])
+  np.testing.assert_array_equal(second.change_points, [[0, 249], [250, 499]])
+  _check_common_fields(first)
+  # Cut short (tests), the shots past the end go and the last one ends at the cut.
+  path = standins.write_standin('tvsum', str(tmp_path / 'cut'), max_seconds=12, **kwargs)
+  np.testing.assert_array_equal(
+    next(h5_files.read_h5_videos(path)).change_points, [[0, 119], [120, 332], [333, 359]]
+  )
+  cells[1, 0] = np.array([[0, 250, 499]])  # The shots must end at the video's frame count.
+  scipy.io.savemat(tmp_path / 'shots.mat', dict(shot_boundaries=cells))
+  with pytest.raises(ValueError, match='vidB: the shots end at frame 499'):
+    standins.write_standin('tvsum', str(tmp_path / 'bad'), **kwargs)
+
+
+def test_standins_from_the_real_summe_and_tvsum_releases(shared_dir, tmp_path):
+  summe = shared_dir / 'data/summe'
+  path = standins.write_standin('summe', str(tmp_path), summe_gt=str(summe / 'GT'))
+  videos = list(h5_files.read_h5_videos(path))
+  with h5py.File(summe / 'SumMe_data.mat', 'r') as f:
+    n_frames = f['nFrames'][:, 0].astype(int)
+    names = [''.join(map(chr, f[ref][()].ravel())).replace(' ', '_') for ref in f['nameVid'][:, 0]]
+  assert [v.name for v in videos] == names and [v.n_frames for v in videos] == list(n_frames)
+  cooking = scipy.io.loadmat(summe / 'GT/Cooking.mat')['user_score']
+  np.testing.assert_array_equal(videos[names.index('Cooking')].user_summary, (cooking > 0).T)
+  path = standins.write_standin(
+    'tvsum',
+    str(tmp_path),
+    num_videos=2,
+    tvsum_annotations=str(shared_dir / 'data/tvsum/ydata-anno.tsv.gz'),
+    tvsum_shots=str(shared_dir / 'data/tvsum/shot_TVSum.mat'),
+  )
+  boundaries = standins.load_tvsum_shots(str(shared_dir / 'data/tvsum/shot_TVSum.mat'))
+  for video, cuts in zip(h5_files.read_h5_videos(path), boundaries):
+    np.testing.assert_array_equal(video.change_points[:, 0], cuts[:-1])
+    assert video.change_points[-1, 1] == cuts[-1] - 1 == video.n_frames - 1

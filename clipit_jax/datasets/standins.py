@@ -4,7 +4,8 @@ They let the whole data path (the real builders, settings, training at real size
 the evaluation protocol) run offline, before the real files are downloaded:
 
     python -m clipit_jax.datasets.standins --manual_dir ~/clipit_standins/downloads/manual \\
-        --tvsum_annotations ../shared/data/tvsum/ydata-anno.tsv.gz
+        --tvsum_annotations ../shared/data/tvsum/ydata-anno.tsv.gz \\
+        --tvsum_shots ../shared/data/tvsum/shot_TVSum.mat --summe_gt ../shared/data/summe/GT
     python train.py --config configs/tvsum_standard.py --workdir runs/tvsum_standin \\
         --config.data.data_dir ~/clipit_standins
 
@@ -14,8 +15,10 @@ Every file has the fields of the field's files (h5_files.py): 1024-d `features` 
 `n_steps` and `video_name`, derived from the annotations by the standard procedure
 (annotators.py). Sizes follow the real sets: TVSum 50 videos with 20 annotators'
 1-5 scores (the real frame counts and scores when the annotation file is given,
-simulated otherwise); SumMe 25 videos of 1-6 minutes with 15-18 annotators' 0/1
-selections; YouTube 39 and OVP 50 videos with 5 annotators each.
+simulated otherwise; with dppLSTM's `shot_TVSum.mat` also the real KTS shots); SumMe 25
+videos of 1-6 minutes with 15-18 annotators' 0/1 selections (with SumMe's `GT/` directory:
+the real frame counts, `user_summary = (user_score > 0).T` and `gtscore = gt_score[picks]`,
+in the eccv16 order); YouTube 39 and OVP 50 videos with 5 annotators each.
 
 The signal in the features, by construction:
 
@@ -44,6 +47,7 @@ import sys
 
 import h5py
 import numpy as np
+import scipy.io
 
 from clipit_jax import files
 from clipit_jax import human_baseline
@@ -163,18 +167,21 @@ def make_video(
   vocabulary: np.ndarray,
   salience: np.ndarray,
   user_scores: np.ndarray | None = None,
+  real: 'RealVideo | None' = None,
 ) -> dict:
   """Every eccv16 field of one stand-in video.
 
   `user_scores` `[users, n_frames]` (1-5) are TVSum's real annotations when given;
-  otherwise the annotators are simulated from a random shot truth.
+  `real` holds SumMe's real selections and per-frame score and/or real shot boundaries;
+  whatever is not given is simulated from a random shot truth.
   """
-  change_points = random_shots(n_frames, rng)
+  real = real or RealVideo()
+  change_points = random_shots(n_frames, rng) if real.change_points is None else real.change_points
   lengths = change_points[:, 1] - change_points[:, 0] + 1
   shot_of_frame = np.repeat(np.arange(len(change_points)), lengths)
   picks = np.arange(0, n_frames, FRAME_STRIDE)
   num_users = int(rng.integers(shape.users[0], shape.users[1] + 1))
-  if user_scores is None:
+  if user_scores is None and real.user_summary is None:
     truth = rng.beta(0.8, 1.6, len(change_points))  # Most shots dull, a few important.
     if shape.annotation == 'scores':
       user_scores = annotators.annotator_scores(
@@ -183,6 +190,10 @@ def make_video(
   if shape.annotation == 'scores':
     fields = annotators.fields_from_scores(user_scores, change_points, picks, n_frames)
     importance = fields['gtscore']
+  elif real.user_summary is not None:
+    fields = annotators.fields_from_selections(real.user_summary, change_points, picks, n_frames)
+    importance = fields['gtscore'] = real.gt_score[picks].astype(np.float32)
+    fields['gtsummary'] = annotators.keyframe_labels(importance, change_points, n_frames, picks)
   else:
     fields = annotators.fields_from_selections(
       annotators.annotator_selections(truth, change_points, rng, num_users),
@@ -206,6 +217,59 @@ def make_video(
     user_scores=user_scores,
     **fields,
   )
+
+
+@dataclasses.dataclass(frozen=True)
+class RealVideo:
+  """Real annotations of one video, where a release gives them."""
+
+  change_points: np.ndarray | None = None  # `[shots, 2]` inclusive frame ranges.
+  user_summary: np.ndarray | None = None  # `[users, n_frames]` 0/1 (SumMe).
+  gt_score: np.ndarray | None = None  # `[n_frames]` per-frame score (SumMe).
+
+
+def shots_from_boundaries(boundaries: np.ndarray, n_frames: int) -> np.ndarray:
+  """Inclusive frame ranges `[shots, 2]` from dppLSTM boundaries `[0, b1, ..., n_frames]`.
+
+  Boundaries past `n_frames` (a video cut short) are dropped; the last shot ends there.
+  """
+  inner = np.unique(np.asarray(boundaries, np.int64).ravel())
+  inner = inner[(inner > 0) & (inner < n_frames)]
+  starts = np.concatenate([[0], inner])
+  return np.stack([starts, np.append(starts[1:] - 1, n_frames - 1)], axis=1)
+
+
+def load_tvsum_shots(path: str) -> list[np.ndarray]:
+  """The 50 videos' KTS boundaries of dppLSTM's `shot_TVSum.mat`, in ydata-anno order."""
+  try:
+    cells = scipy.io.loadmat(path)['shot_boundaries']
+  except (OSError, ValueError, KeyError) as e:
+    raise ValueError(f"{path} is not dppLSTM's shot_TVSum.mat ({e})") from e
+  return [np.asarray(cell).ravel() for cell in cells.ravel()]
+
+
+def load_summe_gt(gt_dir: str) -> list[tuple[str, RealVideo]]:
+  """SumMe's 25 `GT/<name>.mat` files in the eccv16 order (names sorted, upper case first).
+
+  `user_summary` is `(user_score > 0).T`, `gt_score` the file's per-frame mean.
+  """
+  names = (
+    sorted(n for n in os.listdir(gt_dir) if n.endswith('.mat')) if os.path.isdir(gt_dir) else []
+  )
+  if not names:
+    raise ValueError(f'{gt_dir} holds no SumMe ground truth (GT/<name>.mat files)')
+  videos = []
+  for name in names:
+    try:
+      mat = scipy.io.loadmat(os.path.join(gt_dir, name))
+      user_score, gt_score = mat['user_score'], mat['gt_score'].ravel()
+    except (OSError, ValueError, KeyError) as e:
+      raise ValueError(f"{name} is not a SumMe ground-truth file ({e})") from e
+    if user_score.ndim != 2 or user_score.shape[0] != gt_score.shape[0]:
+      raise ValueError(f'{name}: user_score {user_score.shape} does not match gt_score')
+    user_summary = (user_score > 0).T.astype(np.int8)
+    videos.append((name[:-4], RealVideo(user_summary=user_summary, gt_score=gt_score)))
+  return videos
 
 
 def _real_tvsum(path: str | None) -> list[tuple[str, np.ndarray]] | None:
@@ -245,6 +309,8 @@ def write_standin(
   seed: int = 0,
   num_videos: int | None = None,
   tvsum_annotations: str | None = None,
+  tvsum_shots: str | None = None,
+  summe_gt: str | None = None,
   max_seconds: float | None = None,
 ) -> str:
   """Writes `eccv16_dataset_<dataset>_google_pool5.h5` (and TVSum's annotations) into `manual_dir`.
@@ -256,33 +322,38 @@ def write_standin(
     num_videos: fewer videos than the real set (tests); the first ones.
     tvsum_annotations: TVSum's `ydata-anno.tsv[.gz]`: its videos' real frame counts and
       20 annotators' scores are used. Simulated when None.
+    tvsum_shots: dppLSTM's `shot_TVSum.mat`: the real KTS shots (with `tvsum_annotations`).
+    summe_gt: SumMe's `GT/` directory: the real frame counts, selections and gt_score.
     max_seconds: caps video durations (tests).
   Returns:
     The h5 file's path.
   """
   if dataset not in SHAPES:
     raise ValueError(f'unknown dataset {dataset!r}; expected one of {sorted(SHAPES)}')
+  if tvsum_shots is not None and tvsum_annotations is None:
+    raise ValueError('--tvsum_shots needs --tvsum_annotations (the shots cut the real videos)')
   shape = SHAPES[dataset]
   count = shape.num_videos if num_videos is None else min(num_videos, shape.num_videos)
   shared = np.random.default_rng([seed, 0])
   vocabulary = shared.normal(0.0, 1.0, (NUM_CONCEPTS, FEATURE_DIM))
   salience = shared.normal(0.0, 1.0, FEATURE_DIM)
   salience /= np.linalg.norm(salience)
-  real = _real_tvsum(tvsum_annotations) if dataset == 'tvsum' else None
+  real = _real_videos(dataset, tvsum_annotations, tvsum_shots, summe_gt)
+  count = count if real is None else min(count, len(real))
   lengths = _video_lengths(shape, np.random.default_rng([seed, 1, len(dataset)]), count)
-  if max_seconds is not None:
-    lengths = np.minimum(lengths, int(max_seconds * SOURCE_FPS))
+  cap = None if max_seconds is None else int(max_seconds * SOURCE_FPS)
+  if cap is not None:
+    lengths = np.minimum(lengths, cap)
   videos = []
   for i in range(count):
     rng = np.random.default_rng([seed, 2, sum(map(ord, dataset)), i])
-    if real is not None:
-      name, scores = real[i]
-      if max_seconds is not None:
-        scores = scores[:, : int(max_seconds * SOURCE_FPS)]
-      video = make_video(shape, scores.shape[1], rng, vocabulary, salience, scores)
-    else:
+    if real is None:
       name = f'{dataset}_standin_{i + 1:02d}'
       video = make_video(shape, int(lengths[i]), rng, vocabulary, salience)
+    else:
+      name, scores, annotation = _cut(*real[i], cap)
+      n_frames = (scores if scores is not None else annotation.gt_score[None]).shape[1]
+      video = make_video(shape, n_frames, rng, vocabulary, salience, scores, annotation)
     videos.append((name, video))
   os.makedirs(manual_dir, exist_ok=True)
   path = os.path.join(manual_dir, h5_files.h5_filename(dataset))
@@ -290,6 +361,45 @@ def write_standin(
   if dataset == 'tvsum':
     _write_tvsum_annotations(os.path.join(manual_dir, 'ydata-anno.tsv.gz'), videos)
   return path
+
+
+def _real_videos(dataset, tvsum_annotations, tvsum_shots, summe_gt):
+  """`[(name, user_scores or None, RealVideo or None)]` from the real releases given, or None."""
+  if dataset == 'summe' and summe_gt is not None:
+    return [(name, None, video) for name, video in load_summe_gt(summe_gt)]
+  if dataset != 'tvsum' or tvsum_annotations is None:
+    return None
+  real = _real_tvsum(tvsum_annotations)
+  if tvsum_shots is None:
+    return [(name, scores, None) for name, scores in real]
+  boundaries = load_tvsum_shots(tvsum_shots)
+  if len(boundaries) != len(real):
+    raise ValueError(f'{tvsum_shots} has {len(boundaries)} videos, the annotations {len(real)}')
+  out = []
+  for (name, scores), cuts in zip(real, boundaries):
+    if cuts[-1] != scores.shape[1]:
+      raise ValueError(
+        f'{name}: the shots end at frame {cuts[-1]}, the video has {scores.shape[1]}'
+      )
+    out.append((name, scores, RealVideo(change_points=shots_from_boundaries(cuts, cuts[-1]))))
+  return out
+
+
+def _cut(name, scores, annotation, cap):
+  """The video's real arrays cut to its first `cap` frames (tests); `cap` None keeps them."""
+  n_frames = (scores if scores is not None else annotation.gt_score[None]).shape[1]
+  n = n_frames if cap is None else min(cap, n_frames)
+  if scores is not None:
+    scores = scores[:, :n]
+  if annotation is not None:
+    annotation = RealVideo(
+      change_points=None
+      if annotation.change_points is None
+      else shots_from_boundaries(annotation.change_points[:, 0], n),
+      user_summary=None if annotation.user_summary is None else annotation.user_summary[:, :n],
+      gt_score=None if annotation.gt_score is None else annotation.gt_score[:n],
+    )
+  return name, scores, annotation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,6 +419,16 @@ def main(argv: list[str] | None = None) -> int:
     default=None,
     help="TVSum's ydata-anno.tsv[.gz]: real frame counts and scores.",
   )
+  parser.add_argument(
+    '--tvsum_shots',
+    default=None,
+    help="dppLSTM's shot_TVSum.mat: TVSum's real KTS shots (needs --tvsum_annotations).",
+  )
+  parser.add_argument(
+    '--summe_gt',
+    default=None,
+    help="SumMe's GT/ directory: real frame counts, user selections and gt_score.",
+  )
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args(argv)
   for dataset in args.datasets.split(','):
@@ -322,7 +442,12 @@ def main(argv: list[str] | None = None) -> int:
   for dataset in args.datasets.split(','):
     try:
       path = write_standin(
-        dataset, args.manual_dir, seed=args.seed, tvsum_annotations=args.tvsum_annotations
+        dataset,
+        args.manual_dir,
+        seed=args.seed,
+        tvsum_annotations=args.tvsum_annotations,
+        tvsum_shots=args.tvsum_shots,
+        summe_gt=args.summe_gt,
       )
     except ValueError as e:
       print(f'standins: {e}', file=sys.stderr)
