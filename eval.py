@@ -30,9 +30,11 @@ _ALL_SPLITS = flags.DEFINE_bool(
   'mean and std.',
 )
 _HUMAN = flags.DEFINE_string(
-  'human-baseline', None, 'Dataset whose human agreement to compute (tvsum).'
+  'human-baseline', None, 'Human agreement of: tvsum, or qfvs (users against the oracle).'
 )
-_ANNO = flags.DEFINE_string('anno', None, 'The raw annotation file for --human-baseline.')
+_ANNO = flags.DEFINE_string(
+  'anno', None, 'The raw annotation file (QFVS: origin_data directory) for the human baseline.'
+)
 
 
 def _print_table(rows: list[dict], keys: tuple[str, ...]) -> None:

@@ -183,19 +183,65 @@ def tvsum_human_baseline(videos: Mapping[str, TvsumVideo]) -> dict[str, float]:
   return {k: float(np.mean([r[k] for r in per_video])) for k in ("kendall", "spearman")}
 
 
-def human_baseline_main(dataset: str, anno_path: str | os.PathLike[str]) -> dict[str, float]:
-  """Human baseline for `eval.py --human-baseline DATASET --anno PATH`.
+def _mean_f1(rows: list[dict[str, float]]) -> dict[str, float]:
+  return {k: float(np.mean([r[k] for r in rows])) for k in ("precision", "recall", "f1")}
+
+
+def qfvs_reference_rows(
+  release: Mapping[str, tuple[np.ndarray, list]], draws: int = 10, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+  """QFVS's users and a random summary of the oracle's length, against the oracle.
+
+  Concept-IoU precision / recall / F1 (evaluation.qfvs_evaluate) of every user summary
+  and of `draws` uniformly random shot sets of the oracle's size (numpy seeded with
+  (seed, video index)), averaged over queries (and users or draws) per video, then over
+  the videos.
 
   Args:
-    dataset: only 'tvsum' has per-frame importance scores.
-    anno_path: `ydata-anno.tsv` or `ydata-anno.tsv.gz`.
+    release: qfvs.read_release's {video: (shot tags, [(pair, oracle, users)])}.
+  Returns:
+    {'users': {..., 'per_video': {video: f1}}, 'random': {...}} (no 'random' when
+    `draws` is 0), fractions in [0, 1].
+  """
+  per_video: dict[str, dict[str, dict[str, float]]] = {"users": {}, "random": {}}
+  for v, (video, (tags, queries)) in enumerate(release.items()):
+    rng = np.random.default_rng([seed, v])
+    users, random = [], []
+    for _, oracle, user_shots in queries:
+      truth = np.flatnonzero(oracle)
+      users += [evaluation.qfvs_evaluate(np.flatnonzero(u), truth, tags) for u in user_shots]
+      for _ in range(draws):
+        shots = np.sort(rng.choice(tags.shape[0], truth.size, replace=False))
+        random.append(evaluation.qfvs_evaluate(shots, truth, tags))
+    per_video["users"][video] = _mean_f1(users)
+    if draws:
+      per_video["random"][video] = _mean_f1(random)
+  return {
+    row: dict(_mean_f1(list(videos.values())), per_video={v: r["f1"] for v, r in videos.items()})
+    for row, videos in per_video.items()
+    if videos
+  }
+
+
+def human_baseline_main(dataset: str, anno_path: str | os.PathLike[str]) -> dict[str, Any]:
+  """Human baseline for `eval.py --human_baseline DATASET --anno PATH`.
+
+  Args:
+    dataset: 'tvsum' (rank correlation of the annotators' per-frame scores) or 'qfvs'
+      (the users' summaries against the oracle, concept-IoU F1).
+    anno_path: `ydata-anno.tsv[.gz]`, or QFVS's `origin_data` directory.
 
   Returns:
-    {'kendall': ..., 'spearman': ...} (0.177 / 0.204 on the real file).
+    TVSum: {'kendall': ..., 'spearman': ...} (0.177 / 0.204 on the real file).
+    QFVS: {'precision', 'recall', 'f1', 'per_video': {video: f1}}, fractions.
   """
+  if dataset.lower() == "qfvs":
+    from clipit_jax.datasets import qfvs  # pylint: disable=g-import-not-at-top (tfds)
+
+    return qfvs_reference_rows(qfvs.read_release(os.fspath(anno_path)), draws=0)["users"]
   if dataset.lower() != "tvsum":
     raise ValueError(
-      f"the human rank-correlation baseline needs TVSum's per-frame scores; got dataset {dataset!r}"
+      f"the human baseline needs TVSum's per-frame scores or QFVS's summaries; got {dataset!r}"
     )
   result = tvsum_human_baseline(load_tvsum_annotations(anno_path))
   if not all(math.isfinite(v) for v in result.values()):

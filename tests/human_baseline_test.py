@@ -162,3 +162,50 @@ def test_human_baseline_on_real_tvsum(shared_dir):
   # Otani et al. 2019 Table 1 / CLIP-It supplementary Table 1, "Human".
   assert round(got["kendall"], 3) == 0.177
   assert round(got["spearman"], 3) == 0.204
+
+
+def _write_qfvs_release(root):
+  """A QFVS origin_data tree: four videos of 4 shots tagged {A}, {B}, {A, B}, {}; one query."""
+  tags = root / 'Dense_per_shot_tags'
+  (tags).mkdir(parents=True)
+  (tags / 'Dictionary.txt').write_text("'A'\n'B'\n")
+  for video in ('P01', 'P02', 'P03', 'P04'):
+    (tags / video).mkdir()
+    (tags / video / f'{video}.txt').write_text('A\nB\nA,B\n\n')
+    oracle = root / 'Query-Focused_Summaries/Oracle_Summaries' / video
+    users = root / 'Query-Focused_Summaries/User_Summaries' / video
+    oracle.mkdir(parents=True)
+    users.mkdir(parents=True)
+    (oracle / 'A_B_oracle.txt').write_text('1\n2\n')
+    for user, shots in ((1, '1\n2\n'), (2, '3\n'), (3, '4\n')):
+      (users / f'A_B_user{user}.txt').write_text(shots)
+
+
+def test_qfvs_users_and_random_against_the_oracle(tmp_path):
+  from clipit_jax.datasets import qfvs  # pylint: disable=g-import-not-at-top
+
+  _write_qfvs_release(tmp_path)
+  release = qfvs.read_release(str(tmp_path))
+  # By hand: user 1 is the oracle (F1 1); user 2's {A, B} matches one oracle shot with IoU
+  # 0.5 (precision 0.5, recall 0.25, F1 1/3); user 3's empty shot matches nothing (0).
+  row = hb.human_baseline_main('qfvs', str(tmp_path))
+  assert row['f1'] == pytest.approx(4 / 9) and row['per_video'] == {
+    v: pytest.approx(4 / 9) for v in qfvs.VIDEOS
+  }
+  assert row['precision'] == pytest.approx((1 + 0.5 + 0) / 3)
+  # A random pair of the 4 shots: F1 1, .75, .5, .75, .5, .25 for the 6 pairs, 0.625 expected.
+  random = hb.qfvs_reference_rows(release, draws=400, seed=0)['random']
+  assert random['f1'] == pytest.approx(0.625, abs=0.03)
+  again = hb.qfvs_reference_rows(release, draws=400, seed=0)['random']
+  assert again == random and hb.qfvs_reference_rows(release, draws=10, seed=1)['random'] != random
+
+
+def test_qfvs_rows_on_the_real_release(shared_dir):
+  from clipit_jax.datasets import qfvs  # pylint: disable=g-import-not-at-top
+
+  release = qfvs.read_release(str(shared_dir / 'data/qfvs/origin_data'))
+  assert [tags.shape[0] for tags, _ in release.values()] == [2783, 3692, 2152, 3588]
+  assert all(len(queries) == 45 for _, queries in release.values())
+  rows = hb.qfvs_reference_rows(release, draws=10, seed=0)
+  # The issue's measurement: a random summary of the oracle's length scores about 51 F1.
+  assert 0.48 < rows['random']['f1'] < 0.54 < rows['users']['f1']

@@ -143,6 +143,18 @@ def read_queries(root: str, video: str, n_shots: int):
   return queries
 
 
+def read_release(annotations: str) -> dict[str, tuple[np.ndarray, list]]:
+  """{video: (shot tags `[shots, concepts]`, read_queries' list)} of the `origin_data` directory."""
+  dictionary = read_dictionary(os.path.join(annotations, 'Dense_per_shot_tags', 'Dictionary.txt'))
+  out = {}
+  for video in VIDEOS:
+    tags = read_shot_tags(
+      os.path.join(annotations, 'Dense_per_shot_tags', video, f'{video}.txt'), dictionary
+    )
+    out[video] = (tags, read_queries(annotations, video, tags.shape[0]))
+  return out
+
+
 class QfvsConfig(tfds.core.BuilderConfig):
   """Which CLIP encodes the frames and the queries."""
 
