@@ -27,7 +27,9 @@ from clipit_jax import baselines
 from clipit_jax import evaluation
 from clipit_jax import files
 from clipit_jax.media import encoders
+from clipit_jax.summarize import shots
 from clipit_jax.summarize import summarizer as summarize
+from clipit_jax.summarize import summary as summary_lib
 from clipit_jax.media import video
 
 
@@ -254,11 +256,11 @@ def _timed_functions(encoder: encoders.ClipEncoder) -> tuple[tuple[str, Any, str
     ("text", encoder, "encode_texts"),
     ("score", baselines, "clip_similarity"),
     ("kts", evaluation, "kts_centred"),
-    ("knapsack", summarize, "select_shots"),
+    ("knapsack", shots, "select_shots"),
     ("write_video", video, "write_summary"),
-    ("write_json_plot", summarize.Summary, "to_json"),
+    ("write_json_plot", summary_lib.Summary, "to_json"),
     ("write_json_plot", files, "write_text"),
-    ("write_json_plot", summarize, "plot_scores"),
+    ("write_json_plot", summary_lib, "plot_scores"),
   )
 
 

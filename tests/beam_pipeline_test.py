@@ -19,6 +19,7 @@ from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from clipit_jax.summarize import beam_pipeline
 from clipit_jax.media import encoders
+from clipit_jax.summarize import command
 from clipit_jax.summarize import summarizer as summarize
 from clipit_jax.media import video
 from testutil import write_h5
@@ -124,7 +125,7 @@ def test_clipit_summarize_reads_the_features_without_encoding(run, corpus, tmp_p
   monkeypatch.setattr(encoders.ClipEncoder, "encode_images", no_encoding)
   argv = [str(good[1]), "--query", QUERY, "--clip-model", "tiny", "--fps", str(FPS)]
   argv += ["--cache-dir", str(cache), "--out", str(tmp_path / "s"), "--no-progress"]
-  assert summarize.main(argv) == 0
+  assert command.main(argv) == 0
   assert (tmp_path / "s" / "summary.json").is_file()
 
 

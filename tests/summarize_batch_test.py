@@ -10,6 +10,8 @@ import shutil
 import pytest
 
 from clipit_jax.summarize import batch
+from clipit_jax.summarize import command
+from clipit_jax.summarize import outputs
 from clipit_jax.summarize import summarizer as summarize
 from testutil import BLUES, REDS, scenes_video
 
@@ -37,7 +39,7 @@ def run_cli(args):
   out, err = io.StringIO(), io.StringIO()
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
     try:
-      status = summarize.main(args)
+      status = command.main(args)
     except SystemExit as e:
       status = e.code
   return status, out.getvalue(), err.getvalue()
@@ -66,7 +68,8 @@ def read_index(out):
 
 
 def output_mtimes(directory):
-  return {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+  """Modification times of the outputs (not the lock file, rewritten by each writer)."""
+  return {p.name: p.stat().st_mtime_ns for p in directory.iterdir() if p.name != outputs.LOCK_FILE}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def test_a_directory_in_one_command_reports_the_corrupt_file(corpus, first_run):
       len(data["shots"]),
     )
     assert sorted(os.listdir(corpus / "out" / row["name"])) == sorted(
-      summarize.OUTPUT_FILES.values()
+      [*summarize.OUTPUT_FILES.values(), outputs.LOCK_FILE]
     )
   lines = out.splitlines()
   assert lines[0].split() == ["video", "status", "duration", "(s)", "shots", "selected", "seconds"]
@@ -126,7 +129,9 @@ def test_running_again_finishes_an_interrupted_batch(corpus, first_run):
   assert rows[2]["duration"] == 3.0 and rows[2]["shots"] is not None
   assert {name: output_mtimes(out / name) for name in ("a", "a_2")} == before
   assert (out / "c" / "summary.json").is_file()
-  assert sorted(os.listdir(out)) == ["a", "a_2", "c", "index.csv", "index.json"]  # Nothing else.
+  assert sorted(os.listdir(out)) == sorted(  # Nothing else.
+    ["a", "a_2", "c", "index.csv", "index.json", outputs.LOCK_FILE]
+  )
 
 
 def test_summarize_many_in_python(corpus, first_run, tmp_path):
@@ -144,15 +149,34 @@ def test_summarize_many_in_python(corpus, first_run, tmp_path):
   assert results[1].summary is None and "not a readable video" in results[1].error
   shutil.copytree(corpus / "out" / "a", tmp_path / "a")  # Complete outputs of `video`.
 
-  def again(query):
-    return next(summarizer.summarize_many([video], query, out_dir=tmp_path))
+  def again(query, path=video):
+    return next(summarizer.summarize_many([path], query, out_dir=tmp_path))
 
   assert again("a red square").status == "skipped"
   assert again("a blue square").status == "ok"  # Another request: made again.
   assert json.loads((tmp_path / "a" / "summary.json").read_text())["query"] == "a blue square"
-  os.utime(video)  # The video changed after its summary.
-  assert again("a blue square").status == "ok"
+  os.utime(video)  # Touched, the same bytes: still complete.
   assert again("a blue square").status == "skipped"
+
+
+def test_a_video_replaced_by_an_older_file_is_summarized_again(corpus, first_run, tmp_path):
+  del first_run  # For its feature cache.
+  summarizer = summarize.Summarizer.training_free(
+    "tiny", proportion=0.5, cache_dir=corpus.parent / f"{corpus.name}_features", progress=False
+  )
+  video = tmp_path / "in" / "a.mp4"
+  video.parent.mkdir()
+  shutil.copy(corpus / "x" / "a.mp4", video)
+  first = next(summarizer.summarize_many([video], "red", out_dir=tmp_path / "out"))
+  assert first.status == "ok" and first.summary.duration == 3.0
+  os.utime(corpus / "y" / "a.mp4", (1e9, 1e9))  # Older than the summary.
+  shutil.copy2(corpus / "y" / "a.mp4", video)  # `cp -p`: another video, an older mtime.
+  second = next(summarizer.summarize_many([video], "red", out_dir=tmp_path / "out"))
+  assert second.status == "ok" and second.summary.duration == 4.0
+  data = json.loads((tmp_path / "out" / "a" / "summary.json").read_text())
+  assert data["duration"] == 4.0 and data["video_sha256"] == outputs.content_sha256(video)
+  third = next(summarizer.summarize_many([video], "red", out_dir=tmp_path / "out"))
+  assert third.status == "skipped"
 
 
 def test_a_list_and_a_pattern_in_one_command(corpus, first_run, tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for clipit_jax.summarize.summarizer: pipeline, outputs, CLI and errors."""
+"""Tests for clipit_jax.summarize: the summarizer, shots, outputs, the CLI and its errors."""
 
 import json
 import os
@@ -20,8 +20,11 @@ from clipit_jax import models
 from clipit_jax import train
 from clipit_jax.media import captions as captions_lib
 from clipit_jax.media import encoders
-from clipit_jax.summarize import summarizer as summarize
 from clipit_jax.media import video
+from clipit_jax.summarize import command
+from clipit_jax.summarize import outputs
+from clipit_jax.summarize import shots
+from clipit_jax.summarize import summarizer as summarize
 from testutil import BLUES, REDS, SCENES_FPS, fill_disk, scenes_video, small_config, small_disk
 
 # Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
@@ -31,6 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JSON_KEYS = {
   "video",
+  "video_sha256",
   "duration",
   "has_audio",
   "method",
@@ -69,6 +73,11 @@ def tiny(cache):
 def scenes(tmp_path_factory):
   """16 s: eight 2 s scenes of different colours."""
   return scenes_video(tmp_path_factory.mktemp("v") / "scenes.mp4", REDS + BLUES)
+
+
+def visible(directory):
+  """The names in `directory` but hidden ones (the lock file)."""
+  return [name for name in os.listdir(directory) if not name.startswith(".")]
 
 
 def check_outputs(paths, summary):
@@ -217,7 +226,7 @@ def test_select_shots_never_exceeds_the_budget():
     ends = np.cumsum(rng.uniform(0.3, 4.0, 30))
     times = np.stack([np.append(0.0, ends[:-1]), ends], axis=1)
     budget = 0.15 * ends[-1]
-    picks = summarize.select_shots(rng.random(30), times, budget)
+    picks = shots.select_shots(rng.random(30), times, budget)
     assert picks and np.sum(times[picks, 1] - times[picks, 0]) <= budget
 
 
@@ -232,7 +241,7 @@ def test_shot_times_and_values():
   steps = np.array([[0, 1], [2, 4], [5, 5]])
   timestamps = np.array([0.04, 0.5, 1.0, 1.5, 2.0, 2.5])
   np.testing.assert_array_equal(
-    summarize.shot_times(steps, timestamps, 3.0), [[0.0, 1.0], [1.0, 2.5], [2.5, 3.0]]
+    shots.shot_times(steps, timestamps, 3.0), [[0.0, 1.0], [1.0, 2.5], [2.5, 3.0]]
   )
   np.testing.assert_allclose(
     evaluation.shot_means(np.array([1, 0, 1, 1, 1, 0.5]), steps), [0.5, 1.0, 0.5]
@@ -245,7 +254,7 @@ def test_shot_times_and_values():
 def test_cli_writes_the_three_files(scenes, tmp_path, capsys):
   out = tmp_path / "out"
   assert (
-    summarize.main(
+    command.main(
       [
         str(scenes),
         "--query",
@@ -264,7 +273,7 @@ def test_cli_writes_the_three_files(scenes, tmp_path, capsys):
     == 0
   )
   captured = capsys.readouterr()
-  assert sorted(p.name for p in out.iterdir()) == ["scores.png", "summary.json", "summary.mp4"]
+  assert sorted(visible(out)) == ["scores.png", "summary.json", "summary.mp4"]
   assert "scenes.mp4: 16.0 s, 32 frames at 2 fps" in captured.out
   assert "wrote" in captured.out
   data = json.loads((out / "summary.json").read_text())
@@ -372,7 +381,7 @@ def test_cli_errors_are_one_line(case, bad_inputs, tmp_path, capsys):
   if "--clip-model" not in args:
     args = args + ["--clip-model", "tiny"]
   with pytest.raises(SystemExit) as e:
-    summarize.main(
+    command.main(
       args + ["--no-progress", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "out")]
     )
   assert e.value.code not in (0, None)
@@ -392,7 +401,7 @@ def test_an_unusable_out_is_refused_before_the_work(tmp_path, capsys):
       (read_only / "out", "cannot write in"),
     ):
       with pytest.raises(SystemExit) as e:
-        summarize.main([missing, "--query", "red", "--out", str(out)])
+        command.main([missing, "--query", "red", "--out", str(out)])
       assert e.value.code == 1
       err = capsys.readouterr().err
       assert err.startswith(f"clipit-summarize: error: --out {out}: ") and words in err, err
@@ -410,19 +419,20 @@ def test_a_full_disk_leaves_the_earlier_summary_whole(scenes, tmp_path, capsys):
   ]
   with small_disk(tmp_path / "disk", 1024) as disk:
     out = disk / "out"
-    assert summarize.main(args + ["--query", "a red square", "--out", str(out)]) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert command.main(args + ["--query", "a red square", "--out", str(out)]) == 0
+    before = {name: (out / name).read_bytes() for name in visible(out)}
     fill_disk(disk, leave_kb=2)
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
-      summarize.main(args + ["--query", "a blue square", "--proportion", "0.5", "--out", str(out)])
+      command.main(args + ["--query", "a blue square", "--proportion", "0.5", "--out", str(out)])
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert err == (
       f"clipit-summarize: error: {out}: no space left on device for the summary; "
       "free space there or pass another --out (what was there is unchanged)\n"
     )
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # No temporary left.
+    assert {name: (out / name).read_bytes() for name in visible(out)} == before
+    assert sorted(os.listdir(out)) == sorted([*before, outputs.LOCK_FILE])  # No staging left.
 
 
 def test_captions_after_the_video_are_dropped_with_a_warning(tiny, scenes, tmp_path, caplog):
@@ -533,7 +543,7 @@ def test_checkpoint_scores_with_the_model(tiny, scenes, query_run, tmp_path):
 def test_cli_with_a_checkpoint(scenes, query_run, tmp_path, capsys):
   workdir = query_run[0]
   assert (
-    summarize.main(
+    command.main(
       [
         str(scenes),
         "--ckpt",
@@ -555,7 +565,7 @@ def test_cli_with_a_checkpoint(scenes, query_run, tmp_path, capsys):
   assert data["settings"]["clip_model"] == "tiny"  # The run's features.
   assert data["method"] == summarize.TRAINED
   with pytest.raises(SystemExit):
-    summarize.main(
+    command.main(
       [str(scenes), "--ckpt", str(workdir), "--clip-model", "tiny", "--out", str(tmp_path / "out2")]
     )
   err = capsys.readouterr().err
@@ -569,7 +579,7 @@ def test_googlenet_checkpoint_is_refused(scenes, tmp_path, capsys):
   with pytest.raises(checkpoints.CheckpointError, match="1024-d"):
     summarize.Summarizer.from_checkpoint(tmp_path / "run", clip_model="tiny")
   with pytest.raises(SystemExit) as e:
-    summarize.main(
+    command.main(
       [
         str(scenes),
         "--ckpt",

@@ -2,6 +2,6 @@
 
 import sys
 
-from clipit_jax.summarize import summarizer
+from clipit_jax.summarize import command
 
-sys.exit(summarizer.main())
+sys.exit(command.main())

@@ -38,9 +38,10 @@ from apache_beam.options import pipeline_options
 
 from clipit_jax import cli
 from clipit_jax import files
-from clipit_jax.summarize import batch
 from clipit_jax.media import beam_models
 from clipit_jax.media import encoders
+from clipit_jax.summarize import batch
+from clipit_jax.summarize import outputs
 from clipit_jax.summarize import summarizer as summarizer_lib
 
 PROGRAM = "clipit-encode-beam"
@@ -297,7 +298,7 @@ def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
   fps = summarizer_lib.check_fps(args.fps)
   if args.batch_size < 1:
     raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-  summarizer_lib.check_out_dir(args.out)
+  outputs.check_out_dir(args.out)
   summaries = _summary_options(args)
   options = beam_options(beam_args)
   check_clip_model(args.clip_model)

@@ -40,8 +40,10 @@ from clipit_jax import files
 from clipit_jax.datasets import synthetic_scenes as scenes_lib
 from clipit_jax.media import captions as captions_lib
 from clipit_jax.media import encoders
-from clipit_jax.summarize import summarizer as summarizer_lib
 from clipit_jax.media import video
+from clipit_jax.summarize import shots
+from clipit_jax.summarize import summarizer as summarizer_lib
+from clipit_jax.summarize.summary import Summary
 
 PROGRAM = 'clipit-demo'
 DEFAULT_PORT = 7860
@@ -179,7 +181,7 @@ class Result:
   video: pathlib.Path | None = None
   json: pathlib.Path | None = None
   table: str = ''
-  summary: summarizer_lib.Summary | None = None
+  summary: Summary | None = None
 
 
 def error_message(e: BaseException, uploads: Sequence[str | None] = (), limit: int = 300) -> str:
@@ -194,12 +196,12 @@ def error_message(e: BaseException, uploads: Sequence[str | None] = (), limit: i
   return 'Error: ' + (line if len(line) <= limit else line[: limit - 3] + '...')
 
 
-def shot_thumbnails(summary: summarizer_lib.Summary, size: int = THUMBNAIL_SIZE) -> list[str]:
+def shot_thumbnails(summary: Summary, size: int = THUMBNAIL_SIZE) -> list[str]:
   """One JPEG data URI per selected segment: the frame nearest its middle."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   middles = np.array([(start + end) / 2 for start, end in summary.segments])
-  frames, times = summarizer_lib.frames_near(summary.video, middles, size)
+  frames, times = shots.frames_near(summary.video, middles, size)
   uris = []
   for t in middles:
     buffer = io.BytesIO()
@@ -208,7 +210,7 @@ def shot_thumbnails(summary: summarizer_lib.Summary, size: int = THUMBNAIL_SIZE)
   return uris
 
 
-def shots_table(summary: summarizer_lib.Summary, thumbnails: Sequence[str]) -> str:
+def shots_table(summary: Summary, thumbnails: Sequence[str]) -> str:
   """The selected shots as an HTML table: number, thumbnail, start, end, length, shot score."""
   head = ''.join(
     f'<th>{h}</th>' for h in ('shot', 'frame', 'start (s)', 'end (s)', 'length (s)', 'score')
@@ -234,7 +236,7 @@ def shots_table(summary: summarizer_lib.Summary, thumbnails: Sequence[str]) -> s
   )
 
 
-def headline(summary: summarizer_lib.Summary, uploads: Sequence[str | None] = ()) -> str:
+def headline(summary: Summary, uploads: Sequence[str | None] = ()) -> str:
   """One line: how much was kept, how, with which text (upload paths as file names)."""
   share = summary.summary_duration / summary.duration
   text = (
