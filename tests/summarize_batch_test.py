@@ -117,6 +117,7 @@ def test_running_again_finishes_an_interrupted_batch(corpus, first_run):
   out = corpus / "out"
   (out / "c" / "summary.json").unlink()  # Interrupted before c's summary.json was moved in.
   before = {name: output_mtimes(out / name) for name in ("a", "a_2")}
+  (out / "a" / ".summary-killed").mkdir()  # A writer killed (-9) while staging a's files.
   status, _, err = run_cli(batch_args(corpus, corpus))
   assert status == 1 and len(err.splitlines()) == 1  # The corrupt file again.
   rows = read_index(out)
@@ -182,7 +183,8 @@ def test_a_video_replaced_by_an_older_file_is_summarized_again(corpus, first_run
 def test_a_list_and_a_pattern_in_one_command(corpus, first_run, tmp_path):
   del first_run  # For its feature cache.
   listing = tmp_path / "todo.txt"
-  listing.write_text(f"# videos to do\n\n{corpus / 'y' / 'a.mp4'}\n{corpus / 'c.mkv'}\n")
+  # Saved with a byte-order mark (as Windows' Notepad may): the first path is read as it is.
+  listing.write_text(f"\ufeff{corpus / 'y' / 'a.mp4'}\n# videos to do\n\n{corpus / 'c.mkv'}\n")
   args = batch_args(corpus, corpus / "x" / "*.mp4", "--list", listing)
   args[-1] = str(tmp_path / "out")
   status, out, err = run_cli(args)
@@ -205,7 +207,7 @@ def test_find_videos(tmp_path, monkeypatch):
   open("d/out/a/summary.mp4", "w").close()
   assert batch.find_videos(["d"], exclude="d/out") == ["d/b.MP4", "d/sub/a.mkv"]
   assert batch.find_videos(["d"]) == ["d/b.MP4", "d/out/a/summary.mp4", "d/sub/a.mkv"]
-  with pytest.raises(ValueError, match="d/out/a: no video files in the directory"):
+  with pytest.raises(ValueError, match="d/out/a: the input directory is inside --out .*d/out"):
     batch.find_videos(["d/out/a"], exclude="d/out")  # The outputs are never inputs.
   pattern = ["d/**/*.m*"]  # Files as the shell would match them, the output left out.
   assert batch.find_videos(pattern, exclude="d/out") == ["d/sub/a.mkv"]
@@ -237,6 +239,16 @@ def test_batch_usage_errors_are_one_line_before_the_work(args, words, tmp_path, 
   assert (status, out) == (1, "")
   assert err.startswith(f"clipit-summarize: error: {words}") and len(err.splitlines()) == 1, err
   assert not os.path.exists("out")
+
+
+def test_out_equal_to_the_input_directory_says_so(corpus, capsys):
+  status, out, err = run_cli([str(corpus / "x"), "--query", "red", "--out", str(corpus / "x")])
+  assert (status, out) == (1, "")
+  assert err == (
+    f"clipit-summarize: error: {corpus / 'x'}: the input directory is --out itself, whose "
+    f"contents are outputs, never inputs; pass another --out (e.g. {corpus / 'x' / 'summaries'})\n"
+  )
+  assert sorted(os.listdir(corpus / "x")) == ["a.mp4"]
 
 
 def test_no_input_is_a_usage_error():

@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import warnings
 
 import av
 import jax
@@ -16,6 +17,7 @@ from clipit_jax import baselines
 from clipit_jax import checkpoints
 from clipit_jax import evaluation
 from clipit_jax import evaluators
+from clipit_jax import files
 from clipit_jax import models
 from clipit_jax import train
 from clipit_jax.media import captions as captions_lib
@@ -25,6 +27,7 @@ from clipit_jax.summarize import command
 from clipit_jax.summarize import outputs
 from clipit_jax.summarize import shots
 from clipit_jax.summarize import summarizer as summarize
+from clipit_jax.summarize import summary as summary_lib
 from testutil import BLUES, REDS, SCENES_FPS, fill_disk, scenes_video, small_config, small_disk
 
 # Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
@@ -621,3 +624,121 @@ def test_bikes(tiny, shared_dir, tmp_path):
   assert out.has_audio == source.has_audio
   assert abs(out.duration - summary.summary_duration) <= 2 / source.fps
   assert summary.summary_duration <= 0.15 * 10.0 + 1e-9
+
+
+# ----------------------------------------------------- outputs as one unit --
+
+
+def test_out_holding_the_input_video_is_refused_before_the_work(scenes, tmp_path, capsys):
+  d = tmp_path / "d"
+  d.mkdir()
+  (d / "summary.mp4").write_bytes(scenes.read_bytes())
+  with pytest.raises(SystemExit) as e:
+    command.main([str(d / "summary.mp4"), "--query", "red", "--out", str(d)])
+  assert e.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith(f"clipit-summarize: error: --out {d} holds the input video "), err
+  assert len(err.splitlines()) == 1 and f"--out (e.g. {d / 'summary_summary'})" in err
+  assert (
+    os.listdir(d) == ["summary.mp4"] and (d / "summary.mp4").read_bytes() == scenes.read_bytes()
+  )
+
+
+def test_a_second_writer_stops_with_one_line(scenes, tmp_path, capsys):
+  out = tmp_path / "out"
+  out.mkdir()
+  args = [str(scenes), "--query", "red", "--clip-model", "tiny", "--no-progress"]
+  args += ["--cache-dir", str(tmp_path / "f"), "--out", str(out)]
+  with files.exclusive_lock(out / outputs.LOCK_FILE):  # Another writer, as the kernel sees it.
+    with pytest.raises(SystemExit) as e:
+      command.main(args)
+  assert e.value.code == 1
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and f"{out / outputs.LOCK_FILE} is locked by pid " in err, err
+  assert err.rstrip().endswith(
+    "another clipit-summarize is writing there; wait for it to end or pass another --out"
+  )
+  assert visible(out) == []
+
+
+def test_stale_staging_directories_are_removed_by_the_next_writer(tiny, scenes, tmp_path):
+  out = tmp_path / "out"
+  stale = out / f"{outputs.STAGING_PREFIX}killed"
+  stale.mkdir(parents=True)
+  (stale / "summary.mp4").write_bytes(b"part of a summary")
+  summarizer = summarize.Summarizer.training_free(tiny, cache_dir=tmp_path / "f", progress=False)
+  summarizer.summarize(scenes, query="red").write(out, progress=False)
+  assert sorted(os.listdir(out)) == sorted([outputs.LOCK_FILE, *summarize.OUTPUT_FILES.values()])
+
+
+# ---------------------------------------------------------- the Python API --
+
+
+def test_the_api_names_a_bad_argument(scenes):
+  with pytest.raises(TypeError, match="clip_model must be a CLIP hub name.*got NoneType"):
+    summarize.Summarizer.training_free(None)
+  summarizer = summarize.Summarizer.training_free(ColourEncoder(), progress=False)
+  with pytest.raises(TypeError, match="query must be a string .* got int"):
+    summarizer.summarize(scenes, query=123)
+  with pytest.raises(TypeError, match="query must be a string .* got list; summarize one query"):
+    summarizer.summarize(scenes, query=["red", "blue"])
+  with pytest.raises(TypeError, match="captions must be a caption file's path.* got int"):
+    summarizer.summarize(scenes, captions=7)
+  with pytest.raises(TypeError, match="video_path must be a path, got NoneType"):
+    summarizer.summarize(None, query="red")
+  with pytest.raises(TypeError, match="--proportion must be a number, got list"):
+    summarize.Summarizer.training_free(ColourEncoder(), proportion=[0.2])
+  with pytest.raises(ValueError, match="--fps must be a number, got 'fast'"):
+    summarize.Summarizer.training_free(ColourEncoder(), fps="fast")
+  with pytest.raises(TypeError, match="paths must be a list of video files"):
+    next(summarizer.summarize_many(str(scenes), query="red"))
+
+
+def test_a_long_query_is_cut_to_clips_context_with_a_warning(tiny, scenes, tmp_path, caplog):
+  query = "a red square moving left " * 400  # 10,000 characters.
+  summarizer = summarize.Summarizer.training_free(tiny, cache_dir=tmp_path, progress=False)
+  summary = summarizer.summarize(scenes, query=query)
+  (encoded,) = summary.settings["encoded_texts"]
+  ids = tiny.tokenizer(encoded)["input_ids"]
+  assert len(ids) == tiny.context_length and query.startswith(encoded)
+  assert summary.query == query  # What was asked, beside what was encoded.
+  warned = [r.getMessage() for r in caplog.records if "longer than CLIP's" in r.getMessage()]
+  assert warned == [
+    f"a text of 10000 characters is longer than CLIP's {tiny.context_length} tokens; "
+    f"encoded its start: {encoded[:57] + '...'!r}"
+  ]
+  features, _ = encoders.cached_video_features(scenes, tiny, 2.0, tmp_path)
+  expected = baselines.clip_similarity(features, tiny.encode_texts([encoded]))
+  np.testing.assert_allclose(summary.scores, expected, atol=1e-6)
+  short = summarizer.summarize(scenes, query="a red square")
+  assert short.settings["encoded_texts"] == ["a red square"]
+
+
+def test_unicode_titles_draw_without_warnings(tmp_path, capfd):
+  n = 6
+  summary = summary_lib.Summary(
+    video=str(tmp_path / "vidéo_犬.mp4"),
+    duration=3.0,
+    has_audio=False,
+    timestamps=np.arange(n) / 2,
+    scores=np.linspace(0, 1, n),
+    shot_steps=np.array([[0, 2], [3, 5]]),
+    shot_times=np.array([[0.0, 1.5], [1.5, 3.0]]),
+    shot_values=np.array([0.2, 0.8]),
+    selected=[1],
+    segments=[(1.5, 3.0)],
+    budget=1.5,
+    fallback=False,
+    method=summarize.BASELINE,
+    query="犬が走る \U0001f415 café",
+    captions=None,
+    settings={},
+  )
+  text, families = summary_lib.drawable("café 犬\n\U0001f415")
+  assert text[:5] == "café " and text[5] in "犬?" and text[-2:] in ("\n\U0001f415", "\n?")
+  assert families[0] == summary_lib.TITLE_FONT
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    summary_lib.plot_scores(summary, tmp_path / "scores.png")
+  assert capfd.readouterr().err == ""
+  assert matplotlib.image.imread(tmp_path / "scores.png").shape[1] == 1100

@@ -86,6 +86,21 @@ def search_directory(directory: str, exclude: pathlib.Path | None = None) -> lis
   return sorted(found)
 
 
+def _check_not_output(directory: str, out: pathlib.Path | None) -> None:
+  """Raises ValueError when an input `directory` is the output directory or inside it."""
+  resolved = pathlib.Path(directory).resolve()
+  if out is not None and resolved == out:
+    raise ValueError(
+      f"{directory}: the input directory is --out itself, whose contents are outputs, never "
+      f"inputs; pass another --out (e.g. {os.path.join(directory, 'summaries')})"
+    )
+  if _inside(directory, out):
+    raise ValueError(
+      f"{directory}: the input directory is inside --out {out}, whose contents are outputs, "
+      "never inputs; pass an --out outside it"
+    )
+
+
 def expand_input(arg: str, exclude: pathlib.Path | None = None) -> list[str]:
   """The video files one input names: a directory's, a pattern's matches, or the file itself.
 
@@ -93,6 +108,7 @@ def expand_input(arg: str, exclude: pathlib.Path | None = None) -> list[str]:
     ValueError: a directory or pattern without videos.
   """
   if os.path.isdir(arg):
+    _check_not_output(arg, exclude)
     found = search_directory(arg, exclude)
     if not found:
       raise ValueError(
@@ -114,11 +130,11 @@ def expand_input(arg: str, exclude: pathlib.Path | None = None) -> list[str]:
 def read_list(list_file: str) -> list[str]:
   """The inputs in a list file ('-': stdin), one a line; blank lines and '#' comments skipped."""
   try:
-    text = sys.stdin.read() if list_file == "-" else pathlib.Path(list_file).read_text()
+    text = sys.stdin.read() if list_file == "-" else pathlib.Path(list_file).read_text("utf-8")
   except (OSError, UnicodeDecodeError) as e:
     reason = getattr(e, "strerror", None) or "not a text file"
     raise ValueError(f"--list {list_file}: cannot read it ({reason})") from None
-  lines = (line.strip() for line in text.splitlines())
+  lines = (line.strip() for line in text.removeprefix("\ufeff").splitlines())  # BOM or not.
   return [line for line in lines if line and not line.startswith("#")]
 
 
