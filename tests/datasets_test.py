@@ -9,6 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import errors
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from clipit_jax.datasets import settings
@@ -75,7 +76,7 @@ def test_tvsum_rejects_annotations_of_other_videos(tmp_path, manual_dir):
   write_h5(manual_dir / h5_files.h5_filename('tvsum'), 2, names=False, frames=(150, 160))
   rows = [f'yt{i}\tVT\t' + ','.join(['3'] * 500) for i in range(2) for _ in range(2)]
   (manual_dir / 'ydata-anno.tsv').write_text('\n'.join(rows) + '\n')
-  with pytest.raises(h5_files.DatasetError, match='do not correspond'):
+  with pytest.raises(errors.DatasetError, match='do not correspond'):
     _build('tvsum', tmp_path, manual_dir)
 
 
@@ -90,16 +91,14 @@ def test_name_mapping_file(tmp_path, manual_dir):
 
 def test_missing_manual_file_says_what_to_download(tmp_path, manual_dir):
   write_h5(manual_dir / h5_files.h5_filename('tvsum'), 1)
-  with pytest.raises(
-    h5_files.DatasetError, match='eccv16_dataset_summe_google_pool5.h5: not found'
-  ):
+  with pytest.raises(errors.DatasetError, match='eccv16_dataset_summe_google_pool5.h5: not found'):
     _build('summe', tmp_path, manual_dir)
 
 
 def test_empty_manual_directory_says_what_to_download(tmp_path, manual_dir):
-  with pytest.raises(h5_files.DatasetError, match='manual directory .* is missing or empty'):
+  with pytest.raises(errors.DatasetError, match='manual directory .* is missing or empty'):
     loading.load_builder('ovp', 'googlenet', str(tmp_path / 'data'), str(manual_dir))
-  with pytest.raises(h5_files.DatasetError, match='data/downloads/manual is missing or empty'):
+  with pytest.raises(errors.DatasetError, match='data/downloads/manual is missing or empty'):
     loading.load_builder('ovp', 'googlenet', str(tmp_path / 'data'))
 
 
@@ -108,14 +107,14 @@ def test_truncated_file_names_the_file(tmp_path):
   write_h5(path, 3)
   data = path.read_bytes()
   path.write_bytes(data[: len(data) // 2])
-  with pytest.raises(h5_files.DatasetError, match=r'summe_google_pool5.h5: cannot be read as HDF5'):
+  with pytest.raises(errors.DatasetError, match=r'summe_google_pool5.h5: cannot be read as HDF5'):
     list(h5_files.read_h5_videos(path))
 
 
 def test_wrong_feature_width_is_rejected(tmp_path):
   path = tmp_path / 'x.h5'
   write_h5(path, 1, feature_dim=512)
-  with pytest.raises(h5_files.DatasetError, match=r'expected \[n_steps, 1024\]'):
+  with pytest.raises(errors.DatasetError, match=r'expected \[n_steps, 1024\]'):
     list(h5_files.read_h5_videos(path))
 
 
@@ -125,7 +124,7 @@ def test_inconsistent_file_is_rejected(tmp_path):
   with h5py.File(path, 'a') as f:
     del f['video_1/gtscore']
     f['video_1/gtscore'] = np.zeros(3, np.float32)
-  with pytest.raises(h5_files.DatasetError, match='gtscore has 3 entries'):
+  with pytest.raises(errors.DatasetError, match='gtscore has 3 entries'):
     list(h5_files.read_h5_videos(path))
 
 
@@ -134,7 +133,7 @@ def test_interrupted_build_leaves_nothing_and_reruns(tmp_path, manual_dir):
   write_h5(path, 3)
   with h5py.File(path, 'a') as f:  # A corrupt video in the middle stops the build.
     f['video_2/features'][0, 0] = np.nan
-  with pytest.raises(h5_files.DatasetError, match='NaN'):
+  with pytest.raises(errors.DatasetError, match='NaN'):
     _build('youtube', tmp_path, manual_dir)
   builder = tfds.builder('clipit_youtube/googlenet', data_dir=str(tmp_path / 'data'))
   assert not builder.is_prepared()
@@ -182,7 +181,7 @@ def test_poisoned_video_is_refused_at_build_naming_file_and_video(poison, tmp_pa
   edit, words = POISONS[poison]
   with h5py.File(path, 'a') as f:
     edit(f['video_2'], n)
-  with pytest.raises(h5_files.DatasetError) as e:
+  with pytest.raises(errors.DatasetError) as e:
     loading.load_builder('summe', 'googlenet', str(tmp_path / 'data'), str(manual_dir))
   assert str(e.value).startswith(f'{path}: video_2 (name_2)/'), e.value
   assert words.format(end=n + 500) in str(e.value) and 'download it again' in str(e.value)
@@ -195,7 +194,7 @@ def test_a_changed_source_file_rebuilds_the_prepared_dataset(tmp_path, manual_di
   write_h5(path, 3, frames=(60, 90))
   with h5py.File(path, 'a') as f:  # Poisoned: refused, nothing prepared.
     _replace(f['video_3'], 'change_points', [[0, 10], [11, 2000]])
-  with pytest.raises(h5_files.DatasetError, match='video_3'):
+  with pytest.raises(errors.DatasetError, match='video_3'):
     loading.load_builder('summe', 'googlenet', data_dir, str(manual_dir))
   write_h5(path, 3, frames=(60, 90))  # Fixed: built.
   builder = loading.load_builder('summe', 'googlenet', data_dir, str(manual_dir))
@@ -221,7 +220,7 @@ def test_a_changed_source_file_rebuilds_the_prepared_dataset(tmp_path, manual_di
 def test_a_full_disk_during_the_build_is_one_line(tmp_path, manual_dir):
   write_h5(manual_dir / h5_files.h5_filename('summe'), 10, frames=(200, 400))
   with small_disk(tmp_path / 'disk', 100) as disk:
-    with pytest.raises(h5_files.DatasetError) as e:
+    with pytest.raises(errors.DatasetError) as e:
       loading.load_builder('summe', 'googlenet', str(disk / 'data'), str(manual_dir))
     assert str(e.value) == (
       f'cannot build clipit_summe/googlenet in {disk}/data (no space left '
@@ -349,7 +348,7 @@ def test_clip_config_encodes_raw_videos_at_picks(tmp_path, manual_dir):
 
 def test_clip_config_names_missing_raw_videos(tmp_path, manual_dir):
   write_h5(manual_dir / h5_files.h5_filename('summe'), 2, frames=(60, 90))
-  with pytest.raises(h5_files.DatasetError, match='raw videos missing for the clip config: name_1'):
+  with pytest.raises(errors.DatasetError, match='raw videos missing for the clip config: name_1'):
     _build_config('summe', 'clip_tiny', tmp_path, manual_dir)
 
 
@@ -437,7 +436,7 @@ def test_qfvs_builder_and_rounds(tmp_path, manual_dir):
 def test_qfvs_rejects_unknown_concepts(tmp_path, manual_dir):
   write_qfvs(manual_dir)
   (manual_dir / 'qfvs/origin_data/Dense_per_shot_tags/P02/P02.txt').write_text('Baby,Unicorn\n')
-  with pytest.raises(h5_files.DatasetError, match=r"P02.txt:1: unknown concept 'Unicorn'"):
+  with pytest.raises(errors.DatasetError, match=r"P02.txt:1: unknown concept 'Unicorn'"):
     _build_config('qfvs', 'tiny', tmp_path, manual_dir)
 
 

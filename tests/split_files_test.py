@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from clipit_jax.datasets import h5_files
+from clipit_jax.datasets import errors
 from clipit_jax.datasets import loading
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import split_files
@@ -78,7 +78,7 @@ def test_an_augment_entry_maps_keys_through_the_file_stem(tmp_path):
 
 def _error(tmp_path, entries, setting='standard', target='summe', name='splits.json'):
   path = write(tmp_path / name, entries)
-  with pytest.raises(h5_files.DatasetError) as e:
+  with pytest.raises(errors.DatasetError) as e:
     splits = split_files.read(path)
     split_files.entry_datasets(splits, 0, target)
     split_files.split_videos(splits, 0, target, setting, KEYS)
@@ -128,14 +128,14 @@ def test_bad_entries_are_one_line_errors_that_name_the_problem(tmp_path):
 )
 def test_unreadable_files_are_one_line_errors(tmp_path, name, text, expected):
   (tmp_path / name).write_text(text)
-  with pytest.raises(h5_files.DatasetError, match=expected) as e:
+  with pytest.raises(errors.DatasetError, match=expected) as e:
     split_files.read(str(tmp_path / name))
   assert '\n' not in str(e.value)
 
 
 def test_an_entry_out_of_range_names_the_entries(tmp_path):
   path = write(tmp_path / 's.json', [dict(train_keys=VIDEOS[:5], test_keys=['video_6'])])
-  with pytest.raises(h5_files.DatasetError, match='s.json has entries 0-0, got split=3'):
+  with pytest.raises(errors.DatasetError, match='s.json has entries 0-0, got split=3'):
     split_files.entry_datasets(split_files.read(path), 3, 'summe')
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from clipit_jax import checkpoints
 from clipit_jax import train
-from clipit_jax.datasets import h5_files
+from clipit_jax.datasets import errors
 from clipit_jax.datasets import loading
 from testutil import ROOT, load_config_file, tiny_config
 
@@ -131,7 +131,7 @@ def test_checkpoint_of_another_model_size(standin_data_dir, tmp_path):
 def test_mismatched_feature_width_names_the_fix(standin_data_dir, tmp_path):
   config = quick_config(standin_data_dir)
   config.model.frame_dim = 512
-  with pytest.raises(h5_files.DatasetError, match='config.model.frame_dim is 512; set it to 1024'):
+  with pytest.raises(errors.DatasetError, match='config.model.frame_dim is 512; set it to 1024'):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
 
 

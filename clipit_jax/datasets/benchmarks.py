@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from clipit_jax import arrays
 from clipit_jax import human_baseline
+from clipit_jax.datasets import errors
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import settings
 from clipit_jax.media import captions as captions_lib
@@ -118,9 +119,9 @@ def _load_name_mapping(manual_dir: str, dataset: str) -> dict[str, str]:
     with open(path) as f:
       mapping = json.load(f)
   except (OSError, json.JSONDecodeError) as e:
-    raise h5_files.DatasetError(f'{path}: not a JSON object of video key -> name ({e})') from None
+    raise errors.DatasetError(f'{path}: not a JSON object of video key -> name ({e})') from None
   if not isinstance(mapping, dict):
-    raise h5_files.DatasetError(f'{path}: expected a JSON object of video key -> name')
+    raise errors.DatasetError(f'{path}: expected a JSON object of video key -> name')
   return {str(k): str(v) for k, v in mapping.items()}
 
 
@@ -186,7 +187,7 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     manual_dir = os.fspath(dl_manager.manual_dir)
     path = os.path.join(manual_dir, h5_files.h5_filename(self.DATASET))
     if not os.path.exists(path):
-      raise h5_files.DatasetError(f'{path}: not found.\n{_MANUAL}')
+      raise errors.DatasetError(f'{path}: not found.\n{_MANUAL}')
     videos = list(
       h5_files.read_h5_videos(
         path, None if self.builder_config.clip_model else self.builder_config.feature_dim
@@ -225,7 +226,7 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       found = find_video(directory, name)
       (paths if found else missing).append(found or name)
     if missing:
-      raise h5_files.DatasetError(
+      raise errors.DatasetError(
         f'{directory}: raw videos missing for the clip config: '
         f'{", ".join(missing[:5])}{" ..." if len(missing) > 5 else ""}\n{_MANUAL}'
       )
@@ -357,7 +358,7 @@ class ClipitTvsum(_BenchmarkBuilder):
     try:
       by_name = {k: v.user_scores for k, v in human_baseline.load_tvsum_annotations(path).items()}
     except ValueError as e:
-      raise h5_files.DatasetError(str(e)) from None
+      raise errors.DatasetError(str(e)) from None
     annotations = list(by_name)
     explicit = _load_name_mapping(manual_dir, 'tvsum')
     out = {}
@@ -366,14 +367,14 @@ class ClipitTvsum(_BenchmarkBuilder):
       if name not in by_name:
         # The eccv16 TVSum file lists the videos in the annotation file's order.
         if len(annotations) != len(videos):
-          raise h5_files.DatasetError(
+          raise errors.DatasetError(
             f'{path}: {len(annotations)} videos but the h5 file has '
             f'{len(videos)}; add video_names/tvsum.json'
           )
         name = annotations[i]
       scores = by_name[name].astype(np.float32)
       if abs(scores.shape[1] - video.n_frames) > 1:
-        raise h5_files.DatasetError(
+        raise errors.DatasetError(
           f'{path}: {name} has {scores.shape[1]} annotated frames but '
           f'{video.key} has {video.n_frames}; the videos do not correspond, '
           'add video_names/tvsum.json'

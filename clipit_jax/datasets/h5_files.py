@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 
 from clipit_jax import evaluation
+from clipit_jax.datasets import errors
 
 REQUIRED_FIELDS = (
   'features',
@@ -33,10 +34,6 @@ REQUIRED_FIELDS = (
   'n_frames',
   'picks',
 )
-
-
-class DatasetError(ValueError):
-  """A dataset file is missing, unreadable or inconsistent; the message says what to do."""
 
 
 @dataclasses.dataclass
@@ -104,20 +101,20 @@ def _read_video(path: str, key: str, group: h5py.Group, feature_dim: int | None)
   where = f'{path}: {key}' + (f' ({name})' if name != key else '')
   missing = [f for f in REQUIRED_FIELDS if f not in group]
   if missing:
-    raise DatasetError(
+    raise errors.DatasetError(
       f'{where} lacks {", ".join(missing)}; is this an eccv16 '
       '*_google_pool5.h5 file? Re-download it.'
     )
   arrays = {f: group[f][()] for f in REQUIRED_FIELDS}
 
-  def bad(field: str, problem: str) -> DatasetError:
-    return DatasetError(
+  def bad(field: str, problem: str) -> errors.DatasetError:
+    return errors.DatasetError(
       f'{where}/{field} {problem}; the file is damaged or was edited, download it again'
     )
 
   features = np.asarray(arrays['features'], np.float32)
   if features.ndim != 2 or (feature_dim is not None and features.shape[1] != feature_dim):
-    raise DatasetError(
+    raise errors.DatasetError(
       f'{where}/features has shape {features.shape}, expected '
       f'[n_steps, {feature_dim}]; use the GoogLeNet pool5 file of the benchmark'
     )
@@ -158,19 +155,19 @@ def read_h5_videos(
 ) -> Iterator[H5Video]:
   """Yields every video of a benchmark file in `video_1, video_2, ...` order.
 
-  Raises DatasetError naming the file when it is missing, truncated or inconsistent.
+  Raises errors.DatasetError naming the file when it is missing, truncated or inconsistent.
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise DatasetError(f'{path}: not found')
+    raise errors.DatasetError(f'{path}: not found')
   try:
     with h5py.File(path, 'r') as f:
       keys = sorted(f.keys(), key=_video_sort_key)
       if not keys:
-        raise DatasetError(f'{path}: the file holds no video')
+        raise errors.DatasetError(f'{path}: the file holds no video')
       for key in keys:
         yield _read_video(path, key, f[key], feature_dim)
   except OSError as e:
-    raise DatasetError(
+    raise errors.DatasetError(
       f'{path}: cannot be read as HDF5 ({e}); the file is truncated or corrupt, download it again'
     ) from None

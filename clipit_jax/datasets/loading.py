@@ -20,7 +20,7 @@ from clipit_jax import evaluation
 from clipit_jax import evaluators
 from clipit_jax import input_pipeline
 from clipit_jax.datasets import benchmarks
-from clipit_jax.datasets import h5_files
+from clipit_jax.datasets import errors
 from clipit_jax.datasets import qfvs
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import split_files
@@ -60,7 +60,7 @@ def _prepare(builder: tfds.core.DatasetBuilder, manual_dir: str) -> None:
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
       file_format='array_record',
     )
-  except h5_files.DatasetError:
+  except errors.DatasetError:
     raise
   except Exception as e:  # pylint: disable=broad-except (TFDS and array_record wrap OSErrors)
     full = os.strerror(errno.ENOSPC) in str(e) or getattr(e, 'errno', None) == errno.ENOSPC
@@ -68,7 +68,7 @@ def _prepare(builder: tfds.core.DatasetBuilder, manual_dir: str) -> None:
       raise
     reason = 'no space left on device' if full else ' '.join(str(e).split())[:200]
     fix = 'free space there' if full else 'check that you can write there'
-    raise h5_files.DatasetError(
+    raise errors.DatasetError(
       f'cannot build {builder.name}/{builder.builder_config.name} in '
       f'{builder.data_dir_root} ({reason}); {fix}, or set config.data.data_dir '
       'to another directory, and run again'
@@ -108,7 +108,7 @@ def load_builder(
     shutil.rmtree(builder.data_dir)
     builder = tfds.builder(f'clipit_{name}/{features}', data_dir=data_dir)
   elif needs_manual_dir and (not os.path.isdir(manual_dir) or not os.listdir(manual_dir)):
-    raise h5_files.DatasetError(
+    raise errors.DatasetError(
       f'clipit_{name} is not built and its manual directory {manual_dir} is '
       f'missing or empty.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}'
     )
@@ -292,14 +292,14 @@ def load_data(config: ml_collections.ConfigDict) -> dict[str, list[input_pipelin
       f'{settings.TARGETS + ("synthetic", "qfvs")}'
     )
   if not splits['train']:
-    raise h5_files.DatasetError(f'{data.dataset}/{data.setting}: no training videos')
+    raise errors.DatasetError(f'{data.dataset}/{data.setting}: no training videos')
   first = splits['train'][0]
   for field, width, expected in (
     ('frame_dim', first.features.shape[1], config.model.frame_dim),
     ('text_dim', first.text.shape[1], config.model.text_dim),
   ):
     if width != expected:
-      raise h5_files.DatasetError(
+      raise errors.DatasetError(
         f'{data.dataset}/{data.features}: the data is {width}-d but '
         f'config.model.{field} is {expected}; set it to {width}'
       )

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from clipit_jax.datasets import benchmarks
-from clipit_jax.datasets import h5_files
+from clipit_jax.datasets import errors
 from clipit_jax.media import encoders
 
 VIDEOS = ('P01', 'P02', 'P03', 'P04')
@@ -63,18 +63,18 @@ def query_text(concepts: tuple[str, str]) -> str:
 def read_dictionary(path: str) -> list[str]:
   """The concept names, in file order (quotes and blanks stripped)."""
   if not os.path.exists(path):
-    raise h5_files.DatasetError(f'{path}: not found.\n{_MANUAL}')
+    raise errors.DatasetError(f'{path}: not found.\n{_MANUAL}')
   with open(path) as f:
     names = [line.strip().strip('\'"') for line in f if line.strip()]
   if not names or len(set(n.lower() for n in names)) != len(names):
-    raise h5_files.DatasetError(f'{path}: expected distinct concept names, one per line')
+    raise errors.DatasetError(f'{path}: expected distinct concept names, one per line')
   return names
 
 
 def read_shot_tags(path: str, dictionary: list[str]) -> np.ndarray:
   """`[n_shots, n_concepts]` uint8 tags from one line of comma-separated concepts per shot."""
   if not os.path.exists(path):
-    raise h5_files.DatasetError(f'{path}: not found.\n{_MANUAL}')
+    raise errors.DatasetError(f'{path}: not found.\n{_MANUAL}')
   index = {name.lower(): i for i, name in enumerate(dictionary)}
   with open(path) as f:
     lines = f.read().splitlines()  # A shot without concepts is an empty line.
@@ -82,10 +82,10 @@ def read_shot_tags(path: str, dictionary: list[str]) -> np.ndarray:
   for shot, line in enumerate(lines):
     for name in filter(None, (c.strip().strip('\'"') for c in line.split(','))):
       if name.lower() not in index:
-        raise h5_files.DatasetError(f'{path}:{shot + 1}: unknown concept {name!r}')
+        raise errors.DatasetError(f'{path}:{shot + 1}: unknown concept {name!r}')
       tags[shot, index[name.lower()]] = 1
   if not len(lines):
-    raise h5_files.DatasetError(f'{path}: no shots')
+    raise errors.DatasetError(f'{path}: no shots')
   return tags
 
 
@@ -99,11 +99,11 @@ def read_shot_list(path: str, n_shots: int) -> np.ndarray:
       try:
         shot = int(line.strip())
       except ValueError:
-        raise h5_files.DatasetError(
+        raise errors.DatasetError(
           f'{path}:{line_no}: not a shot number: {line.strip()!r}'
         ) from None
       if not 1 <= shot <= n_shots:
-        raise h5_files.DatasetError(f'{path}:{line_no}: shot {shot} outside 1..{n_shots}')
+        raise errors.DatasetError(f'{path}:{line_no}: shot {shot} outside 1..{n_shots}')
       mask[shot - 1] = 1
   return mask
 
@@ -113,7 +113,7 @@ def read_queries(root: str, video: str, n_shots: int):
   oracle_dir = os.path.join(root, 'Query-Focused_Summaries', 'Oracle_Summaries', video)
   user_dir = os.path.join(root, 'Query-Focused_Summaries', 'User_Summaries', video)
   if not os.path.isdir(oracle_dir):
-    raise h5_files.DatasetError(f'{oracle_dir}: not found.\n{_MANUAL}')
+    raise errors.DatasetError(f'{oracle_dir}: not found.\n{_MANUAL}')
   user_files = [
     os.path.join(d, f) for d, _, files in os.walk(user_dir) for f in files if f.endswith('.txt')
   ]
@@ -132,14 +132,14 @@ def read_queries(root: str, video: str, n_shots: int):
         and re.search(rf'user_?{u}\b', os.path.basename(f))
       ]
       if len(found) != 1:
-        raise h5_files.DatasetError(
+        raise errors.DatasetError(
           f'{user_dir}: expected one summary of user {u} for query '
           f'{pair[0]}_{pair[1]}, found {len(found)}'
         )
       users.append(read_shot_list(found[0], n_shots))
     queries.append((pair, read_shot_list(os.path.join(oracle_dir, name), n_shots), np.stack(users)))
   if not queries:
-    raise h5_files.DatasetError(f'{oracle_dir}: no <c1>_<c2>_oracle.txt files')
+    raise errors.DatasetError(f'{oracle_dir}: no <c1>_<c2>_oracle.txt files')
   return queries
 
 
@@ -214,7 +214,7 @@ class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
     for video in VIDEOS:
       found = benchmarks.find_video(os.path.join(root, 'videos'), video)
       if not found:
-        raise h5_files.DatasetError(
+        raise errors.DatasetError(
           f'{os.path.join(root, "videos", video)}.mp4: not found.\n{_MANUAL}'
         )
       video_paths[video] = found

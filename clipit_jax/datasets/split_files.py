@@ -12,7 +12,7 @@ A key names a video in one of three forms; the h5 file's stem names its dataset:
     ../datasets/eccv16_dataset_tvsum_google_pool5.h5/video_7   (DSNet)
 
 Every problem (an unknown stem or video, an empty test set, a key in both train and
-test, an entry that does not fit the setting) is a one-line `h5_files.DatasetError` naming it.
+test, an entry that does not fit the setting) is a one-line `errors.DatasetError` naming it.
 """
 
 import dataclasses
@@ -24,6 +24,7 @@ import re
 
 import yaml
 
+from clipit_jax.datasets import errors
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import settings
 
@@ -67,32 +68,32 @@ def read(path: str) -> SplitsFile:
   name = os.path.basename(path)
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in _PARSERS:
-    raise h5_files.DatasetError(f'{path}: a split file must be .json, .yml or .yaml')
+    raise errors.DatasetError(f'{path}: a split file must be .json, .yml or .yaml')
   if not os.path.isfile(path):
-    raise h5_files.DatasetError(f'{path}: split file not found')
+    raise errors.DatasetError(f'{path}: split file not found')
   with open(path, 'rb') as f:
     raw = f.read()
   kind, parse = _PARSERS[suffix]
   try:
     data = parse(raw.decode())
   except (ValueError, yaml.YAMLError) as e:  # UnicodeDecodeError and JSONDecodeError too.
-    raise h5_files.DatasetError(
+    raise errors.DatasetError(
       f'{path}: cannot be read as {kind}: {" ".join(str(e).split())}'
     ) from None
   if not isinstance(data, list):
-    raise h5_files.DatasetError(
+    raise errors.DatasetError(
       f'{path}: expected a list of splits ({{"train_keys": [...], '
       f'"test_keys": [...]}}, ...), got {type(data).__name__}'
     )
   if not data:
-    raise h5_files.DatasetError(f'{path}: holds no split')
+    raise errors.DatasetError(f'{path}: holds no split')
   entries = []
   for i, entry in enumerate(data):
     lists = {}
     for part in ('train', 'test'):
       keys = entry.get(f'{part}_keys') if isinstance(entry, dict) else None
       if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise h5_files.DatasetError(f'{name} entry {i}: needs "{part}_keys", a list of video keys')
+        raise errors.DatasetError(f'{name} entry {i}: needs "{part}_keys", a list of video keys')
       lists[part] = keys
     entries.append(lists)
   return SplitsFile(path=path, sha256=hashlib.sha256(raw).hexdigest(), entries=entries)
@@ -107,7 +108,7 @@ def parse_key(key: str, target: str) -> VideoRef:
   stem = stem[: -len('.h5')] if stem.endswith('.h5') else stem
   match = _STEM.fullmatch(stem)
   if not match or match.group(1) not in settings.BENCHMARKS or not video:
-    raise h5_files.DatasetError(
+    raise errors.DatasetError(
       f'unknown dataset file {stem!r} in the key {key!r}; expected '
       f'eccv16_dataset_<{"|".join(settings.BENCHMARKS)}>_google_pool5'
     )
@@ -116,7 +117,7 @@ def parse_key(key: str, target: str) -> VideoRef:
 
 def _entry(splits: SplitsFile, entry: int) -> dict[str, list[str]]:
   if not 0 <= entry < len(splits.entries):
-    raise h5_files.DatasetError(
+    raise errors.DatasetError(
       f'{splits.name} has entries 0-{len(splits.entries) - 1}, got split={entry}'
     )
   return splits.entries[entry]
@@ -130,8 +131,8 @@ def entry_datasets(splits: SplitsFile, entry: int, target: str) -> list[str]:
     for key in keys:
       try:
         datasets.add(parse_key(key, target)[0])
-      except h5_files.DatasetError as e:
-        raise h5_files.DatasetError(f'{where}: {e}') from None
+      except errors.DatasetError as e:
+        raise errors.DatasetError(f'{where}: {e}') from None
   return sorted(datasets | {target})
 
 
@@ -154,24 +155,24 @@ def split_videos(
   for part in ('train', 'test'):
     try:
       refs[part] = sorted({parse_key(k, target) for k in raw[part]})
-    except h5_files.DatasetError as e:
-      raise h5_files.DatasetError(f'{where}: {e}') from None
+    except errors.DatasetError as e:
+      raise errors.DatasetError(f'{where}: {e}') from None
   if not refs['test']:
-    raise h5_files.DatasetError(f'{where}: the test set is empty')
+    raise errors.DatasetError(f'{where}: the test set is empty')
   if not refs['train']:
-    raise h5_files.DatasetError(f'{where}: the training set is empty')
+    raise errors.DatasetError(f'{where}: the training set is empty')
   both = set(refs['train']) & set(refs['test'])
   if both:
-    raise h5_files.DatasetError(
+    raise errors.DatasetError(
       f'{where}: in both train and test: {_named(f"{d}/{k}" for d, k in both)}'
     )
   known = {d: set(v) for d, v in keys.items()}
   unknown = [f'{d}/{k}' for d, k in refs['train'] + refs['test'] if k not in known[d]]
   if unknown:
-    raise h5_files.DatasetError(f'{where}: no such video: {_named(unknown)}')
+    raise errors.DatasetError(f'{where}: no such video: {_named(unknown)}')
   others = sorted({d for d, _ in refs['test'] if d != target})
   if others:
-    raise h5_files.DatasetError(
+    raise errors.DatasetError(
       f'{where}: tests on {", ".join(others)} videos, but the target dataset is {target}'
     )
   train_datasets = {d for d, _ in refs['train']}
@@ -181,7 +182,7 @@ def split_videos(
     'transfer': target not in train_datasets,
   }
   if not fits.get(setting, False):
-    raise h5_files.DatasetError(
+    raise errors.DatasetError(
       f'{where}: training on {", ".join(sorted(train_datasets))} does not '
       f'fit the {setting} setting of {target}'
     )
@@ -189,7 +190,7 @@ def split_videos(
     listed = {k for _, k in refs['train'] + refs['test']}
     missing = set(keys[target]) - listed
     if missing:  # Plain keys name no dataset: a file of another dataset would pass unseen.
-      raise h5_files.DatasetError(
+      raise errors.DatasetError(
         f'{where}: its keys cover {len(listed)} of the {len(keys[target])} '
         f'{target} videos (not {_named(missing)}); is it a file of another '
         f'dataset? Write keys as {h5_files.h5_filename(target)[:-3]}/video_N '
