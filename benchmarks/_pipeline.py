@@ -24,7 +24,7 @@ import numpy as np
 
 import _common  # pylint: disable=g-bad-import-order
 from clipit_jax import baselines
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax import files
 from clipit_jax.media import encoders
 from clipit_jax.summarize import shots
@@ -255,7 +255,7 @@ def _timed_functions(encoder: encoders.ClipEncoder) -> tuple[tuple[str, Any, str
     ("encode", encoder, "encode_images"),
     ("text", encoder, "encode_texts"),
     ("score", baselines, "clip_similarity"),
-    ("kts", evaluation, "kts_centred"),
+    ("kts", protocol, "kts_centred"),
     ("knapsack", shots, "select_shots"),
     ("write_video", video, "write_summary"),
     ("write_json_plot", summary_lib.Summary, "to_json"),

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from clipit_jax import arrays
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax import input_pipeline
 
 
@@ -51,14 +51,14 @@ class KeyshotTruth:
 
   def evaluate(self, scores: np.ndarray, proportion: float = 0.15) -> dict[str, float]:
     """F1 of the keyshot summary of `scores` `[n_steps]`, and its Kendall and Spearman."""
-    summary = evaluation.generate_summary(
+    summary = protocol.generate_summary(
       scores, self.change_points, self.n_frames, self.picks, proportion
     )
-    row = {'f1': evaluation.evaluate_summary(summary, self.user_summary, self.f1_reduction)}
-    frame_scores = evaluation.upsample_scores(scores, self.picks, self.n_frames)
+    row = {'f1': protocol.evaluate_summary(summary, self.user_summary, self.f1_reduction)}
+    frame_scores = protocol.upsample_scores(scores, self.picks, self.n_frames)
     user_scores = np.asarray(self.user_scores, np.float64)
     n = min(frame_scores.shape[0], user_scores.shape[1])
-    row.update(evaluation.rank_correlation(frame_scores[:n], user_scores[:, :n]))
+    row.update(protocol.rank_correlation(frame_scores[:n], user_scores[:, :n]))
     return row
 
 
@@ -82,7 +82,7 @@ class QfvsTruth:
     budget = int(np.sum(self.oracle))
     predicted = np.sort(np.argsort(-per_shot, kind='stable')[:budget])
     rows = [
-      evaluation.qfvs_evaluate(predicted, np.flatnonzero(user), self.shot_concepts)
+      protocol.qfvs_evaluate(predicted, np.flatnonzero(user), self.shot_concepts)
       for user in self.user_shots
     ]
     return {k: float(np.mean([r[k] for r in rows])) for k in self.metrics}

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from clipit_jax import evaluation
+from clipit_jax import protocol
 
 _SCORES = re.compile(rb"[1-5](?:,[1-5])*")
 # Distinct score values up to which Kendall tau-b uses contingency tables.
@@ -138,14 +138,14 @@ def _pairwise_kendall_levels(codes: np.ndarray, levels: int) -> np.ndarray:
 
 def pairwise_kendall(scores: Any) -> np.ndarray:
   """Kendall tau-b `[users, users]` between all annotators' score rows."""
-  u = evaluation._float_array(scores, "user_scores", 2)
+  u = protocol._float_array(scores, "user_scores", 2)
   values, codes = np.unique(u, return_inverse=True)
   if values.size <= _MAX_LEVELS:
     return _pairwise_kendall_levels(codes.reshape(u.shape), values.size)
   tau = np.eye(u.shape[0])
   for i in range(u.shape[0]):
     for j in range(i + 1, u.shape[0]):
-      tau[i, j] = tau[j, i] = evaluation.kendall_tau_b(u[i], u[j])
+      tau[i, j] = tau[j, i] = protocol.kendall_tau_b(u[i], u[j])
   return tau
 
 
@@ -164,14 +164,14 @@ def human_rank_correlation(user_scores: Any) -> dict[str, float]:
   Returns:
     {'kendall': mean tau, 'spearman': mean rho}.
   """
-  u = evaluation._float_array(user_scores, "user_scores", 2)
+  u = protocol._float_array(user_scores, "user_scores", 2)
   users, n = u.shape
   if users < 2 or n < 2:
     raise ValueError(f"need >= 2 annotators and >= 2 frames, got shape {u.shape}")
   off = ~np.eye(users, dtype=bool)
   return {
     "kendall": float(pairwise_kendall(u)[off].mean()),
-    "spearman": float(evaluation.spearman_matrix(u, u)[off].mean()),
+    "spearman": float(protocol.spearman_matrix(u, u)[off].mean()),
   }
 
 
@@ -192,7 +192,7 @@ def qfvs_reference_rows(
 ) -> dict[str, dict[str, Any]]:
   """QFVS's users and a random summary of the oracle's length, against the oracle.
 
-  Concept-IoU precision / recall / F1 (evaluation.qfvs_evaluate) of every user summary
+  Concept-IoU precision / recall / F1 (protocol.qfvs_evaluate) of every user summary
   and of `draws` uniformly random shot sets of the oracle's size (numpy seeded with
   (seed, video index)), averaged over queries (and users or draws) per video, then over
   the videos.
@@ -209,10 +209,10 @@ def qfvs_reference_rows(
     users, random = [], []
     for _, oracle, user_shots in queries:
       truth = np.flatnonzero(oracle)
-      users += [evaluation.qfvs_evaluate(np.flatnonzero(u), truth, tags) for u in user_shots]
+      users += [protocol.qfvs_evaluate(np.flatnonzero(u), truth, tags) for u in user_shots]
       for _ in range(draws):
         shots = np.sort(rng.choice(tags.shape[0], truth.size, replace=False))
-        random.append(evaluation.qfvs_evaluate(shots, truth, tags))
+        random.append(protocol.qfvs_evaluate(shots, truth, tags))
     per_video["users"][video] = _mean_f1(users)
     if draws:
       per_video["random"][video] = _mean_f1(random)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax import evaluators
 from clipit_jax import input_pipeline
 
@@ -29,10 +29,10 @@ def test_keyshot_evaluate_agrees_with_the_protocol_functions():
   truth = _keyshot_truth()
   scores = np.linspace(0, 1, 10)
   row = truth.evaluate(scores)
-  summary = evaluation.generate_summary(scores, truth.change_points, 20, truth.picks, 0.15)
-  assert row['f1'] == evaluation.evaluate_summary(summary, truth.user_summary, 'avg')
-  frame_scores = evaluation.upsample_scores(scores, truth.picks, 20)
-  expected = evaluation.rank_correlation(frame_scores, truth.user_scores)
+  summary = protocol.generate_summary(scores, truth.change_points, 20, truth.picks, 0.15)
+  assert row['f1'] == protocol.evaluate_summary(summary, truth.user_summary, 'avg')
+  frame_scores = protocol.upsample_scores(scores, truth.picks, 20)
+  expected = protocol.rank_correlation(frame_scores, truth.user_scores)
   assert row['kendall'] == expected['kendall'] and row['spearman'] == expected['spearman']
   assert row['kendall'] > 0.9  # The scores rise with both annotators' scores.
   assert truth.evaluate(scores[::-1])['kendall'] < -0.9

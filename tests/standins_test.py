@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 import scipy.optimize
 
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax import human_baseline
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
@@ -17,7 +17,7 @@ from clipit_jax.datasets import standins
 
 
 def _optimal_value(values: np.ndarray, weights: np.ndarray, capacity: int) -> float:
-  """The 0/1 knapsack optimum by scipy's MILP solver (independent of evaluation.knapsack)."""
+  """The 0/1 knapsack optimum by scipy's MILP solver (independent of protocol.knapsack)."""
   result = scipy.optimize.milp(
     -values,
     integrality=np.ones_like(values),
@@ -34,7 +34,7 @@ def _check_common_fields(video: h5_files.H5Video) -> np.ndarray:
   assert video.features.dtype == np.float32 and np.all(np.isfinite(video.features))
   np.testing.assert_array_equal(video.picks, np.arange(0, video.n_frames, 15))
   assert video.gtscore.shape == video.gtsummary.shape == (n_steps,)
-  cps = evaluation.check_change_points(video.change_points, video.n_frames)
+  cps = protocol.check_change_points(video.change_points, video.n_frames)
   lengths = cps[:, 1] - cps[:, 0] + 1
   np.testing.assert_array_equal(video.n_frame_per_seg, lengths)
   assert video.user_summary.shape[1] == video.n_frames
@@ -44,7 +44,7 @@ def _check_common_fields(video: h5_files.H5Video) -> np.ndarray:
     assert set(np.unique(per_shot)) <= {0.0, 1.0}
   np.testing.assert_array_equal(
     video.gtsummary,
-    evaluation.generate_summary(video.gtscore, cps, video.n_frames, video.picks)[video.picks],
+    protocol.generate_summary(video.gtscore, cps, video.n_frames, video.picks)[video.picks],
   )
   return shot_of_frame
 
@@ -168,7 +168,7 @@ def test_summe_standin_from_the_ground_truth_files(tmp_path):
     np.testing.assert_allclose(video.gtscore, (user_score > 0).mean(1)[video.picks], rtol=1e-6)
     np.testing.assert_array_equal(
       video.gtsummary,
-      evaluation.generate_summary(video.gtscore, video.change_points, video.n_frames, video.picks)[
+      protocol.generate_summary(video.gtscore, video.change_points, video.n_frames, video.picks)[
         video.picks
       ],
     )

@@ -15,7 +15,7 @@ import pytest
 
 from clipit_jax import baselines
 from clipit_jax import checkpoints
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax import evaluators
 from clipit_jax import files
 from clipit_jax import models
@@ -247,7 +247,7 @@ def test_shot_times_and_values():
     shots.shot_times(steps, timestamps, 3.0), [[0.0, 1.0], [1.0, 2.5], [2.5, 3.0]]
   )
   np.testing.assert_allclose(
-    evaluation.shot_means(np.array([1, 0, 1, 1, 1, 0.5]), steps), [0.5, 1.0, 0.5]
+    protocol.shot_means(np.array([1, 0, 1, 1, 1, 0.5]), steps), [0.5, 1.0, 0.5]
   )
 
 

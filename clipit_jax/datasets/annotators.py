@@ -15,7 +15,7 @@ keyshot summary of gtscore at the sub-sampled frames (Zhang et al. 2016).
 
 import numpy as np
 
-from clipit_jax import evaluation
+from clipit_jax import protocol
 
 
 def annotator_scores(
@@ -64,7 +64,7 @@ def annotator_selections(
     seen = truth_per_shot + rng.normal(0.0, noise, len(truth_per_shot))
     proportion = float(rng.uniform(*proportions))
     out.append(
-      evaluation.user_summaries_from_scores(seen[shot_of_frame][None], change_points, proportion)[0]
+      protocol.user_summaries_from_scores(seen[shot_of_frame][None], change_points, proportion)[0]
     )
   return np.stack(out)
 
@@ -80,7 +80,7 @@ def fields_from_scores(
   return dict(
     gtscore=gtscore,
     gtsummary=keyframe_labels(gtscore, change_points, n_frames, picks),
-    user_summary=evaluation.user_summaries_from_scores(user_scores, change_points),
+    user_summary=protocol.user_summaries_from_scores(user_scores, change_points),
   )
 
 
@@ -100,5 +100,5 @@ def keyframe_labels(
   gtscore: np.ndarray, change_points: np.ndarray, n_frames: int, picks: np.ndarray
 ) -> np.ndarray:
   """gtsummary `[n_steps]`: 0/1 at `picks` of the keyshot summary of gtscore (15 %)."""
-  keyshots = evaluation.generate_summary(gtscore, change_points, n_frames, picks)
+  keyshots = protocol.generate_summary(gtscore, change_points, n_frames, picks)
   return keyshots[picks].astype(np.float32)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import h5py
 import numpy as np
 
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax.datasets import errors
 
 REQUIRED_FIELDS = (
@@ -87,7 +87,7 @@ def _check_per_step_fields(
       'user_summary', f'has shape {user_summary.shape}, expected [users >= 1, n_frames={n_frames}]'
     )
   try:
-    change_points = evaluation.check_change_points(
+    change_points = protocol.check_change_points(
       np.asarray(arrays['change_points']).reshape(-1, 2), n_frames
     )
   except ValueError as e:  # Shots must cover [0, n_frames) in order, each non-empty.

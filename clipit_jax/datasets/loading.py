@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax import evaluators
 from clipit_jax import input_pipeline
 from clipit_jax.datasets import benchmarks
@@ -144,7 +144,7 @@ def benchmark_video(dataset: str, record: dict, num_captions: int) -> input_pipe
     ref=(dataset, _text(record['video_key'])),
     features=np.asarray(record['features'], np.float32),
     labels=np.asarray(record['gtsummary'], np.float32),
-    importance=evaluation.min_max(record['gtscore']).astype(np.float32),
+    importance=protocol.min_max(record['gtscore']).astype(np.float32),
     text=text,
     text_mask=text_mask,
     truth=truth,

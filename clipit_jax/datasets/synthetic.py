@@ -21,7 +21,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax.datasets import annotators
 from clipit_jax.datasets import benchmarks
 from clipit_jax.datasets import settings
@@ -124,7 +124,7 @@ class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
     features, timestamps = encoders.video_features(path, encoder, SAMPLE_FPS)
     n_frames = frames.shape[0]
     picks = np.minimum(np.round(timestamps * SOURCE_FPS).astype(np.int64), n_frames - 1)
-    shots = evaluation.kts_centred(features)
+    shots = protocol.kts_centred(features)
     change_points = change_points_from_steps(shots, picks, n_frames)
     captions = [s.caption() for s in script]
     present = sorted({s.concept for s in script})

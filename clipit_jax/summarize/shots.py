@@ -1,6 +1,6 @@
 """Shots of a scored video, and which of them a summary keeps; the frames and texts around them.
 
-  steps = evaluation.kts_centred(features)             # [k, 2] inclusive frame ranges
+  steps = protocol.kts_centred(features)             # [k, 2] inclusive frame ranges
   times = shot_times(steps, timestamps, duration)      # [k, 2] [start, end) seconds
   selected = select_shots(values, times, budget)       # the 0/1 knapsack of the shots
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax import files
 from clipit_jax.media import captions as captions_lib
 from clipit_jax.media import video
@@ -46,7 +46,7 @@ def select_shots(values: np.ndarray, times: np.ndarray, budget: float) -> list[i
   unit = max(1, math.ceil(len(values) * capacity_ms / 8 / _KNAPSACK_TABLE_BYTES))
   durations_ms = (times[:, 1] - times[:, 0]) * 1000
   weights = np.ceil(np.round(durations_ms / unit, 6)).astype(np.int64)
-  return evaluation.knapsack(values, weights, capacity_ms // unit)
+  return protocol.knapsack(values, weights, capacity_ms // unit)
 
 
 def fallback_segment(

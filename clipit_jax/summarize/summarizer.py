@@ -26,7 +26,7 @@ From the shell, `clipit-summarize` (`command.py`). The pipeline:
 4. Shots (`shots.py`): KTS on the CLIP features centred on the video's mean; the summary
    is the 0/1 knapsack of the shots' mean scores with their durations as weights
    (milliseconds) under `proportion * duration`: the keyshot protocol the
-   benchmarks evaluate (`evaluation.knapsack`).
+   benchmarks evaluate (`protocol.knapsack`).
 5. Outputs (`summary.py`, `outputs.py`): summary.mp4 (the selected shots in time order,
    with audio when the source has it), summary.json (scores, shots, selection, text,
    settings, versions, the video's sha256) and scores.png, written as one unit.
@@ -74,7 +74,7 @@ import tqdm
 from clipit_jax import baselines
 from clipit_jax import checkpoints
 from clipit_jax import cli
-from clipit_jax import evaluation
+from clipit_jax import protocol
 from clipit_jax import evaluators
 from clipit_jax import files
 from clipit_jax import models
@@ -527,9 +527,9 @@ class Summarizer:
     self, features: np.ndarray, timestamps: np.ndarray, scores: np.ndarray, duration: float
   ) -> dict[str, Any]:
     """KTS shots of `features` [n, 512] and the knapsack of their mean `scores` [n]."""
-    steps = evaluation.kts_centred(np.asarray(features, np.float64))
+    steps = protocol.kts_centred(np.asarray(features, np.float64))
     times = shots.shot_times(steps, timestamps, duration)
-    values = evaluation.shot_means(scores, steps)
+    values = protocol.shot_means(scores, steps)
     budget = self.proportion * duration
     selected = shots.select_shots(values, times, budget)
     fallback = not selected

@@ -10,7 +10,7 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clipit_jax import evaluation as ev
+from clipit_jax import protocol as ev
 
 
 def _no_warnings(fn, *args, **kwargs):
