@@ -4,8 +4,8 @@ Supervised loss 0.5 Lc + 0.3 Ld + 0.2 Lr. Append :clip to the config path for CL
   python train.py --config configs/summe_augment.py --workdir runs/summe_augment
 """
 
-from configs import benchmark
+from configs import summe_tvsum
 
 
 def get_config(features='googlenet'):
-  return benchmark.get_config('summe', 'augment', features, loss='supervised')
+  return summe_tvsum.get_config('summe', 'augment', features, loss='supervised')

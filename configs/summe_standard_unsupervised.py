@@ -4,8 +4,8 @@ Unsupervised loss Ld + Lr (no labels are read). Append :clip to the config path 
   python train.py --config configs/summe_standard_unsupervised.py --workdir runs/summe_standard_unsupervised
 """
 
-from configs import benchmark
+from configs import summe_tvsum
 
 
 def get_config(features='googlenet'):
-  return benchmark.get_config('summe', 'standard', features, loss='unsupervised')
+  return summe_tvsum.get_config('summe', 'standard', features, loss='unsupervised')

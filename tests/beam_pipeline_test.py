@@ -14,7 +14,7 @@ pytest.importorskip("apache_beam")
 import tensorflow_datasets as tfds
 from apache_beam.options import pipeline_options
 
-from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import summe_tvsum
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from clipit_jax.summarize import beam_pipeline
@@ -188,10 +188,10 @@ def test_benchmark_clip_config_on_beam(tmp_path, tiny):
     file_format="array_record",
   )
   got = loading.read_records(builder)
-  models = benchmarks.load_clip_and_captioner(encoders.TINY, "tiny")
+  models = summe_tvsum.load_clip_and_captioner(encoders.TINY, "tiny")
   videos = {v.key: v for v in h5_files.read_h5_videos(manual / h5_files.h5_filename("summe"))}
   for key in written:
-    features, texts, embeddings = benchmarks.clip_language_and_features(
+    features, texts, embeddings = summe_tvsum.clip_language_and_features(
       videos[key], str(paths[key]), *models, builder.builder_config.num_captions
     )
     np.testing.assert_allclose(got[key]["features"], features, atol=1e-6)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import summe_tvsum
 from clipit_jax.datasets import errors
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
@@ -48,7 +48,7 @@ def test_benchmark_builder_round_trip(name, tmp_path, manual_dir):
     assert record['n_frames'] == data['n_frames']
     expected_name = f'name_{key.split("_")[1]}' if name == 'summe' else key
     assert loading._text(record['video_name']) == expected_name
-    assert record['caption_embeddings'].shape == (0, benchmarks.TEXT_DIM)
+    assert record['caption_embeddings'].shape == (0, summe_tvsum.TEXT_DIM)
   metadata = builder.info.metadata
   assert metadata['standard_splits'] == settings.standard_splits(list(written))
   # Reloading the prepared dataset reads the metadata back from disk.

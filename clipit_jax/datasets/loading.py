@@ -19,7 +19,7 @@ import tensorflow_datasets as tfds
 from clipit_jax import protocol
 from clipit_jax import evaluators
 from clipit_jax import input_pipeline
-from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import summe_tvsum
 from clipit_jax.datasets import errors
 from clipit_jax.datasets import qfvs
 from clipit_jax.datasets import settings
@@ -49,7 +49,7 @@ def _changed_sources(builder: tfds.core.DatasetBuilder, manual_dir: str) -> list
   """
   recorded = builder.info.metadata.get('source_files') if builder.info.metadata else None
   present = [name for name in recorded or {} if os.path.isfile(os.path.join(manual_dir, name))]
-  now = benchmarks.file_stamps(manual_dir, [os.path.join(manual_dir, n) for n in present])
+  now = summe_tvsum.file_stamps(manual_dir, [os.path.join(manual_dir, n) for n in present])
   return [name for name in present if list(recorded[name]) != now[name]]
 
 

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import summe_tvsum
 from clipit_jax.datasets import errors
 from clipit_jax.media import encoders
 
@@ -184,7 +184,7 @@ class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     zlib = tfds.features.Encoding.ZLIB
-    dim = benchmarks.TEXT_DIM
+    dim = summe_tvsum.TEXT_DIM
     return self.dataset_info_from_configs(
       features=tfds.features.FeaturesDict(
         {
@@ -212,7 +212,7 @@ class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
     dictionary = read_dictionary(os.path.join(annotations, 'Dense_per_shot_tags', 'Dictionary.txt'))
     video_paths = {}
     for video in VIDEOS:
-      found = benchmarks.find_video(os.path.join(root, 'videos'), video)
+      found = summe_tvsum.find_video(os.path.join(root, 'videos'), video)
       if not found:
         raise errors.DatasetError(
           f'{os.path.join(root, "videos", video)}.mp4: not found.\n{_MANUAL}'

@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 
 from clipit_jax import protocol
 from clipit_jax.datasets import annotators
-from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import summe_tvsum
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import synthetic_scenes as scenes_lib
 from clipit_jax.media import encoders
@@ -50,10 +50,10 @@ class SyntheticConfig(tfds.core.BuilderConfig):
 
 def example_features() -> tfds.features.FeaturesDict:
   """The benchmark schema plus the query (empty for generic summaries)."""
-  features = dict(benchmarks.example_features(benchmarks.TEXT_DIM))
+  features = dict(summe_tvsum.example_features(summe_tvsum.TEXT_DIM))
   features['query'] = tfds.features.Text()
   features['query_embedding'] = tfds.features.Tensor(
-    shape=(None, benchmarks.TEXT_DIM), dtype=np.float32
+    shape=(None, summe_tvsum.TEXT_DIM), dtype=np.float32
   )
   return tfds.features.FeaturesDict(features)
 
@@ -176,7 +176,7 @@ class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
         truth = scenes_lib.generic_importance(video['script'])
         yield (
           video['key'],
-          self._example(video, truth, '', np.zeros((0, benchmarks.TEXT_DIM), np.float32), 0),
+          self._example(video, truth, '', np.zeros((0, summe_tvsum.TEXT_DIM), np.float32), 0),
         )
         continue
       for i, (query, embedding) in enumerate(zip(video['queries'], video['query_embeddings'])):

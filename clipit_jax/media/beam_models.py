@@ -3,7 +3,7 @@
 `map_with_models(items, fn, load)` runs `fn(item, *load())` over `items` on any Beam runner,
 with `load` called once per worker (`DoFn.setup`). `clipit-encode-beam`
 (`beam_pipeline.py`) encodes videos with it, and the benchmark builders' CLIP configs
-(`datasets/benchmarks.py`) make their examples with it when TFDS is given Beam options.
+(`datasets/summe_tvsum.py`) make their examples with it when TFDS is given Beam options.
 Needs the `beam` extra; light otherwise (no JAX or model at import).
 """
 

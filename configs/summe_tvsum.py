@@ -5,7 +5,7 @@ Features: 'googlenet' (the eccv16 files' own 1024-d features; what most users ha
   python train.py --config configs/summe_transfer.py:clip --workdir runs/summe_transfer_clip
 """
 
-from clipit_jax.datasets import benchmarks
+from clipit_jax.datasets import registry
 from configs import default
 
 
@@ -14,7 +14,7 @@ def get_config(dataset: str, setting: str, features: str = 'googlenet', loss: st
   config.data.dataset = dataset
   config.data.setting = setting
   config.data.features = features
-  config.model.frame_dim = benchmarks.feature_dim(features)
+  config.model.frame_dim = registry.feature_spec(features).dim
   config.loss = loss
   # Two documented deviations from the paper (docs/learning.md, "The paper's configuration at
   # benchmark scale"). At batch 100 a Standard split makes one update an epoch, 20 in a run,

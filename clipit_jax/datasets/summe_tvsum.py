@@ -324,14 +324,6 @@ def _example(
   )
 
 
-def feature_dim(config_name: str) -> int:
-  """Width of the frame features of the builder config `config_name` ('googlenet', 'clip', ...)."""
-  widths = {c.name: c.feature_dim for c in _BenchmarkBuilder.BUILDER_CONFIGS}
-  if config_name not in widths:
-    raise ValueError(f'unknown features {config_name!r}; expected one of {sorted(widths)}')
-  return widths[config_name]
-
-
 class ClipitSumme(_BenchmarkBuilder):
   """SumMe (Gygli et al. 2014): 25 user videos, 15-18 user summaries each; F1 = max over users."""
 
