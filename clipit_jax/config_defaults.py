@@ -1,7 +1,14 @@
-"""The paper's settings (CLIP-It, NeurIPS 2021, supplementary section 2).
+"""The paper's settings (CLIP-It, NeurIPS 2021, supplementary section 2): the one place
+defaults live.
 
-Every other config starts from this one and changes only what it must.
+Every config under configs/ starts from `get_config()` (`configs/default.py` re-exports
+it) and changes only what it must. A run's saved config.json is merged over these
+defaults when loaded (`merge_saved`), so a field added after the run was saved takes its
+default, and the code reads every field directly, without fallbacks.
 """
+
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 
@@ -73,7 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 20
   config.batch_size = 100  # Global batch of windows, split over all devices.
   # Windows per forward/backward pass on a device; their gradients are summed, so the update
-  # is the whole batch's. None: train.CPU_MICROBATCH on a CPU (the fastest per window in
+  # is the whole batch's. None: train_step.CPU_MICROBATCH on a CPU (the fastest per window in
   # benchmarks/train_step.py's micro rows), the whole batch on accelerators; 0: the whole batch.
   config.microbatch_size = ml_collections.config_dict.placeholder(int)
   # Data parallelism over all devices of all hosts: 'shard_map' (jax.shard_map on a mesh) or
@@ -106,3 +113,61 @@ def get_config() -> ml_collections.ConfigDict:
   # Stop (as an interruption would) after this epoch; running again resumes.
   config.stop_after_epoch = ml_collections.config_dict.placeholder(int)
   return config
+
+
+# Fields a saved config must hold: they fix the shapes of the saved parameters, so a
+# default in their place would describe another model.
+SAVED_REQUIRED = tuple(
+  f'model.{k}'
+  for k in (
+    'frame_dim',
+    'text_dim',
+    'width',
+    'text_fusion',
+    'num_captions',
+    'cross_modal',
+    'language_heads',
+    'null_text_token',
+    'num_heads',
+    'num_encoder_layers',
+    'num_decoder_layers',
+    'mlp_dim',
+    'head_mlp_dim',
+    'input_norm',
+  )
+)
+
+
+def merge_saved(saved: Any) -> ml_collections.ConfigDict:
+  """The defaults with a saved config (config.json's object) merged over them.
+
+  Raises ValueError naming the field: an unknown key, a value of the wrong type (a
+  string or list for a number, ...), or a missing `SAVED_REQUIRED` field.
+  """
+  config = get_config()
+  _merge_into(config, saved, '')
+  for field in SAVED_REQUIRED:
+    section, key = field.split('.')
+    if key not in saved.get(section, {}):
+      raise ValueError(f'{field} is missing (it fixes the saved parameters\' shapes)')
+  return config
+
+
+def _merge_into(config: ml_collections.ConfigDict, saved: Any, prefix: str) -> None:
+  if not isinstance(saved, Mapping):
+    where = prefix.rstrip('.') or 'the config'
+    raise ValueError(f'{where} must be an object of fields, got {type(saved).__name__}')
+  for key, value in saved.items():
+    name = prefix + key
+    if key not in config:
+      raise ValueError(f'unknown field {name!r} (not in clipit_jax/config_defaults.py)')
+    if isinstance(config[key], ml_collections.ConfigDict):
+      _merge_into(config[key], value, name + '.')
+      continue
+    if isinstance(config[key], tuple) and isinstance(value, list):
+      value = tuple(value)  # JSON has no tuples.
+    try:
+      config[key] = value
+    except TypeError:
+      wanted = type(config[key]).__name__
+      raise ValueError(f'{name} must be of type {wanted}, got {value!r}') from None
