@@ -318,13 +318,13 @@ def test_write_summary_audio_is_the_source_audio(clip_audio, tmp_path):
 def test_write_summary_bikes(shared_dir, tmp_path):
   src = shared_dir / "data" / "videos" / "bikes.mp4"
   out = video.write_summary(src, [(0.0, 1.5), (6.0, 7.0)], tmp_path / "b.mp4", progress=False)
-  # 38 frames at 0.00..1.48 s, then 25 at 6.00..6.96 s: 63 frames, 2.52 s.
-  assert stream_info(out) == {"video": pytest.approx(2.52, abs=1e-6)}
+  # 38 frames at 0.00..1.48 s, then 25 at 6.00..6.96 s: 63 frames lasting 1.5 + 1.0 s.
+  assert stream_info(out) == {"video": pytest.approx(2.5, abs=1e-6)}
   frames, times, _ = decode_all(out, fps=2.0, size=64)
-  np.testing.assert_allclose(times, [0, 0.48, 1.0, 1.48, 2.0, 2.48])
+  np.testing.assert_allclose(times, [0, 0.48, 1.0, 1.5, 1.98])
   source, _, _ = decode_all(src, fps=25.0, size=64)
-  # Output 1.48 s is source frame 37; output 2.0 s is source 6.0 + 0.48 s.
-  for out_frame, src_index in [(frames[3], 37), (frames[4], 162)]:
+  # Output 1.0 s is source frame 25, 1.5 s is source 6.0 s, 1.98 s is source 6.48 s.
+  for out_frame, src_index in [(frames[2], 25), (frames[3], 150), (frames[4], 162)]:
     diff = np.abs(out_frame.astype(int) - source[src_index]).mean()
     assert diff < 4, (src_index, diff)  # Neighbouring frames differ by 5+.
 
@@ -347,8 +347,8 @@ def test_write_summary_failure_leaves_no_partial_file(clip, tmp_path, monkeypatc
       raise RuntimeError("disk full")
     return real(*args, **kwargs)
 
-  real = video._copy_video
-  monkeypatch.setattr(video, "_copy_video", failing)
+  real = video._write_segment
+  monkeypatch.setattr(video, "_write_segment", failing)
   with pytest.raises(RuntimeError, match="disk full"):
     video.write_summary(clip, [(0.0, 1.0), (2.0, 3.0)], out, progress=False)
   assert out.read_bytes() == b"previous summary"
@@ -395,7 +395,8 @@ def test_other_containers(tmp_path, fmt, name):
   # MPEG-TS seeking can land past the target; the writer must still cut right.
   out = video.write_summary(path, [(0.5, 1.2)], tmp_path / "s.mp4", progress=False)
   frames, _, _ = decode_all(out, fps=FPS, size=32)
-  assert [read_index(f) for f in frames] == list(range(13, 30))
+  # Frame 12 (0.48 s) is on screen at 0.5 s; frame 29 (1.16 s) until 1.2 s.
+  assert [read_index(f) for f in frames] == list(range(12, 30))
 
 
 def test_raw_stream_probes_but_cannot_be_cut(tmp_path):
@@ -415,3 +416,94 @@ def test_raw_stream_probes_but_cannot_be_cut(tmp_path):
   with pytest.raises(video.VideoError, match="cannot seek.*remux"):
     video.write_summary(path, [(0.5, 1.2)], tmp_path / "s.mp4", progress=False)
   assert not (tmp_path / "s.mp4").exists()
+
+
+# --------------------------------------------------- as the viewer sees it --
+
+
+def timed_video(path, times_ms, rotation=0, image=index_image):
+  """An mp4 whose frame i, `image(i)`, is shown from times_ms[i] (a 1/1000 s clock), with a
+  display rotation (degrees counter-clockwise, as FFmpeg's display matrix)."""
+  with av.open(str(path), "w") as out:
+    vs = out.add_stream("libx264", rate=FPS)
+    vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
+    vs.codec_context.time_base = fractions.Fraction(1, 1000)
+    vs.options = {"preset": "ultrafast", "crf": "18"}
+    if rotation:
+      vs.set_display_rotation(rotation)
+    for i, t in enumerate(times_ms):
+      frame = av.VideoFrame.from_ndarray(image(i), format="rgb24")
+      frame.pts, frame.time_base = t, fractions.Fraction(1, 1000)
+      out.mux(vs.encode(frame))
+    out.mux(vs.encode(None))
+  return pathlib.Path(path)
+
+
+def left_half_white(i, width=160, height=120):
+  img = np.zeros((height, width, 3), np.uint8)
+  img[:, : width // 2] = 255
+  return img
+
+
+@pytest.mark.parametrize(
+  "rotation, white", [(-90, "top"), (90, "bottom"), (180, "right"), (0, "left")]
+)
+def test_rotation_is_applied_when_decoding_and_kept_in_the_summary(tmp_path, rotation, white):
+  # A phone's portrait video stores landscape frames and a display rotation (-90: turn them
+  # a quarter clockwise); the stored frames' white left half is then on top.
+  path = timed_video(tmp_path / "phone.mp4", range(0, 1000, 40), rotation, left_half_white)
+  info = video.probe(path)
+  portrait = rotation in (90, -90)
+  assert (info.width, info.height) == ((120, 160) if portrait else (160, 120))
+  assert info.rotation % 360 == rotation % 360
+
+  def bright_side(frame):
+    halves = {
+      "top": frame[:16],
+      "bottom": frame[16:],
+      "left": frame[:, :16],
+      "right": frame[:, 16:],
+    }
+    return max(halves, key=lambda k: halves[k].mean())
+
+  frames, _, _ = decode_all(path, fps=5.0, size=32)
+  assert {bright_side(f) for f in frames} == {white}
+  out = video.write_summary(path, [(0.2, 0.6)], tmp_path / "s.mp4", progress=False)
+  assert video.probe(out).rotation % 360 == rotation % 360
+  frames, _, _ = decode_all(out, fps=5.0, size=32)
+  assert {bright_side(f) for f in frames} == {white}
+
+
+def test_variable_frame_rate_is_kept(tmp_path):
+  # Slow, then fast, then slow: frames 0-4 every 200 ms, 5-14 every 20 ms, 15-17 every 300 ms.
+  times_ms = [0, 200, 400, 600, 800] + list(range(1000, 1200, 20)) + [1200, 1500, 1800]
+  path = timed_video(tmp_path / "vfr.mp4", times_ms)
+  source_frames, times, _ = decode_all(path, fps=1000.0, size=32)
+  np.testing.assert_allclose(times, np.array(times_ms) / 1000)
+  end = video.probe(path).duration  # When the last frame (1.8 s) stops showing.
+  segments = [(0.2, 0.6), (0.9, 1.12), (1.5, end)]
+  out = video.write_summary(path, segments, tmp_path / "s.mp4", progress=False)
+  # The file lasts what its segments do (what summary.json's summary_duration says).
+  assert stream_info(out)["video"] == pytest.approx(0.4 + 0.22 + end - 1.5, abs=2e-5)
+  frames, out_times, _ = decode_all(out, fps=1000.0, size=32)
+  # Each frame at its own time: the one on screen at a segment's start (0.8 s shows at
+  # 0.9 s), then every later frame of the segment.
+  expected = [(0, 1, 0.0), (0, 2, 0.2), (1, 4, 0.0), (1, 5, 0.1), (1, 6, 0.12), (1, 7, 0.14)]
+  expected += [(1, k, 0.1 + 0.02 * (k - 5)) for k in range(8, 11)] + [(2, 16, 0.0), (2, 17, 0.3)]
+  offsets = [0.0, 0.4, 0.62]
+  assert [read_index(f) for f in frames] == [k for _, k, _ in expected]
+  np.testing.assert_allclose(out_times, [offsets[s] + t for s, _, t in expected], atol=2e-5)
+
+
+@pytest.mark.parametrize("rate", [25.0, 1000.0])
+def test_cuts_at_decoded_timestamps_keep_exactly_their_frames(clip, tmp_path, rate):
+  # Shot bounds are the float timestamps decode_frames gives; frame k of a 25 fps clip is at
+  # exactly k/25 s, which floats round up for k = 1, 20, 33, 52 (the frame was dropped at a
+  # start and added at an end when exact times were compared with the floats).
+  _, times, _ = decode_all(clip, fps=rate, size=32)
+  assert len(times) == 150
+  segments = [(times[1], times[20]), (times[33], times[52])]
+  out = video.write_summary(clip, segments, tmp_path / "s.mp4", progress=False)
+  frames, _, _ = decode_all(out, fps=1000.0, size=32)
+  assert [read_index(f) for f in frames] == list(range(1, 20)) + list(range(33, 52))
+  assert stream_info(out)["video"] == pytest.approx(38 / FPS, abs=2e-5)

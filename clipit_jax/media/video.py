@@ -1,8 +1,11 @@
 """Video I/O with PyAV: probing, streaming frame sampling, and summary writing.
 
 All times are seconds on the video stream's presentation timeline, with 0 at
-the stream's start time, so the timestamps that `decode_frames` returns are the
-times that `write_summary` cuts at.
+the stream's start time: each frame's own time, so variable frame rates are kept.
+The timestamps that `decode_frames` returns (float seconds) are the times that
+`write_summary` cuts at, compared as the same floats. Frames are what a viewer
+sees: rotation metadata (the display matrix of a phone video) is applied when
+decoding and kept in the summary.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fractions
+import itertools
 import logging
 import math
 import pathlib
@@ -71,9 +75,10 @@ class VideoInfo:
   duration: float  # Seconds.
   fps: float  # Average frame rate of the video stream.
   n_frames: int  # Frame count (from the container, else duration * fps).
-  width: int
+  width: int  # As displayed (after `rotation`).
   height: int
   has_audio: bool
+  rotation: int = 0  # Degrees counter-clockwise the stored frames are turned for display.
 
 
 # ----------------------------------------------------------------- opening --
@@ -143,8 +148,25 @@ def _declared_duration(container, stream) -> float | None:
   return None
 
 
+def _display_rotation(path: files.PathLike) -> int:
+  """The first frame's display rotation in degrees counter-clockwise (0 when none decodes)."""
+  with _open(path) as container:
+    try:
+      frame = next(container.decode(container.streams.video[0]), None)
+    except av.error.FFmpegError:
+      return 0
+    return 0 if frame is None else int(frame.rotation)
+
+
+def _quarter_turns(rotation: float) -> int:
+  """Counter-clockwise quarter turns (0-3) nearest to `rotation` degrees."""
+  return round(rotation / 90) % 4
+
+
 def probe(path: files.PathLike) -> VideoInfo:
-  """Reads a video's duration, rate, size and audio presence (no decoding).
+  """Reads a video's duration, rate, displayed size, rotation and audio presence.
+
+  Only the first frame is decoded (for its rotation).
 
   Raises:
     VideoError: the file is missing, not a video, or has zero duration.
@@ -163,15 +185,20 @@ def probe(path: files.PathLike) -> VideoInfo:
     if duration <= 0:
       raise VideoError(f"{path}: the video has zero length; pass a longer one.")
     n_frames = stream.frames or (round(duration * fps) if fps else 0)
-    return VideoInfo(
-      path=str(path),
-      duration=duration,
-      fps=float(fps) if fps else 0.0,
-      n_frames=int(n_frames),
-      width=stream.codec_context.width,
-      height=stream.codec_context.height,
-      has_audio=bool(container.streams.audio),
-    )
+    size = (stream.codec_context.width, stream.codec_context.height)
+    has_audio = bool(container.streams.audio)
+  rotation = _display_rotation(path)
+  width, height = size[::-1] if _quarter_turns(rotation) % 2 else size
+  return VideoInfo(
+    path=str(path),
+    duration=duration,
+    fps=float(fps) if fps else 0.0,
+    n_frames=int(n_frames),
+    width=width,
+    height=height,
+    has_audio=has_audio,
+    rotation=rotation,
+  )
 
 
 def require_min_duration(info: VideoInfo, seconds: float) -> None:
@@ -195,9 +222,15 @@ def _crop_geometry(width: int, height: int, size: int) -> tuple[int, int]:
 
 
 def _to_rgb_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
-  """Shorter side bicubic-resized to `size`, centre-cropped: [size, size, 3]."""
-  w, h = _crop_geometry(frame.width, frame.height, size)
-  rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BICUBIC")
+  """Upright (its rotation applied), shorter side bicubic-resized to `size`, centre-cropped:
+  [size, size, 3]."""
+  turns = _quarter_turns(frame.rotation)
+  sideways = turns % 2 == 1
+  shown = (frame.height, frame.width) if sideways else (frame.width, frame.height)
+  w, h = _crop_geometry(*shown, size)
+  coded = (h, w) if sideways else (w, h)
+  rgb = frame.to_ndarray(format="rgb24", width=coded[0], height=coded[1], interpolation="BICUBIC")
+  rgb = np.rot90(rgb, turns) if turns else rgb
   top, left = (h - size) // 2, (w - size) // 2
   return rgb[top : top + size, left : left + size]
 
@@ -270,8 +303,9 @@ def decode_frames(
   nearest is taken (ties to the earlier frame; a frame is used at most once,
   so a source slower than `fps` gives fewer frames). Timestamps are the
   frames' exact PTS in seconds from the stream start. Each sampled frame is
-  bicubic-resized so its shorter side is `size`, then centre-cropped
-  (sample aspect ratio and rotation metadata are ignored). Only sampled frames
+  turned upright (its rotation metadata applied), bicubic-resized so its
+  shorter side is `size`, then centre-cropped (sample aspect ratio is
+  ignored). Only sampled frames
   are converted to RGB, and at most `chunk_size` frames are held at a time.
 
   The file is checked when this is called; frames are decoded lazily as the
@@ -460,48 +494,89 @@ def _decode_from(container, stream, target_pts: int) -> Iterator[av.frame.Frame]
     yield from frames
 
 
-def _copy_video(
-  container, stream, enc_stream, out, start: float, end: float, state: dict, bar: tqdm.tqdm
-) -> tuple[float, int, int] | None:
-  """Re-encodes the source frames with start <= t < end after the output so far.
+# Clock of the summary's video stream: fine enough to keep each source frame's own time.
+_OUT_TICKS_PER_SECOND = 90_000
 
-  The segment's first frame goes right after the previous segment's last one
-  (no gap), and the others keep their spacing from it.
 
-  Returns:
-    (source time of the first frame, first output tick, end output tick) in
-    the encoder's time base, or None when no frame falls in the segment.
+def _shown_frames(container, stream, start: float, end: float) -> Iterator[tuple[float, object]]:
+  """(seconds after `start`, frame) for each frame on screen during [start, end).
+
+  The first is the frame on screen at `start` (the last one with time <= start,
+  else the first after it), at 0; then the frames with start < time < end at
+  their own times. Times are compared as the float seconds `decode_frames`
+  reports, so a shot bound taken from those timestamps cuts at that very frame.
   """
   target = _origin(stream) + math.floor(start / stream.time_base)
-  decoded = _decode_from(container, stream, target)
-  tb = enc_stream.codec_context.time_base
-  first, first_pts = None, state["next_pts"]
-  done = 0  # Milliseconds of this segment reported to the progress bar.
-  length = round((end - start) * 1000)
-  for t, frame in _frame_times(container, stream, decoded):
-    if t < start:
+  held, started = None, False
+  for t, frame in _frame_times(container, stream, _decode_from(container, stream, target)):
+    seconds = float(t)
+    if seconds <= start:
+      held = frame
       continue
-    if t >= end:
+    if seconds >= end:
       break
-    if first is None:
-      first = t
-    pts = max(first_pts + round((t - first) / tb), state["next_pts"])
-    state["next_pts"] = pts + 1
-    frame = frame.reformat(width=enc_stream.width, height=enc_stream.height, format="yuv420p")
-    frame.pts, frame.time_base = pts, tb
+    if not started:
+      started = True
+      yield 0.0, frame if held is None else held
+      if held is None:
+        continue
+    yield seconds - start, frame
+  if not started and held is not None:
+    yield 0.0, held
+
+
+class _VideoSink:
+  """The summary's H.264 stream: frames in at output ticks, packets out with durations.
+
+  Without B-frames the packets come out in display order, so each is muxed
+  once the next one's time is known, and the last lasts until `close`'s end:
+  the file lasts what its segments do, whatever the source's frame rate.
+  """
+
+  def __init__(self, out: av.container.OutputContainer, stream: av.video.stream.VideoStream):
+    self.out, self.stream = out, stream
+    self.next_pts = 0  # The earliest tick for the next frame.
+    self.frames = 0
+    self._held = None  # The last packet, waiting for its duration.
+
+  def encode(self, frame: av.VideoFrame, pts: int) -> None:
+    pts = max(pts, self.next_pts)
+    frame = frame.reformat(width=self.stream.width, height=self.stream.height, format="yuv420p")
+    frame.pts, frame.time_base = pts, Fraction(1, _OUT_TICKS_PER_SECOND)
     try:  # Let the encoder pick frame types; don't copy the source's.
       frame.pict_type = av.video.frame.PictureType.NONE
     except (AttributeError, TypeError, ValueError):
       pass
-    out.mux(enc_stream.encode(frame))
-    now = min(round(float(t - start + tb) * 1000), length)
+    self._mux(self.stream.encode(frame))
+    self.next_pts, self.frames = pts + 1, self.frames + 1
+
+  def _mux(self, packets) -> None:
+    for packet in packets:
+      if self._held is not None:
+        self._held.duration = packet.pts - self._held.pts
+        self.out.mux(self._held)
+      self._held = packet
+
+  def close(self, end_pts: int) -> None:
+    """Flushes the encoder; the last frame lasts until tick `end_pts`."""
+    self._mux(self.stream.encode(None))
+    if self._held is not None:
+      self._held.duration = max(1, end_pts - self._held.pts)
+      self.out.mux(self._held)
+      self._held = None
+
+
+def _write_segment(container, stream, sink: _VideoSink, segment, offset: float, bar) -> None:
+  """Encodes what is on screen during `segment` (start, end) from output second `offset`."""
+  start, end = segment
+  length, done = round((end - start) * 1000), 0  # Milliseconds; reported to `bar`.
+  for seconds, frame in _shown_frames(container, stream, start, end):
+    sink.encode(frame, round((offset + seconds) * _OUT_TICKS_PER_SECOND))
+    now = min(round(seconds * 1000), length)
     if now > done:
       bar.update(now - done)
       done = now
   bar.update(length - done)
-  if first is None:
-    return None
-  return float(first), first_pts, state["next_pts"]
 
 
 def _copy_audio(
@@ -579,17 +654,22 @@ def _copy_audio(
 def _add_video_stream(
   out: av.container.OutputContainer,
   vin: av.video.stream.VideoStream,
-  info: VideoInfo,
+  rotation: int,
   crf: int,
   preset: str,
 ) -> av.video.stream.VideoStream:
-  """An H.264 yuv420p stream at the source's average frame rate (even width and height)."""
+  """An H.264 yuv420p stream of the source's stored size (made even) and rotation, on a
+  1/90000 s clock, without B-frames (so packets come out in display order)."""
   fps = (_stream_fps(vin) or Fraction(25)).limit_denominator(100_000)
   vout = out.add_stream("libx264", rate=fps)
-  vout.width, vout.height = _even(info.width), _even(info.height)
+  vout.width = _even(vin.codec_context.width)
+  vout.height = _even(vin.codec_context.height)
   vout.pix_fmt = "yuv420p"
-  vout.codec_context.time_base = 1 / fps
+  vout.codec_context.time_base = Fraction(1, _OUT_TICKS_PER_SECOND)
+  vout.codec_context.max_b_frames = 0
   vout.options = {"crf": str(crf), "preset": preset}
+  if rotation:
+    vout.set_display_rotation(rotation)
   return vout
 
 
@@ -609,6 +689,40 @@ def _add_audio_stream(
   return aout
 
 
+def _write_segments(
+  src_path: files.PathLike,
+  segments: list[tuple[float, float]],
+  tmp: pathlib.Path,
+  info: VideoInfo,
+  bar: tqdm.tqdm,
+  crf: int,
+  preset: str,
+) -> None:
+  """`write_summary`'s work: the segments one after another into the mp4 `tmp`."""
+  with _open(src_path) as src, av.open(str(tmp), mode="w", format="mp4") as out:
+    vin = src.streams.video[0]
+    vin.thread_type = "AUTO"
+    sink = _VideoSink(out, _add_video_stream(out, vin, info.rotation, crf, preset))
+    ain = src.streams.audio[0] if src.streams.audio else None
+    aout = _add_audio_stream(out, ain) if ain is not None else None
+    origin_s = float(_origin(vin) * vin.time_base)
+    state = {"next_apts": 0}
+    offsets = list(itertools.accumulate((end - start for start, end in segments), initial=0.0))
+    for segment, offset in zip(segments, offsets):
+      _write_segment(src, vin, sink, segment, offset, bar)
+      if aout is not None:
+        start, end = segment
+        _copy_audio(src, ain, aout, out, start, offset, offset + end - start, origin_s, state)
+    sink.close(round(offsets[-1] * _OUT_TICKS_PER_SECOND))
+    if aout is not None:
+      out.mux(aout.encode(None))
+    if sink.frames == 0:  # Raised inside the block: nothing is renamed into place.
+      raise VideoError(
+        f"{src_path}: no frame decoded in the selected segments; the file may be corrupt or "
+        "truncated."
+      )
+
+
 def write_summary(
   src_path: files.PathLike,
   segments_seconds: Sequence[tuple[float, float]],
@@ -620,16 +734,16 @@ def write_summary(
 ) -> pathlib.Path:
   """Cuts `segments_seconds` from the source and joins them into an H.264 mp4.
 
-  Video is re-encoded with libx264 (yuv420p; cuts are not on keyframes) at the
-  source's average frame rate: each segment keeps the source frames with
-  start <= t < end, placed right after the previous segment's frames with
-  their spacing kept. When the source has audio, the audio from each
-  segment's first frame on, as long as the segment's video, is re-encoded as
-  AAC (mono stays mono, anything else becomes stereo), so sound stays in sync
-  to the sample. Segments are written in the
-  given order, clipped to the video; empty ones are dropped. The file is
-  written to a temporary name in the same directory and renamed into place, so
-  a failure never leaves a partial `out_path`.
+  Video is re-encoded with libx264 (yuv420p; cuts are not on keyframes). Each
+  segment (start, end) shows what a viewer sees of the source then: the frame
+  on screen at `start`, then every frame with start < t < end at its own time
+  (variable frame rates are kept), and it lasts exactly end - start, so the
+  file lasts the segments' total. The source's rotation metadata is kept.
+  When the source has audio, each segment's audio is re-encoded as AAC (mono
+  stays mono, anything else becomes stereo), in sync to the sample. Segments
+  are written in the given order, clipped to the video; empty ones are
+  dropped. The file is written to a temporary name in the same directory and
+  renamed into place, so a failure never leaves a partial `out_path`.
 
   Args:
     src_path: source video.
@@ -649,43 +763,19 @@ def write_summary(
   info = probe(src_path)
   segments = _check_segments(segments_seconds, info.duration, src_path)
   out_path = pathlib.Path(out_path)
+  total_ms = sum(round((end - start) * 1000) for start, end in segments)
   try:
     with (
       files.atomic_path(out_path, suffix=".mp4") as tmp,
-      _open(src_path) as src,
-      av.open(str(tmp), mode="w", format="mp4") as out,
-    ):
-      vin = src.streams.video[0]
-      vin.thread_type = "AUTO"
-      vout = _add_video_stream(out, vin, info, crf, preset)
-      ain = src.streams.audio[0] if src.streams.audio else None
-      aout = _add_audio_stream(out, ain) if ain is not None else None
-      origin_s = float(_origin(vin) * vin.time_base)
-      state = {"next_pts": 0, "next_apts": 0}
-      total_ms = sum(round((e - s) * 1000) for s, e in segments)
-      with tqdm.tqdm(
+      tqdm.tqdm(
         total=total_ms,
         unit="s",
         unit_scale=0.001,
         disable=not progress,
         desc=f"writing {out_path.name}",
-      ) as bar:
-        tb = vout.codec_context.time_base
-        for start, end in segments:
-          copied = _copy_video(src, vin, vout, out, start, end, state, bar)
-          if aout is not None and copied is not None:
-            src_start, first, stop = copied
-            _copy_audio(
-              src, ain, aout, out, src_start, float(first * tb), float(stop * tb), origin_s, state
-            )
-      out.mux(vout.encode(None))
-      if aout is not None:
-        out.mux(aout.encode(None))
-      if state["next_pts"] == 0:  # Raised inside the block: nothing is renamed into place.
-        raise VideoError(
-          f"{src_path}: no frame decoded in the selected "
-          "segments; the file may be corrupt or truncated."
-        )
+      ) as bar,
+    ):
+      _write_segments(src_path, segments, tmp, info, bar, crf, preset)
   except av.error.FFmpegError as e:
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
       raise VideoError(
