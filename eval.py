@@ -2,7 +2,7 @@
 
   python eval.py --ckpt runs/summe_transfer [--split test] [--checkpoint best|latest]
   python eval.py --ckpt runs/tvsum_standard --all_splits      # mean and std over split_0..4
-  python eval.py --human-baseline tvsum --anno ../shared/data/tvsum/ydata-anno.tsv.gz
+  python eval.py --human_baseline tvsum --anno ../shared/data/tvsum/ydata-anno.tsv.gz
 
 Prints a table, writes eval.json into the workdir, and ends with one JSON line of the
 aggregate metrics.
@@ -30,8 +30,9 @@ _ALL_SPLITS = flags.DEFINE_bool(
   'mean and std.',
 )
 _HUMAN = flags.DEFINE_string(
-  'human-baseline', None, 'Human agreement of: tvsum, or qfvs (users against the oracle).'
+  'human_baseline', None, 'Human agreement of: tvsum, or qfvs (users against the oracle).'
 )
+flags.DEFINE_alias('human-baseline', 'human_baseline')  # The spelling of earlier versions.
 _ANNO = flags.DEFINE_string(
   'anno', None, 'The raw annotation file (QFVS: origin_data directory) for the human baseline.'
 )
@@ -44,13 +45,29 @@ def _print_table(rows: list[dict], keys: tuple[str, ...]) -> None:
 
 
 def _evaluate_one(workdir: str) -> dict:
-  from clipit_jax import train  # pylint: disable=g-import-not-at-top (after the flags)
+  from clipit_jax import inference  # pylint: disable=g-import-not-at-top (after the flags)
 
-  result = train.evaluate_checkpoint(workdir, _SPLIT.value, _CHECKPOINT.value)
+  result = inference.evaluate_checkpoint(workdir, _SPLIT.value, _CHECKPOINT.value)
   _print_table(result['rows'], tuple(result['metrics']))
   print(f'{"mean":<28}' + ''.join(f'{v:>12.4f}' for v in result['metrics'].values()))
   files.write_text(os.path.join(workdir, 'eval.json'), json.dumps(result, indent=2))
   return result['metrics']
+
+
+def _check_flags() -> None:
+  """Refuses flags that do not apply: a run's flags with --human_baseline, --anno without it."""
+  if not _HUMAN.value:
+    if _ANNO.value:
+      raise ValueError('--anno applies to --human_baseline only; remove it')
+    return
+  if not _ANNO.value:
+    raise ValueError('--human_baseline needs --anno (the raw annotation file)')
+  for name in ('ckpt', 'split', 'checkpoint', 'all_splits'):
+    if flags.FLAGS[name].present:
+      raise ValueError(
+        f'--{name} does not apply to --human_baseline (it evaluates annotators, not a run); '
+        'evaluate the run in a separate eval.py --ckpt command'
+      )
 
 
 def main(argv):
@@ -58,15 +75,14 @@ def main(argv):
   logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO and notes at WARNING.
   with cli.one_line_errors('eval.py', on_interrupt='nothing was written'):
     cli.enable_compilation_cache()
+    _check_flags()
     if _HUMAN.value:
-      if not _ANNO.value:
-        raise ValueError('--human-baseline needs --anno (the raw annotation file)')
       from clipit_jax import human_baseline  # pylint: disable=g-import-not-at-top
 
       print(json.dumps(human_baseline.human_baseline_main(_HUMAN.value, _ANNO.value)))
       return
     if not _CKPT.value:
-      raise ValueError('give --ckpt WORKDIR (or --human-baseline DATASET --anno FILE)')
+      raise ValueError('give --ckpt WORKDIR (or --human_baseline DATASET --anno FILE)')
     if not _ALL_SPLITS.value:
       print(json.dumps(_evaluate_one(_CKPT.value)))
       return

@@ -27,6 +27,8 @@ from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from clipit_jax import cli
+from clipit_jax import config_checks
+from clipit_jax import config_defaults
 from clipit_jax import files
 
 CONFIG_FILE = 'config.json'
@@ -48,15 +50,29 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run in `workdir` was started with."""
+  """The config a run in `workdir` was started with, merged over the defaults and checked.
+
+  Raises CheckpointError, in one line naming config.json, for a file that does not read
+  or parse, an unknown field, a value of the wrong type or range, or a missing field that
+  fixes the parameters' shapes.
+  """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise CheckpointError(f'{workdir}: no {CONFIG_FILE}; is this a train.py --workdir?')
   try:
     with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
-  except (OSError, json.JSONDecodeError) as e:
+      saved = json.load(f)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise CheckpointError(f'{path}: unreadable ({e})') from None
+  try:
+    config = config_defaults.merge_saved(saved)
+  except ValueError as e:
+    raise CheckpointError(f'{path}: {e}') from None
+  try:
+    config_checks.check_config(config, source=path)
+  except ValueError as e:
+    raise CheckpointError(str(e)) from None
+  return config
 
 
 def make_manager(

@@ -1,7 +1,7 @@
 """One evaluator per protocol: what a video's scores are compared with, and how.
 
 Every dataset video carries its ground truth as one of these (`Video.truth`); the training
-loop, `train.evaluate_checkpoint` (eval.py) and the ablations all evaluate through
+loop, `inference.evaluate_checkpoint` (eval.py) and the ablations all evaluate through
 `evaluate_videos`, which calls `truth.evaluate(scores)`.
 
 `KeyshotTruth` (generic summaries: SumMe, TVSum, YouTube, OVP, synthetic): the predicted

@@ -20,6 +20,7 @@ import numpy as np
 
 from clipit_jax import checkpoints
 from clipit_jax import files
+from clipit_jax import inference
 from clipit_jax import train
 from clipit_jax.datasets import split_files
 
@@ -111,7 +112,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   start = time.time()
   train.train_and_evaluate(config, workdir)
   seconds = time.time() - start
-  evaluated = train.evaluate_checkpoint(workdir, 'test', 'best')
+  evaluated = inference.evaluate_checkpoint(workdir, 'test', 'best')
   result = dict(
     metrics=evaluated['metrics'],
     epoch=evaluated['epoch'],

@@ -41,8 +41,6 @@ from clipit_jax import input_pipeline
 from clipit_jax import losses
 from clipit_jax import models
 from clipit_jax.datasets import loading
-from clipit_jax.datasets import settings
-from clipit_jax.datasets import split_files
 
 Array = jax.Array
 Batch = dict[str, Array]
@@ -557,50 +555,3 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
     )
   writer.close()
   return state
-
-
-def load_trained(workdir: str, which: str = 'best') -> tuple[ml_collections.ConfigDict, Any, int]:
-  """The saved config, the parameters of the `which` checkpoint ('best' or 'latest'), its epoch.
-
-  Only the parameters are read, onto this host's first device; the optimizer state is
-  neither built nor restored.
-  """
-  config = checkpoints.load_config(workdir)
-  manager = checkpoints.make_manager(workdir, config.best_metric, read_only=True)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  shapes = jax.eval_shape(
-    functools.partial(models.init_params, config.model), jax.random.PRNGKey(0)
-  )
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
-  try:
-    params, epoch = checkpoints.restore(manager, target, which, params_only=True)
-  finally:
-    manager.close()  # Its threads would otherwise outlive a failed restore at exit.
-  return config, params, epoch
-
-
-def evaluate_checkpoint(workdir: str, split: str = 'test', which: str = 'best') -> dict[str, Any]:
-  """Evaluates a run's checkpoint on one of its data splits with the saved config.
-
-  Returns {'metrics': mean over videos, 'rows': per video, 'epoch', 'checkpoint',
-  'split', 'videos', 'split_fingerprint'} and, for a run on a split file, 'splits_file':
-  {'name', 'path', 'sha256', 'entry'}.
-  """
-  if split not in ('train', 'validation', 'test'):
-    raise ValueError(f"unknown split {split!r}; expected 'train', 'validation' or 'test'")
-  config, params, epoch = load_trained(workdir, which)
-  videos = loading.load_data(config)[split]
-  result = evaluators.evaluate_videos(
-    jax.jit(models.CLIPIt(config.model).apply), params, videos, config.model.window
-  )
-  refs = [v.ref for v in videos]
-  result.update(
-    epoch=epoch,
-    checkpoint=which,
-    split=split,
-    videos=[list(r) for r in refs],
-    split_fingerprint=settings.split_fingerprint(refs),
-  )
-  if config.data.get('splits_file'):
-    result['splits_file'] = split_files.read(config.data.splits_file).record(config.data.split)
-  return result

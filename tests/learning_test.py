@@ -9,6 +9,7 @@ import pytest
 from clipit_jax import baselines
 from clipit_jax import evaluators
 from clipit_jax import models
+from clipit_jax import inference
 from clipit_jax import train
 from clipit_jax.datasets import loading
 from testutil import load_config_file
@@ -47,7 +48,7 @@ def test_trained_model_beats_clip_similarity_and_random(data_dir, tmp_path):
   the suite short (test tau 0.19 there against about 0.10 for this bar), on its test videos."""
   workdir = str(tmp_path / 'run')
   config = _train_part_of('synthetic', data_dir, workdir, 1 / 10)
-  trained = train.evaluate_checkpoint(workdir, 'test', 'latest')['metrics']
+  trained = inference.evaluate_checkpoint(workdir, 'test', 'latest')['metrics']
   videos = loading.load_data(config)['test']
   rng = np.random.default_rng(0)
   random_rows = [v.truth.evaluate(rng.random(len(v.features))) for v in videos]
@@ -77,7 +78,7 @@ def test_query_model_needs_the_right_query(data_dir, tmp_path):
     num_encoder_layers=1,
     num_decoder_layers=1,
   )
-  _, params, _ = train.load_trained(workdir, 'latest')
+  _, params, _ = inference.load_trained(workdir, 'latest')
   videos = loading.load_data(config)['test']
   apply_fn = jax.jit(models.CLIPIt(config.model).apply)
   right = evaluators.evaluate_videos(apply_fn, params, videos, config.model.window)

@@ -10,6 +10,7 @@ import sys
 import jax
 import numpy as np
 
+from clipit_jax import inference
 from clipit_jax import train
 from testutil import ROOT, TINY_MODEL, tiny_config
 
@@ -107,8 +108,8 @@ def test_two_processes_resume_and_train_like_one_device(standin_data_dir, tmp_pa
       'val_kendall',
     ):
       np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-5, err_msg=key)
-  _, expected, _ = train.load_trained(str(tmp_path / 'one'), 'latest')
-  _, params, epoch = train.load_trained(two_by_two, 'latest')
+  _, expected, _ = inference.load_trained(str(tmp_path / 'one'), 'latest')
+  _, params, epoch = inference.load_trained(two_by_two, 'latest')
   assert epoch == 2
   # Adam turns round-off in a ~0 gradient into a step of up to the learning rate, so a few
   # elements may differ by that much; a wrong collective or shard would move most of them.

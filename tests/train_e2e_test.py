@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from clipit_jax import checkpoints
+from clipit_jax import inference
 from clipit_jax import train
 from clipit_jax.datasets import errors
 from clipit_jax.datasets import loading
@@ -53,7 +54,7 @@ def test_train_checkpoint_evaluate(standin_data_dir, tmp_path):
     assert np.isfinite(m['train_total']) and m['train_classification'] > 0
   assert sorted(os.listdir(os.path.join(workdir, 'tensorboard')))
   assert checkpoints.load_config(workdir).model.width == 32
-  result = train.evaluate_checkpoint(workdir, 'test', 'latest')
+  result = inference.evaluate_checkpoint(workdir, 'test', 'latest')
   num_test = len(loading.load_data(quick_config(standin_data_dir))['test'])
   assert result['epoch'] == 2 and len(result['rows']) == num_test > 0
   assert 0 <= result['metrics']['f1'] <= 100

@@ -21,6 +21,7 @@ import pytest
 
 from clipit_jax import checkpoints
 from clipit_jax import files
+from clipit_jax import inference
 from clipit_jax import train
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
@@ -134,7 +135,7 @@ def test_a_damaged_checkpoint_names_itself_and_the_one_that_restores(two_checkpo
     '); it is the latest checkpoint, the best one (epoch 1) restores: use --checkpoint best'
   )
   config = checkpoints.load_config(workdir)
-  _, params, epoch = train.load_trained(workdir, 'best')  # The advice holds.
+  _, params, epoch = inference.load_trained(workdir, 'best')  # The advice holds.
   assert epoch == 1
   _params_equal(params, _state(config, 1).params)
 

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -67,17 +66,14 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 import tqdm
 
 from clipit_jax import baselines
-from clipit_jax import checkpoints
 from clipit_jax import cli
 from clipit_jax import protocol
-from clipit_jax import evaluators
 from clipit_jax import files
-from clipit_jax import models
+from clipit_jax.inference import FRAME_DIM, TrainedModel, load_model
 from clipit_jax.media import captions as captions_lib
 from clipit_jax.media import encoders
 from clipit_jax.media import video
@@ -92,7 +88,6 @@ DEFAULT_FPS = 2.0
 DEFAULT_PROPORTION = 0.15
 MIN_DURATION_S = 1.0  # Shorter videos are refused.
 MIN_FRAMES = 2  # Fewest sampled frames a summary is made from.
-FRAME_DIM = 512  # CLIP features; checkpoints of other widths cannot be used.
 BASELINE = "training-free CLIP similarity"
 TRAINED = "CLIP-It checkpoint"
 
@@ -254,88 +249,6 @@ def encodable_texts(encoder: Any, texts: Sequence[str]) -> list[str]:
 
 
 # -------------------------------------------------------------- summarizer --
-
-
-@dataclasses.dataclass(eq=False)
-class TrainedModel:
-  """A CLIP-It checkpoint ready to score frames.
-
-  Attributes:
-    workdir: the train.py run directory.
-    which: 'best' or 'latest'.
-    epoch: the checkpoint's epoch.
-    config: the run's config.
-    params: the model parameters.
-    clip_model: the CLIP its training features came from (None: unknown).
-  """
-
-  workdir: str
-  which: str
-  epoch: int
-  config: Any
-  params: Any
-  clip_model: str | None
-
-  @property
-  def text_fusion(self) -> str:
-    return self.config.model.text_fusion
-
-  @functools.cached_property
-  def apply_fn(self):
-    return jax.jit(models.CLIPIt(self.config.model).apply)
-
-  def score(self, features: np.ndarray, text: np.ndarray) -> np.ndarray:
-    """[n, 512] frame features, [L, 512] text -> [n] scores in (0, 1)."""
-    scores = evaluators.score_video(
-      self.apply_fn,
-      self.params,
-      np.asarray(features, np.float32),
-      np.asarray(text, np.float32),
-      np.ones(len(text), bool),
-      self.config.model.window,
-    )
-    return np.asarray(scores, np.float64)
-
-
-def load_model(workdir: files.PathLike, which: str = "best") -> TrainedModel:
-  """Loads a train.py run for summarizing raw videos.
-
-  Raises:
-    CheckpointError: not a run directory, no checkpoint, or a model that does
-      not take CLIP features (e.g. trained on GoogLeNet features).
-  """
-  # Imported here: these pull in TensorFlow Datasets (seconds).
-  # pylint: disable=g-import-not-at-top
-  from clipit_jax import train
-  from clipit_jax.datasets import loading
-
-  workdir = os.fspath(workdir)
-  if not os.path.isdir(workdir):
-    raise checkpoints.CheckpointError(
-      f"{workdir}: checkpoint directory not found; pass the --workdir of a train.py run"
-    )
-  config = checkpoints.load_config(workdir)
-  features = config.data.get("features")
-  if config.model.frame_dim != FRAME_DIM:
-    raise checkpoints.CheckpointError(
-      f"{workdir}: the model takes {config.model.frame_dim}-d frame "
-      f"features (data.features={features!r}), not {FRAME_DIM}-d CLIP "
-      "features; only runs trained on CLIP features can summarize videos"
-    )
-  if config.model.text_dim != FRAME_DIM:
-    raise checkpoints.CheckpointError(
-      f"{workdir}: the model takes {config.model.text_dim}-d text, not "
-      f"{FRAME_DIM}-d CLIP text embeddings"
-    )
-  config, params, epoch = train.load_trained(workdir, which)
-  return TrainedModel(
-    workdir=workdir,
-    which=which,
-    epoch=int(epoch),
-    config=config,
-    params=params,
-    clip_model=loading.CLIP_OF_FEATURES.get(features),
-  )
 
 
 def _load_encoder(clip_model: Any) -> tuple[str, Any]:
