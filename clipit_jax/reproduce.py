@@ -35,10 +35,10 @@ from clipit_jax import cli
 from clipit_jax import experiments
 from clipit_jax import files
 from clipit_jax.datasets import loading
+from clipit_jax.datasets import registry
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import split_files
 
-DATASET_NAMES = {'summe': 'SumMe', 'tvsum': 'TVSum'}
 METRICS = ('f1', 'kendall', 'spearman')
 OPTIMISTIC = 'best test epoch (optimistic, as in the literature)'
 # The supplementary's Table 2 (loss terms) and Table 3 (MLP): F1 of Standard, Augment, Transfer.
@@ -105,10 +105,24 @@ def paper_row(config: ml_collections.ConfigDict) -> str | None:
 
 
 def parse_splits_files(values: Sequence[str], wanted: Sequence[str]) -> dict[str, str]:
-  """{setting: path template} from `[SETTING=]PATH` values; no SETTING= means every setting."""
+  """{setting: path template} from `[SETTING=]PATH` values; no SETTING= means every setting.
+
+  Raises ValueError for a SETTING= that is no setting or not among `wanted`.
+  """
   templates = {}
   for value in values:
     setting, sep, path = value.partition('=')
+    if sep and setting not in settings.SETTINGS and '/' not in setting:
+      raise ValueError(
+        f'--splits_file={value}: {setting!r} is not a setting; write '
+        f'--splits_file=SETTING=PATH with SETTING one of {", ".join(settings.SETTINGS)}, '
+        'or --splits_file=PATH for every setting'
+      )
+    if sep and setting in settings.SETTINGS and setting not in wanted:
+      raise ValueError(
+        f'--splits_file={value}: {setting} is not among --settings={",".join(wanted)}; '
+        f'add it there or drop this file'
+      )
     if not sep or setting not in settings.SETTINGS:
       setting, path = None, value
     for s in [setting] if setting else wanted:
@@ -267,7 +281,7 @@ def markdown(summary: dict[str, Any]) -> str:
   ]
   for row in summary['rows']:
     lines.append(
-      f'| {DATASET_NAMES[row["dataset"]]} | {row["setting"].capitalize()} | '
+      f'| {registry.get(row["dataset"]).title} | {row["setting"].capitalize()} | '
       f'{row["splits_description"]} | {_runs(row)} | {_cell(row["ours"], "f1", 1)} | '
       f'{_paper(row["paper"].get("f1"), 1)} | {_cell(row["optimistic"], "f1", 1)} |'
     )
@@ -379,16 +393,27 @@ _SPLITS = flags.DEFINE_list(
 )
 
 
+def check_base_config(base: ml_collections.ConfigDict, name: str) -> None:
+  """Refuses, before any work, a --config that is not a SumMe/TVSum benchmark config."""
+  if base.data.get('dataset') not in settings.TARGETS:
+    raise ValueError(
+      f'--config {name} trains on {base.data.get("dataset")!r} data; reproduce runs the '
+      "paper's SumMe and TVSum tables: pass a benchmark config such as "
+      'configs/tvsum_standard.py (train.py trains any config)'
+    )
+  if base.data.get('splits_file'):
+    raise ValueError(
+      'name split files with --splits_file [SETTING=]PATH, not --config.data.splits_file'
+    )
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
   with cli.one_line_errors('reproduce'):
     cli.enable_compilation_cache()
-    if _CONFIG.value.data.get('splits_file'):
-      raise ValueError(
-        'name split files with --splits_file [SETTING=]PATH, not --config.data.splits_file'
-      )
-    only = [int(s) for s in _SPLITS.value] if _SPLITS.value else None
+    check_base_config(_CONFIG.value, config_flags.get_config_filename(flags.FLAGS['config']))
+    only = cli.int_list('splits', _SPLITS.value)
     rows = plan(
       _DATASETS.value,
       _SETTINGS.value,

@@ -195,6 +195,6 @@ def test_benchmark_clip_config_on_beam(tmp_path, tiny):
       videos[key], str(paths[key]), *models, builder.builder_config.num_captions
     )
     np.testing.assert_allclose(got[key]["features"], features, atol=1e-6)
-    assert loading._text(got[key]["captions"]).split("\n") == texts
+    assert loading.decode_text(got[key]["captions"]).split("\n") == texts
     np.testing.assert_allclose(got[key]["caption_embeddings"], embeddings, atol=1e-6)
     np.testing.assert_array_equal(got[key]["picks"], written[key]["picks"])

@@ -47,7 +47,7 @@ def test_benchmark_builder_round_trip(name, tmp_path, manual_dir):
     np.testing.assert_array_equal(record['change_points'], data['change_points'])
     assert record['n_frames'] == data['n_frames']
     expected_name = f'name_{key.split("_")[1]}' if name == 'summe' else key
-    assert loading._text(record['video_name']) == expected_name
+    assert loading.decode_text(record['video_name']) == expected_name
     assert record['caption_embeddings'].shape == (0, summe_tvsum.TEXT_DIM)
   metadata = builder.info.metadata
   assert metadata['standard_splits'] == settings.standard_splits(list(written))
@@ -69,7 +69,7 @@ def test_tvsum_takes_user_scores_from_the_annotation_file(tmp_path, manual_dir):
   records = loading.read_records(_build('tvsum', tmp_path, manual_dir))
   for key, scores in expected.items():
     np.testing.assert_array_equal(records[key]['user_scores'], scores)
-    assert loading._text(records[key]['video_name']) == key
+    assert loading.decode_text(records[key]['video_name']) == key
 
 
 def test_tvsum_rejects_annotations_of_other_videos(tmp_path, manual_dir):
@@ -85,8 +85,8 @@ def test_name_mapping_file(tmp_path, manual_dir):
   (manual_dir / 'video_names').mkdir()
   (manual_dir / 'video_names' / 'ovp.json').write_text(json.dumps({'video_2': 'v21'}))
   records = loading.read_records(_build('ovp', tmp_path, manual_dir))
-  assert loading._text(records['video_2']['video_name']) == 'v21'
-  assert loading._text(records['video_1']['video_name']) == 'video_1'
+  assert loading.decode_text(records['video_2']['video_name']) == 'v21'
+  assert loading.decode_text(records['video_1']['video_name']) == 'video_1'
 
 
 def test_missing_manual_file_says_what_to_download(tmp_path, manual_dir):
@@ -338,7 +338,7 @@ def test_clip_config_encodes_raw_videos_at_picks(tmp_path, manual_dir):
       )
     )
     np.testing.assert_allclose(record['features'], encoder.encode_images(picked), atol=1e-5)
-    captions = loading._text(record['captions']).split('\n')
+    captions = loading.decode_text(record['captions']).split('\n')
     assert len(captions) == record['caption_embeddings'].shape[0] > 0
     np.testing.assert_allclose(
       record['caption_embeddings'], encoder.encode_texts(captions), atol=1e-5
@@ -407,7 +407,7 @@ def test_qfvs_builder_and_rounds(tmp_path, manual_dir):
   assert sorted(records) == list(qfvs.VIDEOS)
   for (video, query), (oracle, users, n_shots) in expected.items():
     record = records[video]
-    queries = loading._text(record['queries']).split('\n')
+    queries = loading.decode_text(record['queries']).split('\n')
     q = queries.index(query)
     assert record['shot_concepts'].shape == (n_shots, 48)
     np.testing.assert_array_equal(np.flatnonzero(record['oracle'][q]) + 1, oracle)

@@ -1,9 +1,13 @@
 """Reading built datasets into `input_pipeline.Video`s for a data config.
 
-`config.data` fields read here: dataset ('summe', 'tvsum', 'synthetic', 'qfvs'),
-setting, split, splits_file (a split file of the field, see split_files.py; None: our
-seeded splits), features (the builder config: 'googlenet' or 'clip'), data_dir,
-manual_dir, validation_fraction.
+`load_data(config)` finds `config.data.dataset` in the registry (registry.py) and calls the
+dataset's own `load`; this module holds what those loaders share: preparing a TFDS builder
+(`load_builder`), reading its records and turning benchmark-style records into videos.
+
+`config.data` fields read here: dataset (a registered name: 'summe', 'tvsum', 'synthetic',
+'qfvs', ...), split, splits_file (a split file of the field, see split_files.py; None: our
+seeded splits), features (the builder config, e.g. 'googlenet' or 'clip'), data_dir,
+manual_dir; each dataset's loader reads the rest (setting, part, validation_fraction).
 """
 
 import dataclasses
@@ -16,30 +20,29 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clipit_jax import protocol
 from clipit_jax import evaluators
 from clipit_jax import input_pipeline
-from clipit_jax.datasets import summe_tvsum
+from clipit_jax import protocol
 from clipit_jax.datasets import errors
-from clipit_jax.datasets import qfvs
-from clipit_jax.datasets import settings
+from clipit_jax.datasets import registry
 from clipit_jax.datasets import split_files
-from clipit_jax.datasets import synthetic  # noqa: F401 (registers the builder)
 
 
-# The CLIP image encoder behind each builder config's features (None: not CLIP features).
-CLIP_OF_FEATURES = {
-  'tiny': 'tiny',
-  'small': 'tiny',
-  'vit_b32': 'openai/clip-vit-base-patch32',
-  'clip': 'openai/clip-vit-base-patch32',
-  'clip_tiny': 'tiny',
-  'googlenet': None,
-}
-
-
-def _text(value) -> str:
+def decode_text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def file_stamps(manual_dir: str, paths: list[str]) -> dict[str, list[int]]:
+  """{path relative to `manual_dir`: [size, mtime_ns]} of the files a dataset is built from.
+
+  A builder records them in its dataset's metadata (`source_files`), so that `load_builder`
+  rebuilds a prepared dataset whose sources changed since.
+  """
+  stamps = {}
+  for path in paths:
+    stat = os.stat(path)
+    stamps[os.path.relpath(path, manual_dir)] = [stat.st_size, stat.st_mtime_ns]
+  return stamps
 
 
 def _changed_sources(builder: tfds.core.DatasetBuilder, manual_dir: str) -> list[str]:
@@ -49,7 +52,7 @@ def _changed_sources(builder: tfds.core.DatasetBuilder, manual_dir: str) -> list
   """
   recorded = builder.info.metadata.get('source_files') if builder.info.metadata else None
   present = [name for name in recorded or {} if os.path.isfile(os.path.join(manual_dir, name))]
-  now = summe_tvsum.file_stamps(manual_dir, [os.path.join(manual_dir, n) for n in present])
+  now = file_stamps(manual_dir, [os.path.join(manual_dir, n) for n in present])
   return [name for name in present if list(recorded[name]) != now[name]]
 
 
@@ -83,13 +86,15 @@ def load_builder(
   *,
   needs_manual_dir: bool = True,
 ) -> tfds.core.DatasetBuilder:
-  """The builder `clipit_<name>/<features>`, prepared (from the manual directory) if needed.
+  """The builder of dataset `name` (registry) and config `features`, prepared (from the
+  manual directory) if needed.
 
   A prepared dataset whose source files changed since it was built (size or
   modification time) is rebuilt from them, saying so.
   """
+  spec = registry.get(name)  # Imports the dataset's module, which defines its builder.
   data_dir = os.path.expanduser(data_dir) if data_dir else None
-  builder = tfds.builder(f'clipit_{name}/{features}', data_dir=data_dir)
+  builder = tfds.builder(f'{spec.builder}/{features}', data_dir=data_dir)
   manual_dir = (
     os.path.expanduser(manual_dir)
     if manual_dir
@@ -100,16 +105,16 @@ def load_builder(
     if not changed:
       return builder
     print(
-      f'clipit_{name}/{features}: {", ".join(changed)} changed in {manual_dir} since the '
+      f'{spec.builder}/{features}: {", ".join(changed)} changed in {manual_dir} since the '
       f'dataset was built; rebuilding {builder.data_dir}',
       file=sys.stderr,
       flush=True,
     )
     shutil.rmtree(builder.data_dir)
-    builder = tfds.builder(f'clipit_{name}/{features}', data_dir=data_dir)
+    builder = tfds.builder(f'{spec.builder}/{features}', data_dir=data_dir)
   elif needs_manual_dir and (not os.path.isdir(manual_dir) or not os.listdir(manual_dir)):
     raise errors.DatasetError(
-      f'clipit_{name} is not built and its manual directory {manual_dir} is '
+      f'{spec.builder} is not built and its manual directory {manual_dir} is '
       f'missing or empty.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}'
     )
   _prepare(builder, manual_dir)
@@ -122,7 +127,7 @@ def read_records(builder: tfds.core.DatasetBuilder) -> dict[str, dict]:
   records = {}
   for i in range(len(source)):
     record = source[i]
-    records[_text(record['video_key'])] = record
+    records[decode_text(record['video_key'])] = record
   return records
 
 
@@ -137,11 +142,11 @@ def benchmark_video(dataset: str, record: dict, num_captions: int) -> input_pipe
       for k in ('gtscore', 'picks', 'change_points', 'user_summary', 'user_scores')
     },
     n_frames=int(record['n_frames']),
-    video_name=_text(record['video_name']),
-    f1_reduction=settings.F1_REDUCTION.get(dataset, 'avg'),
+    video_name=decode_text(record['video_name']),
+    f1_reduction=registry.get(dataset).f1_reduction,
   )
   return input_pipeline.Video(
-    ref=(dataset, _text(record['video_key'])),
+    ref=(dataset, decode_text(record['video_key'])),
     features=np.asarray(record['features'], np.float32),
     labels=np.asarray(record['gtsummary'], np.float32),
     importance=protocol.min_max(record['gtscore']).astype(np.float32),
@@ -156,141 +161,32 @@ def query_video(dataset: str, record: dict) -> input_pipeline.Video:
   video = benchmark_video(dataset, record, num_captions=1)
   video.text = np.asarray(record['query_embedding'], np.float32).reshape(1, -1)
   video.text_mask = np.ones((1,), bool)
-  video.truth = dataclasses.replace(video.truth, query=_text(record['query']))
+  video.truth = dataclasses.replace(video.truth, query=decode_text(record['query']))
   return video
 
 
-def load_synthetic(
-  data: ml_collections.ConfigDict, num_captions: int
-) -> dict[str, list[input_pipeline.Video]]:
-  """The synthetic benchmark's generic ('videos') or query-focused ('queries') part.
-
-  Videos are split 80/20 by the standard split `data.split`; every query of a video
-  goes where its video goes.
-  """
-  if data.part not in ('generic', 'query'):
-    raise ValueError(f"unknown synthetic part {data.part!r}; expected 'generic' or 'query'")
-  builder = load_builder(
-    'synthetic', data.features, data.data_dir, data.get('manual_dir'), needs_manual_dir=False
-  )
-  source = builder.as_data_source()['videos' if data.part == 'generic' else 'queries']
-  records = [source[i] for i in range(len(source))]
-  by_video: dict[str, list[dict]] = {}
-  for record in records:
-    by_video.setdefault(_text(record['video_key']), []).append(record)
-  chosen = settings.resolve_setting(
-    'synthetic', 'standard', data.split, {'synthetic': list(by_video)}
-  )
-  train, validation = settings.hold_out_validation(chosen['train'], data.validation_fraction)
-
-  def videos(refs):
-    out = []
-    for _, key in refs:
-      for record in sorted(by_video[key], key=lambda r: _text(r['query'])):
-        out.append(
-          benchmark_video('synthetic', record, num_captions)
-          if data.part == 'generic'
-          else query_video('synthetic', record)
-        )
-    return out
-
-  return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))
-
-
-def qfvs_videos(record: dict) -> list[input_pipeline.Video]:
-  """One query-focused video per query of a QFVS record; all share the record's features."""
-  features = np.asarray(record['features'], np.float32)
-  shot_of_frame = np.asarray(record['shot_of_frame'])
-  shot_concepts = np.asarray(record['shot_concepts'])
-  videos = []
-  for i, query in enumerate(_text(record['queries']).split('\n')):
-    oracle = np.asarray(record['oracle'][i])
-    user_shots = np.asarray(record['user_shots'][i])
-    videos.append(
-      input_pipeline.Video(
-        ref=('qfvs', f'{_text(record["video_key"])}/{query}'),
-        features=features,
-        labels=oracle[shot_of_frame].astype(np.float32),
-        importance=user_shots.mean(axis=0)[shot_of_frame].astype(np.float32),
-        text=np.asarray(record['query_embeddings'][i : i + 1], np.float32),
-        text_mask=np.ones((1,), bool),
-        truth=evaluators.QfvsTruth(
-          shot_of_frame=shot_of_frame,
-          shot_concepts=shot_concepts,
-          oracle=oracle,
-          user_shots=user_shots,
-          query=query,
-        ),
-      )
-    )
-  return videos
-
-
-def load_qfvs(data: ml_collections.ConfigDict) -> dict[str, list[input_pipeline.Video]]:
-  """The videos of QFVS round `data.split` (0-3): two train, one validation, one test video."""
-  if not 0 <= data.split < len(qfvs.VIDEOS):
-    raise ValueError(f'QFVS has rounds 0-{len(qfvs.VIDEOS) - 1}, got split={data.split}')
-  records = read_records(load_builder('qfvs', data.features, data.data_dir, data.get('manual_dir')))
-  chosen = qfvs.rounds()[data.split]
-  return {
-    part: [v for key in keys for v in qfvs_videos(records[key])] for part, keys in chosen.items()
-  }
-
-
-def load_setting(
-  data: ml_collections.ConfigDict, num_captions: int
-) -> dict[str, list[input_pipeline.Video]]:
-  """Train, validation and test videos of a benchmark setting (SumMe/TVSum).
-
-  The split is entry `data.split` of `data.splits_file` when one is given, else our
-  seeded split. Returns {'train', 'validation', 'test'} lists of videos; the validation
-  videos are held out of the training ones.
-  """
-  splits = split_files.read(data.splits_file) if data.get('splits_file') else None
-  if splits is not None:
-    needed = split_files.entry_datasets(splits, data.split, data.dataset)
-  else:
-    needed = [data.dataset] if data.setting == 'standard' else list(settings.BENCHMARKS)
-  records = {
-    name: read_records(load_builder(name, data.features, data.data_dir, data.get('manual_dir')))
-    for name in needed
-  }
-  keys = {name: list(r) for name, r in records.items()}
-  if splits is not None:
-    chosen = split_files.split_videos(splits, data.split, data.dataset, data.setting, keys)
-  else:
-    chosen = settings.resolve_setting(data.dataset, data.setting, data.split, keys)
-  train, validation = settings.hold_out_validation(chosen['train'], data.validation_fraction)
-
-  def videos(refs):
-    return [benchmark_video(d, records[d][k], num_captions) for d, k in refs]
-
-  return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))
-
-
 def num_splits(data: ml_collections.ConfigDict) -> int:
-  """How many splits `data` has: the split file's entries, else 5 (1 for transfer, 4 QFVS rounds)."""
+  """How many splits `data` has: the split file's entries, else the dataset's own count
+  (5 standard splits, 1 for transfer, 4 QFVS rounds)."""
   if data.get('splits_file'):
     return len(split_files.read(data.splits_file).entries)
-  if data.dataset == 'qfvs':
-    return len(qfvs.VIDEOS)
-  return 1 if data.get('setting') == 'transfer' else settings.NUM_STANDARD_SPLITS
+  return registry.get(data.dataset).num_splits(data)
 
 
 def load_data(config: ml_collections.ConfigDict) -> dict[str, list[input_pipeline.Video]]:
   """Train, validation and test videos for `config.data`, checked against `config.model`."""
   data = config.data
-  if data.dataset in settings.TARGETS:
-    splits = load_setting(data, config.model.num_captions)
-  elif data.dataset == 'synthetic':
-    splits = load_synthetic(data, config.model.num_captions)
-  elif data.dataset == 'qfvs':
-    splits = load_qfvs(data)
-  else:
+  spec = registry.get(data.dataset)
+  if spec.load is None:
     raise ValueError(
-      f'unknown dataset {data.dataset!r}; expected one of '
-      f'{settings.TARGETS + ("synthetic", "qfvs")}'
+      f'{data.dataset} only augments the training data of others; expected one of '
+      f'{registry.names()}'
     )
+  if data.features not in spec.features:
+    raise ValueError(
+      f'{data.dataset} has no features {data.features!r}; expected one of {list(spec.features)}'
+    )
+  splits = spec.load(data, config.model.num_captions)
   if not splits['train']:
     raise errors.DatasetError(f'{data.dataset}/{data.setting}: no training videos')
   first = splits['train'][0]

@@ -12,11 +12,16 @@ videos, validate on one, test on one) are in `rounds()` and the dataset metadata
 import os
 import re
 
+import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from clipit_jax.datasets import summe_tvsum
+from clipit_jax import evaluators
+from clipit_jax import input_pipeline
 from clipit_jax.datasets import errors
+from clipit_jax.datasets import loading
+from clipit_jax.datasets import registry
+from clipit_jax.datasets import summe_tvsum
 from clipit_jax.media import encoders
 
 VIDEOS = ('P01', 'P02', 'P03', 'P04')
@@ -247,3 +252,60 @@ class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
           user_shots=np.stack([u for _, _, u in queries]),
         ),
       )
+
+
+def qfvs_videos(record: dict) -> list[input_pipeline.Video]:
+  """One query-focused video per query of a QFVS record; all share the record's features."""
+  features = np.asarray(record['features'], np.float32)
+  shot_of_frame = np.asarray(record['shot_of_frame'])
+  shot_concepts = np.asarray(record['shot_concepts'])
+  videos = []
+  for i, query in enumerate(loading.decode_text(record['queries']).split('\n')):
+    oracle = np.asarray(record['oracle'][i])
+    user_shots = np.asarray(record['user_shots'][i])
+    videos.append(
+      input_pipeline.Video(
+        ref=('qfvs', f'{loading.decode_text(record["video_key"])}/{query}'),
+        features=features,
+        labels=oracle[shot_of_frame].astype(np.float32),
+        importance=user_shots.mean(axis=0)[shot_of_frame].astype(np.float32),
+        text=np.asarray(record['query_embeddings'][i : i + 1], np.float32),
+        text_mask=np.ones((1,), bool),
+        truth=evaluators.QfvsTruth(
+          shot_of_frame=shot_of_frame,
+          shot_concepts=shot_concepts,
+          oracle=oracle,
+          user_shots=user_shots,
+          query=query,
+        ),
+      )
+    )
+  return videos
+
+
+def load_qfvs(
+  data: ml_collections.ConfigDict, num_captions: int
+) -> dict[str, list[input_pipeline.Video]]:
+  """The videos of QFVS round `data.split` (0-3): two train, one validation, one test video."""
+  del num_captions  # A QFVS video's one text token is its query.
+  if not 0 <= data.split < len(VIDEOS):
+    raise ValueError(f'QFVS has rounds 0-{len(VIDEOS) - 1}, got split={data.split}')
+  records = loading.read_records(
+    loading.load_builder('qfvs', data.features, data.data_dir, data.get('manual_dir'))
+  )
+  chosen = rounds()[data.split]
+  return {
+    part: [v for key in keys for v in qfvs_videos(records[key])] for part, keys in chosen.items()
+  }
+
+
+SPEC = registry.register(
+  registry.DatasetSpec(
+    name='qfvs',
+    title='QFVS',
+    builder='clipit_qfvs',
+    features=tuple(c.name for c in ClipitQfvs.BUILDER_CONFIGS),
+    load=load_qfvs,
+    num_splits=lambda data: len(VIDEOS),  # The four rounds.
+  )
+)

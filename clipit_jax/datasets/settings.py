@@ -4,6 +4,9 @@
 - augment: the training part of the standard split plus all of the other three datasets;
 - transfer: train on the other three datasets, test on the whole target.
 
+These settings are the field's protocol for these four datasets: what each dataset is
+(its builder, features, F1 over users, loader) is its spec in the registry (registry.py).
+
 Splits depend only on the sorted video keys and fixed seeds, so they are the same on
 every machine; `split_fingerprint` names a split in one short string for the records.
 A validation subset (for choosing the best checkpoint) is carved from the training
@@ -21,8 +24,6 @@ SETTINGS = ('standard', 'augment', 'transfer')
 NUM_STANDARD_SPLITS = 5
 TRAIN_FRACTION = 0.8
 SPLIT_SEED = 12345  # Part of the protocol: changing it changes every split.
-# F1 against several user summaries: SumMe takes the best-matching user, the others the mean.
-F1_REDUCTION = {'summe': 'max', 'tvsum': 'avg', 'youtube': 'avg', 'ovp': 'avg', 'synthetic': 'avg'}
 
 VideoRef = tuple[str, str]  # (dataset, video key)
 

@@ -14,14 +14,19 @@ import json
 import os
 from collections.abc import Sequence
 
+import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
 from clipit_jax import arrays
 from clipit_jax import human_baseline
+from clipit_jax import input_pipeline
 from clipit_jax.datasets import errors
 from clipit_jax.datasets import h5_files
+from clipit_jax.datasets import loading
+from clipit_jax.datasets import registry
 from clipit_jax.datasets import settings
+from clipit_jax.datasets import split_files
 from clipit_jax.media import captions as captions_lib
 from clipit_jax.media import encoders
 from clipit_jax.media import video as video_io
@@ -125,19 +130,6 @@ def _load_name_mapping(manual_dir: str, dataset: str) -> dict[str, str]:
   return {str(k): str(v) for k, v in mapping.items()}
 
 
-def file_stamps(manual_dir: str, paths: list[str]) -> dict[str, list[int]]:
-  """{path relative to `manual_dir`: [size, mtime_ns]} of the files a dataset is built from.
-
-  Recorded in the dataset's metadata (`source_files`) so that `loading.load_builder`
-  rebuilds a prepared dataset whose sources changed since.
-  """
-  stamps = {}
-  for path in paths:
-    stat = os.stat(path)
-    stamps[os.path.relpath(path, manual_dir)] = [stat.st_size, stat.st_mtime_ns]
-  return stamps
-
-
 def _tvsum_annotation_path(manual_dir: str) -> str | None:
   for name in ('ydata-anno.tsv', 'ydata-anno.tsv.gz'):
     if os.path.exists(os.path.join(manual_dir, name)):
@@ -194,7 +186,7 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       )
     )
     keys = [v.key for v in videos]
-    self.info.metadata['source_files'] = file_stamps(
+    self.info.metadata['source_files'] = loading.file_stamps(
       manual_dir, self._source_files(path, manual_dir, videos)
     )
     self.info.metadata['dataset'] = self.DATASET
@@ -389,3 +381,63 @@ class ClipitOvp(_BenchmarkBuilder):
   """OVP, the Open Video Project (De Avila et al. 2011): 50 videos; augments training data."""
 
   DATASET = 'ovp'
+
+
+def load_setting(
+  data: ml_collections.ConfigDict, num_captions: int
+) -> dict[str, list[input_pipeline.Video]]:
+  """Train, validation and test videos of a benchmark setting (SumMe/TVSum).
+
+  The split is entry `data.split` of `data.splits_file` when one is given, else our
+  seeded split. Returns {'train', 'validation', 'test'} lists of videos; the validation
+  videos are held out of the training ones.
+  """
+  splits = split_files.read(data.splits_file) if data.get('splits_file') else None
+  if splits is not None:
+    needed = split_files.entry_datasets(splits, data.split, data.dataset)
+  else:
+    needed = [data.dataset] if data.setting == 'standard' else list(settings.BENCHMARKS)
+  records = {
+    name: loading.read_records(
+      loading.load_builder(name, data.features, data.data_dir, data.get('manual_dir'))
+    )
+    for name in needed
+  }
+  keys = {name: list(r) for name, r in records.items()}
+  if splits is not None:
+    chosen = split_files.split_videos(splits, data.split, data.dataset, data.setting, keys)
+  else:
+    chosen = settings.resolve_setting(data.dataset, data.setting, data.split, keys)
+  train, validation = settings.hold_out_validation(chosen['train'], data.validation_fraction)
+
+  def videos(refs):
+    return [loading.benchmark_video(d, records[d][k], num_captions) for d, k in refs]
+
+  return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))
+
+
+_FEATURES = tuple(c.name for c in _BenchmarkBuilder.BUILDER_CONFIGS)
+SUMME = registry.register(
+  registry.DatasetSpec(
+    name='summe',
+    title='SumMe',
+    builder='clipit_summe',
+    features=_FEATURES,
+    load=load_setting,
+    f1_reduction='max',
+  )
+)
+TVSUM = registry.register(
+  registry.DatasetSpec(
+    name='tvsum', title='TVSum', builder='clipit_tvsum', features=_FEATURES, load=load_setting
+  )
+)
+# YouTube and OVP only augment the training data of SumMe and TVSum (settings.py).
+YOUTUBE = registry.register(
+  registry.DatasetSpec(
+    name='youtube', title='YouTube', builder='clipit_youtube', features=_FEATURES, load=None
+  )
+)
+OVP = registry.register(
+  registry.DatasetSpec(name='ovp', title='OVP', builder='clipit_ovp', features=_FEATURES, load=None)
+)

@@ -18,13 +18,17 @@ evaluated exactly like them.
 
 import os
 
+import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from clipit_jax import input_pipeline
 from clipit_jax import protocol
 from clipit_jax.datasets import annotators
-from clipit_jax.datasets import summe_tvsum
+from clipit_jax.datasets import loading
+from clipit_jax.datasets import registry
 from clipit_jax.datasets import settings
+from clipit_jax.datasets import summe_tvsum
 from clipit_jax.datasets import synthetic_scenes as scenes_lib
 from clipit_jax.media import encoders
 from clipit_jax.media import video as video_io
@@ -182,3 +186,51 @@ class ClipitSynthetic(tfds.core.GeneratorBasedBuilder):
       for i, (query, embedding) in enumerate(zip(video['queries'], video['query_embeddings'])):
         truth = scenes_lib.query_importance(video['script'], query)
         yield f'{video["key"]}/{query}', self._example(video, truth, query, embedding[None], i + 1)
+
+
+def load_synthetic(
+  data: ml_collections.ConfigDict, num_captions: int
+) -> dict[str, list[input_pipeline.Video]]:
+  """The synthetic benchmark's generic ('videos') or query-focused ('queries') part.
+
+  Videos are split 80/20 by the standard split `data.split`; every query of a video
+  goes where its video goes.
+  """
+  if data.part not in ('generic', 'query'):
+    raise ValueError(f"unknown synthetic part {data.part!r}; expected 'generic' or 'query'")
+  builder = loading.load_builder(
+    'synthetic', data.features, data.data_dir, data.get('manual_dir'), needs_manual_dir=False
+  )
+  source = builder.as_data_source()['videos' if data.part == 'generic' else 'queries']
+  records = [source[i] for i in range(len(source))]
+  by_video: dict[str, list[dict]] = {}
+  for record in records:
+    by_video.setdefault(loading.decode_text(record['video_key']), []).append(record)
+  chosen = settings.resolve_setting(
+    'synthetic', 'standard', data.split, {'synthetic': list(by_video)}
+  )
+  train, validation = settings.hold_out_validation(chosen['train'], data.validation_fraction)
+
+  def videos(refs):
+    out = []
+    for _, key in refs:
+      for record in sorted(by_video[key], key=lambda r: loading.decode_text(r['query'])):
+        out.append(
+          loading.benchmark_video('synthetic', record, num_captions)
+          if data.part == 'generic'
+          else loading.query_video('synthetic', record)
+        )
+    return out
+
+  return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))
+
+
+SPEC = registry.register(
+  registry.DatasetSpec(
+    name='synthetic',
+    title='Synthetic',
+    builder='clipit_synthetic',
+    features=tuple(c.name for c in ClipitSynthetic.BUILDER_CONFIGS),
+    load=load_synthetic,
+  )
+)
