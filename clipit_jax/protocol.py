@@ -215,11 +215,23 @@ def kts(
   x = _float_array(features, "features", 2)
   n = x.shape[0]
   lmin, lmax, arg_dtype, max_ncp = _kts_limits(n, max_shots, lmin, lmax, vmax)
-  width = lmax - lmin + 1
-
   norms = np.linalg.norm(x, axis=1, keepdims=True)
   x = x / np.where(norms > 0, norms, 1.0)
   band = _kts_band(x, lmin, lmax)
+  pointers, best_m = _kts_search(band, lmin, lmax, arg_dtype, max_ncp, vmax)
+  return _kts_backtrack(pointers, best_m, n, lmax)
+
+
+def _kts_search(
+  band: np.ndarray, lmin: int, lmax: int, arg_dtype: Any, max_ncp: int, vmax: float
+) -> tuple[list, int]:
+  """The dynamic programme of `kts` over the scatter `band` `[n + 1, lmax - lmin + 1]`.
+
+  Returns the back-pointers of each number of change points k (`[n + 1]` each, None
+  for k = 0) and the k of least penalised cost.
+  """
+  n = band.shape[0] - 1
+  width = lmax - lmin + 1
   # cost[0][l]: frames [0, l) as one segment, i.e. t = 0, column lmax - l.
   cost = np.full(n + 1, np.inf)
   first = np.arange(lmin, lmax + 1)
@@ -247,8 +259,7 @@ def kts(
     total_k = cost[n] / n + _kts_penalty(k, n, vmax)
     if total_k < best_total:
       best_m, best_total = k, total_k
-
-  return _kts_backtrack(pointers, best_m, n, lmax)
+  return pointers, best_m
 
 
 def _kts_limits(
