@@ -105,6 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.part = 'generic'  # Synthetic benchmark: 'generic' or 'query' (query-focused).
 
   config.best_metric = 'f1'  # Validation metric that picks the 'best' checkpoint.
+  # Evaluated after every epoch, logged as <name>_<metric> (evaluators.EVALUATORS): 'val'
+  # (always: it picks the best checkpoint) and 'test'.
+  config.evaluators = ('val',)
   # Also evaluate the test videos after every epoch, logged as test_* in metrics.jsonl, for
   # learning curves and the literature's optimistic "best test epoch". Never used to
   # choose a checkpoint.

@@ -1,8 +1,10 @@
-"""One evaluator per protocol: what a video's scores are compared with, and how.
+"""Applying the evaluation protocol (protocol.py) to videos and to a run.
 
-Every dataset video carries its ground truth as one of these (`Video.truth`); the training
+Every dataset video carries its ground truth (`Video.truth`, an
+`input_pipeline.GroundTruth`): one of the classes below, one per protocol. The training
 loop, `inference.evaluate_checkpoint` (eval.py) and the ablations all evaluate through
-`evaluate_videos`, which calls `truth.evaluate(scores)`.
+`evaluate_videos`, which calls `truth.evaluate(scores)`. Which splits a run evaluates
+after every epoch is listed in its config (`config.evaluators`, read by `make_evaluators`).
 
 `KeyshotTruth` (generic summaries: SumMe, TVSum, YouTube, OVP, synthetic): the predicted
 scores of the sub-sampled frames become a keyshot summary (KTS shots + knapsack at 15 %),
@@ -17,9 +19,10 @@ oracle summary, and the concept-IoU matching metric is averaged over the three u
 """
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import ml_collections
 import numpy as np
 
 from clipit_jax import arrays
@@ -162,3 +165,46 @@ def evaluate_videos(
 ) -> dict[str, Any]:
   """Scores videos with the model and evaluates them (`evaluate_scores`)."""
   return evaluate_scores(videos, score_videos(apply_fn, params, videos, window))
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitEvaluator:
+  """Evaluates the model on one split's videos after an epoch; logged as `<name>_<metric>`."""
+
+  name: str
+  split: str  # 'validation' (the training videos when none are held out) or 'test'.
+
+  def __call__(
+    self, apply_fn: Callable, params: Any, data: Mapping[str, Sequence[Any]], window: int
+  ) -> dict[str, float]:
+    """The protocol's metrics averaged over the split's videos."""
+    videos = data[self.split]
+    if self.split == 'validation' and not videos:
+      videos = data['train']
+    return evaluate_videos(apply_fn, params, videos, window)['metrics']
+
+
+# The evaluators a config may list. 'val' picks the best checkpoint, so every run has it;
+# 'test' is only logged (learning curves, the literature's optimistic best test epoch).
+EVALUATORS = {
+  'val': SplitEvaluator('val', 'validation'),
+  'test': SplitEvaluator('test', 'test'),
+}
+
+
+def make_evaluators(config: ml_collections.ConfigDict) -> dict[str, SplitEvaluator]:
+  """The evaluators a run applies after every epoch, by name, 'val' first.
+
+  `config.evaluators` lists them by name (keys of `EVALUATORS`); `config.test_every_epoch`
+  adds 'test' (the same as listing it).
+  """
+  names = list(config.evaluators) + (['test'] if config.test_every_epoch else [])
+  unknown = sorted(set(names) - set(EVALUATORS))
+  if unknown:
+    raise ValueError(
+      f'config.evaluators: unknown {", ".join(map(repr, unknown))}; expected some of '
+      f'{", ".join(map(repr, EVALUATORS))}'
+    )
+  if 'val' not in names:
+    raise ValueError("config.evaluators must list 'val': it picks the best checkpoint")
+  return {name: EVALUATORS[name] for name in EVALUATORS if name in names}

@@ -9,13 +9,28 @@ partial batch is padded with empty samples, which the train step ignores.
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import ClassVar, Protocol
 
 import numpy as np
 
 from clipit_jax import arrays
 
 Batch = dict[str, np.ndarray]
+
+
+class GroundTruth(Protocol):
+  """What a video's frame scores are compared with (evaluators.KeyshotTruth, QfvsTruth).
+
+  protocol: the evaluation protocol's name ('keyshot', 'qfvs'); videos of one protocol
+  are averaged together. metrics: the names `evaluate` returns, in order.
+  """
+
+  protocol: ClassVar[str]
+  metrics: ClassVar[tuple[str, ...]]
+
+  def evaluate(self, scores: np.ndarray) -> dict[str, float]:
+    """The metrics of the frame scores `[n_steps]` against this ground truth."""
+    ...
 
 
 @dataclasses.dataclass
@@ -26,8 +41,8 @@ class Video:
   targets at those frames: labels `[n_steps]` 0/1 keyframes (the paper's Lc) and
   importance `[n_steps]` in [0, 1] (the annotators' mean score, min-max normalised per
   video); text `[L, text_dim]` + text_mask `[L]` (captions or the query).
-  `truth` is what its protocol compares the scores with (evaluators.KeyshotTruth or
-  evaluators.QfvsTruth; None for videos that are only trained on).
+  `truth` is what its protocol compares the scores with (a `GroundTruth`:
+  evaluators.KeyshotTruth or evaluators.QfvsTruth; None for videos only trained on).
   """
 
   ref: tuple[str, str]
@@ -36,7 +51,7 @@ class Video:
   importance: np.ndarray
   text: np.ndarray
   text_mask: np.ndarray
-  truth: Any = None
+  truth: GroundTruth | None = None
 
 
 def split_into_windows(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:

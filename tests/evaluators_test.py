@@ -1,11 +1,12 @@
 """The protocol evaluators: typed ground truth, one evaluate() per protocol, averaging."""
 
+import ml_collections
 import numpy as np
 import pytest
 
-from clipit_jax import protocol
 from clipit_jax import evaluators
 from clipit_jax import input_pipeline
+from clipit_jax import protocol
 
 
 def _keyshot_truth():
@@ -76,3 +77,37 @@ def test_evaluate_scores_averages_rows_and_refuses_mixed_protocols():
   )
   with pytest.raises(ValueError, match='mixed protocols'):
     evaluators.evaluate_scores([_video(truth), _video(qfvs)], scores)
+
+
+def _rising_video(truth, rising: bool):
+  """A video whose one feature rises (or falls) over its 10 steps."""
+  video = _video(truth)
+  ramp = np.linspace(0, 1, 10, dtype=np.float32)
+  video.features = np.stack([ramp if rising else ramp[::-1]] + [np.zeros(10, np.float32)] * 3, 1)
+  return video
+
+
+def _first_feature(variables, frames, frame_mask, text, text_mask):
+  """A stand-in model (`CLIPIt.apply`'s signature) whose frame score is the first feature."""
+  return {'scores': frames[..., 0]}
+
+
+def test_make_evaluators_reads_the_config_and_evaluates_each_split():
+  config = ml_collections.ConfigDict(dict(evaluators=('val',), test_every_epoch=False))
+  assert list(evaluators.make_evaluators(config)) == ['val']
+  config.test_every_epoch = True
+  assert list(evaluators.make_evaluators(config)) == ['val', 'test']
+  config.test_every_epoch, config.evaluators = False, ('test', 'val')
+  made = evaluators.make_evaluators(config)
+  assert list(made) == ['val', 'test']
+  truth = _keyshot_truth()
+  data = dict(train=[_rising_video(truth, True)], validation=[], test=[_rising_video(truth, False)])
+  # No held-out videos: 'val' evaluates the training ones (rising, as the annotators rank).
+  assert made['val'](_first_feature, {}, data, window=4)['kendall'] > 0.9
+  assert made['test'](_first_feature, {}, data, window=4)['kendall'] < -0.9
+  config.evaluators = ('test',)
+  with pytest.raises(ValueError, match="must list 'val'"):
+    evaluators.make_evaluators(config)
+  config.evaluators = ('val', 'tset')
+  with pytest.raises(ValueError, match=r"unknown 'tset'; expected some of 'val', 'test'"):
+    evaluators.make_evaluators(config)
