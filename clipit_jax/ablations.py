@@ -77,32 +77,6 @@ def _evaluate(videos, scores) -> dict[str, float]:
   return evaluators.evaluate_scores(videos, scores)['metrics']
 
 
-def validated_probe(
-  train_videos,
-  validation_videos,
-  target: str,
-  ridges: Sequence[float] = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2),
-) -> baselines.LinearProbe:
-  """A linear probe on `target` ('labels' or 'importance') with its ridge chosen by Kendall's
-  tau on the validation videos, then refitted on training and validation videos."""
-
-  def fit(videos, ridge):
-    return baselines.LinearProbe.fit(
-      [v.features for v in videos], [getattr(v, target) for v in videos], ridge
-    )
-
-  if validation_videos:
-    ridge = max(
-      ridges,
-      key=lambda r: _evaluate(
-        validation_videos, [fit(train_videos, r)(v.features) for v in validation_videos]
-      )['kendall'],
-    )
-  else:
-    ridge = ridges[len(ridges) // 2]
-  return fit(train_videos + validation_videos, ridge)
-
-
 def reference_rows(
   config: ml_collections.ConfigDict, seeds: Sequence[int]
 ) -> dict[str, list[dict[str, float]]]:
@@ -122,7 +96,7 @@ def reference_rows(
       _evaluate(test, [baselines.clip_similarity(v.features, v.text[v.text_mask]) for v in test])
     ]
   for target, name in (('labels', 'keyframes (gtsummary)'), ('importance', 'importance (gtscore)')):
-    probe = validated_probe(data['train'], data['validation'], target)
+    probe = baselines.validated_probe(data['train'], data['validation'], target)
     rows[f'linear probe on {name}'] = [_evaluate(test, [probe(v.features) for v in test])]
   rows["the annotators' mean score (ground truth)"] = [
     _evaluate(test, [v.importance for v in test])
@@ -146,6 +120,7 @@ def write_tables(
   ]
   summary = {
     'config': config_name,
+    'config_values': results.get('config_values'),
     'split': results['split'],
     'seeds': results['seeds'],
     'variants': {},
@@ -187,13 +162,25 @@ def run_ablations(
   unknown = [v for v in variants if v not in VARIANTS]
   if unknown:
     raise ValueError(f'unknown variants {unknown}; expected some of {list(VARIANTS)}')
+  if not seeds:
+    raise ValueError('no seeds; give one or more, e.g. --seeds=0,1,2')
+  planned = {
+    (variant, seed): (
+      variant_config(base, variant, seed),
+      os.path.join(workdir, variant, f'seed_{seed}'),
+    )
+    for variant in variants
+    for seed in seeds
+  }
+  experiments.check_reusable(
+    planned.values(),
+    'a --workdir holds the runs of one config: pass another --workdir for this one',
+  )
   runs = {}
   for variant in variants:
     runs[variant] = []
     for seed in seeds:
-      result = experiments.run(
-        variant_config(base, variant, seed), os.path.join(workdir, variant, f'seed_{seed}')
-      )
+      result = experiments.run(*planned[variant, seed])
       print(
         f'{VARIANTS[variant].label}, seed {seed}: '
         + '  '.join(f'{k} {result["metrics"][k]:.4f}' for k in METRICS)
@@ -201,7 +188,12 @@ def run_ablations(
         flush=True,
       )
       runs[variant].append(result)
-  results = dict(split=base.data.split, seeds=list(seeds), runs=runs)
+  results = dict(
+    split=base.data.split,
+    seeds=list(seeds),
+    runs=runs,
+    config_values=json.loads(base.to_json_best_effort()),
+  )
   return write_tables(workdir, config_name, results, reference_rows(base, seeds))
 
 
@@ -225,8 +217,8 @@ def main() -> None:
           config.value,
           workdir.value,
           variants.value,
-          [int(s) for s in seeds.value],
-          config_flags.get_config_filename(flags.FLAGS['config']),
+          cli.int_list('seeds', seeds.value),
+          cli.config_name(flags.FLAGS['config']),
         )
       )
 

@@ -7,16 +7,19 @@ protocol as a model's (evaluators.KeyshotTruth.evaluate):
 - `clip_similarity`: training-free, the CLIP cosine similarity of each frame to the
   query, or its maximum over the captions;
 - `LinearProbe`: least squares from a frame's features to a target, fitted on the
-  training videos: what a per-frame linear model can read off the features;
+  training videos: what a per-frame linear model can read off the features
+  (`validated_probe` chooses its ridge on the validation videos);
 - the annotators' mean score (the ground truth itself) is `video.importance`.
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg
 
-from clipit_jax import evaluation
+from clipit_jax import protocol
+from clipit_jax import evaluators
 
 
 def random_scores(n_steps: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,7 +37,7 @@ def clip_similarity(features: np.ndarray, text: np.ndarray) -> np.ndarray:
     [n] max over L of the cosine similarity, min-max normalised to [0, 1].
   """
   similarity = np.asarray(features, np.float64) @ np.asarray(text, np.float64).T  # [n, L]
-  return evaluation.min_max(similarity.max(axis=1))
+  return protocol.min_max(similarity.max(axis=1))
 
 
 @dataclasses.dataclass
@@ -64,3 +67,29 @@ class LinearProbe:
 
   def __call__(self, features: np.ndarray) -> np.ndarray:
     return np.asarray(features, np.float64) @ self.weights + self.bias
+
+
+def validated_probe(
+  train_videos,
+  validation_videos,
+  target: str,
+  ridges: Sequence[float] = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2),
+) -> LinearProbe:
+  """A linear probe on `target` ('labels' or 'importance') with its ridge chosen by Kendall's
+  tau on the validation videos, then refitted on training and validation videos."""
+
+  def fit(videos, ridge):
+    return LinearProbe.fit(
+      [v.features for v in videos], [getattr(v, target) for v in videos], ridge
+    )
+
+  if validation_videos:
+    ridge = max(
+      ridges,
+      key=lambda r: evaluators.evaluate_scores(
+        validation_videos, [fit(train_videos, r)(v.features) for v in validation_videos]
+      )['metrics']['kendall'],
+    )
+  else:
+    ridge = ridges[len(ridges) // 2]
+  return fit(train_videos + validation_videos, ridge)
