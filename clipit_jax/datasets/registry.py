@@ -16,8 +16,10 @@ without loading any dataset.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
+import os
 import pkgutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -133,6 +135,32 @@ def names(*, loadable: bool = True) -> list[str]:
   """Every registered dataset's name, sorted; with `loadable`, only those a run can train on."""
   _import_all()
   return sorted(n for n, s in _SPECS.items() if s.load is not None or not loadable)
+
+
+def declared_names(*, loadable: bool = True) -> list[str]:
+  """`names()` without importing a dataset module: read from the modules' source.
+
+  For checks that run before the heavy imports (config_checks). A module declares a
+  dataset with a `DatasetSpec(name='<literal>', ...)` call; `load=None` marks one that
+  only augments others.
+  """
+  found = {n for n, s in _SPECS.items() if s.load is not None or not loadable}
+  directory = os.path.dirname(os.path.abspath(__file__))
+  for filename in sorted(os.listdir(directory)):
+    if not filename.endswith('.py'):
+      continue
+    with open(os.path.join(directory, filename), encoding='utf-8') as f:
+      tree = ast.parse(f.read(), filename)
+    for node in ast.walk(tree):
+      func = getattr(node, 'func', None)
+      if getattr(func, 'attr', getattr(func, 'id', None)) != 'DatasetSpec':
+        continue
+      args = {k.arg: k.value for k in node.keywords}
+      name, load = args.get('name'), args.get('load')
+      augments_only = isinstance(load, ast.Constant) and load.value is None
+      if isinstance(name, ast.Constant) and not (loadable and augments_only):
+        found.add(name.value)
+  return sorted(found)
 
 
 def get(name: str) -> DatasetSpec:
