@@ -111,14 +111,37 @@ def _one_line(e: BaseException) -> str:
   return ' '.join(message.split())
 
 
+def _config_path(argv: list[str]) -> str:
+  """The value of --config in `argv` ('?' when absent)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(('--config=', '-config=')):
+      return arg.split('=', 1)[1]
+    if arg in ('--config', '-config') and i + 1 < len(argv):
+      return argv[i + 1]
+  return '?'
+
+
 def flags_parser(program: str):
   """An `app.run(flags_parser=...)` that reports a bad flag, config file or override in one line."""
 
   def parse(argv):
     try:
       args = flags.FLAGS(argv)
+    except SyntaxError as e:  # In the --config file, which config_flags runs while parsing.
+      print(
+        f'{program}: error: --config {e.filename}: line {e.lineno}: {e.msg}; fix the file',
+        file=sys.stderr,
+      )
+      sys.exit(2)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
       print(f'{program}: error: {_unknown_config_field(e, argv) or _one_line(e)}', file=sys.stderr)
+      sys.exit(2)
+    except Exception as e:  # pylint: disable=broad-except (raised by the config file's code)
+      print(
+        f'{program}: error: --config {_config_path(argv)}: get_config() raised '
+        f'{type(e).__name__}: {first_line(e)}',
+        file=sys.stderr,
+      )
       sys.exit(2)
     if 'config' in flags.FLAGS and flags.FLAGS['config'].present:
       try:  # config_flags defers a file that fails to load; say it now, in one line.
@@ -130,6 +153,40 @@ def flags_parser(program: str):
     return args
 
   return parse
+
+
+def int_list(flag: str, values: list[str] | None, example: str = '0,1,2') -> list[int] | None:
+  """The integers of the comma-separated list flag `--flag` (None stays None: not given).
+
+  Raises ValueError naming the flag when the list is empty or holds a non-integer.
+  """
+  if values is None:
+    return None
+  if not values:
+    raise ValueError(f'--{flag} is empty; give one or more integers, e.g. --{flag}={example}')
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    bad = next(v for v in values if not v.strip().lstrip('+-').isdigit())
+    raise ValueError(
+      f'--{flag}={",".join(values)}: {bad!r} is not an integer; write e.g. --{flag}={example}'
+    ) from None
+
+
+def config_name(config_flag) -> str:
+  """'configs/x.py --config.learning_rate=0.001 ...': a parsed config flag's file and every
+  override given on the command line (as the experiment tables record them).
+
+  Args:
+    config_flag: the flag, e.g. `flags.FLAGS['config']`.
+  """
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  overrides = sorted(config_flags.get_override_values(config_flag).items())
+  return ' '.join(
+    [config_flags.get_config_filename(config_flag)]
+    + [f'--{config_flag.name}.{k}={v}' for k, v in overrides]
+  )
 
 
 def enable_compilation_cache() -> str | None:

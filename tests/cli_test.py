@@ -138,3 +138,12 @@ def test_out_of_memory_is_one_line_that_names_the_remedy(capsys):
     'train.py: error: out of memory (RESOURCE_EXHAUSTED'
   )
   assert '--config.microbatch_size' in err
+
+
+def test_integer_list_flags_name_the_flag():
+  assert cli.int_list('seeds', ['0', ' 2', '-1']) == [0, 2, -1]
+  assert cli.int_list('splits', None) is None  # Not given: every split.
+  with pytest.raises(ValueError, match=r'^--seeds is empty; give one or more integers'):
+    cli.int_list('seeds', [])
+  with pytest.raises(ValueError, match=r"^--splits=1,abc: 'abc' is not an integer; write e.g."):
+    cli.int_list('splits', ['1', 'abc'])
