@@ -12,6 +12,8 @@ from typing import Any
 
 import ml_collections
 
+from clipit_jax.datasets import registry
+
 # The choice fields' values. The metrics are those `evaluators` computes per protocol.
 LOSSES = ('supervised', 'unsupervised')
 TARGETS = ('keyframes', 'importance')
@@ -23,7 +25,7 @@ CROSS_MODALS = ('attention', 'mlp')
 ATTENTIONS = ('einsum', 'dot_product_attention')
 DTYPES = ('float32', 'bfloat16', 'float16')
 MATMUL_DTYPES = ('float32', 'bfloat16')
-DATASETS = ('summe', 'tvsum', 'synthetic', 'qfvs')
+DATASETS = tuple(registry.declared_names())  # Read from the dataset modules, not imported.
 SETTINGS = ('standard', 'augment', 'transfer')
 PARTS = ('generic', 'query')
 KEYSHOT_METRICS = ('f1', 'kendall', 'spearman')
