@@ -256,6 +256,32 @@ def test_feature_cache_recomputes_and_replaces_a_damaged_entry(tiny, clip_path, 
   np.testing.assert_array_equal(np.load(entry)["features"], again)  # Replaced, whole.
 
 
+@pytest.mark.parametrize(
+  "field, change, reason",
+  [
+    ("features", lambda f: f[:, :7], "7-d features where the model gives 512-d ones"),
+    ("features", lambda f: np.where(f > 0, np.nan, f), "NaN or infinite values"),
+    ("timestamps", lambda t: t - 2000, "timestamps that are negative or not increasing"),
+    ("timestamps", lambda t: t[:3], "features of shape (6, 512) with timestamps of shape (3,)"),
+  ],
+)
+def test_feature_cache_entry_with_wrong_data_is_recomputed_with_a_warning(
+  tiny, clip_path, tmp_path, caplog, field, change, reason
+):
+  cache_dir = tmp_path / "features"
+  feats, times = encoders.cached_video_features(clip_path, tiny, 2.0, cache_dir)
+  (entry,) = cache_dir.iterdir()
+  wrong = dict(features=feats, timestamps=times)
+  wrong[field] = change(wrong[field])
+  np.savez(entry.with_suffix(""), **wrong)  # Loads, but holds wrong data.
+  again, times2 = encoders.cached_video_features(clip_path, tiny, 2.0, cache_dir)
+  np.testing.assert_allclose(again, feats, atol=1e-6)
+  np.testing.assert_array_equal(times2, times)
+  (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+  assert record.getMessage() == f"damaged feature cache file {entry}: {reason}; recomputing it"
+  np.testing.assert_array_equal(np.load(entry)["features"], again)  # Replaced.
+
+
 def test_feature_cache_on_a_full_disk_is_a_warning(tiny, clip_path, tmp_path, caplog):
   with small_disk(tmp_path / "disk", 64) as disk:
     fill_disk(disk, leave_kb=4)

@@ -509,7 +509,7 @@ def feature_cache_key(content_sha256: str, model_id: str, fps: float, image_size
   """The cache file stem for one (video bytes, model, rate, crop size)."""
   key = json.dumps(
     {
-      "v": 1,
+      "v": 2,  # 2: frames upright (rotation metadata applied).
       "video": content_sha256,
       "model": model_id,
       "fps": float(fps),
@@ -549,16 +549,40 @@ def write_cached_features(
   return True
 
 
-def read_cached_features(cache_file: files.PathLike) -> tuple[np.ndarray, np.ndarray] | None:
-  """(features, timestamps) from a cache file; None if it is absent or unreadable (truncated)."""
+def cache_damage(features: np.ndarray, timestamps: np.ndarray, embed_dim: int | None) -> str:
+  """What is wrong with cached (features [n, embed_dim], timestamps [n]); '' when nothing."""
+  if features.ndim != 2 or timestamps.ndim != 1 or len(features) != len(timestamps):
+    return f"features of shape {features.shape} with timestamps of shape {timestamps.shape}"
+  if not len(features):
+    return "no frames"
+  if embed_dim is not None and features.shape[1] != embed_dim:
+    return f"{features.shape[1]}-d features where the model gives {embed_dim}-d ones"
+  if features.dtype.kind != "f" or timestamps.dtype.kind not in "fiu":
+    return f"features of type {features.dtype}, timestamps of type {timestamps.dtype}"
+  if not (np.isfinite(features).all() and np.isfinite(timestamps).all()):
+    return "NaN or infinite values"
+  if timestamps[0] < 0 or np.any(np.diff(timestamps) <= 0):
+    return "timestamps that are negative or not increasing"
+  return ""
+
+
+def read_cached_features(
+  cache_file: files.PathLike, embed_dim: int | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+  """(features, timestamps) from a cache file; None if it is absent, unreadable (truncated)
+  or holds wrong data (`cache_damage`: shape, width `embed_dim`, NaN, timestamps): those
+  are logged as a warning naming the file, to be recomputed."""
   if not os.path.isfile(cache_file):
     return None
   try:
     with np.load(cache_file, allow_pickle=False) as data:
       features, timestamps = data["features"], data["timestamps"]
-  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
-    return None
-  if features.ndim != 2 or len(features) != len(timestamps):
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    damage = f"unreadable ({cli.first_line(e)})"
+  else:
+    damage = cache_damage(features, timestamps, embed_dim)
+  if damage:
+    _log.warning("damaged feature cache file %s: %s; recomputing it", cache_file, damage)
     return None
   return features, timestamps
 
@@ -609,9 +633,10 @@ def cached_video_features(
 
   The file is `feature_cache_file(path, encoder, fps, cache_dir)`, keyed by the
   file's bytes, the model, `fps` and the crop size. Files are written
-  atomically; an unreadable cache file (truncated, corrupt) is a miss,
-  recomputed and replaced; a cache that cannot be written (a full disk) is a
-  warning.
+  atomically; an unreadable cache file (truncated, corrupt) or one holding
+  wrong data (shape, NaN, timestamps) is a miss, logged as a warning naming
+  it, recomputed and replaced; a cache that cannot be written (a full disk)
+  is a warning.
 
   Returns:
     (features float32 [n, embed_dim], timestamps float64 [n] seconds).
@@ -643,7 +668,7 @@ def cache_video_features(
   if not path.is_file():
     raise video.VideoError(f"{path}: file not found; check the path.")
   cache_file = feature_cache_file(path, encoder, fps, cache_dir)
-  cached = read_cached_features(cache_file)
+  cached = read_cached_features(cache_file, encoder.embed_dim)
   if cached is not None:
     return (*cached, cache_file, True)
   features, timestamps = video_features(
