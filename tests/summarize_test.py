@@ -1,6 +1,7 @@
 """Tests for clipit_jax.summarize: the summarizer, shots, outputs, the CLI and its errors."""
 
 import json
+import logging
 import os
 import pathlib
 import subprocess
@@ -19,7 +20,7 @@ from clipit_jax import protocol
 from clipit_jax import evaluators
 from clipit_jax import files
 from clipit_jax import models
-from clipit_jax import train
+from clipit_jax import train_step
 from clipit_jax.media import captions as captions_lib
 from clipit_jax.media import encoders
 from clipit_jax.media import video
@@ -501,7 +502,7 @@ def save_run(workdir, **model):
   config = small_config(frame_dim=512, text_dim=512, **model)
   config.data.dataset = "synthetic"
   config.data.features = "tiny"
-  state = train.create_train_state(config, jax.random.PRNGKey(0))
+  state = train_step.create_train_state(config, jax.random.PRNGKey(0))
   checkpoints.save_config(str(workdir), config)
   manager = checkpoints.make_manager(str(workdir), config.best_metric)
   checkpoints.save(manager, 1, state, {config.best_metric: 0.0})
@@ -543,7 +544,7 @@ def test_checkpoint_scores_with_the_model(tiny, scenes, query_run, tmp_path):
     summarizer.summarize(scenes)
 
 
-def test_cli_with_a_checkpoint(scenes, query_run, tmp_path, capsys):
+def test_cli_with_a_checkpoint(scenes, query_run, tmp_path, capsys, caplog):
   workdir = query_run[0]
   assert (
     command.main(
@@ -567,6 +568,7 @@ def test_cli_with_a_checkpoint(scenes, query_run, tmp_path, capsys):
   data = json.loads((tmp_path / "out" / "summary.json").read_text())
   assert data["settings"]["clip_model"] == "tiny"  # The run's features.
   assert data["method"] == summarize.TRAINED
+  assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
   with pytest.raises(SystemExit):
     command.main(
       [str(scenes), "--ckpt", str(workdir), "--clip-model", "tiny", "--out", str(tmp_path / "out2")]

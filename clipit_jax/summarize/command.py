@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import pathlib
 import sys
 import warnings
@@ -152,10 +151,7 @@ def _check_model_text(args: argparse.Namespace) -> None:
   """Raises unless --ckpt is a run directory whose model takes the text given."""
   fusion = None
   if args.ckpt:
-    if not os.path.isdir(args.ckpt):
-      raise checkpoints.CheckpointError(
-        f"{args.ckpt}: checkpoint directory not found; pass the --workdir of a train.py run"
-      )
+    checkpoints.check_run_dir(args.ckpt)
     fusion = checkpoints.load_config(args.ckpt).model.text_fusion
   summarizer_lib.check_text(fusion, args.query, args.captions is not None)
 
@@ -231,13 +227,28 @@ def run(args: argparse.Namespace) -> int:
   return 0
 
 
+def _warnings_as_lines() -> None:
+  """Warnings on stderr as `clipit-summarize: message` lines; none from Orbax on a good run.
+
+  Importing Orbax makes absl set up the root logger with Python's default format; that
+  handler takes ours. Orbax's notices (a checkpoint opened read-only) are not for users.
+  """
+  formatter = logging.Formatter(f"{PROGRAM}: %(message)s")
+  if not logging.root.handlers:
+    logging.basicConfig(level=logging.WARNING)
+  for handler in logging.root.handlers:
+    if type(handler) is logging.StreamHandler and handler.stream is sys.stderr:
+      handler.setFormatter(formatter)
+  logging.getLogger("absl").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """`clipit-summarize`: returns the exit status, or exits 1 with one error line."""
   parser = make_parser()
   args = parser.parse_args(argv)
   if not args.video and args.list is None:
     parser.error("give a video file (or several, directories, patterns, or --list FILE)")
-  logging.basicConfig(level=logging.WARNING, format=f"{PROGRAM}: %(message)s")
+  _warnings_as_lines()
   # pylint: disable-next=g-import-not-at-top
   from transformers.utils import logging as hf_logging
 
