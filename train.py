@@ -48,6 +48,11 @@ _PROCESS_ID = flags.DEFINE_integer(
   None,
   'With --distributed: this process, 0 to num_processes - 1, where the environment does not say.',
 )
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_float(
+  'distributed_timeout',
+  300,
+  'With --distributed: seconds to wait for every process to join before giving up.',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -61,9 +66,13 @@ def main(argv):
 
     cli.enable_compilation_cache()
     if _DISTRIBUTED.value:
-      import jax  # pylint: disable=g-import-not-at-top
-
-      jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+      cli.start_distributed(
+        'train.py',
+        _COORDINATOR.value,
+        _NUM_PROCESSES.value,
+        _PROCESS_ID.value,
+        _DISTRIBUTED_TIMEOUT.value,
+      )
     config = _CONFIG.value
     if not _ALL_SPLITS.value:
       train.train_and_evaluate(config, _WORKDIR.value)

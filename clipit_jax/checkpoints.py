@@ -49,6 +49,23 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   files.write_text(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
 
 
+def check_run_dir(workdir: str) -> None:
+  """Raises CheckpointError, in one line with the fix, when `workdir` (a --ckpt) is missing
+  or a file rather than a run's directory."""
+  if os.path.isdir(workdir):
+    return
+  if not os.path.exists(workdir):
+    raise CheckpointError(
+      f'{workdir}: checkpoint directory not found; pass the --workdir of a train.py run'
+    )
+  parent = os.path.dirname(os.path.abspath(workdir))
+  inside = os.path.exists(os.path.join(parent, CONFIG_FILE))
+  raise CheckpointError(
+    f'{workdir}: a file, not a directory; pass the --workdir of a train.py run'
+    + (f' (the directory it is in: {parent})' if inside else ' (the directory with config.json)')
+  )
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run in `workdir` was started with, merged over the defaults and checked.
 
@@ -56,6 +73,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   or parse, an unknown field, a value of the wrong type or range, or a missing field that
   fixes the parameters' shapes.
   """
+  check_run_dir(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise CheckpointError(f'{workdir}: no {CONFIG_FILE}; is this a train.py --workdir?')

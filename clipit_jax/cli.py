@@ -9,6 +9,7 @@ import ast
 import contextlib
 import os
 import sys
+import threading
 
 from absl import flags
 
@@ -47,6 +48,22 @@ def first_line(e: BaseException, limit: int = 200) -> str:
   return line if len(line) <= limit else line[: limit - 3] + '...'
 
 
+def _file_in_the_way(e: BaseException) -> str | None:
+  """For an OSError where a file stands where a directory is needed ('[Errno 17] File
+  exists', '[Errno 20] Not a directory'), a line naming that file and the fix; else None."""
+  if not isinstance(e, (FileExistsError, NotADirectoryError)) or not e.filename:
+    return None
+  path = os.path.abspath(e.filename)
+  while not os.path.lexists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  if os.path.isdir(path):
+    return None
+  return (
+    f'{path}: a file, where a directory is needed; move the file away or pass another '
+    'directory (--workdir, --out, ...)'
+  )
+
+
 @contextlib.contextmanager
 def one_line_errors(program: str, on_interrupt: str = ''):
   """Turns the errors a user can cause into one line + exit 1, and Ctrl-C into one line + 130.
@@ -72,7 +89,7 @@ def one_line_errors(program: str, on_interrupt: str = ''):
       sys.exit(1)
     if not is_user_error(e):
       raise
-    message = str(e).strip().splitlines()
+    message = (_file_in_the_way(e) or str(e)).strip().splitlines()
     print(f'{program}: error: {message[0] if message else type(e).__name__}', file=sys.stderr)
     for line in message[1:]:  # Instructions (e.g. what to download) follow the error line.
       print(f'  {line}', file=sys.stderr)
@@ -187,6 +204,51 @@ def config_name(config_flag) -> str:
     [config_flags.get_config_filename(config_flag)]
     + [f'--{config_flag.name}.{k}={v}' for k, v in overrides]
   )
+
+
+def start_distributed(
+  program: str,
+  coordinator: str | None,
+  num_processes: int | None,
+  process_id: int | None,
+  timeout_s: float = 300,
+) -> None:
+  """`jax.distributed.initialize`, saying what it waits for, and giving up after `timeout_s`.
+
+  A process whose peers do not all join would wait silently, then be aborted by JAX with a
+  C++ stack trace; here it prints one line and exits 1 instead. None arguments are left to
+  the environment (TPU, SLURM, MPI), as JAX does.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+
+  where = coordinator or 'the coordinator the environment names'
+  count = f'all {num_processes} processes' if num_processes else 'every process'
+  me = '' if process_id is None else f' (this is process {process_id})'
+  print(
+    f'{program}: waiting up to {timeout_s:g} s for {count} to join at {where}{me}',
+    file=sys.stderr,
+    flush=True,
+  )
+
+  def give_up():
+    print(
+      f'{program}: error: gave up after {timeout_s:g} s waiting for {count} to join at '
+      f'{where}; start each process with the same --coordinator_address and --num_processes '
+      'and its own --process_id (or raise --distributed_timeout)',
+      file=sys.stderr,
+      flush=True,
+    )
+    os._exit(1)  # pylint: disable=protected-access (the wait is in C++; nothing to clean up)
+
+  timer = threading.Timer(timeout_s, give_up)
+  timer.daemon = True
+  timer.start()
+  try:  # JAX's own limit comes later: the line above is what the user sees.
+    jax.distributed.initialize(
+      coordinator, num_processes, process_id, initialization_timeout=int(timeout_s) + 60
+    )
+  finally:
+    timer.cancel()
 
 
 def enable_compilation_cache() -> str | None:

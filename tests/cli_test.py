@@ -80,7 +80,7 @@ def test_bad_config_overrides_are_one_line(tmp_path, override, status, words):
 
 def test_every_config_passes_its_checks_and_bad_values_are_named():
   for path in sorted((ROOT / 'configs').glob('*.py')):
-    if path.stem != 'benchmark':
+    if path.stem != 'summe_tvsum':  # A function of (dataset, setting).
       config_checks.check_config(load_config_file(path.stem))
   config = load_config_file('synthetic')
   for field, value in (
@@ -147,3 +147,48 @@ def test_integer_list_flags_name_the_flag():
     cli.int_list('seeds', [])
   with pytest.raises(ValueError, match=r"^--splits=1,abc: 'abc' is not an integer; write e.g."):
     cli.int_list('splits', ['1', 'abc'])
+
+
+def test_a_file_where_a_directory_is_needed_is_one_line(tmp_path, capsys):
+  blocker = tmp_path / 'runs'
+  blocker.write_text('')
+  for path in (blocker, blocker / 'split_0'):  # [Errno 17] File exists, [Errno 20] Not a dir.
+    with pytest.raises(SystemExit) as e, cli.one_line_errors('prog'):
+      os.makedirs(path, exist_ok=True)
+    assert e.value.code == 1
+    assert capsys.readouterr().err == (
+      f'prog: error: {blocker}: a file, where a directory is needed; move the file away or '
+      'pass another directory (--workdir, --out, ...)\n'
+    )
+
+
+def test_ckpt_that_is_a_file_says_so(tmp_path):
+  from clipit_jax import checkpoints
+
+  (tmp_path / 'config.json').write_text('{}')
+  for path, expected in (
+    (tmp_path / 'nowhere', 'checkpoint directory not found; pass the --workdir'),
+    (
+      tmp_path / 'config.json',
+      f'a file, not a directory; .* \\(the directory it is in: {tmp_path}\\)',
+    ),
+  ):
+    with pytest.raises(checkpoints.CheckpointError, match=f'^{path}: {expected}'):
+      checkpoints.load_config(str(path))
+
+
+def test_distributed_start_says_what_it_waits_for_and_gives_up(tmp_path):
+  code = (
+    'from clipit_jax import cli; '
+    "cli.start_distributed('train.py', '127.0.0.1:9', 2, 1, timeout_s=1)"
+  )
+  out = subprocess.run(
+    [sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120
+  )
+  assert out.returncode == 1
+  assert out.stderr.splitlines() == [
+    'train.py: waiting up to 1 s for all 2 processes to join at 127.0.0.1:9 (this is process 1)',
+    'train.py: error: gave up after 1 s waiting for all 2 processes to join at 127.0.0.1:9; '
+    'start each process with the same --coordinator_address and --num_processes and its own '
+    '--process_id (or raise --distributed_timeout)',
+  ]
