@@ -74,8 +74,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO and notes at WARNING.
   with cli.one_line_errors('eval.py', on_interrupt='nothing was written'):
+    _check_flags()  # Before anything heavy is imported.
     cli.enable_compilation_cache()
-    _check_flags()
     if _HUMAN.value:
       from clipit_jax import human_baseline  # pylint: disable=g-import-not-at-top
 

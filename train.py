@@ -4,8 +4,10 @@
   python train.py --config configs/synthetic.py --workdir runs/synthetic --config.num_epochs=3
   python train.py --config configs/tvsum_standard.py --workdir runs/tvsum_standard --all_splits
 
-Running again on the same workdir resumes from its latest checkpoint. On several hosts
-(or processes), run it on each with --distributed (see the README).
+Running again on the same workdir resumes from its latest checkpoint, if the workdir holds
+a run of the same config (data, losses, optimisation, model); --restart moves that run
+aside and starts over. On several hosts (or processes), run it on each with --distributed
+(see the README).
 """
 
 import os
@@ -27,6 +29,11 @@ _ALL_SPLITS = flags.DEFINE_bool(
   False,
   'Train every split into WORKDIR/split_<k>: '
   'the 5 standard ones, or every entry of data.splits_file.',
+)
+_RESTART = flags.DEFINE_bool(
+  'restart',
+  False,
+  'Start over in a WORKDIR that holds a run: that run is moved to WORKDIR/replaced/<time>/.',
 )
 _DISTRIBUTED = flags.DEFINE_bool(
   'distributed',
@@ -75,13 +82,14 @@ def main(argv):
       )
     config = _CONFIG.value
     if not _ALL_SPLITS.value:
-      train.train_and_evaluate(config, _WORKDIR.value)
+      train.train_and_evaluate(config, _WORKDIR.value, restart=_RESTART.value)
       return
     for split in range(loading.num_splits(config.data)):
       with config.unlocked():
         config.data.split = split
       print(f'--- split {split} ---', flush=True)
-      train.train_and_evaluate(config, os.path.join(_WORKDIR.value, f'split_{split}'))
+      workdir = os.path.join(_WORKDIR.value, f'split_{split}')
+      train.train_and_evaluate(config, workdir, restart=_RESTART.value)
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 
 Profiles one step of the paper's model (`configs/default.py`, the batch of `train_step.py`)
 after warm-up steps:
-  * JAX: `jax.profiler.trace` around train.py's step (`train.make_train_step` on a mesh of all
+  * JAX: `jax.profiler.trace` around train.py's step (`parallel.make_train_step` on a mesh of all
     devices, the config's `microbatch_size`); the XLA ops of the trace (events with an `hlo_op`)
     are summed by name over the executor's threads;
   * PyTorch: `torch.profiler` around one eager step of `torch_clipit.py`, self CPU time by

@@ -52,7 +52,9 @@ import numpy as np  # noqa: E402
 
 from clipit_jax import losses  # noqa: E402
 from clipit_jax import models  # noqa: E402
+from clipit_jax import parallel  # noqa: E402
 from clipit_jax import train  # noqa: E402
+from clipit_jax import train_step  # noqa: E402
 from configs import default  # noqa: E402
 
 
@@ -280,32 +282,30 @@ ROWS = (
 
 
 def placed_step(config, batch_np, mode: str) -> tuple:
-  """(step, state, batch, rng): `train.make_train_step` and its inputs on device.
+  """(step, state, batch, rng): `parallel.make_train_step` and its inputs on device.
 
   `mode`: 'shard_map' or 'pmap' (`config.parallelism`, over a mesh of all devices, as
   train.py runs it), or 'jit' (one device, no collectives).
   """
   config = config.copy_and_resolve_references()
-  state = train.create_train_state(config, jax.random.PRNGKey(0))
+  state = train_step.create_train_state(config, jax.random.PRNGKey(0))
   rng = jax.random.PRNGKey(1)
   if mode == "jit":
-    return train.make_train_step(config), state, jax.device_put(batch_np), rng
+    step = jax.jit(functools.partial(train_step.train_step, config=config), donate_argnums=(0,))
+    return step, state, jax.device_put(batch_np), rng
   config.parallelism = mode
-  mesh = train.make_mesh(config)
+  step = parallel.make_train_step(config, parallel.make_mesh(config))
   n = jax.local_device_count()
   if batch_np["frames"].shape[0] % n:
     raise ValueError(f"batch must divide over {n} devices")
-  batch = train.place_batch(
-    {k: v.reshape((n, -1) + v.shape[1:]) for k, v in batch_np.items()}, config, mesh
-  )
-  state, rng = train.place_state(state, config, mesh), train.place_state(rng, config, mesh)
-  return train.make_train_step(config, mesh), state, batch, rng
+  batch = step.place_batch({k: v.reshape((n, -1) + v.shape[1:]) for k, v in batch_np.items()})
+  return step, step.place_state(state), batch, step.place_state(rng)
 
 
 def time_jax(
   config, batch_np, *, mode: str, warmup: int, steps: int, max_wait: float, retries: int = 2
 ) -> dict:
-  """Step time of `train.make_train_step` as train.py runs it, plus XLA's FLOP count.
+  """Step time of `parallel.make_train_step` as train.py runs it, plus XLA's FLOP count.
 
   `mode`: as `placed_step`'s (one device on a CPU).
   """
@@ -478,7 +478,7 @@ def run_variant(args, variant: str) -> dict:
     args=vars(args),
     config=dict(
       microbatch_size=config.microbatch_size,
-      microbatch_resolved=train.microbatch_size(config, args.batch),
+      microbatch_resolved=train_step.microbatch_size(config, args.batch),
       attention=cfg.get("attention"),
       parallelism=config.parallelism,
     ),
@@ -562,7 +562,7 @@ def run_variant(args, variant: str) -> dict:
       target[last] = value
     return c
 
-  resolved = train.microbatch_size(config, args.batch)
+  resolved = train_step.microbatch_size(config, args.batch)
   micro = f"microbatches of {resolved or 'the whole batch'}"
   if "train_py" in rows:
     attempt(
@@ -586,7 +586,7 @@ def run_variant(args, variant: str) -> dict:
     for m in args.micro_sweep:
       if (
         m > args.batch
-        or train.microbatch_size(variant_of(microbatch_size=m), args.batch) == resolved
+        or train_step.microbatch_size(variant_of(microbatch_size=m), args.batch) == resolved
       ):
         continue  # The same program as the jit row.
       attempt(
@@ -794,7 +794,7 @@ def main(argv=None) -> int:
     type=int,
     default=None,
     help="config.microbatch_size of the train.py rows (default: the "
-    "config's, train.CPU_MICROBATCH on a CPU; 0: the whole batch at once)",
+    "config's, train_step.CPU_MICROBATCH on a CPU; 0: the whole batch at once)",
   )
   parser.add_argument(
     "--micro-sweep",

@@ -138,6 +138,17 @@ def _config_path(argv: list[str]) -> str:
   return '?'
 
 
+def _raised_in(e: BaseException, path: str) -> bool:
+  """Whether `e` was raised by code of the file `path` (a config file's `get_config`)."""
+  path = os.path.abspath(path)
+  tb = e.__traceback__
+  while tb is not None:
+    if os.path.abspath(tb.tb_frame.f_code.co_filename) == path:
+      return True
+    tb = tb.tb_next
+  return False
+
+
 def flags_parser(program: str):
   """An `app.run(flags_parser=...)` that reports a bad flag, config file or override in one line."""
 
@@ -150,15 +161,15 @@ def flags_parser(program: str):
         file=sys.stderr,
       )
       sys.exit(2)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-      print(f'{program}: error: {_unknown_config_field(e, argv) or _one_line(e)}', file=sys.stderr)
-      sys.exit(2)
-    except Exception as e:  # pylint: disable=broad-except (raised by the config file's code)
-      print(
-        f'{program}: error: --config {_config_path(argv)}: get_config() raised '
-        f'{type(e).__name__}: {first_line(e)}',
-        file=sys.stderr,
-      )
+    except Exception as e:  # pylint: disable=broad-except
+      path = _config_path(argv)
+      if _raised_in(e, path):
+        message = f'--config {path}: get_config() raised {type(e).__name__}: {first_line(e)}'
+      elif isinstance(e, (flags.Error, AttributeError, KeyError, TypeError, ValueError)):
+        message = _unknown_config_field(e, argv) or _one_line(e)
+      else:
+        raise
+      print(f'{program}: error: {message}', file=sys.stderr)
       sys.exit(2)
     if 'config' in flags.FLAGS and flags.FLAGS['config'].present:
       try:  # config_flags defers a file that fails to load; say it now, in one line.

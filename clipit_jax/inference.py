@@ -98,12 +98,7 @@ def load_model(workdir: files.PathLike, which: str = 'best') -> TrainedModel:
       features).
   """
   workdir = os.fspath(workdir)
-  if not os.path.isdir(workdir):
-    found = 'is a file, not a directory' if os.path.exists(workdir) else 'not found'
-    raise checkpoints.CheckpointError(
-      f'{workdir}: checkpoint directory {found}; pass the --workdir of a train.py run'
-    )
-  config = checkpoints.load_config(workdir)
+  config = checkpoints.load_config(workdir)  # Checks that it is a run's directory first.
   features = config.data.features
   for field in ('frame_dim', 'text_dim'):
     if config.model[field] != FRAME_DIM:

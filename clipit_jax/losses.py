@@ -141,7 +141,7 @@ def per_sample_losses(
     reconstruction=reconstruction_loss(outputs['reconstruction'], batch['frames'], mask),
   )
   if config.loss == 'supervised':
-    losses['classification'] = supervision_loss(outputs, batch, config.get('target', 'keyframes'))
+    losses['classification'] = supervision_loss(outputs, batch, config.target)
     w = config.loss_weights
     losses['total'] = (
       w.classification * losses['classification']
@@ -150,7 +150,7 @@ def per_sample_losses(
     )
   elif config.loss == 'unsupervised':
     losses['total'] = losses['diversity'] + losses['reconstruction']
-    rate = config.get('summary_rate')
+    rate = config.summary_rate
     if rate is not None:
       losses['length'] = length_loss(outputs['scores'], mask, rate)
       losses['total'] = losses['total'] + losses['length']

@@ -82,9 +82,9 @@ def bf16_dot_general(
 
 
 def dense_dot_general(config: ml_collections.ConfigDict):
-  """The Dense layers' `dot_general` for `config.matmul_dtype` (float32 when absent, as in
-  configs saved before it existed): None (Flax's default) or `bf16_dot_general`."""
-  matmul_dtype = config.get('matmul_dtype', 'float32')
+  """The Dense layers' `dot_general` for `config.matmul_dtype`: None (Flax's default) or
+  `bf16_dot_general`."""
+  matmul_dtype = config.matmul_dtype
   if matmul_dtype not in MATMUL_DTYPES:
     raise ValueError(f'unknown matmul_dtype {matmul_dtype!r}; expected one of {MATMUL_DTYPES}')
   return bf16_dot_general if matmul_dtype == 'bfloat16' else None

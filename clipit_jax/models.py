@@ -64,10 +64,10 @@ def dot_product_attention(
 
 
 def attention_fn(config: ml_collections.ConfigDict):
-  """The attention of every multi-head layer for `config.attention` ('einsum' when absent,
-  as in configs saved before it existed): Flax's `dot_product_attention` (explicit
-  einsums and softmax) or `jax.nn.dot_product_attention`. The parameters are the same."""
-  name = config.get('attention', 'einsum')
+  """The attention of every multi-head layer for `config.attention`: Flax's
+  `dot_product_attention` (explicit einsums and softmax) or `jax.nn.dot_product_attention`.
+  The parameters are the same."""
+  name = config.attention
   if name not in ATTENTIONS:
     raise ValueError(f'unknown attention {name!r}; expected one of {ATTENTIONS}')
   return dot_product_attention if name == 'dot_product_attention' else nn.dot_product_attention
@@ -360,7 +360,7 @@ class CLIPIt(nn.Module):
       dot_general,
       name='text_fusion',
     )(text, text_mask)
-    cross_modal = cfg.get('cross_modal', 'attention')
+    cross_modal = cfg.cross_modal
     if cross_modal == 'attention':
       block = LanguageGuidedAttention(
         cfg.language_heads,

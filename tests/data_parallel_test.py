@@ -16,7 +16,8 @@ def _compare_one_and_four_devices() -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
 
-  from clipit_jax import train  # pylint: disable=g-import-not-at-top
+  from clipit_jax import parallel  # pylint: disable=g-import-not-at-top
+  from clipit_jax import train_step  # pylint: disable=g-import-not-at-top
   from testutil import random_batch, small_config  # pylint: disable=g-import-not-at-top
 
   assert jax.device_count() == 4, jax.devices()
@@ -27,10 +28,10 @@ def _compare_one_and_four_devices() -> None:
   rng = jax.random.PRNGKey(3)
   # Plain SGD: parameter differences are then gradient differences. (Adam's first
   # step moves every parameter by about lr whatever the gradient, hiding errors.)
-  state = train.create_train_state(config, jax.random.PRNGKey(0)).replace(tx=optax.sgd(0.1))
+  state = train_step.create_train_state(config, jax.random.PRNGKey(0)).replace(tx=optax.sgd(0.1))
   state = state.replace(opt_state=state.tx.init(state.params))
   one = state
-  single_step = jax.jit(functools.partial(train.train_step, config=config))
+  single_step = jax.jit(functools.partial(train_step.train_step, config=config))
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(
     lambda event, *_, **__: (
@@ -44,11 +45,10 @@ def _compare_one_and_four_devices() -> None:
 
   for mode in ('shard_map', 'pmap'):
     config.parallelism = mode
-    mesh = train.make_mesh(config)
-    step = train.make_train_step(config, mesh)  # What train.py runs.
+    step = parallel.make_train_step(config, parallel.make_mesh(config))  # What train.py runs.
     fresh = jax.tree.map(np.array, state)  # The step donates the state it is given.
-    four, four_rng = train.place_state(fresh, config, mesh), train.place_state(rng, config, mesh)
-    placed = train.place_batch(host_batch, config, mesh)
+    four, four_rng = step.place_state(fresh), step.place_state(rng)
+    placed = step.place_batch(host_batch)
     if mode == 'shard_map':  # One global batch, a quarter of it on each device.
       assert placed['frames'].shape == batch['frames'].shape
       assert {s.data.shape[0] for s in placed['frames'].addressable_shards} == {2}
@@ -59,7 +59,7 @@ def _compare_one_and_four_devices() -> None:
         np.testing.assert_allclose(np.ravel(metrics[key])[0], value, rtol=1e-5, err_msg=key)
     # One compile; the returned state is laid out as the one given, so no second.
     assert len(compiles) == before + 1, (mode, compiles[before:])
-    params = train.local_copy(train.global_state(four, config, mesh)).params
+    params = parallel.local_copy(step.global_state(four)).params
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(params)):
       np.testing.assert_allclose(a, b, atol=1e-5)
     print(f'{mode} matches single device')

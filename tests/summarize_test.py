@@ -20,7 +20,7 @@ from clipit_jax import protocol
 from clipit_jax import evaluators
 from clipit_jax import files
 from clipit_jax import models
-from clipit_jax import train
+from clipit_jax import train_step
 from clipit_jax.media import captions as captions_lib
 from clipit_jax.media import encoders
 from clipit_jax.media import video
@@ -502,7 +502,7 @@ def save_run(workdir, **model):
   config = small_config(frame_dim=512, text_dim=512, **model)
   config.data.dataset = "synthetic"
   config.data.features = "tiny"
-  state = train.create_train_state(config, jax.random.PRNGKey(0))
+  state = train_step.create_train_state(config, jax.random.PRNGKey(0))
   checkpoints.save_config(str(workdir), config)
   manager = checkpoints.make_manager(str(workdir), config.best_metric)
   checkpoints.save(manager, 1, state, {config.best_metric: 0.0})

@@ -117,8 +117,13 @@ def test_checkpoint_of_another_model_size(standin_data_dir, tmp_path):
   train.train_and_evaluate(quick_config(standin_data_dir, num_epochs=1), workdir)
   bigger = quick_config(standin_data_dir)
   bigger.model.width = 48
-  with pytest.raises(checkpoints.CheckpointError, match='another model .*width'):
+  with pytest.raises(checkpoints.CheckpointError) as e:
     train.train_and_evaluate(bigger, workdir)
+  assert str(e.value) == (
+    f'{workdir} holds a run of another config (model.width: 32 -> 48): train in another '
+    f'--workdir, or pass --restart to start over there (the old run is moved to '
+    f'{workdir}/replaced/)'
+  )
   # A config file edited by hand no longer fits the saved parameters.
   checkpoints.save_config(workdir, bigger)
   out = _run('eval.py', f'--ckpt={workdir}')
@@ -127,6 +132,49 @@ def test_checkpoint_of_another_model_size(standin_data_dir, tmp_path):
   # restore fails; our one error line names the problem.
   ours = [l for l in out.stderr.splitlines() if l.startswith('eval.py: error:')]
   assert len(ours) == 1 and 'does not fit the configured model' in ours[0], out.stderr
+  # --restart moves the earlier run aside, whole, and starts over.
+  before = sorted(os.listdir(workdir))
+  train.train_and_evaluate(bigger, workdir, restart=True)
+  (moved,) = os.listdir(os.path.join(workdir, 'replaced'))
+  moved = os.path.join(workdir, 'replaced', moved)
+  assert sorted(os.listdir(moved)) == [n for n in before if n != 'train.lock']
+  assert [m['epoch'] for m in _metrics(moved)] == [1]
+  assert [m['epoch'] for m in _metrics(workdir)] == [1, 2]
+  assert checkpoints.load_config(workdir).model.width == 48
+
+
+def test_divergence_names_the_learning_rate_and_keeps_the_last_good_checkpoint(
+  standin_data_dir, tmp_path, monkeypatch
+):
+  workdir = str(tmp_path / 'run')
+  config = quick_config(standin_data_dir, learning_rate=1e30)  # Adam moves every weight by ~lr.
+  with pytest.raises(train.DivergedError) as e:
+    train.train_and_evaluate(config, workdir)
+  assert str(e.value).startswith('training diverged in epoch 1 (loss ')
+  assert str(e.value).endswith(
+    'at learning_rate=1e+30 (constant schedule); no checkpoint was saved: lower '
+    '--config.learning_rate and train in another --workdir, or with --restart'
+  )
+  assert not os.path.exists(os.path.join(workdir, 'metrics.jsonl'))
+  # Parameters that stop being finite in epoch 2 (a fault injected into the real step's
+  # output): the checkpoint of epoch 1 stays, and the metrics log ends there.
+  epochs = []
+  real_epoch = train.train_epoch
+
+  def poisoned_second_epoch(*args, **kwargs):
+    state, metrics = real_epoch(*args, **kwargs)
+    epochs.append(1)
+    if len(epochs) == 2:
+      state = state.replace(params=jax.tree.map(lambda x: x * np.nan, state.params))
+    return state, metrics
+
+  monkeypatch.setattr(train, 'train_epoch', poisoned_second_epoch)
+  workdir = str(tmp_path / 'run2')
+  with pytest.raises(train.DivergedError, match=f'the checkpoint of epoch 1 is kept in {workdir}'):
+    train.train_and_evaluate(quick_config(standin_data_dir), workdir)
+  assert [m['epoch'] for m in _metrics(workdir)] == [1]
+  _, params, epoch = inference.load_trained(workdir, 'latest')
+  assert epoch == 1 and all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 
 
 def test_mismatched_feature_width_names_the_fix(standin_data_dir, tmp_path):
@@ -137,7 +185,7 @@ def test_mismatched_feature_width_names_the_fix(standin_data_dir, tmp_path):
 
 
 def test_every_config_file_loads():
-  names = sorted(p.stem for p in (ROOT / 'configs').glob('*.py') if p.stem != 'benchmark')
+  names = sorted(p.stem for p in (ROOT / 'configs').glob('*.py') if p.stem != 'summe_tvsum')
   assert len(names) == 16
   for name in names:
     config = load_config_file(name)

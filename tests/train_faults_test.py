@@ -22,7 +22,9 @@ import pytest
 from clipit_jax import checkpoints
 from clipit_jax import files
 from clipit_jax import inference
+from clipit_jax import run_dir
 from clipit_jax import train
+from clipit_jax import train_step
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from testutil import ROOT, TINY_MODEL, fill_disk, small_disk, tiny_config, write_h5
@@ -78,7 +80,7 @@ def _latest_step(workdir):
 
 
 def _abstract_state(config):
-  return jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0)))
+  return jax.eval_shape(lambda: train_step.create_train_state(config, jax.random.PRNGKey(0)))
 
 
 def _state(config, seed):
@@ -217,7 +219,7 @@ def test_a_second_run_on_a_workdir_is_refused_naming_the_first(benchmark, tmp_pa
   workdir = tmp_path / 'run'
   workdir.mkdir()
   holder = subprocess.Popen(
-    [sys.executable, '-c', _HOLD, str(workdir / train.LOCK_FILE)],
+    [sys.executable, '-c', _HOLD, str(workdir / run_dir.LOCK_FILE)],
     cwd=ROOT,
     stdout=subprocess.PIPE,
     text=True,
@@ -227,16 +229,16 @@ def test_a_second_run_on_a_workdir_is_refused_naming_the_first(benchmark, tmp_pa
     with pytest.raises(files.LockedError) as e:
       train.train_and_evaluate(_config(benchmark), str(workdir))
     assert str(e.value).startswith(
-      f'{workdir}/{train.LOCK_FILE} is locked by pid {holder.pid} on {socket.gethostname()} since '
+      f'{workdir}/{run_dir.LOCK_FILE} is locked by pid {holder.pid} on {socket.gethostname()} since '
     )
     assert str(e.value).endswith(
       f'another train.py is running in {workdir}: wait for it to end, or use another --workdir'
     )
-    assert sorted(os.listdir(workdir)) == [train.LOCK_FILE]  # The refused run wrote nothing.
+    assert sorted(os.listdir(workdir)) == [run_dir.LOCK_FILE]  # The refused run wrote nothing.
   finally:
     holder.kill()  # SIGKILL: the kernel releases the lock with the process.
     holder.wait()
-  with files.exclusive_lock(workdir / train.LOCK_FILE):
+  with files.exclusive_lock(workdir / run_dir.LOCK_FILE):
     pass
 
 
@@ -277,7 +279,7 @@ def test_ctrl_c_waits_until_the_epoch_is_written():
   written = []
   try:
     with pytest.raises(KeyboardInterrupt):
-      with train.interrupts_deferred():
+      with run_dir.interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         written.append('metrics line')
         written.append('checkpoint')

@@ -1,4 +1,4 @@
-"""Tests of the optimizer and the train step (single device; see pmap_test for several)."""
+"""Tests of the optimizer and the train step on one device (data_parallel_test.py: several)."""
 
 import functools
 
@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from clipit_jax import train
+from clipit_jax import train_step
 from testutil import random_batch, small_config
 
 
@@ -24,7 +24,7 @@ from testutil import random_batch, small_config
 def test_weight_decay_coupling(name, expected):
   config = small_config()
   config.optimizer = name
-  tx = train.make_optimizer(config)
+  tx = train_step.make_optimizer(config)
   params = {'w': jnp.array([1000.0])}
   updates, _ = tx.update({'w': jnp.array([0.5])}, tx.init(params), params)
   np.testing.assert_allclose(updates['w'], [expected], rtol=1e-4)
@@ -34,16 +34,16 @@ def test_unknown_optimizer_is_rejected():
   config = small_config()
   config.optimizer = 'sgd'
   with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
-    train.make_optimizer(config)
+    train_step.make_optimizer(config)
 
 
 def test_train_step_ignores_padding_samples():
   config = small_config(dropout_rate=0.0, attention_dropout_rate=0.0)
   # Plain SGD, so that parameter differences are gradient differences (Adam's first
   # step would turn round-off in a zero gradient into +-lr).
-  state = train.create_train_state(config, jax.random.PRNGKey(0)).replace(tx=optax.sgd(1.0))
+  state = train_step.create_train_state(config, jax.random.PRNGKey(0)).replace(tx=optax.sgd(1.0))
   state = state.replace(opt_state=state.tx.init(state.params))
-  step = jax.jit(functools.partial(train.train_step, config=config))
+  step = jax.jit(functools.partial(train_step.train_step, config=config))
   batch = random_batch(config, 3, [16, 9, 0])
   padded = {k: np.concatenate([v, v[2:]]) for k, v in batch.items()}
   padded['frames'][3] = 1e3  # A padding sample full of junk.
@@ -61,8 +61,8 @@ def test_training_drives_classification_loss_down():
     dropout_rate=0.0, attention_dropout_rate=0.0, num_encoder_layers=2, num_decoder_layers=2
   )
   config.learning_rate = 1e-3
-  state = train.create_train_state(config, jax.random.PRNGKey(0))
-  step = jax.jit(functools.partial(train.train_step, config=config))
+  state = train_step.create_train_state(config, jax.random.PRNGKey(0))
+  step = jax.jit(functools.partial(train_step.train_step, config=config))
   rng = np.random.default_rng(0)
   rng_key = jax.random.PRNGKey(0)
   history = []
@@ -80,16 +80,16 @@ def test_training_drives_classification_loss_down():
 def test_microbatches_give_the_whole_batch_update(micro):
   """Summed microbatch gradients are the whole batch's (5 samples: 2 or 3 do not divide it)."""
   config = small_config(dropout_rate=0.0, attention_dropout_rate=0.0)
-  state = train.create_train_state(config, jax.random.PRNGKey(0)).replace(tx=optax.sgd(1.0))
+  state = train_step.create_train_state(config, jax.random.PRNGKey(0)).replace(tx=optax.sgd(1.0))
   state = state.replace(opt_state=state.tx.init(state.params))
   batch = random_batch(config, 5, [16, 9, 0, 12, 3], seed=2)
   rng = jax.random.PRNGKey(1)
   config.microbatch_size = 0  # The whole batch at once.
-  whole, metrics_whole = jax.jit(functools.partial(train.train_step, config=config))(
+  whole, metrics_whole = jax.jit(functools.partial(train_step.train_step, config=config))(
     state, batch, rng
   )
   config.microbatch_size = micro
-  parts, metrics_parts = jax.jit(functools.partial(train.train_step, config=config))(
+  parts, metrics_parts = jax.jit(functools.partial(train_step.train_step, config=config))(
     state, batch, rng
   )
   moved = 0.0
@@ -106,7 +106,7 @@ def test_microbatches_give_the_whole_batch_update(micro):
 @pytest.mark.parametrize(
   'setting,platform,expected',
   [
-    (None, 'cpu', train.CPU_MICROBATCH),
+    (None, 'cpu', train_step.CPU_MICROBATCH),
     (None, 'gpu', None),
     (None, 'tpu', None),
     (0, 'cpu', None),
@@ -119,4 +119,4 @@ def test_microbatch_size_setting(setting, platform, expected):
   """None: CPU_MICROBATCH on a CPU, the whole batch elsewhere; 0 or >= the batch: whole."""
   config = small_config()
   config.microbatch_size = setting
-  assert train.microbatch_size(config, 16, platform) == expected
+  assert train_step.microbatch_size(config, 16, platform) == expected
