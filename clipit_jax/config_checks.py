@@ -30,6 +30,7 @@ SETTINGS = ('standard', 'augment', 'transfer')
 PARTS = ('generic', 'query')
 KEYSHOT_METRICS = ('f1', 'kendall', 'spearman')
 QFVS_METRICS = ('precision', 'recall', 'f1')
+EVALUATORS = ('val', 'test')  # evaluators.EVALUATORS' names; 'val' picks the best checkpoint.
 SPLITS_FILE_DATASETS = ('summe', 'tvsum')  # The split files of the field are SumMe/TVSum's.
 
 
@@ -139,6 +140,9 @@ def _combination(config: ml_collections.ConfigDict) -> tuple[str, str] | None:
   """A field whose value does not fit the others' (heads that do not divide the width, an
   option that does not apply to the dataset), else None."""
   model, data = config.model, config.data
+  names = config.evaluators
+  if not isinstance(names, (tuple, list)) or 'val' not in names or set(names) - set(EVALUATORS):
+    return 'evaluators', f"must list 'val' and maybe 'test' (of {EVALUATORS}), got {names!r}"
   if model.width % model.num_heads:
     return (
       'model.width',

@@ -159,6 +159,7 @@ def _train(run: Run) -> train_state.TrainState:
   config = run.config
   writer = run_dir.MetricsWriter(run.workdir, run.start_epoch)
   eval_apply = jax.jit(models.CLIPIt(config.model).apply)
+  evals = evaluators.make_evaluators(config)
   placed = run.step.place_state(run.state)
   placed_rng = run.step.place_state(run.dropout_rng)
   last_epoch = min(config.num_epochs, config.stop_after_epoch or config.num_epochs)
@@ -171,14 +172,11 @@ def _train(run: Run) -> train_state.TrainState:
     state = run.step.global_state(placed)
     _check_finite(run, epoch, train_metrics, state.params)
     params = parallel.local_copy(state.params)
-    val = evaluators.evaluate_videos(
-      eval_apply, params, run.data['validation'] or run.data['train'], config.model.window
-    )['metrics']
+    results = {n: ev(eval_apply, params, run.data, config.model.window) for n, ev in evals.items()}
+    val = results['val']  # Picks the best checkpoint; the others are logged only.
     epoch_metrics = {f'train_{k}': v for k, v in train_metrics.items()}
-    epoch_metrics.update({f'val_{k}': v for k, v in val.items()})
-    if config.test_every_epoch:  # Logged only: the best checkpoint is chosen on val.
-      test = evaluators.evaluate_videos(eval_apply, params, run.data['test'], config.model.window)
-      epoch_metrics.update({f'test_{k}': v for k, v in test['metrics'].items()})
+    for name, metrics in results.items():
+      epoch_metrics.update({f'{name}_{k}': v for k, v in metrics.items()})
     epoch_metrics['train_seconds'] = train_seconds
     epoch_metrics['epoch_seconds'] = time.time() - start
     with run_dir.interrupts_deferred():  # The line first: a kill between the two re-trains it.

@@ -48,6 +48,7 @@ def _with(config, field, value):
     ('loss', 'sup', "must be one of 'supervised', 'unsupervised', got 'sup'"),
     ('model.text_fusion', 'sum', "must be one of 'concat', 'tokens', 'query', got 'sum'"),
     ('parallelism', 'vmap', "must be one of 'shard_map', 'pmap', got 'vmap'"),
+    ('evaluators', ('test',), "must list 'val' and maybe 'test'"),
     ('data.splits_file', 'bad.json', "does not apply to data.dataset='synthetic'"),
     ('data.setting', 'augment', "'augment' does not apply to data.dataset='synthetic'"),
   ],
@@ -63,9 +64,10 @@ def test_bad_values_name_the_field_and_what_it_must_be(field, value, message):
   assert str(e.value).endswith(f'(--config.{field})'), e.value
 
 
-def test_best_metric_choices_are_the_protocols_metrics():
+def test_choices_are_those_of_the_modules_that_use_them():
   assert config_checks.best_metrics('summe') == evaluators.KeyshotTruth.metrics
   assert config_checks.best_metrics('qfvs') == evaluators.QfvsTruth.metrics
+  assert config_checks.EVALUATORS == tuple(evaluators.EVALUATORS)
 
 
 @pytest.mark.parametrize(
