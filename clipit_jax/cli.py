@@ -110,7 +110,7 @@ def _unknown_config_field(e: BaseException, argv: list[str]) -> str | None:
     if name.startswith('config.') and field in name.split('.')[1:]:
       return (
         f'{arg}: the config has no field {name[len("config.") :]!r}; see the '
-        '--config file (and configs/default.py) for its fields'
+        '--config file (and clipit_jax/config_defaults.py) for its fields'
       )
   return f'the config has no field {field!r}'
 
