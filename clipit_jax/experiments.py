@@ -2,7 +2,10 @@
 
 `run` trains a config in its workdir (resuming after an interruption), evaluates its best
 checkpoint on the test videos and keeps the result in `workdir/result.json`; run again,
-it returns that result without training. `mean_std` aggregates runs over seeds or splits.
+it returns that result without training. A workdir holding a run of another config
+fingerprint (`run_dir.fingerprint`: data, losses, optimisation, model) is never reused or
+resumed: `check_reusable` refuses it, before any training. `mean_std` aggregates runs over
+seeds or splits.
 
 The headline is the checkpoint chosen on validation videos held out of the training
 set. With `config.test_every_epoch`, the result also keeps the literature's optimistic
@@ -18,25 +21,13 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from clipit_jax import checkpoints
 from clipit_jax import files
 from clipit_jax import inference
+from clipit_jax import run_dir
 from clipit_jax import train
 from clipit_jax.datasets import split_files
 
 RESULT_FILE = 'result.json'
-
-
-# The `config.data` fields that choose the videos: a workdir trained on others cannot resume.
-VIDEO_FIELDS = (
-  'dataset',
-  'setting',
-  'split',
-  'splits_file',
-  'features',
-  'part',
-  'validation_fraction',
-)
 
 
 def finished_result(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:
@@ -61,21 +52,16 @@ def finished_result(config: ml_collections.ConfigDict, workdir: str) -> dict[str
   return result
 
 
-def check_same_videos(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """A workdir that began training on other videos (another split, setting or file) must not
-  be resumed on these: raises ValueError naming the difference."""
-  if not os.path.exists(os.path.join(workdir, checkpoints.CONFIG_FILE)):
-    return
-  saved = checkpoints.load_config(workdir).data
-  changed = [
-    f'data.{k} {saved.get(k)!r} -> {config.data.get(k)!r}'
-    for k in VIDEO_FIELDS
-    if saved.get(k) != config.data.get(k)
-  ]
-  if changed:
-    raise ValueError(
-      f'{workdir} holds a run on other videos ({", ".join(changed)}); use a new workdir'
-    )
+def check_reusable(runs: Sequence[tuple[ml_collections.ConfigDict, str]], advice: str) -> None:
+  """Refuses (ValueError, one line) when a (config, workdir) pair's workdir holds a run of
+  another config fingerprint: reusing or resuming it would label its results with `config`.
+
+  `advice` is the way on, e.g. 'pass another --workdir'.
+  """
+  for config, workdir in runs:
+    changed = run_dir.differences(workdir, config)
+    if changed:
+      raise ValueError(f'{workdir} holds a run of another config ({"; ".join(changed)}); {advice}')
 
 
 def best_test_epoch(workdir: str, metric: str = 'f1') -> dict[str, Any] | None:
@@ -108,7 +94,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   done = finished_result(config, workdir)
   if done is not None:
     return done
-  check_same_videos(config, workdir)
+  check_reusable([(config, workdir)], 'use another workdir')
   start = time.time()
   train.train_and_evaluate(config, workdir)
   seconds = time.time() - start

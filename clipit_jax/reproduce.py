@@ -20,7 +20,6 @@ without one. Writes `WORKDIR/table.md` and `WORKDIR/table.json` after every run.
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -348,27 +347,34 @@ def reproduce(
   config_name: str,
   log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-  """Runs every split of every row (skipping finished ones) and writes the tables after each."""
-  total = sum(len(row.splits) for row in rows)
+  """Runs every split of every row (skipping finished ones) and writes the tables after each.
+
+  A split's directory holding a run of another config fingerprint is refused before any
+  training (its results would be relabelled).
+  """
+  runs = [
+    (row, split, run_config(base, row, split), os.path.join(workdir, row.name, f'split_{split}'))
+    for row in rows
+    for split in row.splits
+  ]
+  experiments.check_reusable(
+    [(config, path) for _, _, config, path in runs],
+    'a --workdir holds the runs of one config: pass another --workdir for this one',
+  )
   results: dict[str, list[dict]] = {}
-  done = 0
-  for row in rows:
-    for split in row.splits:
-      done += 1
-      config = run_config(base, row, split)
-      run_dir = os.path.join(workdir, row.name, f'split_{split}')
-      finished = experiments.finished_result(config, run_dir) is not None
-      if not finished:
-        log(f'[{done}/{total}] {row.dataset} {row.setting} split {split}: training in {run_dir}')
-      start = time.time()
-      result = experiments.run(config, run_dir)
-      results.setdefault(row.name, []).append(result)
-      summary = summarize(base, config_name, rows, results)
-      write_tables(workdir, summary)
-      log(
-        f'[{done}/{total}] '
-        + _progress(row, split, result, None if finished else time.time() - start)
-      )
+  for done, (row, split, config, path) in enumerate(runs, 1):
+    finished = experiments.finished_result(config, path) is not None
+    if not finished:
+      log(f'[{done}/{len(runs)}] {row.dataset} {row.setting} split {split}: training in {path}')
+    start = time.time()
+    result = experiments.run(config, path)
+    results.setdefault(row.name, []).append(result)
+    summary = summarize(base, config_name, rows, results)
+    write_tables(workdir, summary)
+    log(
+      f'[{done}/{len(runs)}] '
+      + _progress(row, split, result, None if finished else time.time() - start)
+    )
   return summary
 
 
@@ -420,8 +426,7 @@ def main(argv):
       parse_splits_files(_SPLITS_FILE.value, _SETTINGS.value),
       only,
     )
-    overrides = [a for a in sys.argv[1:] if a.startswith('--config.')]
-    config_name = ' '.join([config_flags.get_config_filename(flags.FLAGS['config'])] + overrides)
+    config_name = cli.config_name(flags.FLAGS['config'])
     summary = reproduce(_CONFIG.value, _WORKDIR.value, rows, config_name)
     print(markdown(summary))
 

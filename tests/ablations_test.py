@@ -3,6 +3,7 @@
 import json
 import os
 
+import ml_collections
 import pytest
 
 from clipit_jax import ablations
@@ -53,9 +54,19 @@ def test_ablations_write_tables_and_skip_finished_runs(standin_data_dir, tmp_pat
   assert references["the annotators' mean score (ground truth)"]['kendall'][0] > 0.2
   assert abs(references['random scores']['kendall'][0]) < 0.1
   assert '| 2 | Lc + Ld + Lr (CLIP-It) |' in markdown and '| 3 | CLIP-It with an MLP' in markdown
+  assert table['config_values']['learning_rate'] == base.learning_rate
   # Run again: every run is finished, so nothing trains.
   monkeypatch.setattr(train, 'train_and_evaluate', lambda *a: pytest.fail('retrained'))
   assert ablations.run_ablations(base, workdir, ['full', 'mlp'], [3], 'configs/x.py') == markdown
+  # Another learning rate: refused before anything trains, not the old runs relabelled.
+  other = ml_collections.ConfigDict(base.to_dict())
+  other.learning_rate = base.learning_rate * 2
+  with pytest.raises(
+    ValueError, match=r'full/seed_3 holds a run of another config \(learning_rate'
+  ):
+    ablations.run_ablations(other, workdir, ['full', 'mlp'], [3], 'configs/x.py')
+  with pytest.raises(ValueError, match='no seeds; give one or more'):
+    ablations.run_ablations(base, workdir, ['full'], [], 'configs/x.py')
 
 
 def test_tables_give_mean_and_population_std_over_seeds(tmp_path):

@@ -198,7 +198,10 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
   with open(os.path.join(workdir, 'table.json')) as f:
     again = json.load(f)
   assert again['rows'] == table['rows']
-  assert again['config'].startswith('configs/tvsum_standard.py --config.data.data_dir=')
+  # The table records the config file and every override.
+  assert again['config'].startswith('configs/tvsum_standard.py --config.batch_size=4 ')
+  assert f'--config.data.data_dir={data_dir} ' in again['config']
+  assert '--config.model.width=32' in again['config']
 
   # eval.py aggregates the same workdirs over the file's two entries to the same numbers.
   out = subprocess.run(
@@ -215,10 +218,20 @@ def test_reproduce_writes_both_tables_and_resumes(data_dir, tmp_path, compilatio
   with open(os.path.join(workdir, 'tvsum_standard', 'split_1', 'eval.json')) as f:
     assert json.load(f)['splits_file'] == results['tvsum_standard'][1]['splits_file']
 
+  # Other loss weights and learning rate: refused before anything trains (reused, the
+  # finished runs' F1 would be labelled with this config and its paper row).
+  other = tiny_config('tvsum_standard', data_dir, **dict(TINY, learning_rate=2e-3))
+  other.loss_weights.diversity = 0.0
+  with pytest.raises(
+    ValueError,
+    match=r'split_0 holds a run of another config \(learning_rate: 0.001 -> 0.002; '
+    r'loss_weights.diversity: 0.3 -> 0.0\); a --workdir holds the runs of one config',
+  ):
+    reproduce.reproduce(other, workdir, rows, 'tiny', lambda line: pytest.fail(line))
   # A finished workdir is not resumed on other videos, nor on a changed split file.
   config = reproduce.run_config(base, rows[0], 0)
   config.data.split = 1
-  with pytest.raises(ValueError, match=r"holds a run on other videos \(data.split 0 -> 1\)"):
+  with pytest.raises(ValueError, match=r'holds a run of another config \(data.split: 0 -> 1\)'):
     experiments.run(config, os.path.join(workdir, 'tvsum_standard', 'split_0'))
   with open(splits_path, 'a') as f:
     f.write('# edited\n')
@@ -245,6 +258,19 @@ def test_bad_requests_are_errors_that_name_them(tmp_path):
   ):
     with pytest.raises(ValueError, match=expected):
       reproduce.plan(*args)
+  for values, wanted, expected in (
+    (
+      ['bogus=x.yml'],
+      ['standard'],
+      r"--splits_file=bogus=x.yml: 'bogus' is not a setting; write --splits_file=SETTING=PATH",
+    ),
+    (['augment=x.yml'], ['standard'], 'augment is not among --settings=standard'),
+  ):
+    with pytest.raises(ValueError, match=expected):
+      reproduce.parse_splits_files(values, wanted)
+  assert reproduce.parse_splits_files(['s/a=b.yml'], ['standard']) == {'standard': 's/a=b.yml'}
+  with pytest.raises(ValueError, match=r"--config configs/synthetic.py trains on 'synthetic' data"):
+    reproduce.check_base_config(load_config_file('synthetic'), 'configs/synthetic.py')
   # On the command line: one line and exit 1.
   out = subprocess.run(
     [
