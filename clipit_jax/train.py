@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 import tqdm
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -148,10 +149,12 @@ def train_and_evaluate(
   os.makedirs(workdir, exist_ok=True)
   with run_dir.lock_workdir(workdir):
     if restart:
-      moved = run_dir.move_aside(workdir)
+      moved = run_dir.move_aside(workdir)  # By process 0; the others wait for it.
+      multihost_utils.sync_global_devices('clipit_jax.train: restart')
       if moved:
         print(f'Moved the earlier run in {workdir} to {moved}; starting over.', flush=True)
-    run_dir.check_fingerprint(workdir, config)
+    else:
+      run_dir.check_fingerprint(workdir, config)
     return _train(start_run(config, workdir))
 
 
