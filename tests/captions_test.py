@@ -257,7 +257,8 @@ def test_tiny_captioner_save_reload_round_trip(tiny, tiny_dir):
   directory = tiny_dir
   for name in (
     "config.json",
-    "flax_model.msgpack",
+    "model.safetensors",
+    "tokenizer.json",
     "vocab.json",
     "merges.txt",
     "preprocessor_config.json",
@@ -268,7 +269,7 @@ def test_tiny_captioner_save_reload_round_trip(tiny, tiny_dir):
   assert jax.tree.all(jax.tree.map(np.array_equal, again.params, tiny.params))
   assert again.image_size == tiny.image_size == 32
   text = "a dog riding a bicycle"
-  ids = again.tokenizer(text).input_ids
+  ids = again.tokenizer(text)["input_ids"]
   assert len(ids) == 5  # Whole words in the tiny vocabulary.
   assert again.tokenizer.decode(ids) == text
 
@@ -276,7 +277,8 @@ def test_tiny_captioner_save_reload_round_trip(tiny, tiny_dir):
 def test_tiny_captioner_is_deterministic(tiny_dir, tmp_path):
   other = captions.tiny_captioner_dir(tmp_path)
   first = tiny_dir
-  assert (other / "flax_model.msgpack").read_bytes() == (first / "flax_model.msgpack").read_bytes()
+  for name in ("model.safetensors", "tokenizer.json", "config.json"):
+    assert (other / name).read_bytes() == (first / name).read_bytes(), name
 
 
 def test_captioner_load_failure(monkeypatch, tmp_path):
@@ -287,7 +289,7 @@ def test_captioner_load_failure(monkeypatch, tmp_path):
   assert time.monotonic() - start < 10
   message = str(e.value)
   assert "\n" not in message
-  assert f"huggingface-cli download {captions.DEFAULT_CAPTIONER}" in message
+  assert f"hf download {captions.DEFAULT_CAPTIONER}" in message
   assert "--caption-model tiny" in message
   with pytest.raises(captions.ModelLoadError, match="not found"):
     captions.load_captioner(str(tmp_path / "nothing" / "here"))

@@ -5,10 +5,13 @@ import shutil
 import time
 
 import av
+import jax
 import numpy as np
 import pytest
 
 from clipit_jax.media import encoders
+from clipit_jax.media import hub
+from clipit_jax.media import tokenizer as tokenizer_lib
 from clipit_jax.media import video
 from testutil import fill_disk, small_disk
 
@@ -98,7 +101,8 @@ def test_tiny_save_reload_round_trip(tiny, tiny_dir, tmp_path):
   directory = tiny_dir
   for name in (
     "config.json",
-    "flax_model.msgpack",
+    "model.safetensors",
+    "tokenizer.json",
     "vocab.json",
     "merges.txt",
     "preprocessor_config.json",
@@ -110,14 +114,13 @@ def test_tiny_save_reload_round_trip(tiny, tiny_dir, tmp_path):
   np.testing.assert_array_equal(tiny.encode_images(frames), again.encode_images(frames))
   np.testing.assert_array_equal(tiny.encode_texts(texts), again.encode_texts(texts))
   assert again.model_id != tiny.model_id  # A path is identified by its file.
-  # The tokenizer survives save_pretrained/from_pretrained.
-  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
-
-  again.tokenizer.save_pretrained(str(tmp_path / "tok"))
-  reloaded = CLIPTokenizer.from_pretrained(str(tmp_path / "tok"))
+  # The tokenizer built from vocab.json and merges.txt alone (no tokenizer.json) is the same.
+  for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+    shutil.copy(directory / name, tmp_path / name)
+  rebuilt = tokenizer_lib.load(tmp_path, tokenizer_lib.CLIP)
   text = "A Dog, riding 2 bikes!"
-  assert reloaded(text).input_ids == tiny.tokenizer(text).input_ids
-  ids = tiny.tokenizer(text).input_ids
+  assert rebuilt(text)["input_ids"] == tiny.tokenizer(text)["input_ids"]
+  ids = tiny.tokenizer(text)["input_ids"]
   assert ids[0] == 512 and ids[-1] == 513  # <|startoftext|> ... <|endoftext|>
   assert tiny.tokenizer.decode(ids, skip_special_tokens=True).strip() == (
     "a dog , riding 2 bikes !"
@@ -127,7 +130,7 @@ def test_tiny_save_reload_round_trip(tiny, tiny_dir, tmp_path):
 def test_tiny_is_deterministic(tiny_dir, tmp_path):
   other = encoders.tiny_clip_dir(tmp_path)
   first = tiny_dir
-  for name in ("flax_model.msgpack", "vocab.json", "config.json"):
+  for name in ("model.safetensors", "tokenizer.json", "config.json"):
     assert (other / name).read_bytes() == (first / name).read_bytes(), name
 
 
@@ -168,7 +171,7 @@ def test_hub_name_offline_fails_fast(monkeypatch, tmp_path):
   assert time.monotonic() - start < 10
   message = one_line(str(e.value))
   assert "openai/clip-vit-base-patch32" in message
-  assert "huggingface-cli download openai/clip-vit-base-patch32" in message
+  assert "hf download openai/clip-vit-base-patch32" in message
   assert "--clip-model PATH" in message and "--clip-model tiny" in message
   assert "HF_HUB_OFFLINE" in message
 
@@ -176,7 +179,7 @@ def test_hub_name_offline_fails_fast(monkeypatch, tmp_path):
 def test_hub_name_without_network_fails_fast(monkeypatch, tmp_path):
   monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
   monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-  monkeypatch.setattr(encoders, "_hub_reachable", lambda timeout=3.0: False)
+  monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
   start = time.monotonic()
   with pytest.raises(encoders.ModelLoadError, match="unreachable") as e:
     encoders.load_clip("openai/clip-vit-base-patch32", hf_cache_dir=tmp_path)
@@ -197,11 +200,51 @@ def test_missing_or_broken_local_directory(tmp_path):
 def test_truncated_weights(tiny_dir, tmp_path):
   broken = tmp_path / "broken"
   shutil.copytree(tiny_dir, broken)
-  weights = broken / "flax_model.msgpack"
+  weights = broken / "model.safetensors"
   weights.write_bytes(weights.read_bytes()[:1000])
   with pytest.raises(encoders.ModelLoadError) as e:
     encoders.load_clip(str(broken))
   one_line(str(e.value))
+
+
+def test_pytorch_pickle_only_says_how_to_convert(tiny_dir, tmp_path):
+  only_bin = tmp_path / "only_bin"
+  shutil.copytree(tiny_dir, only_bin)
+  (only_bin / "model.safetensors").rename(only_bin / "pytorch_model.bin")
+  with pytest.raises(encoders.ModelLoadError, match="has only pytorch_model.bin") as e:
+    encoders.load_clip(str(only_bin))
+  assert "save_pretrained" in one_line(str(e.value)) and "--clip-model DIR" in str(e.value)
+
+
+def test_flax_msgpack_of_transformers_4_loads(tiny, tiny_dir, tmp_path):
+  """A directory saved by transformers 4's FlaxCLIPModel (flax_model.msgpack, the same tree)."""
+  from flax import serialization  # pylint: disable=g-import-not-at-top
+
+  old = tmp_path / "flax_era"
+  shutil.copytree(tiny_dir, old)
+  (old / "model.safetensors").unlink()
+  params = jax.tree.map(np.asarray, tiny.params)
+  (old / "flax_model.msgpack").write_bytes(serialization.msgpack_serialize(params))
+  frames = random_frames(2, seed=3)
+  np.testing.assert_array_equal(
+    encoders.load_clip(str(old)).encode_images(frames), tiny.encode_images(frames)
+  )
+
+
+def test_hub_name_found_in_the_local_cache_offline(tiny, tiny_dir, tmp_path, monkeypatch):
+  """A hub name resolves from the Hugging Face cache layout with HF_HUB_OFFLINE set."""
+  monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+  repo = tmp_path / "models--someone--tiny-clip"
+  commit = "0123456789abcdef0123456789abcdef01234567"
+  shutil.copytree(tiny_dir, repo / "snapshots" / commit)
+  (repo / "refs").mkdir()
+  (repo / "refs" / "main").write_text(commit)
+  again = encoders.load_clip("someone/tiny-clip", hf_cache_dir=tmp_path)
+  assert (
+    again.model_id == f"someone/tiny-clip@{commit}"
+  )  # As transformers 4 named it: old caches hit.
+  frames = random_frames(2, seed=4)
+  np.testing.assert_array_equal(again.encode_images(frames), tiny.encode_images(frames))
 
 
 # ----------------------------------------------------------- feature cache --

@@ -9,7 +9,6 @@ in for the paper's dense video captioner.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import html
@@ -18,7 +17,9 @@ import logging
 import pathlib
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,14 +29,17 @@ import webvtt
 from clipit_jax import cli
 from clipit_jax import files
 from clipit_jax import arrays
+from clipit_jax.media import captioner_model
 from clipit_jax.media import encoders
+from clipit_jax.media import hub
+from clipit_jax.media import tokenizer as tokenizer_lib
 
 _log = logging.getLogger(__name__)
 
 
 DEFAULT_CAPTIONER = "nlpconnect/vit-gpt2-image-captioning"
 TINY = encoders.TINY
-TINY_CAPTIONER_ID = "tiny-vit-gpt2-v1"  # Bump when the construction changes.
+TINY_CAPTIONER_ID = "tiny-vit-gpt2-v2"  # Bump when the construction changes.
 LONG_VIDEO_S = 30 * 60  # Videos longer than this get more captions.
 
 
@@ -378,91 +382,90 @@ def _tiny_gpt2_vocab() -> tuple[list[str], list[tuple[str, str]], set[str]]:
 
 
 def write_tiny_gpt2_tokenizer(directory: pathlib.Path) -> None:
-  """Writes the tiny byte-level GPT-2 tokenizer (`_tiny_gpt2_vocab`)."""
-  from transformers import GPT2Tokenizer  # pylint: disable=g-import-not-at-top
-
+  """Writes the tiny byte-level GPT-2 tokenizer (`_tiny_gpt2_vocab`): tokenizer.json, vocab, merges."""
   tokens, merges, _ = _tiny_gpt2_vocab()
   vocab = {t: i for i, t in enumerate(tokens)}
   (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
   (directory / "merges.txt").write_text(
     "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
   )
-  tokenizer = GPT2Tokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
-  tokenizer.save_pretrained(str(directory))
+  eos = "<|endoftext|>"
+  backend = tokenizer_lib.gpt2_pipeline(vocab, merges, eos)
+  tokenizer_lib.save(backend, directory, dict(bos_token=eos, eos_token=eos, unk_token=eos))
 
 
-def _vision_encoder_decoder_class():
-  """`FlaxVisionEncoderDecoderModel` without its eager random initialisation.
+def tiny_captioner_config(vocab_size: int) -> captioner_model.CaptionerConfig:
+  """ViT: 32x32 images, 8x8 patches, width 64, 2 layers. GPT-2: width 64, 2 layers, 64 positions."""
+  eos = vocab_size - 1
+  return captioner_model.CaptionerConfig(
+    encoder=captioner_model.VitConfig(
+      image_size=32,
+      patch_size=8,
+      hidden_size=64,
+      num_hidden_layers=2,
+      num_attention_heads=2,
+      intermediate_size=128,
+    ),
+    decoder=captioner_model.Gpt2Config(
+      vocab_size=vocab_size, n_positions=64, n_embd=64, n_layer=2, n_head=2
+    ),
+    decoder_start_token_id=eos,
+    eos_token_id=eos,
+    pad_token_id=eos,
+  )
 
-  That model cannot be built with `_do_init=False`, and its eager init takes
-  seconds (minutes for full-size models) only to be overwritten by
-  `from_pretrained`; this subclass returns lazily allocated zeros of the right
-  shapes instead (missing checkpoint keys would stay zero, not random).
-  """
-  # pylint: disable=g-import-not-at-top
-  from transformers import FlaxVisionEncoderDecoderModel
 
-  class LoadOnly(FlaxVisionEncoderDecoderModel):
-    def init_weights(self, rng, input_shape, params=None):
-      if params is not None:
-        return super().init_weights(rng, input_shape, params)
-      shapes = jax.eval_shape(functools.partial(super().init_weights, input_shape=input_shape), rng)
-      return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-
-  LoadOnly.__name__ = FlaxVisionEncoderDecoderModel.__name__
-  LoadOnly.__qualname__ = FlaxVisionEncoderDecoderModel.__qualname__
-  return LoadOnly
+def save_captioner(
+  directory: pathlib.Path,
+  config: captioner_model.CaptionerConfig,
+  params: dict,
+  mean: Sequence[float] = (0.5, 0.5, 0.5),
+  std: Sequence[float] = (0.5, 0.5, 0.5),
+  max_length: int = 20,
+) -> None:
+  """Writes config.json, generation_config.json, model.safetensors (the hub's PyTorch layout)
+  and preprocessor_config.json, as `VisionEncoderDecoderModel.save_pretrained` would."""
+  (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+  generation = dict(
+    decoder_start_token_id=config.decoder_start_token_id,
+    eos_token_id=config.eos_token_id,
+    pad_token_id=config.pad_token_id,
+    bos_token_id=config.eos_token_id,
+    max_length=max_length,
+  )
+  (directory / "generation_config.json").write_text(json.dumps(generation, indent=2))
+  tensors = hub.flax_to_torch(params, conv1d=captioner_model.is_conv1d)
+  tensors["decoder.lm_head.weight"] = tensors["decoder.transformer.wte.weight"]
+  hub.save_safetensors(tensors, directory / hub.WEIGHTS)
+  size = config.encoder.image_size
+  processor = {
+    "image_processor_type": "ViTImageProcessor",
+    "do_resize": True,
+    "size": {"height": size, "width": size},
+    "resample": 2,
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": list(mean),
+    "image_std": list(std),
+  }
+  (directory / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
 
 
 def build_tiny_captioner(directory: pathlib.Path) -> None:
   """Saves a small random ViT-GPT2 captioner (NumPy seed 0) and tokenizer.
 
-  ViT: 32x32 images, 8x8 patches, width 64, 2 layers. GPT-2: width 64,
-  2 layers, 64 positions, cross-attention, the `_tiny_gpt2_vocab` tokens. The
-  embeddings of tokens that are not whole words are scaled down so greedy
-  decoding emits (repetitive, meaningless) words rather than byte soup.
+  `tiny_captioner_config` with the `_tiny_gpt2_vocab` tokens. The embeddings of tokens that
+  are not whole words are scaled down so greedy decoding emits (repetitive, meaningless) words
+  rather than byte soup.
   """
-  # pylint: disable=g-import-not-at-top
-  from transformers import GPT2Config, VisionEncoderDecoderConfig, ViTConfig, ViTImageProcessor
-
   write_tiny_gpt2_tokenizer(directory)
   tokens, _, words = _tiny_gpt2_vocab()
-  eos = len(tokens) - 1
-  encoder = ViTConfig(
-    image_size=32,
-    patch_size=8,
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=128,
-  )
-  decoder = GPT2Config(
-    vocab_size=len(tokens),
-    n_positions=64,
-    n_embd=64,
-    n_layer=2,
-    n_head=2,
-    bos_token_id=eos,
-    eos_token_id=eos,
-    add_cross_attention=True,
-    is_decoder=True,
-  )
-  config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
-  config.decoder_start_token_id = config.pad_token_id = eos
-  config.eos_token_id = config.bos_token_id = eos
-  model = _vision_encoder_decoder_class()(config)
-  params = encoders.random_params(model, ((1, 32, 32, 3), (1, 1)), seed=0)
+  config = tiny_captioner_config(len(tokens))
+  params = encoders.random_params(captioner_model.param_shapes(config), seed=0)
   wte = params["decoder"]["transformer"]["wte"]["embedding"]
-  not_word = np.array([t not in words for t in tokens])
-  wte[not_word] *= 0.1
-  model.params = params
-  model.generation_config.update(
-    decoder_start_token_id=eos, pad_token_id=eos, eos_token_id=eos, bos_token_id=eos, max_length=20
-  )
-  model.save_pretrained(str(directory))
-  ViTImageProcessor(
-    size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
-  ).save_pretrained(str(directory))
+  wte[np.array([t not in words for t in tokens])] *= 0.1
+  save_captioner(directory, config, params)
 
 
 def tiny_captioner_dir(cache_dir: files.PathLike | None = None) -> pathlib.Path:
@@ -473,54 +476,76 @@ def tiny_captioner_dir(cache_dir: files.PathLike | None = None) -> pathlib.Path:
 
 @dataclasses.dataclass(eq=False)
 class Captioner:
-  """A loaded image captioner with jit-compiled greedy decoding.
+  """A loaded image captioner with jit-compiled greedy (or beam) decoding.
 
   Attributes:
     model_id: identifies the weights.
     image_size: side of the square images the vision encoder takes.
     max_length: most generated tokens per caption (including the start token).
+    num_beams: 1 for greedy decoding, more for beam search.
   """
 
   model_id: str
   image_size: int
-  model: object
+  model: captioner_model.Captioner
   params: dict
-  tokenizer: object
+  tokenizer: Any
   mean: tuple[float, ...] = (0.5, 0.5, 0.5)
   std: tuple[float, ...] = (0.5, 0.5, 0.5)
   max_length: int = 20
   batch_size: int = 8
+  num_beams: int = 1
 
   @functools.cached_property
   def _generate(self) -> Callable[[dict, jax.Array], jax.Array]:
     mean = jnp.asarray(self.mean, jnp.float32)
     std = jnp.asarray(self.std, jnp.float32)
     s = self.image_size
-    # The saved generation config, made greedy.
-    config = copy.deepcopy(self.model.generation_config)
-    config.update(max_length=self.max_length, num_beams=1, do_sample=False)
 
     def fn(params, frames):
       x = frames.astype(jnp.float32) / 255.0
       if x.shape[1:3] != (s, s):
         x = jax.image.resize(x, (x.shape[0], s, s, 3), "bilinear")
-      x = jnp.transpose((x - mean) / std, (0, 3, 1, 2))  # HF takes NCHW.
-      return self.model.generate(x, params=params, generation_config=config).sequences
+      x = (x - mean) / std
+      if self.num_beams > 1:
+        return captioner_model.beam_search(self.model, params, x, self.max_length, self.num_beams)
+      return captioner_model.greedy(self.model, params, x, self.max_length)
 
     return jax.jit(fn)
 
-  def caption(self, frames: np.ndarray) -> list[str]:
-    """uint8 [n, H, W, 3] RGB frames -> n captions (greedy decoding)."""
+  def token_ids(self, frames: np.ndarray) -> np.ndarray:
+    """uint8 [n, H, W, 3] RGB frames -> int [n, max_length] (start token, caption, padding)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
       raise ValueError(f"expected uint8 frames [n, H, W, 3], got {frames.dtype} {frames.shape}")
-    texts = []
-    for (batch,), real in arrays.fixed_shape_batches([frames], self.batch_size):
-      ids = np.asarray(self._generate(self.params, batch))[:real]
-      texts += [
-        " ".join(t.split()) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-      ]
-    return texts
+    rows = [
+      np.asarray(self._generate(self.params, batch))[:real]
+      for (batch,), real in arrays.fixed_shape_batches([frames], self.batch_size)
+    ]
+    return np.concatenate(rows) if rows else np.zeros((0, self.max_length), np.int32)
+
+  def caption(self, frames: np.ndarray) -> list[str]:
+    """uint8 [n, H, W, 3] RGB frames -> n captions."""
+    ids = self.token_ids(frames)
+    return [" ".join(t.split()) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def load_captioner_params(
+  directory: pathlib.Path, config: captioner_model.CaptionerConfig, source: str
+) -> dict:
+  """The parameters from model.safetensors (PyTorch names) or flax_model.msgpack."""
+  shapes = captioner_model.param_shapes(config)
+  weights = hub.weight_files(directory)
+  if weights and weights[0].name == hub.FLAX_WEIGHTS:
+    tree = flax.traverse_util.flatten_dict(hub.read_flax_msgpack(weights[0]))
+    tree = {
+      k: v.T if captioner_model.is_conv1d(k) and k[-1] == "kernel" else v for k, v in tree.items()
+    }
+    return hub.check_shapes(shapes, flax.traverse_util.unflatten_dict(tree), source)
+  tied = {"decoder.lm_head.weight": "decoder.transformer.wte.weight"}
+  return hub.torch_to_flax(
+    shapes, hub.read_tensors(directory), conv1d=captioner_model.is_conv1d, tied=tied, source=source
+  )
 
 
 def load_captioner(
@@ -528,49 +553,57 @@ def load_captioner(
   *,
   max_length: int = 20,
   batch_size: int = 8,
+  num_beams: int = 1,
   hf_cache_dir: files.PathLike | None = None,
   cache_dir: files.PathLike | None = None,
 ) -> Captioner:
-  """Loads a Flax vision-encoder-decoder captioner, its tokenizer and pixels.
+  """Loads a ViT-GPT2 captioner (the hub's VisionEncoderDecoderModel), its tokenizer and pixels.
 
   Args:
     name_or_path: hub name, local directory, or "tiny".
     max_length: most tokens per generated caption.
     batch_size: frames per jit call.
+    num_beams: 1 for greedy decoding, more for beam search.
     hf_cache_dir: Hugging Face cache directory (default: HF_HOME's).
     cache_dir: where the tiny model is built (default `cache_root()`).
 
   Raises:
     ModelLoadError: the model cannot be loaded; the message says how to fix.
   """
-  # pylint: disable=g-import-not-at-top
-  from transformers import AutoImageProcessor, AutoTokenizer
-
-  if name_or_path == TINY:
-    source, model_id = str(tiny_captioner_dir(cache_dir)), TINY_CAPTIONER_ID
-  else:
-    source, model_id = name_or_path, name_or_path
-  kw = dict(what="captioning model", flag="--caption-model", hf_cache_dir=hf_cache_dir)
-  model = encoders.load_pretrained(_vision_encoder_decoder_class().from_pretrained, source, **kw)
-  tokenizer = encoders.load_pretrained(AutoTokenizer.from_pretrained, source, **kw)
+  source = str(tiny_captioner_dir(cache_dir)) if name_or_path == TINY else name_or_path
+  flag = "--caption-model"
+  directory, model_id = hub.resolve(
+    source, what="captioning model", flag=flag, hf_cache_dir=hf_cache_dir
+  )
+  model_id = TINY_CAPTIONER_ID if name_or_path == TINY else name_or_path
   try:
-    processor = encoders.load_pretrained(
-      functools.partial(AutoImageProcessor.from_pretrained, use_fast=False), source, **kw
+    config = captioner_model.CaptionerConfig.from_dict(
+      hub.read_json(directory, "config.json") or {},
+      hub.read_json(directory, "generation_config.json"),
     )
-    mean, std = tuple(processor.image_mean), tuple(processor.image_std)
-  except ModelLoadError:
-    mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-  params = jax.device_put(model.params)
+    params = load_captioner_params(directory, config, str(directory))
+    tokenizer = tokenizer_lib.load(directory, tokenizer_lib.GPT2)
+  except ModelLoadError as e:
+    raise ModelLoadError(
+      f"could not load captioning model: {e}; pass a ViT-GPT2 checkpoint."
+    ) from None
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ModelLoadError(
+      f"could not load captioning model from {directory} ({cli.first_line(e)}); pass a ViT-GPT2 "
+      f"directory written by save_pretrained, or `{flag} tiny`."
+    ) from None
+  processor = hub.read_json(directory, "preprocessor_config.json") or {}
   return Captioner(
     model_id=model_id,
-    image_size=int(model.config.encoder.image_size),
-    model=model,
-    params=params,
+    image_size=int(config.encoder.image_size),
+    model=captioner_model.Captioner(config),
+    params=jax.device_put(params),
     tokenizer=tokenizer,
-    mean=mean,
-    std=std,
+    mean=tuple(processor.get("image_mean", (0.5, 0.5, 0.5))),
+    std=tuple(processor.get("image_std", (0.5, 0.5, 0.5))),
     max_length=max_length,
     batch_size=batch_size,
+    num_beams=num_beams,
   )
 
 

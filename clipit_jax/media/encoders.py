@@ -1,10 +1,10 @@
-"""CLIP image and text encoders (Hugging Face Flax CLIP), video feature cache.
+"""CLIP image and text encoders (our Flax CLIP, `clip_model`, on the hub's weights), feature cache.
 
-`load_clip("openai/clip-vit-base-patch32")` loads the real model from the local
-Hugging Face cache (or the hub when it is reachable); `load_clip("tiny")` builds
-a small deterministic random CLIP in code, saves it under the cache directory
-once, and loads it back through the same `from_pretrained` path, for tests and
-offline demos.
+`load_clip("openai/clip-vit-base-patch32")` loads the real model's `model.safetensors` from the
+local Hugging Face cache (or the hub when it is reachable), or a local directory written by
+`save_pretrained`; `load_clip("tiny")` builds a small deterministic random CLIP in code, saves it
+under the cache directory once in the hub's layout, and loads it back through the same path, for
+tests and offline demos.
 """
 
 from __future__ import annotations
@@ -18,14 +18,11 @@ import math
 import os
 import pathlib
 import shutil
-import socket
 import tempfile
-import threading
-import urllib.parse
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,144 +32,27 @@ import tqdm
 from clipit_jax import cli
 from clipit_jax import files
 from clipit_jax import arrays
+from clipit_jax.media import clip_model
+from clipit_jax.media import hub
+from clipit_jax.media import tokenizer as tokenizer_lib
 from clipit_jax.media import video
 
-T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 TINY = "tiny"
-TINY_CLIP_ID = "tiny-clip-v1"  # Bump when the tiny model's build changes.
+TINY_CLIP_ID = "tiny-clip-v2"  # Bump when the tiny model's build changes.
 
 # CLIP's pixel normalisation, used when a model directory has no processor
 # config.
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-
-class ModelLoadError(cli.UserError, RuntimeError):
-  """Weights or tokenizer could not be loaded; the message says how to fix."""
+ModelLoadError = hub.ModelLoadError
+is_offline = hub.is_offline
 
 
 # ----------------------------------------------------------------- loading --
-
-
-def _env_true(name: str) -> bool:
-  return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def is_offline() -> bool:
-  """Whether `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE` is set (read now)."""
-  return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-  """Whether a TCP connection to the hub endpoint opens within `timeout`.
-
-  Avoids the hub client's minute of retries when there is no network. With a
-  proxy configured the answer cannot be known here, so it says yes.
-  """
-  if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-    return True
-  from huggingface_hub import constants  # pylint: disable=g-import-not-at-top
-
-  url = urllib.parse.urlparse(constants.ENDPOINT)
-  host = url.hostname or "huggingface.co"
-  port = url.port or (443 if url.scheme == "https" else 80)
-  result = []
-
-  def connect():
-    try:
-      socket.create_connection((host, port), timeout=timeout).close()
-      result.append(True)
-    except OSError:
-      pass
-
-  thread = threading.Thread(target=connect, daemon=True)
-  thread.start()
-  thread.join(timeout)
-  return bool(result)
-
-
-def _looks_like_path(name: str) -> bool:
-  return (
-    name.startswith(("/", ".", "~"))
-    or name.count("/") > 1
-    or os.sep != "/"
-    and os.sep in name
-    or pathlib.Path(name).expanduser().exists()
-  )
-
-
-def load_pretrained(
-  load: Callable[..., T],
-  name_or_path: str,
-  *,
-  what: str,
-  flag: str,
-  hf_cache_dir: files.PathLike | None = None,
-) -> T:
-  """Calls `load(name_or_path, ...)` (a `from_pretrained`), failing fast.
-
-  A local directory is loaded as is. A hub name is tried in the local
-  Hugging Face cache first; the hub is only contacted when not offline and
-  reachable. Every failure becomes a one-line `ModelLoadError`.
-
-  Args:
-    load: e.g. `FlaxCLIPModel.from_pretrained`.
-    name_or_path: hub name or local directory.
-    what: what is loaded, for messages (e.g. "CLIP model").
-    flag: the CLI flag that picks the model (e.g. "--clip-model").
-    hf_cache_dir: Hugging Face cache directory (default: HF_HOME's).
-
-  Returns:
-    What `load` returns.
-
-  Raises:
-    ModelLoadError: the model cannot be loaded.
-  """
-  fix = (
-    f"download it on a machine with network (`huggingface-cli download "
-    f"{name_or_path}`) into HF_HOME, pass a local directory with "
-    f"`{flag} PATH`, or use `{flag} tiny` for the offline demo"
-  )
-  if _looks_like_path(name_or_path):
-    path = pathlib.Path(name_or_path).expanduser()
-    if not path.is_dir():
-      raise ModelLoadError(
-        f"{what} directory {name_or_path} not found; pass a directory "
-        "written by "
-        f"save_pretrained, a hub name, or `{flag} tiny`."
-      )
-    try:
-      return load(str(path), local_files_only=True)
-    except Exception as e:  # pylint: disable=broad-except
-      raise ModelLoadError(
-        f"could not load {what} from {path} ({cli.first_line(e)}); pass a "
-        f"directory written by save_pretrained, or `{flag} tiny`."
-      ) from None
-  kwargs = {"cache_dir": str(hf_cache_dir)} if hf_cache_dir else {}
-  try:
-    return load(name_or_path, local_files_only=True, **kwargs)
-  except Exception as e:  # pylint: disable=broad-except
-    local_error = e
-  if is_offline():
-    raise ModelLoadError(
-      f"could not load {what} {name_or_path!r}: not in the local Hugging "
-      f"Face cache and HF_HUB_OFFLINE is set; {fix}."
-    ) from None
-  if not _hub_reachable():
-    raise ModelLoadError(
-      f"could not load {what} {name_or_path!r}: not in the local Hugging "
-      f"Face cache and the hub is unreachable (no network); {fix}."
-    ) from None
-  try:
-    return load(name_or_path, **kwargs)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ModelLoadError(
-      f"could not load {what} {name_or_path!r} ({cli.first_line(e)}; locally: "
-      f"{cli.first_line(local_error)}); {fix}."
-    ) from None
 
 
 def build_once(directory: files.PathLike, build: Callable[[pathlib.Path], None]) -> pathlib.Path:
@@ -199,37 +79,23 @@ def build_once(directory: files.PathLike, build: Callable[[pathlib.Path], None])
 
 
 def byte_level_alphabet() -> list[str]:
-  """The 256 printable stand-ins for bytes used by GPT-2 and CLIP BPE vocabs."""
-  # pylint: disable-next=g-import-not-at-top
-  from transformers.models.gpt2 import tokenization_gpt2
+  """The 256 printable stand-ins for bytes used by GPT-2 and CLIP BPE vocabs, sorted."""
+  from tokenizers import pre_tokenizers  # pylint: disable=g-import-not-at-top
 
-  return list(tokenization_gpt2.bytes_to_unicode().values())
+  return sorted(pre_tokenizers.ByteLevel.alphabet())
 
 
-def random_params(
-  model, input_shape, *, seed: int, constants: dict[str, float] | None = None
-) -> dict:
-  """Seeded NumPy initialisation of a Flax HF model's parameters.
+def random_params(shapes: dict, *, seed: int, constants: dict[str, float] | None = None) -> dict:
+  """Seeded NumPy values for a parameter tree of `jax.ShapeDtypeStruct`s.
 
-  Shapes come from `jax.eval_shape` (no compile, unlike a jitted init), and
   NumPy's generator gives the same values on every machine and JAX version.
   Kernels and embeddings are normal with std 1/sqrt(prod(shape[:-1])) (1 for
   1-d embeddings), biases 0, LayerNorm scales 1; a leaf named in `constants`
   is filled with that value.
-
-  Args:
-    model: a `FlaxPreTrainedModel` built with `_do_init=False`.
-    input_shape: what its `init_weights` takes.
-    seed: NumPy seed.
-    constants: leaf name -> value.
-
-  Returns:
-    The nested params dict of float32 NumPy arrays.
   """
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
 
-  shapes = jax.eval_shape(lambda rng: model.init_weights(rng, input_shape), jax.random.PRNGKey(0))
-  shapes = traverse_util.flatten_dict(shapes.get("params", shapes))
+  shapes = traverse_util.flatten_dict(shapes)
   constants = constants or {}
   rng = np.random.default_rng(seed)
   params = {}
@@ -254,69 +120,89 @@ def write_tiny_clip_tokenizer(directory: pathlib.Path) -> None:
   Like OpenAI CLIP's vocab: the byte alphabet, the same with the end-of-word
   marker, then <|startoftext|> and <|endoftext|> last (highest id).
   """
-  from transformers import CLIPTokenizer  # pylint: disable=g-import-not-at-top
-
   chars = byte_level_alphabet()
-  tokens = chars + [c + "</w>" for c in chars]
-  tokens += ["<|startoftext|>", "<|endoftext|>"]
+  tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
   vocab = {t: i for i, t in enumerate(tokens)}
   (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
   (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-  tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
-  tokenizer.save_pretrained(str(directory))
+  special = dict(bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+  backend = tokenizer_lib.clip_pipeline(vocab, [], special["bos_token"], special["eos_token"])
+  tokenizer_lib.save(backend, directory, {**special, "unk_token": "<|endoftext|>"})
 
 
-def save_random_clip(directory: pathlib.Path, config, image_size: int) -> None:
-  """Saves a CLIP of `config` (a `CLIPConfig`) with seeded random weights, the tiny CLIP's
-  character-level tokenizer and an image processor for `image_size` pixels, for `load_clip`."""
-  # pylint: disable=g-import-not-at-top
-  from transformers import CLIPImageProcessor, FlaxCLIPModel
+def save_clip(directory: pathlib.Path, config: clip_model.ClipConfig, params: dict) -> None:
+  """Writes config.json, model.safetensors (the hub's PyTorch layout) and preprocessor_config.json."""
+  size = config.vision.image_size
+  (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+  hub.save_safetensors(hub.flax_to_torch(params), directory / hub.WEIGHTS)
+  processor = {
+    "image_processor_type": "CLIPImageProcessor",
+    "do_resize": True,
+    "size": {"shortest_edge": size},
+    "resample": 3,
+    "do_center_crop": True,
+    "crop_size": {"height": size, "width": size},
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": list(OPENAI_CLIP_MEAN),
+    "image_std": list(OPENAI_CLIP_STD),
+    "do_convert_rgb": True,
+  }
+  (directory / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
 
+
+def save_random_clip(directory: pathlib.Path, config: clip_model.ClipConfig) -> None:
+  """Saves a CLIP of `config` with seeded random weights and the tiny CLIP's tokenizer."""
   write_tiny_clip_tokenizer(directory)
-  model = FlaxCLIPModel(config, _do_init=False)
   params = random_params(
-    model,
-    ((1, 1), (1, image_size, image_size, 3)),
+    clip_model.param_shapes(config),
     seed=0,
     constants={"logit_scale": config.logit_scale_init_value},
   )
-  model.save_pretrained(str(directory), params=params)
-  CLIPImageProcessor(
-    size={"shortest_edge": image_size},
-    crop_size={"height": image_size, "width": image_size},
-    image_mean=list(OPENAI_CLIP_MEAN),
-    image_std=list(OPENAI_CLIP_STD),
-  ).save_pretrained(str(directory))
+  save_clip(directory, config, params)
+
+
+def tiny_clip_config(projection_dim: int = 512) -> clip_model.ClipConfig:
+  """Text and vision towers of width 64, 2 layers, 2 heads; 32x32 images in 8x8 patches."""
+  tower = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+  text = dict(tower, vocab_size=514, max_position_embeddings=77, eos_token_id=513)
+  return clip_model.ClipConfig.from_dict(
+    dict(
+      text_config=text,
+      vision_config=dict(tower, image_size=32, patch_size=8),
+      projection_dim=projection_dim,
+    )
+  )
 
 
 def build_tiny_clip(directory: pathlib.Path) -> None:
-  """Saves a small random CLIP (seed 0, 512-d projections) and its tokenizer.
-
-  Text and vision towers: width 64, 2 layers, 2 heads; 32x32 images in 8x8
-  patches; 77-token context.
-  """
-  from transformers import CLIPConfig  # pylint: disable=g-import-not-at-top
-
-  tower = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
-  config = CLIPConfig(
-    text_config=dict(
-      tower,
-      vocab_size=514,
-      max_position_embeddings=77,
-      bos_token_id=512,
-      eos_token_id=513,
-      pad_token_id=513,
-    ),
-    vision_config=dict(tower, image_size=32, patch_size=8),
-    projection_dim=512,
-  )
-  save_random_clip(directory, config, 32)
+  """Saves a small random CLIP (seed 0, 512-d projections) and its tokenizer."""
+  save_random_clip(directory, tiny_clip_config())
 
 
 def tiny_clip_dir(cache_dir: files.PathLike | None = None) -> pathlib.Path:
   """The tiny CLIP's directory in `cache_dir` or `cache_root()`, built once."""
   root = pathlib.Path(cache_dir) if cache_dir else files.cache_root()
   return build_once(root / TINY_CLIP_ID, build_tiny_clip)
+
+
+def clip_crop(image: np.ndarray, size: int, crop: int | None = None) -> np.ndarray:
+  """`CLIPImageProcessor`'s pixels before normalisation: uint8 [H, W, 3] -> [crop, crop, 3].
+
+  The shorter side is resized to `size` (PIL bicubic, the longer side truncated as
+  transformers does), then the centre `crop` (default `size`) is cut.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  crop = crop or size
+  h, w = image.shape[:2]
+  short, long = (h, w) if h <= w else (w, h)
+  new_long = int(size * long / short)
+  new_h, new_w = (size, new_long) if h <= w else (new_long, size)
+  resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BICUBIC))
+  top, left = (new_h - crop) // 2, (new_w - crop) // 2
+  return resized[top : top + crop, left : left + crop]
 
 
 # ----------------------------------------------------------------- encoder --
@@ -340,15 +226,16 @@ class ClipEncoder:
     image_size: side of the square RGB crops `encode_images` takes.
     embed_dim: width of the joint embedding (512 for ViT-B/32 and tiny).
     context_length: text tokens per caption (longer texts are truncated).
+    model: the Flax `clip_model.CLIP` (its `dtype` is the compute dtype).
   """
 
   model_id: str
   image_size: int
   embed_dim: int
   context_length: int
-  model: object
+  model: clip_model.CLIP
   params: dict
-  tokenizer: object
+  tokenizer: Any
   mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
   std: tuple[float, float, float] = OPENAI_CLIP_STD
   image_batch_size: int = 64
@@ -361,15 +248,18 @@ class ClipEncoder:
 
     def fn(params, frames):
       x = (frames.astype(jnp.float32) / 255.0 - mean) / std
-      x = jnp.transpose(x, (0, 3, 1, 2))  # The HF API takes NCHW.
-      return _l2_normalize(self.model.get_image_features(x, params=params))
+      features = self.model.apply({"params": params}, x, method=clip_model.CLIP.image_features)
+      return _l2_normalize(features)
 
     return jax.jit(fn)
 
   @functools.cached_property
   def _text_fn(self) -> Callable[[dict, jax.Array, jax.Array], jax.Array]:
     def fn(params, input_ids, attention_mask):
-      return _l2_normalize(self.model.get_text_features(input_ids, attention_mask, params=params))
+      features = self.model.apply(
+        {"params": params}, input_ids, attention_mask, method=clip_model.CLIP.text_features
+      )
+      return _l2_normalize(features)
 
     return jax.jit(fn)
 
@@ -421,15 +311,13 @@ class ClipEncoder:
     return np.asarray(jnp.concatenate(outs), np.float32)
 
 
-def _local_model_id(directory: pathlib.Path) -> str:
-  """Path plus size and mtime of the weights, so changed weights change it."""
-  stats = []
-  for name in ("flax_model.msgpack", "model.safetensors"):
-    f = directory / name
-    if f.is_file():
-      st = f.stat()
-      stats.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
-  return f"{directory.resolve()}|{'|'.join(stats)}"
+def load_clip_params(directory: pathlib.Path, config: clip_model.ClipConfig, source: str) -> dict:
+  """The CLIP's parameters from model.safetensors (PyTorch names) or flax_model.msgpack."""
+  shapes = clip_model.param_shapes(config)
+  weights = hub.weight_files(directory)
+  if weights and weights[0].name == hub.FLAX_WEIGHTS:
+    return hub.check_shapes(shapes, hub.read_flax_msgpack(weights[0]), source)
+  return hub.torch_to_flax(shapes, hub.read_tensors(directory), source=source)
 
 
 def load_clip(
@@ -439,6 +327,7 @@ def load_clip(
   text_batch_size: int = 16,
   hf_cache_dir: files.PathLike | None = None,
   cache_dir: files.PathLike | None = None,
+  dtype: Any = jnp.float32,
 ) -> ClipEncoder:
   """Loads CLIP weights, tokenizer and pixel statistics into a `ClipEncoder`.
 
@@ -448,46 +337,39 @@ def load_clip(
     text_batch_size: largest text batch per jit call.
     hf_cache_dir: Hugging Face cache directory (default: HF_HOME's).
     cache_dir: where the tiny model is built (default `cache_root()`).
+    dtype: compute dtype (parameters stay float32; bfloat16 is faster on some CPUs and TPUs).
 
   Raises:
     ModelLoadError: the model cannot be loaded; the message says how to fix.
   """
-  # pylint: disable=g-import-not-at-top
-  from transformers import CLIPImageProcessor, CLIPTokenizer, FlaxCLIPModel
-
-  if name_or_path == TINY:
-    source, model_id = str(tiny_clip_dir(cache_dir)), TINY_CLIP_ID
-  else:
-    source = name_or_path
-    model_id = None
-  kw = dict(what="CLIP model", flag="--clip-model", hf_cache_dir=hf_cache_dir)
-  model, params = load_pretrained(
-    functools.partial(FlaxCLIPModel.from_pretrained, _do_init=False), source, **kw
+  source = str(tiny_clip_dir(cache_dir)) if name_or_path == TINY else name_or_path
+  directory, model_id = hub.resolve(
+    source, what="CLIP model", flag="--clip-model", hf_cache_dir=hf_cache_dir
   )
-  tokenizer = load_pretrained(CLIPTokenizer.from_pretrained, source, **kw)
+  if name_or_path == TINY:
+    model_id = TINY_CLIP_ID
   try:
-    processor = load_pretrained(CLIPImageProcessor.from_pretrained, source, **kw)
-    mean, std = tuple(processor.image_mean), tuple(processor.image_std)
-  except ModelLoadError:  # No preprocessor config: CLIP's statistics.
-    mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-  config = model.config
-  if model_id is None:
-    path = pathlib.Path(source).expanduser()
-    if path.is_dir():
-      model_id = _local_model_id(path)
-    else:
-      commit = getattr(config, "_commit_hash", None)
-      model_id = f"{source}@{commit}" if commit else source
+    config = clip_model.ClipConfig.from_dict(hub.read_json(directory, "config.json") or {})
+    params = load_clip_params(directory, config, str(directory))
+    tokenizer = tokenizer_lib.load(directory, tokenizer_lib.CLIP)
+  except ModelLoadError as e:
+    raise ModelLoadError(f"could not load CLIP model: {e}; pass a CLIP checkpoint.") from None
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ModelLoadError(
+      f"could not load CLIP model from {directory} ({cli.first_line(e)}); pass a directory "
+      "written by save_pretrained, or `--clip-model tiny`."
+    ) from None
+  processor = hub.read_json(directory, "preprocessor_config.json") or {}
   return ClipEncoder(
     model_id=model_id,
-    image_size=int(config.vision_config.image_size),
+    image_size=int(config.vision.image_size),
     embed_dim=int(config.projection_dim),
-    context_length=int(config.text_config.max_position_embeddings),
-    model=model,
+    context_length=int(config.text.max_position_embeddings),
+    model=clip_model.CLIP(config, dtype=dtype),
     params=jax.device_put(params),
     tokenizer=tokenizer,
-    mean=mean,
-    std=std,
+    mean=tuple(processor.get("image_mean", OPENAI_CLIP_MEAN)),
+    std=tuple(processor.get("image_std", OPENAI_CLIP_STD)),
     image_batch_size=image_batch_size,
     text_batch_size=text_batch_size,
   )
