@@ -6,9 +6,11 @@
 
 Every variant is trained with each seed in `WORKDIR/<variant>/seed_<k>` (experiments.run:
 finished runs are skipped, interrupted ones resume, so the command can simply be run
-again), evaluated on the test videos, and reported as mean ± std of F1, Kendall's tau
+again; a workdir holding runs of another config fingerprint is refused before any
+training), evaluated on the test videos, and reported as mean ± std of F1, Kendall's tau
 and Spearman's rho beside reference scorers (baselines.py) on the same videos. Writes
-`WORKDIR/table.md` and `WORKDIR/table.json`.
+`WORKDIR/table.md` and `WORKDIR/table.json` (the config file with every override, and
+the config's values).
 """
 
 import json

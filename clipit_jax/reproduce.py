@@ -9,12 +9,14 @@
 
 Every (dataset, setting, split) asked for trains in `WORKDIR/<dataset>_<setting>/split_<k>`
 (experiments.run: a finished run is skipped and an interrupted one resumes, so the
-command can simply be run again). `--config` gives the model, losses and optimisation;
+command can simply be run again; a workdir holding runs of another config fingerprint is
+refused before any training). `--config` gives the model, losses and optimisation;
 each run sets data.dataset, data.setting, data.split and data.splits_file, and evaluates
 the test videos after every epoch (`test_every_epoch`) for the optimistic column. The
 splits are the entries of a split file of the field (`--splits_file [SETTING=]PATH`,
 `{dataset}` in PATH is replaced), or our seeded ones (5, 1 for transfer) for settings
-without one. Writes `WORKDIR/table.md` and `WORKDIR/table.json` after every run.
+without one. Writes `WORKDIR/table.md` and `WORKDIR/table.json` after every run, with the
+config file and every `--config.` override.
 """
 
 import dataclasses
