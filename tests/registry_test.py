@@ -96,7 +96,6 @@ def test_a_registered_dataset_loads_through_load_data_and_num_splits(monkeypatch
     registry.DatasetSpec(
       name='toy',
       title='Toy',
-      builder='clipit_toy',
       features=('tiny',),
       load=load,
       num_splits=lambda data: 3,

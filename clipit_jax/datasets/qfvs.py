@@ -303,7 +303,6 @@ SPEC = registry.register(
   registry.DatasetSpec(
     name='qfvs',
     title='QFVS',
-    builder='clipit_qfvs',
     features=tuple(c.name for c in ClipitQfvs.BUILDER_CONFIGS),
     load=load_qfvs,
     num_splits=lambda data: len(VIDEOS),  # The four rounds.

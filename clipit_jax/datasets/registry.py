@@ -89,24 +89,26 @@ def standard_num_splits(data: ml_collections.ConfigDict) -> int:
 class DatasetSpec:
   """What the rest of the code needs to know about one dataset.
 
-  name: the `config.data.dataset` value. title: its name in tables ('SumMe').
-  builder: the TFDS builder's name (`clipit_<name>`). features: its builder configs, each
-  a key of `FEATURES`. load: `(config.data, num_captions) -> {'train', 'validation',
-  'test'}` lists of `input_pipeline.Video`, ground truth included; None for a dataset that
-  is only read to augment others (YouTube, OVP). num_splits: how many splits
-  `config.data.split` ranges over when no split file is given. f1_reduction: how keyshot
-  F1 combines the user summaries, 'max' (best-matching user, SumMe) or 'avg'.
+  name: the `config.data.dataset` value. title: its name in tables ('SumMe'). features:
+  its builder configs, each a key of `FEATURES`. load: `(config.data, num_captions) ->
+  {'train', 'validation', 'test'}` lists of `input_pipeline.Video`, ground truth included;
+  None for a dataset that is only read to augment others (YouTube, OVP). num_splits: how
+  many splits `config.data.split` ranges over when no split file is given. f1_reduction:
+  how keyshot F1 combines the user summaries, 'max' (best-matching user, SumMe) or 'avg'.
+  builder: the TFDS builder's name, `clipit_<name>` unless given.
   """
 
   name: str
   title: str
-  builder: str
   features: tuple[str, ...]
   load: Callable[[ml_collections.ConfigDict, int], Splits] | None
   num_splits: Callable[[ml_collections.ConfigDict], int] = standard_num_splits
   f1_reduction: str = 'avg'
+  builder: str = ''
 
   def __post_init__(self):
+    if not self.builder:
+      object.__setattr__(self, 'builder', f'clipit_{self.name}')
     for name in self.features:
       feature_spec(name)
     if self.f1_reduction not in ('max', 'avg'):

@@ -421,23 +421,18 @@ SUMME = registry.register(
   registry.DatasetSpec(
     name='summe',
     title='SumMe',
-    builder='clipit_summe',
     features=_FEATURES,
     load=load_setting,
     f1_reduction='max',
   )
 )
 TVSUM = registry.register(
-  registry.DatasetSpec(
-    name='tvsum', title='TVSum', builder='clipit_tvsum', features=_FEATURES, load=load_setting
-  )
+  registry.DatasetSpec(name='tvsum', title='TVSum', features=_FEATURES, load=load_setting)
 )
 # YouTube and OVP only augment the training data of SumMe and TVSum (settings.py).
 YOUTUBE = registry.register(
-  registry.DatasetSpec(
-    name='youtube', title='YouTube', builder='clipit_youtube', features=_FEATURES, load=None
-  )
+  registry.DatasetSpec(name='youtube', title='YouTube', features=_FEATURES, load=None)
 )
 OVP = registry.register(
-  registry.DatasetSpec(name='ovp', title='OVP', builder='clipit_ovp', features=_FEATURES, load=None)
+  registry.DatasetSpec(name='ovp', title='OVP', features=_FEATURES, load=None)
 )

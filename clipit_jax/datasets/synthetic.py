@@ -225,12 +225,7 @@ def load_synthetic(
   return dict(train=videos(train), validation=videos(validation), test=videos(chosen['test']))
 
 
+_FEATURES = tuple(c.name for c in ClipitSynthetic.BUILDER_CONFIGS)  # 'tiny', 'small', 'vit_b32'
 SPEC = registry.register(
-  registry.DatasetSpec(
-    name='synthetic',
-    title='Synthetic',
-    builder='clipit_synthetic',
-    features=tuple(c.name for c in ClipitSynthetic.BUILDER_CONFIGS),
-    load=load_synthetic,
-  )
+  registry.DatasetSpec(name='synthetic', title='Synthetic', features=_FEATURES, load=load_synthetic)
 )
