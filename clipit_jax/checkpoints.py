@@ -96,7 +96,12 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def make_manager(
   workdir: str, best_metric: str, *, read_only: bool = False
 ) -> ocp.CheckpointManager:
-  """Keeps the latest checkpoint and the best one by the validation metric `best_metric`."""
+  """Keeps the latest checkpoint and the best one by the validation metric `best_metric`.
+
+  Orbax's notices (a read-only manager's 'Given directory is read only', ...) are hidden:
+  a successful `--ckpt` run, or the Python API, prints no absl WARNING lines.
+  """
+  _quiet_orbax()
   policy = preservation_policy.AnyPreservationPolicy(
     [
       preservation_policy.LatestN(1),

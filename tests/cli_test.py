@@ -1,5 +1,6 @@
 """Tests of what the entry points share (clipit_jax/cli.py) and their usage errors."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -192,3 +193,14 @@ def test_distributed_start_says_what_it_waits_for_and_gives_up(tmp_path):
     'start each process with the same --coordinator_address and --num_processes and its own '
     '--process_id (or raise --distributed_timeout)',
   ]
+
+
+def test_reading_checkpoints_logs_no_orbax_notices(tmp_path, caplog):
+  # Orbax says 'read_only=True, setting save_interval_steps=0' and 'Given directory is read
+  # only' when a --ckpt run (or the Python API) opens a run: absl WARNING lines on success.
+  from clipit_jax import checkpoints
+
+  (tmp_path / checkpoints.CHECKPOINT_DIR).mkdir()
+  with caplog.at_level(logging.INFO):
+    checkpoints.make_manager(str(tmp_path), 'f1', read_only=True).close()
+  assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
