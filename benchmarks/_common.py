@@ -436,7 +436,7 @@ def gflops(x: float | None) -> float | None:
 
 # ------------------------------------------------------------- CLIP model --
 
-RANDOM_VIT_B32_ID = "random-vit-b32-v1"  # Bump when the construction changes.
+RANDOM_VIT_B32_ID = "random-vit-b32-v2"  # Bump when the construction changes.
 
 
 def bench_cache_dir() -> pathlib.Path:
@@ -449,19 +449,17 @@ def bench_cache_dir() -> pathlib.Path:
 def _build_random_vit_b32(directory: pathlib.Path) -> None:
   """A full-size CLIP ViT-B/32 with seeded random weights, saved for `load_clip`.
 
-  The vision tower is `CLIPVisionConfig()`'s defaults (image 224, patch 32, width
-  768, 12 layers, 12 heads) and the projection is 512-d, as OpenAI's
-  `clip-vit-base-patch32`; the text tower is full size too, with the tiny CLIP's
-  character-level tokenizer (its special token ids are set to match).
+  The hub's `CLIPConfig()` defaults (image 224, patch 32, width 768, 12 layers, 12 heads;
+  a 512-wide, 12-layer text tower; 512-d projection), as OpenAI's `clip-vit-base-patch32`,
+  with the tiny CLIP's character-level tokenizer (its special token ids set to match),
+  saved as model.safetensors in the hub's PyTorch layout (transformers loads it too).
   """
-  # pylint: disable=g-import-not-at-top
-  from transformers import CLIPConfig
-  from clipit_jax.media import encoders
+  from clipit_jax.media import clip_model, encoders  # pylint: disable=g-import-not-at-top
 
-  config = CLIPConfig(
-    text_config=dict(bos_token_id=512, eos_token_id=513, pad_token_id=513), projection_dim=512
+  config = clip_model.ClipConfig.from_dict(
+    dict(text_config=dict(vocab_size=514, eos_token_id=513), projection_dim=512)
   )
-  encoders.save_random_clip(directory, config, 224)
+  encoders.save_random_clip(directory, config)
 
 
 def random_vit_b32_dir() -> pathlib.Path:

@@ -1,14 +1,14 @@
 """CLIP ViT-B/32 image encoding: our JAX encoder against transformers' PyTorch model.
 
-The model is a full-size ViT-B/32 (transformers' `CLIPVisionConfig()` defaults: image
-224, patch 32, width 768, 12 layers, 12 heads; 512-d projection) with seeded random
-weights, saved once under `$CLIPIT_CACHE/bench/` and loaded with
-`clipit_jax.encoders.load_clip(path)`, so what is timed is OUR path:
-`ClipEncoder.encode_images` (uint8 frames -> pixel normalisation -> the jitted
-Flax vision tower + projection -> L2 normalisation -> NumPy). The PyTorch peer is
-`transformers.CLIPVisionModelWithProjection` with the same weights (converted from
-the Flax checkpoint), in eval mode under `torch.inference_mode()`, doing the same
-pixel normalisation and L2 normalisation.
+The model is a full-size ViT-B/32 (the hub's `CLIPConfig()` defaults: image 224, patch
+32, width 768, 12 layers, 12 heads; 512-d projection) with seeded random weights, saved
+once under `$CLIPIT_CACHE/bench/` as model.safetensors in the hub's PyTorch layout and
+loaded with `clipit_jax.media.encoders.load_clip(path)`, so what is timed is OUR path:
+`ClipEncoder.encode_images` (uint8 frames -> pixel normalisation -> the jitted Flax
+vision tower + projection of `media/clip_model.py` -> L2 normalisation -> NumPy). The
+PyTorch peer is transformers 5's `CLIPModel.from_pretrained` of the same directory
+(vision tower + projection), in eval mode under `torch.inference_mode()`, doing the same
+pixel normalisation and L2 normalisation. Needs the `bench` extra (torch, transformers 5).
 
 Reported per batch size (default 1, 16, 64): frames/s of both, their ratio, the
 FLOPs of the compiled JAX function (XLA cost analysis) and the achieved FLOP/s as
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import dataclasses
 import gc
 import os
 import sys
@@ -40,54 +39,16 @@ from clipit_jax.media import encoders  # noqa: E402
 
 
 def load_jax_encoder(path: str, batch: int, dtype: str) -> encoders.ClipEncoder:
-  """`encoders.load_clip(path)`; for bfloat16 the same weights in a bfloat16 module.
-
-  `load_clip` has no dtype option, so for bfloat16 the Flax module is rebuilt with
-  `dtype=jnp.bfloat16` (computation dtype; the parameters stay float32) and put in
-  the loaded encoder's place.
-  """
-  enc = encoders.load_clip(path, image_batch_size=batch)
-  if dtype == "bfloat16":
-    from transformers import FlaxCLIPModel  # pylint: disable=g-import-not-at-top
-
-    model = FlaxCLIPModel(enc.model.config, _do_init=False, dtype=jnp.bfloat16)
-    enc = dataclasses.replace(enc, model=model)
-  return enc
+  """`encoders.load_clip(path)`, computing in `dtype` (the parameters stay float32)."""
+  return encoders.load_clip(path, image_batch_size=batch, dtype=jnp.dtype(dtype))
 
 
 def load_torch_model(path: str):
-  """transformers' `CLIPVisionModelWithProjection` with the weights saved at `path`.
-
-  transformers has no Flax class for `CLIPVisionModelWithProjection`, and
-  `CLIPModel.from_pretrained(path, from_flax=True)` leaves the weights on the
-  'meta' device in transformers 4.57, so the Flax checkpoint is converted with
-  transformers' own `load_flax_checkpoint_in_pytorch_model` into a `CLIPModel`
-  (every parameter first set to NaN, then checked), and the vision tower and
-  projection are copied from it.
-  """
+  """transformers' `CLIPModel` loaded from the same directory (model.safetensors), in eval mode."""
   import torch  # pylint: disable=g-import-not-at-top
+  from transformers import CLIPModel  # pylint: disable=g-import-not-at-top
 
-  # pylint: disable-next=g-import-not-at-top
-  from transformers import CLIPConfig, CLIPModel, CLIPVisionModelWithProjection
-
-  # pylint: disable-next=g-import-not-at-top
-  from transformers.modeling_flax_pytorch_utils import load_flax_checkpoint_in_pytorch_model
-
-  full = CLIPModel(CLIPConfig.from_pretrained(path))
-  with torch.no_grad():
-    for p in full.parameters():
-      p.fill_(float("nan"))
-  full = load_flax_checkpoint_in_pytorch_model(full, os.path.join(path, "flax_model.msgpack"))
-  missed = [n for n, p in full.named_parameters() if torch.isnan(p).any()]
-  if missed:
-    raise RuntimeError(f"not converted from the Flax checkpoint: {missed[:5]}")
-  vcfg = full.config.vision_config
-  vcfg.projection_dim = full.config.projection_dim
-  model = CLIPVisionModelWithProjection(vcfg)
-  model.vision_model.load_state_dict(full.vision_model.state_dict())
-  model.visual_projection.load_state_dict(full.visual_projection.state_dict())
-  del full
-  model.eval()
+  model = CLIPModel.from_pretrained(path).eval()
   return model, torch
 
 
@@ -100,7 +61,7 @@ def torch_encode_fn(model, torch, mean, std):
     with torch.inference_mode():
       x = (torch.from_numpy(frames).float() / 255.0 - mean_t) / std_t
       x = x.permute(0, 3, 1, 2).contiguous()
-      emb = model(pixel_values=x).image_embeds
+      emb = model.visual_projection(model.vision_model(pixel_values=x).pooler_output)
       emb = emb / emb.norm(dim=-1, keepdim=True).clamp(min=1e-12)
       return emb.numpy()
 
@@ -144,8 +105,7 @@ def main(argv=None) -> int:
   parser.add_argument(
     "--clip-model",
     default="random-vit-b32",
-    help="'random-vit-b32' (built once), or a directory saved by "
-    "save_pretrained holding a Flax CLIP",
+    help="'random-vit-b32' (built once), or a CLIP directory saved by save_pretrained",
   )
   parser.add_argument("--skip-torch", action="store_true", help="JAX rows only")
   parser.add_argument(
@@ -185,9 +145,9 @@ def main(argv=None) -> int:
   record["model"] = dict(
     image_size=enc.image_size,
     embed_dim=enc.embed_dim,
-    vision_width=enc.model.config.vision_config.hidden_size,
-    vision_layers=enc.model.config.vision_config.num_hidden_layers,
-    patch=enc.model.config.vision_config.patch_size,
+    vision_width=enc.model.config.vision.hidden_size,
+    vision_layers=enc.model.config.vision.num_hidden_layers,
+    patch=enc.model.config.vision.patch_size,
     dtype=args.dtype,
   )
   frames = random_frames(largest)

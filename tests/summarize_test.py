@@ -89,7 +89,7 @@ def check_outputs(paths, summary):
   data = json.loads(paths["json"].read_text())
   assert set(data) == JSON_KEYS
   assert data["selected_shots"] == summary.selected
-  assert set(data["versions"]) >= {"clipit_jax", "jax", "flax", "transformers"}
+  assert set(data["versions"]) >= {"clipit_jax", "jax", "flax", "tokenizers", "safetensors"}
   assert paths["plot"].read_bytes()[:8] == PNG_SIGNATURE
   image = matplotlib.image.imread(paths["plot"])
   assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 500

@@ -39,10 +39,7 @@ class WithModels(beam.DoFn):
 
 
 def quiet_workers() -> None:
-  """A worker's set-up: the XLA compile cache on, no Transformers deprecation notice."""
-  from transformers.utils import logging as hf_logging  # pylint: disable=g-import-not-at-top
-
-  hf_logging.set_verbosity_error()
+  """A worker's set-up: the XLA compile cache on."""
   cli.enable_compilation_cache()
 
 

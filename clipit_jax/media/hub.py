@@ -146,12 +146,14 @@ def resolve(
   what: str,
   flag: str,
   hf_cache_dir: files.PathLike | None = None,
+  weights: bool = True,
 ) -> tuple[pathlib.Path, str]:
   """(The checkpoint's directory, an id of its weights) for a local directory or a hub name.
 
   A hub name is looked up in the local cache first; the hub is only contacted when not
   offline and reachable. The id is `name@commit` for the hub, and the resolved path plus the
-  weights' sizes and times for a directory (changed weights change it).
+  weights' sizes and times for a directory (changed weights change it). With `weights` False
+  only config.json is needed (and downloaded): a quick check that the name exists.
 
   Raises:
     ModelLoadError: the checkpoint cannot be found or has no loadable weights.
@@ -163,7 +165,7 @@ def resolve(
         f"{what} directory {name_or_path} not found; pass a directory written by "
         f"save_pretrained, a hub name, or `{flag} tiny`."
       )
-    if not weight_files(path):
+    if weights and not weight_files(path):
       raise _no_weights(path, what, str(path), flag)
     return path, local_model_id(path)
   fix = (
@@ -174,7 +176,7 @@ def resolve(
   patterns = [*SIDE_FILES, "model*.safetensors", f"{WEIGHTS}.index.json", FLAX_WEIGHTS]
   try:
     path = _snapshot(name_or_path, cache, True, patterns)
-    if weight_files(path):
+    if weight_files(path) or not weights and (path / "config.json").is_file():
       return path, f"{name_or_path}@{path.name}"
     local_error = f"no weights for {name_or_path} in the local cache"
   except Exception as e:  # pylint: disable=broad-except
@@ -186,13 +188,14 @@ def resolve(
       f"{fix}."
     ) from None
   try:
-    path = _snapshot(name_or_path, cache, False, _hub_patterns(name_or_path))
+    wanted = _hub_patterns(name_or_path) if weights else ["config.json"]
+    path = _snapshot(name_or_path, cache, False, wanted)
   except Exception as e:  # pylint: disable=broad-except
     raise ModelLoadError(
       f"could not load {what} {name_or_path!r} ({cli.first_line(e)}; locally: {local_error}); "
       f"{fix}."
     ) from None
-  if not weight_files(path):
+  if weights and not weight_files(path):
     raise _no_weights(path, what, name_or_path, flag)
   return path, f"{name_or_path}@{path.name}"
 

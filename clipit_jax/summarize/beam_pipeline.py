@@ -224,9 +224,9 @@ def check_clip_model(name: str) -> None:
   if name == encoders.TINY:
     encoders.tiny_clip_dir()
     return
-  from transformers import CLIPConfig  # pylint: disable=g-import-not-at-top
+  from clipit_jax.media import hub  # pylint: disable=g-import-not-at-top
 
-  encoders.load_pretrained(CLIPConfig.from_pretrained, name, what="CLIP model", flag="--clip-model")
+  hub.resolve(name, what="CLIP model", flag="--clip-model", weights=False)
 
 
 def _summary_options(args: argparse.Namespace) -> SummaryOptions | None:

@@ -17,7 +17,6 @@ import argparse
 import logging
 import pathlib
 import sys
-import warnings
 from collections.abc import Sequence
 
 import tqdm
@@ -249,13 +248,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not args.video and args.list is None:
     parser.error("give a video file (or several, directories, patterns, or --list FILE)")
   _warnings_as_lines()
-  # pylint: disable-next=g-import-not-at-top
-  from transformers.utils import logging as hf_logging
-
-  hf_logging.set_verbosity_error()  # Not its Flax deprecation notice.
-  warnings.filterwarnings(
-    "ignore", "Using the model-agnostic default", UserWarning
-  )  # Captioning with a saved max_length.
   resume = "run the same command to finish the batch (complete videos are skipped)"
   many = batch.is_batch(args.video, args.list)
   with cli.one_line_errors(PROGRAM, on_interrupt=resume if many else "--out is as it was"):

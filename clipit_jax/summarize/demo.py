@@ -464,11 +464,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   """`clipit-demo`: serves the page until Ctrl-C; bad flags or models exit 1 with one line."""
   args = make_parser().parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format=f'{PROGRAM}: %(message)s')
-  # pylint: disable-next=g-import-not-at-top
-  from transformers.utils import logging as hf_logging
-
-  hf_logging.set_verbosity_error()
-  warnings.filterwarnings('ignore', 'Using the model-agnostic default')  # The tiny captioner's.
   with cli.one_line_errors(PROGRAM):
     try:
       gr = import_gradio()

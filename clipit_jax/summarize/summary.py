@@ -34,7 +34,8 @@ def versions() -> dict[str, str]:
   """Versions of the packages that made a summary."""
   import av  # pylint: disable=g-import-not-at-top
   import flax  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
+  import safetensors  # pylint: disable=g-import-not-at-top
+  import tokenizers  # pylint: disable=g-import-not-at-top
 
   try:
     clipit = importlib.metadata.version("clipit_jax")
@@ -46,7 +47,8 @@ def versions() -> dict[str, str]:
     "clipit_jax": clipit,
     "jax": jax.__version__,
     "flax": flax.__version__,
-    "transformers": transformers.__version__,
+    "tokenizers": tokenizers.__version__,
+    "safetensors": safetensors.__version__,
     "av": av.__version__,
     "numpy": np.__version__,
   }
