@@ -168,7 +168,7 @@ def query_video(dataset: str, record: dict) -> input_pipeline.Video:
 def num_splits(data: ml_collections.ConfigDict) -> int:
   """How many splits `data` has: the split file's entries, else the dataset's own count
   (5 standard splits, 1 for transfer, 4 QFVS rounds)."""
-  if data.get('splits_file'):
+  if data.splits_file:
     return len(split_files.read(data.splits_file).entries)
   return registry.get(data.dataset).num_splits(data)
 

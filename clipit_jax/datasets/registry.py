@@ -82,7 +82,7 @@ def standard_num_splits(data: ml_collections.ConfigDict) -> int:
   """5 standard splits, 1 for the transfer setting (which tests on the whole target)."""
   from clipit_jax.datasets import settings  # pylint: disable=g-import-not-at-top
 
-  return 1 if data.get('setting') == 'transfer' else settings.NUM_STANDARD_SPLITS
+  return 1 if data.setting == 'transfer' else settings.NUM_STANDARD_SPLITS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -392,14 +392,14 @@ def load_setting(
   seeded split. Returns {'train', 'validation', 'test'} lists of videos; the validation
   videos are held out of the training ones.
   """
-  splits = split_files.read(data.splits_file) if data.get('splits_file') else None
+  splits = split_files.read(data.splits_file) if data.splits_file else None
   if splits is not None:
     needed = split_files.entry_datasets(splits, data.split, data.dataset)
   else:
     needed = [data.dataset] if data.setting == 'standard' else list(settings.BENCHMARKS)
   records = {
     name: loading.read_records(
-      loading.load_builder(name, data.features, data.data_dir, data.get('manual_dir'))
+      loading.load_builder(name, data.features, data.data_dir, data.manual_dir)
     )
     for name in needed
   }

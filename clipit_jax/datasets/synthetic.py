@@ -199,7 +199,7 @@ def load_synthetic(
   if data.part not in ('generic', 'query'):
     raise ValueError(f"unknown synthetic part {data.part!r}; expected 'generic' or 'query'")
   builder = loading.load_builder(
-    'synthetic', data.features, data.data_dir, data.get('manual_dir'), needs_manual_dir=False
+    'synthetic', data.features, data.data_dir, data.manual_dir, needs_manual_dir=False
   )
   source = builder.as_data_source()['videos' if data.part == 'generic' else 'queries']
   records = [source[i] for i in range(len(source))]
