@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 
 import h5py
 import numpy as np
@@ -364,8 +365,9 @@ def _build_config(name, config, tmp_path, manual_dir):
 # --- QFVS ---------------------------------------------------------------------------------------
 
 
-def write_qfvs(root, seconds=(12, 17, 11, 14)):
-  """Four tiny 'UT Egocentric' videos, their shot tags, queries and summaries."""
+def write_qfvs(root, seconds=(12, 17, 11, 14), videos=True):
+  """Four tiny 'UT Egocentric' videos (unless not `videos`), their shot tags, queries and
+  summaries."""
   from clipit_jax.media import video as video_io
   from clipit_jax.datasets import qfvs
 
@@ -376,9 +378,10 @@ def write_qfvs(root, seconds=(12, 17, 11, 14)):
   (tags_dir / 'Dictionary.txt').write_text(''.join(f"'{c}'\n" for c in concepts))
   expected = {}
   for v, (video, length) in enumerate(zip(qfvs.VIDEOS, seconds)):
-    video_io.write_frames(
-      root / 'qfvs' / 'videos' / f'{video}.mp4', _coloured_frames(int(length * 8), v), fps=8.0
-    )
+    if videos:
+      video_io.write_frames(
+        root / 'qfvs' / 'videos' / f'{video}.mp4', _coloured_frames(int(length * 8), v), fps=8.0
+      )
     n_shots = -(-length // 5)
     shot_tags = [['Baby', 'Street'], ['Cupglass'], ['Sky', 'Street'], []][:n_shots]
     (tags_dir / video).mkdir()
@@ -431,6 +434,32 @@ def test_qfvs_builder_and_rounds(tmp_path, manual_dir):
   video = data['test'][0]
   np.testing.assert_array_equal(video.labels, video.truth.oracle[video.truth.shot_of_frame])
   assert video.text.shape == (1, 512) and video.features is data['test'][1].features
+
+
+def test_qfvs_builder_reads_precomputed_features(tmp_path, manual_dir):
+  from clipit_jax.datasets import qfvs, standins
+
+  write_qfvs(manual_dir, videos=False)
+  features = standins.write_qfvs_standin(str(manual_dir / 'qfvs/origin_data'), str(manual_dir))
+  records = loading.read_records(_build_config('qfvs', 'tiny', tmp_path, manual_dir))
+  for video, length in zip(qfvs.VIDEOS, (12, 17, 11, 14)):
+    n_shots = -(-length // 5)
+    record, stored = records[video], np.load(os.path.join(features, f'{video}.npy'))
+    assert stored.shape == (10 * n_shots, 512)  # 2 fps, 5-second shots.
+    np.testing.assert_array_equal(record['features'], stored)
+    np.testing.assert_array_equal(record['shot_of_frame'], np.arange(10 * n_shots) // 10)
+    np.testing.assert_allclose(np.linalg.norm(stored, axis=1), 1.0, rtol=1e-5)
+  # The stand-in carries the real concepts: Baby_Sky is nearest the shots showing Baby or Sky
+  # (1 and 3 of P01), farthest from the Cupglass shot (2).
+  record = records['P01']
+  q = loading.decode_text(record['queries']).split('\n').index('Baby_Sky')
+  similarity = record['features'] @ record['query_embeddings'][q]
+  per_shot = [similarity[record['shot_of_frame'] == s].mean() for s in range(3)]
+  assert per_shot[1] < min(per_shot[0], per_shot[2])
+  # Features that do not cover the shots are refused, naming the file.
+  np.save(os.path.join(features, 'P03.npy'), np.zeros((45, 512), np.float32))
+  with pytest.raises(errors.DatasetError, match=r'P03.npy: 45 frames at 2 fps do not cover'):
+    _build_config('qfvs', 'tiny', tmp_path / 'again', manual_dir)
 
 
 def test_qfvs_rejects_unknown_concepts(tmp_path, manual_dir):

@@ -46,6 +46,12 @@ Put the QFVS annotations and the UT Egocentric videos in the manual directory
     Dense_per_shot_tags/P0k/P0k.txt          one line per 5-second shot: its concepts, comma-separated
     Query-Focused_Summaries/Oracle_Summaries/P0k/<c1>_<c2>_oracle.txt       1-based shot numbers
     Query-Focused_Summaries/User_Summaries/P0k/.../<c1>_<c2>..._user<u>.txt  (u = 1, 2, 3)
+
+Instead of the videos, per-frame features computed elsewhere (e.g. on a cluster):
+  qfvs/features/P01.npy ... P04.npy          float32 [frames, 512], frame i at i / 2 s (2 fps),
+                                             covering every 5-second shot of the tags file
+  qfvs/features/queries.npz                  optional: '<c1>_<c2>' -> [512] query embedding
+                                             (without it the queries are encoded by CLIP)
 """
 
 
@@ -215,27 +221,43 @@ class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
     root = os.path.join(os.fspath(dl_manager.manual_dir), 'qfvs')
     annotations = os.path.join(root, 'origin_data')
     dictionary = read_dictionary(os.path.join(annotations, 'Dense_per_shot_tags', 'Dictionary.txt'))
-    video_paths = {}
+    sources = {}
     for video in VIDEOS:
-      found = summe_tvsum.find_video(os.path.join(root, 'videos'), video)
+      features = os.path.join(root, 'features', f'{video}.npy')
+      found = features if os.path.exists(features) else None
+      found = found or summe_tvsum.find_video(os.path.join(root, 'videos'), video)
       if not found:
         raise errors.DatasetError(
-          f'{os.path.join(root, "videos", video)}.mp4: not found.\n{_MANUAL}'
+          f'{os.path.join(root, "videos", video)}.mp4 (or features/{video}.npy): not found.\n'
+          f'{_MANUAL}'
         )
-      video_paths[video] = found
+      sources[video] = found
     self.info.metadata.update(dataset='qfvs', rounds=rounds(), concepts=dictionary)
-    return {'videos': self._generate_examples(annotations, dictionary, video_paths)}
+    queries = os.path.join(root, 'features', 'queries.npz')
+    queries = queries if os.path.exists(queries) else None
+    return {'videos': self._generate_examples(annotations, dictionary, sources, queries)}
 
   def _generate_examples(
-    self, annotations: str, dictionary: list[str], video_paths: dict[str, str]
+    self, annotations: str, dictionary: list[str], sources: dict[str, str], queries_path
   ):
-    encoder = encoders.load_clip(self.builder_config.clip_model)
-    for video, path in video_paths.items():
+    encoder = None
+    for video, path in sources.items():
       tags = read_shot_tags(
         os.path.join(annotations, 'Dense_per_shot_tags', video, f'{video}.txt'), dictionary
       )
       queries = read_queries(annotations, video, tags.shape[0])
-      features, timestamps = encoders.video_features(path, encoder, SAMPLE_FPS, progress=True)
+      names = [f'{a}_{b}' for (a, b), _, _ in queries]
+      if path.endswith('.npy'):
+        features = read_frame_features(path, tags.shape[0])
+        timestamps = np.arange(features.shape[0]) / SAMPLE_FPS
+      else:
+        encoder = encoder or encoders.load_clip(self.builder_config.clip_model)
+        features, timestamps = encoders.video_features(path, encoder, SAMPLE_FPS, progress=True)
+      if queries_path is not None:
+        query_embeddings = read_query_embeddings(queries_path, names)
+      else:
+        encoder = encoder or encoders.load_clip(self.builder_config.clip_model)
+        query_embeddings = encoder.encode_texts([query_text(q) for q, _, _ in queries])
       shot_of_frame = np.minimum(timestamps // SHOT_SECONDS, tags.shape[0] - 1).astype(np.int32)
       yield (
         video,
@@ -246,12 +268,54 @@ class ClipitQfvs(tfds.core.GeneratorBasedBuilder):
           shot_of_frame=shot_of_frame,
           shot_concepts=tags,
           concepts='\n'.join(dictionary),
-          queries='\n'.join(f'{a}_{b}' for (a, b), _, _ in queries),
-          query_embeddings=encoder.encode_texts([query_text(q) for q, _, _ in queries]),
+          queries='\n'.join(names),
+          query_embeddings=query_embeddings,
           oracle=np.stack([o for _, o, _ in queries]),
           user_shots=np.stack([u for _, _, u in queries]),
         ),
       )
+
+
+def read_frame_features(path: str, n_shots: int) -> np.ndarray:
+  """Precomputed per-frame features `[frames, 512]` at 2 fps that cover `n_shots` shots.
+
+  The frames must reach into the last shot and end within one shot after it (the video's
+  tail), as frames decoded from the video do.
+  """
+  try:
+    features = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise errors.DatasetError(f'{path}: not a .npy array ({e})') from None
+  per_shot = int(SHOT_SECONDS * SAMPLE_FPS)
+  if features.ndim != 2 or features.shape[1] != summe_tvsum.TEXT_DIM:
+    raise errors.DatasetError(
+      f'{path}: expected [frames, {summe_tvsum.TEXT_DIM}] features, got {list(features.shape)}'
+    )
+  if not (n_shots - 1) * per_shot < features.shape[0] <= (n_shots + 1) * per_shot:
+    raise errors.DatasetError(
+      f'{path}: {features.shape[0]} frames at {SAMPLE_FPS:g} fps do not cover the {n_shots} '
+      f'shots of {SHOT_SECONDS:g} s of the tags file ({(n_shots - 1) * per_shot + 1}-'
+      f'{(n_shots + 1) * per_shot} frames)'
+    )
+  if not np.all(np.isfinite(features)):
+    raise errors.DatasetError(f'{path}: features are not all finite')
+  return features.astype(np.float32)
+
+
+def read_query_embeddings(path: str, names: list[str]) -> np.ndarray:
+  """`[queries, 512]` from an .npz of '<c1>_<c2>' -> embedding, in the order of `names`."""
+  try:
+    with np.load(path, allow_pickle=False) as stored:
+      embeddings = {n: np.asarray(stored[n], np.float32).reshape(-1) for n in stored.files}
+  except (OSError, ValueError) as e:
+    raise errors.DatasetError(f'{path}: not an .npz of query embeddings ({e})') from None
+  missing = [n for n in names if n not in embeddings]
+  if missing:
+    raise errors.DatasetError(f'{path}: no embedding for queries {missing[:3]}')
+  out = np.stack([embeddings[n] for n in names])
+  if out.shape[1] != summe_tvsum.TEXT_DIM:
+    raise errors.DatasetError(f'{path}: embeddings are {out.shape[1]}-d, expected 512')
+  return out
 
 
 def qfvs_videos(record: dict) -> list[input_pipeline.Video]:

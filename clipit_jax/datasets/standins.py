@@ -402,6 +402,57 @@ def _cut(name, scores, annotation, cap):
   return name, scores, annotation
 
 
+QFVS_DIM = 512  # CLIP ViT-B/32, as the clipit_qfvs builder expects.
+QFVS_FRAMES_PER_SHOT = 10  # 5-second shots at the paper's 2 fps.
+QFVS_CONCEPT_SCALE = 1.0
+QFVS_NOISE_SCALE = 0.05  # Per dimension: about as large as the concepts in norm.
+
+
+def write_qfvs_standin(origin_data: str, manual_dir: str, *, seed: int = 0) -> str:
+  """QFVS features from the real release: `manual_dir/qfvs/features/P0k.npy` and queries.npz.
+
+  Every 5-second shot gets 10 frames (2 fps): a per-video offset, plus the sum of its real
+  concepts' directions (one random unit vector per concept of the dictionary), plus noise,
+  L2-normalised as CLIP embeddings are. A query '<c1>_<c2>' is the normalised sum of its
+  two concepts' directions, so the training-free similarity to the query finds the shots
+  that show them. `manual_dir/qfvs/origin_data` links to `origin_data` (not copied).
+  Returns the features directory.
+  """
+  from clipit_jax.datasets import qfvs  # pylint: disable=g-import-not-at-top (TFDS)
+
+  release = qfvs.read_release(origin_data)
+  rng = np.random.default_rng([seed, 48])
+  directions = rng.normal(0.0, 1.0, (next(iter(release.values()))[0].shape[1], QFVS_DIM))
+  directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+  out = os.path.join(manual_dir, 'qfvs', 'features')
+  os.makedirs(out, exist_ok=True)
+  link = os.path.join(manual_dir, 'qfvs', 'origin_data')
+  if not os.path.exists(link):
+    os.symlink(os.path.abspath(origin_data), link)
+  dictionary = qfvs.read_dictionary(
+    os.path.join(origin_data, 'Dense_per_shot_tags', 'Dictionary.txt')
+  )
+  index = {name.lower(): i for i, name in enumerate(dictionary)}
+  queries = {}
+  for v, (video, (tags, video_queries)) in enumerate(release.items()):
+    video_rng = np.random.default_rng([seed, 49, v])
+    shots = tags.astype(np.float64) @ directions * QFVS_CONCEPT_SCALE  # [shots, 512]
+    frames = np.repeat(shots, QFVS_FRAMES_PER_SHOT, axis=0)
+    frames += video_rng.normal(0.0, 1.0, QFVS_DIM) / np.sqrt(QFVS_DIM)  # The offset.
+    frames += video_rng.normal(0.0, QFVS_NOISE_SCALE, frames.shape)
+    frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+    with files.atomic_path(os.path.join(out, f'{video}.npy')) as tmp:
+      with open(tmp, 'wb') as f:
+        np.save(f, frames.astype(np.float32))
+    for (a, b), _, _ in video_queries:
+      pair = directions[index[a.lower()]] + directions[index[b.lower()]]
+      queries[f'{a}_{b}'] = (pair / np.linalg.norm(pair)).astype(np.float32)
+  with files.atomic_path(os.path.join(out, 'queries.npz')) as tmp:
+    with open(tmp, 'wb') as f:
+      np.savez(f, **queries)
+  return out
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
     prog='python -m clipit_jax.datasets.standins',
@@ -429,11 +480,16 @@ def main(argv: list[str] | None = None) -> int:
     default=None,
     help="SumMe's GT/ directory: real frame counts, user selections and gt_score.",
   )
+  parser.add_argument(
+    '--qfvs_origin',
+    default=None,
+    help="QFVS's origin_data directory: with --datasets qfvs, features for its real shots.",
+  )
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args(argv)
   for dataset in args.datasets.split(','):
-    if os.path.exists(os.path.join(args.manual_dir, h5_files.h5_filename(dataset))):
-      existing = h5_files.h5_filename(dataset)
+    existing = 'qfvs/features' if dataset == 'qfvs' else h5_files.h5_filename(dataset)
+    if os.path.exists(os.path.join(args.manual_dir, existing)):
       print(
         f'standins: {args.manual_dir} already holds {existing}; choose an empty manual directory',
         file=sys.stderr,
@@ -441,14 +497,19 @@ def main(argv: list[str] | None = None) -> int:
       return 2
   for dataset in args.datasets.split(','):
     try:
-      path = write_standin(
-        dataset,
-        args.manual_dir,
-        seed=args.seed,
-        tvsum_annotations=args.tvsum_annotations,
-        tvsum_shots=args.tvsum_shots,
-        summe_gt=args.summe_gt,
-      )
+      if dataset == 'qfvs':
+        if args.qfvs_origin is None:
+          raise ValueError('--datasets qfvs needs --qfvs_origin (the release: origin_data/)')
+        path = write_qfvs_standin(args.qfvs_origin, args.manual_dir, seed=args.seed)
+      else:
+        path = write_standin(
+          dataset,
+          args.manual_dir,
+          seed=args.seed,
+          tvsum_annotations=args.tvsum_annotations,
+          tvsum_shots=args.tvsum_shots,
+          summe_gt=args.summe_gt,
+        )
     except ValueError as e:
       print(f'standins: {e}', file=sys.stderr)
       return 2
