@@ -401,6 +401,36 @@ _SPLITS = flags.DEFINE_list(
 )
 
 
+_QFVS_ANNO = flags.DEFINE_string(
+  'qfvs_anno',
+  None,
+  "QFVS's origin_data directory: adds its table of reference rows, F1 against the oracle "
+  "(a random summary of the oracle's length, mean of 10 seeded draws; the users).",
+)
+QFVS_ROWS = (
+  ('random', "random summary of the oracle's length (seed 0, mean of 10 draws)"),
+  ('users', 'the users against the oracle'),
+)
+
+
+def qfvs_markdown(rows: dict[str, dict[str, Any]]) -> str:
+  """QFVS's table: per video and mean concept-IoU F1 (%) of the reference rows against the
+  oracle (`human_baseline.qfvs_reference_rows`)."""
+  videos = list(next(iter(rows.values()))['per_video'])
+  lines = [
+    '### QFVS: F1 (%) against the oracle summaries',
+    '',
+    '| scorer | ' + ' | '.join(videos) + ' | mean |',
+    '|---|' + '---|' * (len(videos) + 1),
+  ]
+  for key, label in QFVS_ROWS:
+    if key in rows:
+      per_video = rows[key]['per_video']
+      cells = [f'{100 * per_video[v]:.1f}' for v in videos] + [f'{100 * rows[key]["f1"]:.1f}']
+      lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
 def check_base_config(base: ml_collections.ConfigDict, name: str) -> None:
   """Refuses, before any work, a --config that is not a SumMe/TVSum benchmark config."""
   if base.data.get('dataset') not in settings.TARGETS:
@@ -431,6 +461,14 @@ def main(argv):
     config_name = cli.config_name(flags.FLAGS['config'])
     summary = reproduce(_CONFIG.value, _WORKDIR.value, rows, config_name)
     print(markdown(summary))
+    if _QFVS_ANNO.value:
+      from clipit_jax import human_baseline  # pylint: disable=g-import-not-at-top
+      from clipit_jax.datasets import qfvs  # pylint: disable=g-import-not-at-top
+
+      release = qfvs.read_release(_QFVS_ANNO.value)
+      text = qfvs_markdown(human_baseline.qfvs_reference_rows(release, draws=10, seed=0))
+      files.write_text(os.path.join(_WORKDIR.value, 'table_qfvs.md'), text)
+      print(text)
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ import pytest
 import scipy.stats
 
 from clipit_jax import human_baseline as hb
+from clipit_jax import reproduce
 
 _LINES = [
   ("vidA", "VT", [1, 2, 3, 4, 5]),
@@ -198,6 +199,10 @@ def test_qfvs_users_and_random_against_the_oracle(tmp_path):
   assert random['f1'] == pytest.approx(0.625, abs=0.03)
   again = hb.qfvs_reference_rows(release, draws=400, seed=0)['random']
   assert again == random and hb.qfvs_reference_rows(release, draws=10, seed=1)['random'] != random
+  # reproduce's QFVS table: per video and mean, in %.
+  table = reproduce.qfvs_markdown(hb.qfvs_reference_rows(release, draws=10, seed=0))
+  assert '| the users against the oracle | 44.4 | 44.4 | 44.4 | 44.4 | 44.4 |' in table
+  assert "| random summary of the oracle's length (seed 0, mean of 10 draws) |" in table
 
 
 def test_qfvs_rows_on_the_real_release(shared_dir):
