@@ -6,7 +6,7 @@ split, seed) jobs in parallel worker processes on one device.
 
     python benchmarks/recipe_sweep.py --manual_dir /tmp/standins --out /tmp/sweep \\
         --summe_gt ../shared/data/summe/GT --tvsum_annotations ../shared/data/tvsum/ydata-anno.tsv.gz \\
-        --tvsum_shots ../shared/data/tvsum/shot_TVSum.mat --recipes small,small_long --workers 12
+        --tvsum_shots ../shared/data/tvsum/shot_TVSum.mat --recipes small_long,small_win1024 --workers 3
 
 Builds the stand-ins first where absent (`clipit_jax.datasets.standins`). Per (dataset,
 split): the linear probe on gtscore with its ridge chosen on validation tau
@@ -15,6 +15,11 @@ Standard setting's training videos, validation tau every `--eval_every` epochs (
 one's parameters are kept, as `best_metric='kendall'` does) and the test metrics logged at
 the same epochs (the curve; never used to choose). One JSON line per job in
 OUT/runs.jsonl; OUT/table.md aggregates them (mean over splits and seeds).
+
+Two phases: every recipe on --search_splits x --search_seeds, then the recipe with the best mean
+validation tau per dataset on --splits x --seeds. On one H200, 3 workers ran a 150-epoch TVSum
+run in about 100 s (60 s of it start-up); 15 workers slowed each run about fourfold
+(docs/learning.md).
 """
 
 import argparse
@@ -147,7 +152,7 @@ def split_videos(videos: dict, dataset: str, split: int, validation_fraction: fl
   }
 
 
-def train_job(config, data, eval_every: int) -> dict:
+def train_job(config, data, eval_every: int, tag: str = '') -> dict:
   """Trains one run; returns the curve and the test metrics of the best validation epoch."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp
@@ -205,6 +210,12 @@ def train_job(config, data, eval_every: int) -> dict:
     val = evaluators.evaluate_videos(apply, params, validation, config.model.window)['metrics']
     test = evaluators.evaluate_videos(apply, params, data['test'], config.model.window)['metrics']
     curve.append(dict(epoch=epoch, val=val, test=test))
+    print(
+      f'  {config.data.dataset} split {config.data.split} seed {config.seed} epoch {epoch}: '
+      f'val tau {val["kendall"]:.3f} test tau {test["kendall"]:.3f} rho '
+      f'{test["spearman"]:.3f} ({time.time() - start:.0f}s, {i} steps)',
+      flush=True,
+    )
     if best is None or val['kendall'] > best['val']['kendall']:
       best = curve[-1]
   return dict(best=best, curve=curve, steps=i, seconds=time.time() - start)
@@ -283,7 +294,7 @@ def worker(args) -> None:
     if dataset not in cache:
       cache[dataset] = load_videos(dataset, args.manual_dir, config.model.num_captions)
     data = split_videos(cache[dataset], dataset, split, args.validation_fraction)
-    result = train_job(config, data, args.eval_every)
+    result = train_job(config, data, args.eval_every, recipe)
     line = dict(recipe=recipe, dataset=dataset, split=split, seed=seed, **result)
     with open(path, 'a') as f:
       fcntl.flock(f, fcntl.LOCK_EX)
@@ -364,7 +375,7 @@ def wait(procs, deadline: float) -> None:
       print(f'killed worker {p.pid} at the deadline', flush=True)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--manual_dir', required=True)
   parser.add_argument('--out', required=True)
@@ -382,7 +393,7 @@ def main() -> None:
   parser.add_argument('--validation_fraction', type=float, default=0.1)
   parser.add_argument('--probes', default=None, help='A probes.json of an earlier run.')
   parser.add_argument('--probes_only', action='store_true')
-  parser.add_argument('--workers', type=int, default=1)
+  parser.add_argument('--workers', type=int, default=3, help='Processes on the one device.')
   parser.add_argument(
     '--search_splits', type=lambda s: [int(x) for x in s.split(',')], default=[0, 1]
   )
@@ -400,7 +411,11 @@ def main() -> None:
   parser.add_argument('--final', default=None, help=argparse.SUPPRESS)
   parser.add_argument('--start', type=float, default=None)
   parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
-  args = parser.parse_args()
+  return parser.parse_args()
+
+
+def main() -> None:
+  args = parse_args()
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   if args.worker:
     return worker(args)
