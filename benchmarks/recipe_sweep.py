@@ -222,8 +222,13 @@ def train_job(config, data, eval_every: int, tag: str = '') -> dict:
 
 
 def probes(manual_dir: str, datasets, splits, validation_fraction: float) -> dict:
-  """{dataset: {split: test metrics of the validated probe on gtscore}}."""
+  """{dataset: {split: test metrics of the references}}: the validated probe on gtscore, the
+  annotators' mean, and the probe plus the training-free context `within_video_rarity` (both
+  standardised per video, the rarity's weight chosen on validation tau)."""
   from clipit_jax import baselines, evaluators  # pylint: disable=g-import-not-at-top
+
+  def standard(x):
+    return (x - x.mean()) / (x.std() + 1e-9)
 
   out = {}
   for dataset in datasets:
@@ -231,11 +236,25 @@ def probes(manual_dir: str, datasets, splits, validation_fraction: float) -> dic
     for split in splits:
       data = split_videos(videos, dataset, split, validation_fraction)
       probe = baselines.validated_probe(data['train'], data['validation'], 'importance')
-      test = [probe(v.features) for v in data['test']]
-      truth = [v.importance for v in data['test']]
+
+      def context(vs, weight):
+        return [
+          standard(probe(v.features)) + weight * standard(baselines.within_video_rarity(v.features))
+          for v in vs
+        ]
+
+      def metrics(vs, scores):
+        return evaluators.evaluate_scores(vs, scores)['metrics']
+
+      weight = max(
+        (0.0, 0.25, 0.5, 1.0, 2.0, 4.0),
+        key=lambda w: metrics(data['validation'], context(data['validation'], w))['kendall'],
+      )
+      test = data['test']
       out.setdefault(dataset, {})[split] = dict(
-        probe=evaluators.evaluate_scores(data['test'], test)['metrics'],
-        annotators=evaluators.evaluate_scores(data['test'], truth)['metrics'],
+        probe=metrics(test, [probe(v.features) for v in test]),
+        annotators=metrics(test, [v.importance for v in test]),
+        probe_and_rarity=dict(metrics(test, context(test, weight)), weight=weight),
       )
   return out
 
@@ -343,8 +362,10 @@ def table(out: str) -> str:
         f'{np.mean([r["seconds"] for r in rs]):.0f} |'
       )
   for dataset, per_split in sorted(probe.items()):
-    for name in ('probe', 'annotators'):
-      m = [v[name] for v in per_split.values()]
+    for name in ('probe', 'probe_and_rarity', 'annotators'):
+      m = [v[name] for v in per_split.values() if name in v]
+      if not m:
+        continue
       lines.append(
         f'| {dataset} | reference: {name} (splits {",".join(per_split)}) | | | '
         f'{np.mean([x["kendall"] for x in m]):.3f} | {np.mean([x["spearman"] for x in m]):.3f} |'

@@ -9,6 +9,7 @@ protocol as a model's (evaluators.KeyshotTruth.evaluate):
 - `LinearProbe`: least squares from a frame's features to a target, fitted on the
   training videos: what a per-frame linear model can read off the features
   (`validated_probe` chooses its ridge on the validation videos);
+- `within_video_rarity`: training-free context, how unlike the rest of its video a frame is;
 - the annotators' mean score (the ground truth itself) is `video.importance`.
 """
 
@@ -24,6 +25,23 @@ from clipit_jax import evaluators
 
 def random_scores(n_steps: int, rng: np.random.Generator) -> np.ndarray:
   return rng.random(n_steps)
+
+
+def within_video_rarity(features: np.ndarray) -> np.ndarray:
+  """Training-free context: how unlike the rest of its video each frame is, `[n]`.
+
+  Minus the mean cosine similarity of a frame to every frame of the video, after
+  subtracting the video's mean feature (the common direction that dominates CNN and CLIP
+  features). A frame whose content recurs through the video scores low, a rare one high:
+  what a per-frame model cannot see.
+
+  Args:
+    features: `[n, D]` frame features of one whole video.
+  """
+  x = np.asarray(features, np.float64)
+  x = x - x.mean(axis=0)
+  x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+  return -(x @ x.mean(axis=0))
 
 
 def clip_similarity(features: np.ndarray, text: np.ndarray) -> np.ndarray:

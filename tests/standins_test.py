@@ -236,3 +236,18 @@ def test_standins_from_the_real_summe_and_tvsum_releases(shared_dir, tmp_path):
   for video, cuts in zip(h5_files.read_h5_videos(path), boundaries):
     np.testing.assert_array_equal(video.change_points[:, 0], cuts[:-1])
     assert video.change_points[-1, 1] == cuts[-1] - 1 == video.n_frames - 1
+
+
+def test_within_video_rarity_by_hand_and_on_a_standin(tmp_path):
+  from clipit_jax import baselines  # pylint: disable=g-import-not-at-top
+
+  a, b = np.array([1.0, 2.0, 0.0]), np.array([0.0, -1.0, 3.0])
+  # Centred, the frames are u, u and -u; their mean is u / 3: rarity -1/3, -1/3, 1/3.
+  np.testing.assert_allclose(
+    baselines.within_video_rarity(np.stack([a, a, b])), np.array([-1, -1, 1]) / 3
+  )
+  # On the stand-in, rarity within the video is the context signal: it rises with importance.
+  path = standins.write_standin('summe', str(tmp_path), num_videos=2)
+  for video in h5_files.read_h5_videos(path):
+    rho = np.corrcoef(baselines.within_video_rarity(video.features), video.gtscore)[0, 1]
+    assert rho > 0.15
