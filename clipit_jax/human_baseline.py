@@ -1,105 +1,25 @@
-"""TVSum raw annotations and the human rank-correlation baseline.
+"""The human baselines: how well the annotators agree with each other.
 
-`ydata-anno.tsv` (optionally gzipped) has one line per (video, annotator):
-YouTube id, category code, and comma-separated per-frame importance scores
-1-5 (50 videos x 20 annotators).  The human baseline is the "Human" row of
+TVSum's raw annotations (`ydata-anno.tsv`, read by datasets/tvsum_annotations.py) give
+the rank-correlation baseline; QFVS's user summaries the QFVS reference rows. The human baseline is the "Human" row of
 Otani et al. (CVPR 2019) Table 1, which CLIP-It's supplementary repeats:
 Kendall tau 0.177, Spearman rho 0.204.
 """
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
-import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from clipit_jax import protocol
+from clipit_jax.datasets import tvsum_annotations
 
-_SCORES = re.compile(rb"[1-5](?:,[1-5])*")
 # Distinct score values up to which Kendall tau-b uses contingency tables.
 _MAX_LEVELS = 32
-
-
-class TvsumVideo(NamedTuple):
-  """One TVSum video: category code and `[users, n_frames]` int8 scores."""
-
-  category: str
-  user_scores: np.ndarray
-
-
-def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-  """File contents, gunzipped when the file starts with the gzip magic."""
-  try:
-    with open(path, "rb") as f:
-      data = f.read()
-    if data[:2] == b"\x1f\x8b":
-      data = gzip.decompress(data)
-  except FileNotFoundError:
-    raise ValueError(f"TVSum annotation file {os.fspath(path)!r} does not exist") from None
-  except (OSError, EOFError) as e:
-    raise ValueError(f"cannot read TVSum annotation file {os.fspath(path)!r}: {e}") from None
-  return data
-
-
-def load_tvsum_annotations(path: str | os.PathLike[str]) -> dict[str, TvsumVideo]:
-  """Reads `ydata-anno.tsv[.gz]` into {video id: TvsumVideo}, in file order.
-
-  Args:
-    path: the annotation file, plain or gzipped.
-
-  Returns:
-    For each video (in order of first appearance) its category and its
-    annotators' scores `[users, n_frames]` (int8, values 1-5, file order).
-
-  Raises:
-    ValueError: missing/unreadable file, a line without 3 tab-separated
-      fields, scores that are not integers 1-5, annotators of one video with
-      different frame counts or categories, or an empty file.
-  """
-  name = os.fspath(path)
-  data = _read_bytes(path)
-  rows: dict[str, list[np.ndarray]] = {}
-  categories: dict[str, str] = {}
-  for lineno, line in enumerate(data.split(b"\n"), start=1):
-    line = line.rstrip(b"\r")
-    if not line.strip():
-      continue
-    fields = line.split(b"\t")
-    if len(fields) != 3:
-      raise ValueError(
-        f"{name}:{lineno}: expected 3 tab-separated fields "
-        f"(video id, category, scores), got {len(fields)}"
-      )
-    try:
-      video, category = fields[0].decode().strip(), fields[1].decode().strip()
-    except UnicodeDecodeError:
-      raise ValueError(f"{name}:{lineno}: video id or category is not text") from None
-    if not video or not category:
-      raise ValueError(f"{name}:{lineno}: empty video id or category")
-    scores = fields[2].strip()
-    if not _SCORES.fullmatch(scores):
-      raise ValueError(f"{name}:{lineno}: scores must be comma-separated integers 1-5")
-    frames = np.frombuffer(scores[::2], np.uint8).astype(np.int8) - ord("0")
-    if categories.setdefault(video, category) != category:
-      raise ValueError(
-        f"{name}:{lineno}: video {video} has category {category}, earlier {categories[video]}"
-      )
-    previous = rows.setdefault(video, [])
-    if previous and previous[0].shape != frames.shape:
-      raise ValueError(
-        f"{name}:{lineno}: video {video} has "
-        f"{frames.shape[0]} frame scores, earlier "
-        f"{previous[0].shape[0]}"
-      )
-    previous.append(frames)
-  if not rows:
-    raise ValueError(f"{name}: no annotations found")
-  return {v: TvsumVideo(categories[v], np.stack(r)) for v, r in rows.items()}
 
 
 def _pairwise_kendall_levels(codes: np.ndarray, levels: int) -> np.ndarray:
@@ -175,7 +95,7 @@ def human_rank_correlation(user_scores: Any) -> dict[str, float]:
   }
 
 
-def tvsum_human_baseline(videos: Mapping[str, TvsumVideo]) -> dict[str, float]:
+def tvsum_human_baseline(videos: Mapping[str, tvsum_annotations.TvsumVideo]) -> dict[str, float]:
   """`human_rank_correlation` averaged over videos (Otani's "Human" row)."""
   if not videos:
     raise ValueError("no videos to evaluate")
@@ -243,7 +163,7 @@ def human_baseline_main(dataset: str, anno_path: str | os.PathLike[str]) -> dict
     raise ValueError(
       f"the human baseline needs TVSum's per-frame scores or QFVS's summaries; got {dataset!r}"
     )
-  result = tvsum_human_baseline(load_tvsum_annotations(anno_path))
+  result = tvsum_human_baseline(tvsum_annotations.load_tvsum_annotations(anno_path))
   if not all(math.isfinite(v) for v in result.values()):
     raise ValueError(f"{os.fspath(anno_path)}: baseline is not finite")
   return result

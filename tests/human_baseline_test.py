@@ -9,6 +9,7 @@ import scipy.stats
 
 from clipit_jax import human_baseline as hb
 from clipit_jax import reproduce
+from clipit_jax.datasets import tvsum_annotations
 
 _LINES = [
   ("vidA", "VT", [1, 2, 3, 4, 5]),
@@ -43,7 +44,7 @@ def _leave_one_out(scores):
 @pytest.mark.parametrize("gzipped", [True, False])
 def test_load_tvsum_annotations(tmp_path, gzipped):
   path = _write(tmp_path / "anno.tsv", _LINES, gzipped)
-  videos = hb.load_tvsum_annotations(path)
+  videos = tvsum_annotations.load_tvsum_annotations(path)
   assert list(videos) == ["vidA", "vid-B_2"]
   assert videos["vidA"].category == "VT"
   assert videos["vid-B_2"].category == "GA"
@@ -57,7 +58,9 @@ def test_load_tvsum_annotations(tmp_path, gzipped):
 def test_load_tvsum_annotations_accepts_crlf_and_blank_lines(tmp_path):
   path = tmp_path / "anno.tsv"
   path.write_bytes(b"v1\tVT\t1,2\r\n\r\nv1\tVT\t2,1\r\n")
-  np.testing.assert_array_equal(hb.load_tvsum_annotations(path)["v1"].user_scores, [[1, 2], [2, 1]])
+  np.testing.assert_array_equal(
+    tvsum_annotations.load_tvsum_annotations(path)["v1"].user_scores, [[1, 2], [2, 1]]
+  )
 
 
 @pytest.mark.parametrize(
@@ -80,16 +83,16 @@ def test_load_tvsum_annotations_rejects_malformed_files(tmp_path, content, match
   path = tmp_path / "bad.tsv"
   path.write_bytes(content)
   with pytest.raises(ValueError, match=match) as info:
-    hb.load_tvsum_annotations(path)
+    tvsum_annotations.load_tvsum_annotations(path)
   assert "bad.tsv" in str(info.value)
 
 
 def test_load_tvsum_annotations_missing_file(tmp_path):
   with pytest.raises(ValueError, match="does not exist") as info:
-    hb.load_tvsum_annotations(tmp_path / "nope.tsv.gz")
+    tvsum_annotations.load_tvsum_annotations(tmp_path / "nope.tsv.gz")
   assert "nope.tsv.gz" in str(info.value)
   with pytest.raises(ValueError, match="cannot read"):
-    hb.load_tvsum_annotations(tmp_path)  # a directory
+    tvsum_annotations.load_tvsum_annotations(tmp_path)  # a directory
 
 
 def test_pairwise_kendall_matches_scipy():
@@ -142,7 +145,7 @@ def test_human_rank_correlation_rejects_bad_input():
 def test_human_baseline_main_on_small_file(tmp_path):
   path = _write(tmp_path / "anno.tsv.gz", _LINES)
   got = hb.human_baseline_main("tvsum", str(path))
-  videos = hb.load_tvsum_annotations(path)
+  videos = tvsum_annotations.load_tvsum_annotations(path)
   per_video = [_leave_one_out(v.user_scores) for v in videos.values()]
   for key in ("kendall", "spearman"):
     assert got[key] == pytest.approx(np.mean([r[key] for r in per_video]), abs=1e-12)
@@ -156,7 +159,7 @@ def test_human_baseline_on_real_tvsum(shared_dir):
   path = shared_dir / "data" / "tvsum" / "ydata-anno.tsv.gz"
   if not path.is_file():
     pytest.skip(f"{path} not found")
-  videos = hb.load_tvsum_annotations(path)
+  videos = tvsum_annotations.load_tvsum_annotations(path)
   assert len(videos) == 50
   assert all(v.user_scores.shape[0] == 20 for v in videos.values())
   got = hb.human_baseline_main("tvsum", str(path))

@@ -10,10 +10,10 @@ import scipy.io
 import scipy.optimize
 
 from clipit_jax import protocol
-from clipit_jax import human_baseline
 from clipit_jax.datasets import h5_files
 from clipit_jax.datasets import loading
 from clipit_jax.datasets import standins
+from clipit_jax.datasets import tvsum_annotations
 
 
 def _optimal_value(values: np.ndarray, weights: np.ndarray, capacity: int) -> float:
@@ -51,7 +51,7 @@ def _check_common_fields(video: h5_files.H5Video) -> np.ndarray:
 
 def test_tvsum_standin_uses_the_real_annotations(shared_dir, tmp_path):
   anno_path = shared_dir / 'data/tvsum/ydata-anno.tsv.gz'
-  real = list(human_baseline.load_tvsum_annotations(anno_path).items())[:3]
+  real = list(tvsum_annotations.load_tvsum_annotations(anno_path).items())[:3]
   path = standins.write_standin(
     'tvsum', str(tmp_path), num_videos=3, tvsum_annotations=str(anno_path)
   )
@@ -74,7 +74,7 @@ def test_tvsum_standin_uses_the_real_annotations(shared_dir, tmp_path):
       )
   # The annotation file written beside the h5 holds the same real scores, and the
   # real builder reads them as the per-frame annotator scores.
-  written = human_baseline.load_tvsum_annotations(tmp_path / 'ydata-anno.tsv.gz')
+  written = tvsum_annotations.load_tvsum_annotations(tmp_path / 'ydata-anno.tsv.gz')
   for name, annotation in real:
     np.testing.assert_array_equal(written[name].user_scores, annotation.user_scores)
   records = loading.read_records(

@@ -50,9 +50,9 @@ import numpy as np
 import scipy.io
 
 from clipit_jax import files
-from clipit_jax import human_baseline
 from clipit_jax.datasets import annotators
 from clipit_jax.datasets import h5_files
+from clipit_jax.datasets import tvsum_annotations
 
 FEATURE_DIM = 1024
 FRAME_STRIDE = 15  # `picks`: every 15th frame, as in the eccv16 files.
@@ -277,7 +277,7 @@ def _real_tvsum(path: str | None) -> list[tuple[str, np.ndarray]] | None:
     return None
   return [
     (name, video.user_scores.astype(np.float32))
-    for name, video in human_baseline.load_tvsum_annotations(path).items()
+    for name, video in tvsum_annotations.load_tvsum_annotations(path).items()
   ]
 
 

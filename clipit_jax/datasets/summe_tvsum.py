@@ -19,7 +19,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from clipit_jax import arrays
-from clipit_jax import human_baseline
 from clipit_jax import input_pipeline
 from clipit_jax.datasets import errors
 from clipit_jax.datasets import h5_files
@@ -27,6 +26,7 @@ from clipit_jax.datasets import loading
 from clipit_jax.datasets import registry
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import split_files
+from clipit_jax.datasets import tvsum_annotations
 from clipit_jax.media import captions as captions_lib
 from clipit_jax.media import encoders
 from clipit_jax.media import video as video_io
@@ -340,7 +340,9 @@ class ClipitTvsum(_BenchmarkBuilder):
     if path is None:
       return {}
     try:
-      by_name = {k: v.user_scores for k, v in human_baseline.load_tvsum_annotations(path).items()}
+      by_name = {
+        k: v.user_scores for k, v in tvsum_annotations.load_tvsum_annotations(path).items()
+      }
     except ValueError as e:
       raise errors.DatasetError(str(e)) from None
     annotations = list(by_name)
