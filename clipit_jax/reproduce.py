@@ -35,7 +35,6 @@ from ml_collections import config_flags
 from clipit_jax import cli
 from clipit_jax import experiments
 from clipit_jax import files
-from clipit_jax.datasets import loading
 from clipit_jax.datasets import registry
 from clipit_jax.datasets import settings
 from clipit_jax.datasets import split_files
@@ -159,7 +158,7 @@ def plan(
       count = (
         len(splits.entries)
         if splits
-        else loading.num_splits(ml_collections.ConfigDict(dict(dataset=dataset, setting=setting)))
+        else registry.get(dataset).num_splits(ml_collections.ConfigDict(dict(setting=setting)))
       )
       chosen = list(range(count)) if only is None else [k for k in only if 0 <= k < count]
       if not chosen:

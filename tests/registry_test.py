@@ -64,6 +64,13 @@ def test_unknown_names_are_one_line_naming_the_known_ones():
     config.data.features = 'googlenet'
     loading.load_data(config)
   config = synthetic_config.get_config()
+  config.data.setting = 'augment'
+  with pytest.raises(
+    ValueError, match=r"synthetic has no setting 'augment'; expected one of \['standard'\]"
+  ):
+    loading.load_data(config)
+  assert registry.get('tvsum').settings == ('standard', 'augment', 'transfer')
+  config = synthetic_config.get_config()
   config.data.dataset = 'ovp'
   with pytest.raises(ValueError, match='ovp only augments the training data of others'):
     loading.load_data(config)

@@ -182,10 +182,12 @@ def load_data(config: ml_collections.ConfigDict) -> dict[str, list[input_pipelin
       f'{data.dataset} only augments the training data of others; expected one of '
       f'{registry.names()}'
     )
-  if data.features not in spec.features:
-    raise ValueError(
-      f'{data.dataset} has no features {data.features!r}; expected one of {list(spec.features)}'
-    )
+  for field, value, choices in (
+    ('features', data.features, spec.features),
+    ('setting', data.setting, spec.settings),
+  ):
+    if value not in choices:
+      raise ValueError(f'{data.dataset} has no {field} {value!r}; expected one of {list(choices)}')
   splits = spec.load(data, config.model.num_captions)
   if not splits['train']:
     raise errors.DatasetError(f'{data.dataset}/{data.setting}: no training videos')

@@ -93,9 +93,11 @@ class DatasetSpec:
   its builder configs, each a key of `FEATURES`. load: `(config.data, num_captions) ->
   {'train', 'validation', 'test'}` lists of `input_pipeline.Video`, ground truth included;
   None for a dataset that is only read to augment others (YouTube, OVP). num_splits: how
-  many splits `config.data.split` ranges over when no split file is given. f1_reduction:
-  how keyshot F1 combines the user summaries, 'max' (best-matching user, SumMe) or 'avg'.
-  builder: the TFDS builder's name, `clipit_<name>` unless given.
+  many splits `config.data.split` ranges over when no split file is given. settings: the
+  `config.data.setting` values it has ('augment' and 'transfer': SumMe and TVSum, see
+  settings.py). f1_reduction: how keyshot F1 combines the user summaries, 'max'
+  (best-matching user, SumMe) or 'avg'. builder: the TFDS builder's name, `clipit_<name>`
+  unless given.
   """
 
   name: str
@@ -103,6 +105,7 @@ class DatasetSpec:
   features: tuple[str, ...]
   load: Callable[[ml_collections.ConfigDict, int], Splits] | None
   num_splits: Callable[[ml_collections.ConfigDict], int] = standard_num_splits
+  settings: tuple[str, ...] = ('standard',)
   f1_reduction: str = 'avg'
   builder: str = ''
 

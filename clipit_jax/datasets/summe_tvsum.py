@@ -425,11 +425,14 @@ SUMME = registry.register(
     title='SumMe',
     features=_FEATURES,
     load=load_setting,
-    f1_reduction='max',
+    settings=settings.SETTINGS,
+    f1_reduction='max',  # The best-matching user.
   )
 )
 TVSUM = registry.register(
-  registry.DatasetSpec(name='tvsum', title='TVSum', features=_FEATURES, load=load_setting)
+  registry.DatasetSpec(
+    name='tvsum', title='TVSum', features=_FEATURES, load=load_setting, settings=settings.SETTINGS
+  )
 )
 # YouTube and OVP only augment the training data of SumMe and TVSum (settings.py).
 YOUTUBE = registry.register(
