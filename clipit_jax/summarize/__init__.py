@@ -7,6 +7,7 @@
   command.py     the clipit-summarize command line
   batch.py       many videos in one run: finding them, output names, `VideoResult`, the index
   beam_pipeline.py  clipit-encode-beam: a corpus CLIP-encoded on Apache Beam into the feature cache
+  encode_beam.py    its console script: one line when the beam extra is missing
   demo.py        clipit-demo: the summarizer in a browser page
 
 The research core (models, losses, training, data, evaluation) is the rest of `clipit_jax`;
@@ -15,7 +16,6 @@ video I/O, the encoders and caption files are in `clipit_jax.media`, below both.
 """
 
 import importlib
-import sys
 
 # Public name -> the submodule that defines it.
 _NAMES = {
@@ -33,18 +33,3 @@ def __getattr__(name: str):
     module = importlib.import_module(f'{__name__}.{_NAMES[name]}')
     return getattr(module, name)
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-
-
-def encode_beam_main() -> int:
-  """`clipit-encode-beam`; without the `beam` extra, one line that says how to install it."""
-  try:
-    import apache_beam  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    print(
-      'clipit-encode-beam: error: Apache Beam is not installed; pip install -e ".[beam]"',
-      file=sys.stderr,
-    )
-    return 1
-  from clipit_jax.summarize import beam_pipeline  # pylint: disable=g-import-not-at-top
-
-  return beam_pipeline.main()
