@@ -1,1 +1,2 @@
-"""The data sets as TFDS builders, their settings and split files, and reading them."""
+"""The data sets: one module each (TFDS builder, loader, spec in registry.py), their settings
+and split files, and what the loaders share (loading.py). docs/adding_a_dataset.md adds one."""
