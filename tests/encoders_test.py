@@ -213,7 +213,35 @@ def test_pytorch_pickle_only_says_how_to_convert(tiny_dir, tmp_path):
   (only_bin / "model.safetensors").rename(only_bin / "pytorch_model.bin")
   with pytest.raises(encoders.ModelLoadError, match="has only pytorch_model.bin") as e:
     encoders.load_clip(str(only_bin))
-  assert "save_pretrained" in one_line(str(e.value)) and "--clip-model DIR" in str(e.value)
+  message = one_line(str(e.value))
+  assert f"from_pretrained('{only_bin}').save_pretrained('{only_bin}')" in message
+  assert f"--clip-model {only_bin}" in message and "hf download" not in message
+
+
+def test_hub_repo_with_only_a_pytorch_pickle_says_download_then_convert(tmp_path, monkeypatch):
+  """The hub lists only pytorch_model.bin: the side files come down, then one line on converting."""
+  monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+  monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+  monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: True)
+  monkeypatch.setattr(hub, "_hub_patterns", lambda name: (list(hub.SIDE_FILES), True))
+  snapshot = tmp_path / "snapshot"
+  snapshot.mkdir()
+  (snapshot / "config.json").write_text("{}")
+
+  def fake_snapshot(name, cache, local, patterns):
+    if local:
+      raise FileNotFoundError("not cached")
+    assert hub.TORCH_WEIGHTS not in patterns  # The pickle is not downloaded.
+    return snapshot
+
+  monkeypatch.setattr(hub, "_snapshot", fake_snapshot)
+  with pytest.raises(encoders.ModelLoadError, match="has only pytorch_model.bin") as e:
+    encoders.load_clip("someone/old-clip")
+  message = one_line(str(e.value))
+  assert "`hf download someone/old-clip --local-dir DIR`" in message
+  assert (
+    "from_pretrained('DIR').save_pretrained('DIR')" in message and "--clip-model DIR" in message
+  )
 
 
 def test_flax_msgpack_of_transformers_4_loads(tiny, tiny_dir, tmp_path):

@@ -101,17 +101,26 @@ def weight_files(directory: pathlib.Path) -> list[pathlib.Path]:
   return []
 
 
-def _no_weights(directory: pathlib.Path, what: str, source: str, flag: str) -> ModelLoadError:
-  if (directory / TORCH_WEIGHTS).is_file():
+def _no_weights(
+  directory: pathlib.Path, what: str, source: str, flag: str, torch_only: bool | None = None
+) -> ModelLoadError:
+  """The error for a checkpoint without loadable weights; one with only a PyTorch pickle is told
+  how to convert it (in place, where torch and transformers are installed)."""
+  if torch_only is None:
+    torch_only = (directory / TORCH_WEIGHTS).is_file()
+  if torch_only:
+    local = looks_like_path(source)
+    get = "" if local else f"`hf download {source} --local-dir DIR`, then "
+    target = source if local else "DIR"
     return ModelLoadError(
-      f"could not load {what} {source}: it has only {TORCH_WEIGHTS} (a PyTorch pickle); to load "
-      f"it without torch, convert it once where torch is installed (`python -c \"from transformers "
-      f"import AutoModel; AutoModel.from_pretrained('{source}').save_pretrained('DIR')\"`), then "
-      f"pass `{flag} DIR`."
+      f"could not load {what} {source}: it has only {TORCH_WEIGHTS} (a PyTorch pickle); convert "
+      f"it to model.safetensors once where torch is installed: {get}`python -c \"from transformers "
+      f"import AutoModel as M; M.from_pretrained('{target}').save_pretrained('{target}')\"`, "
+      f"then pass `{flag} {target}`."
     )
   return ModelLoadError(
-    f"could not load {what} {source}: no {WEIGHTS} or {FLAX_WEIGHTS} in {directory}; pass a directory written "
-    f"by save_pretrained, a hub name, or `{flag} tiny`."
+    f"could not load {what} {source}: no {WEIGHTS} or {FLAX_WEIGHTS} in {directory}; pass a "
+    f"directory written by save_pretrained, a hub name, or `{flag} tiny`."
   )
 
 
@@ -125,19 +134,16 @@ def _snapshot(name: str, cache_dir, local: bool, patterns: Sequence[str]) -> pat
   )
 
 
-def _hub_patterns(name: str) -> list[str]:
-  """The files to download: the side files and the lightest loadable weights the repo has."""
+def _hub_patterns(name: str) -> tuple[list[str], bool]:
+  """(The files to download: side files and the loadable weights, whether only a pickle is there)."""
   from huggingface_hub import list_repo_files  # pylint: disable=g-import-not-at-top
 
   names = set(list_repo_files(name))
   if WEIGHTS in names or f"{WEIGHTS}.index.json" in names:
-    weights = ["model*.safetensors", f"{WEIGHTS}.index.json"]
-  elif FLAX_WEIGHTS in names:
-    weights = [FLAX_WEIGHTS]
-  else:
-    weights = [TORCH_WEIGHTS] if TORCH_WEIGHTS in names else []
-    weights = ["config.json"] if weights else []  # Only to say how to convert it.
-  return [*SIDE_FILES, *weights]
+    return [*SIDE_FILES, "model*.safetensors", f"{WEIGHTS}.index.json"], False
+  if FLAX_WEIGHTS in names:
+    return [*SIDE_FILES, FLAX_WEIGHTS], False
+  return list(SIDE_FILES), TORCH_WEIGHTS in names
 
 
 def resolve(
@@ -188,7 +194,7 @@ def resolve(
       f"{fix}."
     ) from None
   try:
-    wanted = _hub_patterns(name_or_path) if weights else ["config.json"]
+    wanted, torch_only = _hub_patterns(name_or_path) if weights else (["config.json"], False)
     path = _snapshot(name_or_path, cache, False, wanted)
   except Exception as e:  # pylint: disable=broad-except
     raise ModelLoadError(
@@ -196,7 +202,7 @@ def resolve(
       f"{fix}."
     ) from None
   if weights and not weight_files(path):
-    raise _no_weights(path, what, name_or_path, flag)
+    raise _no_weights(path, what, name_or_path, flag, torch_only)
   return path, f"{name_or_path}@{path.name}"
 
 

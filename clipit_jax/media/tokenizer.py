@@ -164,5 +164,4 @@ def load(directory: pathlib.Path, kind: str) -> Tokenizer:
 def save(backend, directory: pathlib.Path, special: dict[str, str]) -> None:
   """Writes tokenizer.json and a tokenizer_config.json naming the special tokens."""
   backend.save(str(directory / "tokenizer.json"))
-  config = {**special, "model_max_length": 77 if "bos_token" in special else 1024}
-  (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+  (directory / "tokenizer_config.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
