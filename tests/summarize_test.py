@@ -716,6 +716,21 @@ def test_a_long_query_is_cut_to_clips_context_with_a_warning(tiny, scenes, tmp_p
   assert short.settings["encoded_texts"] == ["a red square"]
 
 
+def test_long_captions_are_cut_quietly(tiny, scenes, tmp_path, caplog):
+  long = "a red square moving left " * 40  # 1,000 characters: past CLIP's 77 tokens.
+  srt = tmp_path / "long.srt"
+  srt.write_text(
+    f"1\n00:00:01,000 --> 00:00:03,000\n{long}\n\n2\n00:00:04,000 --> 00:00:05,000\nblue\n"
+  )
+  summarizer = summarize.Summarizer.training_free(tiny, cache_dir=tmp_path, progress=False)
+  summary = summarizer.summarize(scenes, captions=srt)
+  encoded = summary.settings["encoded_texts"]  # The M texts spread over time.
+  first = encoded[0]
+  assert len(tiny.tokenizer(first)["input_ids"]) == tiny.context_length
+  assert long.strip().startswith(first) and set(encoded) == {first, "blue"}
+  assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_unicode_titles_draw_without_warnings(tmp_path, capfd):
   n = 6
   summary = summary_lib.Summary(

@@ -224,8 +224,9 @@ def read_input(
   return VideoInput(path, info, given, source)
 
 
-def encodable_texts(encoder: Any, texts: Sequence[str]) -> list[str]:
-  """`texts` as CLIP encodes them: one longer than its context (77 tokens) is cut, with a warning.
+def encodable_texts(encoder: Any, texts: Sequence[str], *, warn: bool = True) -> list[str]:
+  """`texts` as CLIP encodes them: one longer than its context (77 tokens) is cut, with a warning
+  when `warn` (a user's query; generated captions are cut quietly, and summary.json records both).
 
   An encoder without a tokenizer (a stand-in) takes the texts whole.
   """
@@ -237,7 +238,7 @@ def encodable_texts(encoder: Any, texts: Sequence[str]) -> list[str]:
     ids = tokenizer(text, truncation=True, max_length=limit + 1)["input_ids"]
     if len(ids) > limit:
       text_kept = tokenizer.decode(ids[: limit - 1], skip_special_tokens=True)
-      _log.warning(
+      (_log.warning if warn else _log.debug)(
         "a text of %d characters is longer than CLIP's %d tokens; encoded its start: %r",
         len(text),
         limit,
@@ -417,7 +418,7 @@ class Summarizer:
       texts, source = [query], "query"
     else:
       texts, source = self._generic_texts(inp, duration)
-    encoded = encodable_texts(self.encoder, texts)
+    encoded = encodable_texts(self.encoder, texts, warn=source == "query")
     text = self.encoder.encode_texts(encoded)
     if self.model is None:
       scores = baselines.clip_similarity(features, text)
