@@ -792,7 +792,11 @@ def write_summary(
 def write_frames(
   path: files.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18, preset: str = "veryfast"
 ) -> pathlib.Path:
-  """Encodes uint8 RGB frames `[n, H, W, 3]` (even H and W) as an H.264 mp4, atomically."""
+  """Encodes uint8 RGB frames `[n, H, W, 3]` (even H and W) as an H.264 mp4, atomically.
+
+  The same frames give the same file: x264's macroblock-tree rate control is off, as its
+  AVX-512 code depends on uninitialised memory (the decoded pixels varied with the heap).
+  """
   frames = np.asarray(frames)
   if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
     raise ValueError(f"frames must be uint8 [n > 0, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -805,7 +809,7 @@ def write_frames(
     stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
     stream.width, stream.height = frames.shape[2], frames.shape[1]
     stream.pix_fmt = "yuv420p"
-    stream.options = {"crf": str(crf), "preset": preset}
+    stream.options = {"crf": str(crf), "preset": preset, "mbtree": "0"}
     for frame in frames:
       out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
     out.mux(stream.encode(None))
