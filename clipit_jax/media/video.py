@@ -651,6 +651,12 @@ def _copy_audio(
     emit(np.zeros((channels, last_out - state["next_apts"]), np.float32))
 
 
+def _x264_options(crf: int, preset: str) -> dict[str, str]:
+  """libx264's options: quality and speed, and mbtree off, so the same frames always give the
+  same bytes (x264's AVX-512 macroblock-tree code reads uninitialised memory)."""
+  return {"crf": str(crf), "preset": preset, "mbtree": "0"}
+
+
 def _add_video_stream(
   out: av.container.OutputContainer,
   vin: av.video.stream.VideoStream,
@@ -667,7 +673,7 @@ def _add_video_stream(
   vout.pix_fmt = "yuv420p"
   vout.codec_context.time_base = Fraction(1, _OUT_TICKS_PER_SECOND)
   vout.codec_context.max_b_frames = 0
-  vout.options = {"crf": str(crf), "preset": preset}
+  vout.options = _x264_options(crf, preset)
   if rotation:
     vout.set_display_rotation(rotation)
   return vout
@@ -809,7 +815,7 @@ def write_frames(
     stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
     stream.width, stream.height = frames.shape[2], frames.shape[1]
     stream.pix_fmt = "yuv420p"
-    stream.options = {"crf": str(crf), "preset": preset, "mbtree": "0"}
+    stream.options = _x264_options(crf, preset)
     for frame in frames:
       out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
     out.mux(stream.encode(None))
