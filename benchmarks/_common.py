@@ -24,7 +24,7 @@ from typing import Any
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
+RESULTS_DIR = BENCH_DIR / 'results'
 if str(REPO_ROOT) not in sys.path:  # `from configs import default`.
   sys.path.insert(0, str(REPO_ROOT))
 
@@ -32,20 +32,20 @@ if str(REPO_ROOT) not in sys.path:  # `from configs import default`.
 BUSY_CORES = 0.7
 # The x86 SIMD flags of /proc/cpuinfo recorded with every result.
 SIMD_FLAGS = (
-  "avx2",
-  "fma",
-  "avx512f",
-  "avx512bw",
-  "avx512vl",
-  "avx512_vnni",
-  "avx512_bf16",
-  "avx512_fp16",
-  "amx_tile",
-  "amx_bf16",
-  "amx_int8",
+  'avx2',
+  'fma',
+  'avx512f',
+  'avx512bw',
+  'avx512vl',
+  'avx512_vnni',
+  'avx512_bf16',
+  'avx512_fp16',
+  'amx_tile',
+  'amx_bf16',
+  'amx_int8',
 )
 # Environment variables that restrict the instruction sets libraries use.
-ISA_ENV = ("XLA_FLAGS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+ISA_ENV = ('XLA_FLAGS', 'ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'MKL_ENABLE_INSTRUCTIONS')
 
 
 # ------------------------------------------------------------------- load --
@@ -53,7 +53,7 @@ ISA_ENV = ("XLA_FLAGS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE
 
 def _cpu_jiffies() -> tuple[int, int]:
   """(busy, total) jiffies of the whole machine from /proc/stat."""
-  with open("/proc/stat") as f:
+  with open('/proc/stat') as f:
     fields = [int(v) for v in f.readline().split()[1:]]
   idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
   total = sum(fields[:8])  # guest time is already in user
@@ -77,7 +77,7 @@ class CpuMonitor:
   """
 
   def __init__(self):
-    self._hz = os.sysconf("SC_CLK_TCK")
+    self._hz = os.sysconf('SC_CLK_TCK')
     self.start()
 
   def start(self) -> None:
@@ -120,8 +120,8 @@ def wait_for_quiet(
       break
     if not quiet:
       print(
-        f"  [load] other processes use {other:.2f} cores (load average "
-        f"{os.getloadavg()[0]:.2f}); waiting {poll_s:.0f} s ...",
+        f'  [load] other processes use {other:.2f} cores (load average '
+        f'{os.getloadavg()[0]:.2f}); waiting {poll_s:.0f} s ...',
         flush=True,
       )
     time.sleep(poll_s)
@@ -172,8 +172,8 @@ def measure(
       times.append(time.perf_counter() - t0)
       if len(times) >= 1000:
         break
-    load["foreign_cores_during"] = round(monitor.foreign_cores(), 2)
-    load["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+    load['foreign_cores_during'] = round(monitor.foreign_cores(), 2)
+    load['loadavg_1m_after'] = round(os.getloadavg()[0], 2)
     result = dict(
       median_s=statistics.median(times),
       min_s=min(times),
@@ -181,14 +181,14 @@ def measure(
       load=load,
       attempts=attempt + 1,
     )
-    if best is None or load["foreign_cores_during"] < best["load"]["foreign_cores_during"]:
+    if best is None or load['foreign_cores_during'] < best['load']['foreign_cores_during']:
       best = result
-    best["attempts"] = attempt + 1
-    if not wait or load["foreign_cores_during"] <= BUSY_CORES:
+    best['attempts'] = attempt + 1
+    if not wait or load['foreign_cores_during'] <= BUSY_CORES:
       break
     print(
-      f"  [load] other processes used {load['foreign_cores_during']:.2f} cores during "
-      "the timing; measuring again",
+      f'  [load] other processes used {load["foreign_cores_during"]:.2f} cores during '
+      'the timing; measuring again',
       flush=True,
     )
   return best
@@ -200,7 +200,7 @@ def measure(
 def jax_matmul_rate(
   n: int = 4096,
   repeats: int = 5,
-  dtype: str = "float32",
+  dtype: str = 'float32',
   wait: bool = True,
   max_wait_s: float = 180.0,
 ) -> dict[str, Any]:
@@ -217,7 +217,7 @@ def jax_matmul_rate(
   flops = 2.0 * n**3
   r.update(
     flops=flops,
-    flop_per_s=flops / r["median_s"],
+    flop_per_s=flops / r['median_s'],
     n=n,
     dtype=dtype,
     device=str(jax.devices()[0].platform),
@@ -241,9 +241,9 @@ def torch_matmul_rate(
   flops = 2.0 * n**3
   r.update(
     flops=flops,
-    flop_per_s=flops / r["median_s"],
+    flop_per_s=flops / r['median_s'],
     n=n,
-    dtype="float32",
+    dtype='float32',
     threads=torch.get_num_threads(),
   )
   return r
@@ -259,7 +259,7 @@ def xla_flops(compiled) -> float | None:
     cost = cost[0] if cost else {}
   if not cost:
     return None
-  value = cost.get("flops")
+  value = cost.get('flops')
   return float(value) if value is not None and value > 0 else None
 
 
@@ -277,31 +277,31 @@ def machine_info() -> dict[str, Any]:
   """CPU model, cores, memory, Python and package versions, date."""
   model = None
   try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(['lscpu'], capture_output=True, text=True, check=False).stdout
     for line in out.splitlines():
-      if line.lower().startswith("model name"):
-        model = line.split(":", 1)[1].strip()
+      if line.lower().startswith('model name'):
+        model = line.split(':', 1)[1].strip()
         break
   except OSError:
     pass
-  flags = ""
+  flags = ''
   try:
-    with open("/proc/cpuinfo") as f:
+    with open('/proc/cpuinfo') as f:
       for line in f:
-        if line.startswith("flags"):
+        if line.startswith('flags'):
           flags = line
           break
   except OSError:
     pass
-  simd = [f for f in SIMD_FLAGS if f" {f} " in flags.rstrip() + " "]
+  simd = [f for f in SIMD_FLAGS if f' {f} ' in flags.rstrip() + ' ']
   mem = None
   try:
-    with open("/proc/meminfo") as f:
+    with open('/proc/meminfo') as f:
       mem = round(int(f.readline().split()[1]) / 2**20, 1)
   except OSError:
     pass
   info = dict(
-    date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
     cpu_model=model or platform.processor(),
     cpu_cores=os.cpu_count(),
     simd=simd,
@@ -309,33 +309,33 @@ def machine_info() -> dict[str, Any]:
     python=platform.python_version(),
     versions={
       k: _version(k)
-      for k in ("jax", "jaxlib", "flax", "optax", "torch", "transformers", "numpy", "av")
+      for k in ('jax', 'jaxlib', 'flax', 'optax', 'torch', 'transformers', 'numpy', 'av')
     },
   )
   try:
     import jax  # pylint: disable=g-import-not-at-top
 
-    info["jax_devices"] = [str(d) for d in jax.devices()]
-    info["jax_backend"] = jax.default_backend()
+    info['jax_devices'] = [str(d) for d in jax.devices()]
+    info['jax_backend'] = jax.default_backend()
   except Exception:  # pylint: disable=broad-except
     pass
-  info["xla_flags"] = os.environ.get("XLA_FLAGS", "")
-  info["isa_env"] = {k: os.environ[k] for k in ISA_ENV if k in os.environ}
-  info["uptime"] = uptime()
+  info['xla_flags'] = os.environ.get('XLA_FLAGS', '')
+  info['isa_env'] = {k: os.environ[k] for k in ISA_ENV if k in os.environ}
+  info['uptime'] = uptime()
   return info
 
 
 def uptime() -> str:
   """`uptime`'s line: the time and the load averages over 1, 5 and 15 minutes."""
   try:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    return subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()
   except OSError:
-    return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return 'load average: ' + ', '.join(f'{x:.2f}' for x in os.getloadavg())
 
 
 def current_rss_mib() -> float:
-  with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
 class RssSampler:
@@ -375,8 +375,8 @@ def peak_rss_mib() -> float:
 def write_json(path: str | os.PathLike, record: dict[str, Any]) -> pathlib.Path:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
-  print(f"wrote {path}")
+  path.write_text(json.dumps(record, indent=2, default=_json_default) + '\n')
+  print(f'wrote {path}')
   return path
 
 
@@ -394,7 +394,7 @@ def _json_default(o):
 
 
 def default_out(name: str) -> str:
-  return str(RESULTS_DIR / f"{name}.json")
+  return str(RESULTS_DIR / f'{name}.json')
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -403,31 +403,31 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
   widths = [
     max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
   ]
-  line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
-  out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+  line = lambda r: '| ' + ' | '.join(c.ljust(w) for c, w in zip(r, widths)) + ' |'
+  out = [line(headers), '|' + '|'.join('-' * (w + 2) for w in widths) + '|']
   out += [line(r) for r in cells]
-  return "\n".join(out)
+  return '\n'.join(out)
 
 
 def _fmt(c: Any) -> str:
   if c is None:
-    return "-"
+    return '-'
   if isinstance(c, float):
     if c == 0:
-      return "0"
+      return '0'
     if abs(c) >= 100:
-      return f"{c:.0f}"
+      return f'{c:.0f}'
     if abs(c) >= 10:
-      return f"{c:.1f}"
+      return f'{c:.1f}'
     if abs(c) >= 0.01:
-      return f"{c:.3g}"
-    return f"{c:.2e}"
+      return f'{c:.3g}'
+    return f'{c:.2e}'
   return str(c)
 
 
 def load_str(load: dict[str, Any]) -> str:
   """'loadavg / other processes' cores during the timing' for tables."""
-  return f"{load.get('loadavg_1m')} / {load.get('foreign_cores_during', '-')}"
+  return f'{load.get("loadavg_1m")} / {load.get("foreign_cores_during", "-")}'
 
 
 def gflops(x: float | None) -> float | None:
@@ -436,14 +436,14 @@ def gflops(x: float | None) -> float | None:
 
 # ------------------------------------------------------------- CLIP model --
 
-RANDOM_VIT_B32_ID = "random-vit-b32-v2"  # Bump when the construction changes.
+RANDOM_VIT_B32_ID = 'random-vit-b32-v2'  # Bump when the construction changes.
 
 
 def bench_cache_dir() -> pathlib.Path:
   """Where the benchmarks keep generated models and videos (reused across runs)."""
   from clipit_jax import files  # pylint: disable=g-import-not-at-top
 
-  return files.cache_root() / "bench"
+  return files.cache_root() / 'bench'
 
 
 def _build_random_vit_b32(directory: pathlib.Path) -> None:
@@ -471,6 +471,6 @@ def random_vit_b32_dir() -> pathlib.Path:
 
 def resolve_clip_model(name: str) -> str:
   """'random-vit-b32' -> its local directory; anything else as given ('tiny', a path)."""
-  if name in ("random-vit-b32", RANDOM_VIT_B32_ID):
+  if name in ('random-vit-b32', RANDOM_VIT_B32_ID):
     return str(random_vit_b32_dir())
   return name

@@ -58,14 +58,14 @@ def _write_video(
 ) -> None:
   rng = np.random.default_rng(seed)
   n_frames = int(round(duration_s * fps))
-  with av.open(str(path), mode="w", format="mp4") as out:
-    vs = out.add_stream("libx264", rate=fps)
-    vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-    vs.options = {"crf": "23", "preset": "veryfast", "g": str(2 * fps)}
+  with av.open(str(path), mode='w', format='mp4') as out:
+    vs = out.add_stream('libx264', rate=fps)
+    vs.width, vs.height, vs.pix_fmt = width, height, 'yuv420p'
+    vs.options = {'crf': '23', 'preset': 'veryfast', 'g': str(2 * fps)}
     rate = 48000
     if audio:
-      aus = out.add_stream("aac", rate=rate)
-      aus.codec_context.layout = "mono"
+      aus = out.add_stream('aac', rate=rate)
+      aus.codec_context.layout = 'mono'
       aus.codec_context.bit_rate = 64000
     samples_done = 0
     scene_end, bg, shapes, tone = 0, None, [], 440.0
@@ -88,25 +88,25 @@ def _write_video(
         tone = float(rng.uniform(220, 880))
       frame = bg.copy()
       for s in shapes:
-        s["pos"] += s["vel"]
-        for k, lim in ((0, height - s["size"]), (1, width - s["size"])):
-          if not 0 <= s["pos"][k] <= lim:
-            s["vel"][k] *= -1
-            s["pos"][k] = min(max(s["pos"][k], 0), lim)
-        y, x, z = int(s["pos"][0]), int(s["pos"][1]), s["size"]
-        if s["circle"]:
+        s['pos'] += s['vel']
+        for k, lim in ((0, height - s['size']), (1, width - s['size'])):
+          if not 0 <= s['pos'][k] <= lim:
+            s['vel'][k] *= -1
+            s['pos'][k] = min(max(s['pos'][k], 0), lim)
+        y, x, z = int(s['pos'][0]), int(s['pos'][1]), s['size']
+        if s['circle']:
           yy, xx = np.ogrid[:z, :z]
           m = (yy - z / 2) ** 2 + (xx - z / 2) ** 2 <= (z / 2) ** 2
-          frame[y : y + z, x : x + z][m] = s["colour"]
+          frame[y : y + z, x : x + z][m] = s['colour']
         else:
-          frame[y : y + z, x : x + z] = s["colour"]
-      out.mux(vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+          frame[y : y + z, x : x + z] = s['colour']
+      out.mux(vs.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
       if audio:
         target = int(round((i + 1) / fps * rate))
         while samples_done + 1024 <= target:
           t = (samples_done + np.arange(1024)) / rate
           wave = (0.2 * np.sin(2 * np.pi * tone * t)).astype(np.float32)[None]
-          af = av.AudioFrame.from_ndarray(wave, format="fltp", layout="mono")
+          af = av.AudioFrame.from_ndarray(wave, format='fltp', layout='mono')
           af.sample_rate = rate
           af.pts, af.time_base = samples_done, fractions.Fraction(1, rate)
           samples_done += 1024
@@ -132,21 +132,21 @@ def generate_video(
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   name = (
-    f"synthetic_{duration_s:g}s_{width}x{height}_{fps}fps_{'aac' if audio else 'mute'}_s{seed}.mp4"
+    f'synthetic_{duration_s:g}s_{width}x{height}_{fps}fps_{"aac" if audio else "mute"}_s{seed}.mp4'
   )
   path = directory / name
   if path.is_file():
     return path
-  tmp = directory / f".{name}.{os.getpid()}.tmp.mp4"
+  tmp = directory / f'.{name}.{os.getpid()}.tmp.mp4'
   t0 = time.perf_counter()
-  print(f"generating {path} ({duration_s:g} s, {width}x{height}, {fps} fps) ...", flush=True)
+  print(f'generating {path} ({duration_s:g} s, {width}x{height}, {fps} fps) ...', flush=True)
   try:
     _write_video(tmp, duration_s, width, height, fps, audio, seed)
     os.replace(tmp, path)
   finally:
     if tmp.exists():
       tmp.unlink()
-  print(f"  generated in {time.perf_counter() - t0:.0f} s", flush=True)
+  print(f'  generated in {time.perf_counter() - t0:.0f} s', flush=True)
   return path
 
 
@@ -190,8 +190,8 @@ class StageTimer:
     try:
       yield
     finally:
-      rec["seconds"] += time.perf_counter() - t0
-      rec["calls"] += 1
+      rec['seconds'] += time.perf_counter() - t0
+      rec['calls'] += 1
       if self.memory:
         self._record_memory(name, rec)
       self._busy = False
@@ -199,13 +199,13 @@ class StageTimer:
   def _record_memory(self, name: str, rec: dict[str, Any]) -> None:
     traced0, rss0 = self._start[name]
     current, peak = tracemalloc.get_traced_memory()
-    rec["traced_peak_mib"] = max(rec.get("traced_peak_mib", 0.0), (peak - traced0) / 2**20)
-    rec["traced_kept_mib"] = (current - traced0) / 2**20
-    rec["rss_before_mib"] = rss0
-    rec["rss_after_mib"] = _common.current_rss_mib()
-    rec["rss_peak_mib"] = max(rec.get("rss_peak_mib", 0.0), self.sampler.peak())
-    rec["rss_peak_growth_mib"] = rec["rss_peak_mib"] - rss0
-    rec["ru_maxrss_so_far_mib"] = _common.peak_rss_mib()
+    rec['traced_peak_mib'] = max(rec.get('traced_peak_mib', 0.0), (peak - traced0) / 2**20)
+    rec['traced_kept_mib'] = (current - traced0) / 2**20
+    rec['rss_before_mib'] = rss0
+    rec['rss_after_mib'] = _common.current_rss_mib()
+    rec['rss_peak_mib'] = max(rec.get('rss_peak_mib', 0.0), self.sampler.peak())
+    rec['rss_peak_growth_mib'] = rec['rss_peak_mib'] - rss0
+    rec['ru_maxrss_so_far_mib'] = _common.peak_rss_mib()
 
   def wrap(self, name: str, fn):
     """`fn`, timed as stage `name`."""
@@ -238,7 +238,7 @@ class StageTimer:
             return
         yield item
     finally:
-      if hasattr(it, "close"):
+      if hasattr(it, 'close'):
         it.close()
 
   def close(self) -> None:
@@ -249,23 +249,23 @@ class StageTimer:
 def _timed_functions(encoder: encoders.ClipEncoder) -> tuple[tuple[str, Any, str], ...]:
   """(stage, owner, attribute) of the functions the summarizer calls, looked up at call time."""
   return (
-    ("probe", video, "probe"),
-    ("hash", encoders, "file_sha256"),  # The feature cache's key.
-    ("decode", video, "decode_frames"),
-    ("encode", encoder, "encode_images"),
-    ("text", encoder, "encode_texts"),
-    ("score", baselines, "clip_similarity"),
-    ("kts", protocol, "kts_centred"),
-    ("knapsack", shots, "select_shots"),
-    ("write_video", video, "write_summary"),
-    ("write_json_plot", summary_lib.Summary, "to_json"),
-    ("write_json_plot", files, "write_text"),
-    ("write_json_plot", summary_lib, "plot_scores"),
+    ('probe', video, 'probe'),
+    ('hash', encoders, 'file_sha256'),  # The feature cache's key.
+    ('decode', video, 'decode_frames'),
+    ('encode', encoder, 'encode_images'),
+    ('text', encoder, 'encode_texts'),
+    ('score', baselines, 'clip_similarity'),
+    ('kts', protocol, 'kts_centred'),
+    ('knapsack', shots, 'select_shots'),
+    ('write_video', video, 'write_summary'),
+    ('write_json_plot', summary_lib.Summary, 'to_json'),
+    ('write_json_plot', files, 'write_text'),
+    ('write_json_plot', summary_lib, 'plot_scores'),
   )
 
 
 # The stage names, in pipeline order (no encoder is needed to name them), then the rest.
-STAGES = tuple(dict.fromkeys(name for name, _, _ in _timed_functions(None))) + ("other",)
+STAGES = tuple(dict.fromkeys(name for name, _, _ in _timed_functions(None))) + ('other',)
 
 
 @contextlib.contextmanager
@@ -273,7 +273,7 @@ def timing(timer: StageTimer, encoder: encoders.ClipEncoder):
   """While open, the functions of `_timed_functions` are replaced by `timer`'s wrappers."""
   with contextlib.ExitStack() as stack:
     for name, owner, attribute in _timed_functions(encoder):
-      wrap = timer.wrap_iterator if name == "decode" else timer.wrap
+      wrap = timer.wrap_iterator if name == 'decode' else timer.wrap
       fn = getattr(owner, attribute)
       stack.enter_context(mock.patch.object(owner, attribute, wrap(name, fn)))
     yield timer
@@ -297,7 +297,7 @@ def timed_summary(
   {'stages': {name: {'seconds', 'calls', ...}}, 'total_s', 'duration', 'frames', ...}.
   """
   timer = StageTimer(memory)
-  with tempfile.TemporaryDirectory(prefix="clipit-bench-features-") as cache:
+  with tempfile.TemporaryDirectory(prefix='clipit-bench-features-') as cache:
     summarizer = summarize.Summarizer.training_free(
       encoder, fps=fps, proportion=proportion, cache_dir=cache, progress=False
     )
@@ -309,19 +309,19 @@ def timed_summary(
   timer.close()
   missing = [s for s in STAGES[:-1] if s not in timer.stages]
   if missing:
-    raise RuntimeError(f"stages never entered: {missing}; update _timed_functions")
-  timer.stages["other"] = dict(seconds=total - sum(r["seconds"] for r in timer.stages.values()))
+    raise RuntimeError(f'stages never entered: {missing}; update _timed_functions')
+  timer.stages['other'] = dict(seconds=total - sum(r['seconds'] for r in timer.stages.values()))
   return dict(
     stages=timer.stages,
     total_s=total,
     duration=summary.duration,
-    video_duration=summary.settings["video_duration"],
+    video_duration=summary.settings['video_duration'],
     frames=len(summary.timestamps),
     shots=len(summary.shot_times),
     selected=len(summary.selected),
     summary_seconds=summary.summary_duration,
     fallback=summary.fallback,
-    size=summary.settings["video_size"],
+    size=summary.settings['video_size'],
   )
 
 
@@ -337,5 +337,5 @@ def warm_up_encoder(encoder: encoders.ClipEncoder, chunk_size: int = 64) -> floa
   )
   for b in sizes:
     encoder.encode_images(np.zeros((b, s, s, 3), np.uint8))
-  encoder.encode_texts(["warm up"])
+  encoder.encode_texts(['warm up'])
   return time.perf_counter() - t0

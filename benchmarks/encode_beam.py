@@ -45,7 +45,7 @@ FPS = 2.0
 
 def corpus(n: int) -> list[str]:
   """`n` synthetic videos of 5-10 s, made once."""
-  directory = _common.bench_cache_dir() / "corpus"
+  directory = _common.bench_cache_dir() / 'corpus'
   return [
     str(
       _pipeline.generate_video(
@@ -69,64 +69,64 @@ def in_process(paths: list[str], clip_model: str, cache: str) -> dict:
 def beam_run(paths: list[str], clip_model: str, workers: int, work: str) -> dict:
   """`clipit-encode-beam` in a new process: wall seconds, and the features it cached."""
   cache, out = tempfile.mkdtemp(dir=work), tempfile.mkdtemp(dir=work)
-  argv = [sys.executable, "-m", "clipit_jax.summarize.beam_pipeline", *paths]
-  argv += ["--clip-model", clip_model, "--fps", str(FPS), "--cache-dir", cache, "--out", out]
+  argv = [sys.executable, '-m', 'clipit_jax.summarize.beam_pipeline', *paths]
+  argv += ['--clip-model', clip_model, '--fps', str(FPS), '--cache-dir', cache, '--out', out]
   argv += [
-    "--runner=DirectRunner",
-    f"--direct_num_workers={workers}",
-    "--direct_running_mode=multi_processing",
+    '--runner=DirectRunner',
+    f'--direct_num_workers={workers}',
+    '--direct_running_mode=multi_processing',
   ]
   t0 = time.perf_counter()
   done = subprocess.run(argv, capture_output=True, text=True, check=False)
   seconds = time.perf_counter() - t0
   if done.returncode:
-    raise RuntimeError(f"clipit-encode-beam failed:\n{done.stderr[-2000:]}")
-  with open(os.path.join(out, beam_pipeline.ENCODED_FILE), encoding="utf-8") as f:
+    raise RuntimeError(f'clipit-encode-beam failed:\n{done.stderr[-2000:]}')
+  with open(os.path.join(out, beam_pipeline.ENCODED_FILE), encoding='utf-8') as f:
     records = [json.loads(line) for line in f]
-  features = {r["video"]: encoders.read_cached_features(r["cache_file"])[0] for r in records}
-  return dict(seconds=seconds, video_s=sum(r["seconds"] for r in records), features=features)
+  features = {r['video']: encoders.read_cached_features(r['cache_file'])[0] for r in records}
+  return dict(seconds=seconds, video_s=sum(r['seconds'] for r in records), features=features)
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--videos", type=int, default=20)
-  parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-  parser.add_argument("--clip-model", default="tiny", help="'tiny', 'random-vit-b32', or a path")
-  parser.add_argument("--quick", action="store_true", help="4 videos")
-  parser.add_argument("--max-wait", type=float, default=120.0, help="seconds to wait for quiet")
-  parser.add_argument("--out", default=_common.default_out("encode_beam"))
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--videos', type=int, default=20)
+  parser.add_argument('--workers', type=int, nargs='+', default=[1, 2])
+  parser.add_argument('--clip-model', default='tiny', help="'tiny', 'random-vit-b32', or a path")
+  parser.add_argument('--quick', action='store_true', help='4 videos')
+  parser.add_argument('--max-wait', type=float, default=120.0, help='seconds to wait for quiet')
+  parser.add_argument('--out', default=_common.default_out('encode_beam'))
   args = parser.parse_args()
   clip_model = _common.resolve_clip_model(args.clip_model)
   paths = corpus(4 if args.quick else args.videos)
-  work = tempfile.mkdtemp(prefix="encode-beam-")
+  work = tempfile.mkdtemp(prefix='encode-beam-')
   try:
     beam_run(paths[:1], clip_model, 1, work)  # Warm-up: the XLA compile cache.
     rows, record = [], dict(machine=_common.machine_info(), videos=len(paths), runs=[])
-    record["seconds_of_video"] = sum(video.probe(p).duration for p in paths)
-    for name in ["in-process"] + [f"beam, {w} workers" for w in args.workers]:
+    record['seconds_of_video'] = sum(video.probe(p).duration for p in paths)
+    for name in ['in-process'] + [f'beam, {w} workers' for w in args.workers]:
       load = _common.wait_for_quiet(args.max_wait)
       monitor = _common.CpuMonitor()
-      if name == "in-process":
+      if name == 'in-process':
         run = reference = in_process(paths, clip_model, tempfile.mkdtemp(dir=work))
       else:
         run = beam_run(paths, clip_model, int(name.split()[1]), work)
-      load["foreign_cores_during"] = round(monitor.foreign_cores(), 2)
-      diff = max(float(np.abs(run["features"][p] - reference["features"][p]).max()) for p in paths)
-      entry = {k: v for k, v in run.items() if k != "features"} | dict(
+      load['foreign_cores_during'] = round(monitor.foreign_cores(), 2)
+      diff = max(float(np.abs(run['features'][p] - reference['features'][p]).max()) for p in paths)
+      entry = {k: v for k, v in run.items() if k != 'features'} | dict(
         name=name, max_abs_diff=diff, load=load
       )
-      record["runs"].append(entry)
-      per_video = run["seconds"] / len(paths)
-      inside = run.get("video_s", run.get("encode_s"))
-      rows.append([name, run["seconds"], per_video, inside, diff, _common.load_str(load)])
-      print(f"  {name}: {run['seconds']:.1f} s", flush=True)
+      record['runs'].append(entry)
+      per_video = run['seconds'] / len(paths)
+      inside = run.get('video_s', run.get('encode_s'))
+      rows.append([name, run['seconds'], per_video, inside, diff, _common.load_str(load)])
+      print(f'  {name}: {run["seconds"]:.1f} s', flush=True)
   finally:
     shutil.rmtree(work, ignore_errors=True)
   print(
-    _common.table(rows, ["run", "seconds", "s / video", "encoding s", "max |diff|", "load / other"])
+    _common.table(rows, ['run', 'seconds', 's / video', 'encoding s', 'max |diff|', 'load / other'])
   )
   _common.write_json(args.out, record)
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
   main()

@@ -38,11 +38,11 @@ import jax  # noqa: E402
 from configs import default  # noqa: E402
 
 KINDS = (
-  ("matmul", r"ynn_fusion|^dot|gemm|^aten::(mm|addmm|bmm|baddbmm)$"),
-  ("softmax", r"softmax"),
-  ("layout", r"copy|transpose|concatenate|slice|pad|^aten::(clone|contiguous|cat|t|permute)$"),
-  ("reduction", r"reduce|^aten::(sum|mean|norm|max|var_mean)"),
-  ("elementwise", r"fusion|multiply|add|subtract|divide|exp|tanh|select|compare|convert|^aten::"),
+  ('matmul', r'ynn_fusion|^dot|gemm|^aten::(mm|addmm|bmm|baddbmm)$'),
+  ('softmax', r'softmax'),
+  ('layout', r'copy|transpose|concatenate|slice|pad|^aten::(clone|contiguous|cat|t|permute)$'),
+  ('reduction', r'reduce|^aten::(sum|mean|norm|max|var_mean)'),
+  ('elementwise', r'fusion|multiply|add|subtract|divide|exp|tanh|select|compare|convert|^aten::'),
 )
 
 
@@ -50,7 +50,7 @@ def kind_of(name: str) -> str:
   for kind, pattern in KINDS:
     if re.search(pattern, name):
       return kind
-  return "other"
+  return 'other'
 
 
 def by_kind(op_seconds: dict[str, float], step_s: float) -> dict[str, float]:
@@ -74,14 +74,14 @@ def profile_jax(config, batch_np, warmup: int) -> tuple[dict[str, float], float]
       state, metrics = step(state, batch, rng)
       jax.block_until_ready((state, metrics))
       wall = time.perf_counter() - start
-    (path,) = glob.glob(os.path.join(directory, "**", "*perfetto_trace.json.gz"), recursive=True)
+    (path,) = glob.glob(os.path.join(directory, '**', '*perfetto_trace.json.gz'), recursive=True)
     with gzip.open(path) as f:
       trace = json.load(f)
-  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  events = trace['traceEvents'] if isinstance(trace, dict) else trace
   ops = collections.Counter()
   for e in events:
-    if e.get("ph") == "X" and "hlo_op" in (e.get("args") or {}):
-      ops[re.sub(r"\.\d+$", "", e["name"])] += e.get("dur", 0) / 1e6
+    if e.get('ph') == 'X' and 'hlo_op' in (e.get('args') or {}):
+      ops[re.sub(r'\.\d+$', '', e['name'])] += e.get('dur', 0) / 1e6
   return dict(ops), wall
 
 
@@ -107,33 +107,33 @@ def profile_torch(config, batch_np, warmup: int) -> tuple[dict[str, float], floa
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--batch", type=int, default=16, help="windows per step")
-  parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-  parser.add_argument("--top", type=int, default=15, help="ops listed per side")
-  parser.add_argument("--no-torch", action="store_true", help="profile JAX only")
-  parser.add_argument("--out", default=_common.default_out("profile_step"), help="JSON results")
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--batch', type=int, default=16, help='windows per step')
+  parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
+  parser.add_argument('--top', type=int, default=15, help='ops listed per side')
+  parser.add_argument('--no-torch', action='store_true', help='profile JAX only')
+  parser.add_argument('--out', default=_common.default_out('profile_step'), help='JSON results')
   args = parser.parse_args(argv)
 
   config = default.get_config()
   batch_np = bench.make_batch(args.batch, config.model)
-  record = dict(benchmark="profile_step", machine=_common.machine_info(), batch=args.batch)
-  record["load"] = _common.wait_for_quiet()
-  sides = {"jax": profile_jax(config, batch_np, args.warmup)}
+  record = dict(benchmark='profile_step', machine=_common.machine_info(), batch=args.batch)
+  record['load'] = _common.wait_for_quiet()
+  sides = {'jax': profile_jax(config, batch_np, args.warmup)}
   if not args.no_torch:
-    sides["torch"] = profile_torch(config, batch_np, args.warmup)
+    sides['torch'] = profile_torch(config, batch_np, args.warmup)
   rows = []
   for side, (ops, wall) in sides.items():
     record[side] = dict(step_s=wall, kinds=by_kind(ops, wall), ops=ops)
-    print(f"\n{side}: step {wall:.2f} s; top ops (profiled seconds):")
+    print(f'\n{side}: step {wall:.2f} s; top ops (profiled seconds):')
     for name, seconds in collections.Counter(ops).most_common(args.top):
-      print(f"  {seconds:7.3f}  {kind_of(name):11s} {name}")
-  for kind in dict.fromkeys(k for side in sides for k in record[side]["kinds"]):
-    rows.append([kind] + [round(record[side]["kinds"].get(kind, 0.0), 2) for side in sides])
-  print("\nseconds of the step by kind of op\n" + _common.table(rows, ["kind", *sides]))
+      print(f'  {seconds:7.3f}  {kind_of(name):11s} {name}')
+  for kind in dict.fromkeys(k for side in sides for k in record[side]['kinds']):
+    rows.append([kind] + [round(record[side]['kinds'].get(kind, 0.0), 2) for side in sides])
+  print('\nseconds of the step by kind of op\n' + _common.table(rows, ['kind', *sides]))
   _common.write_json(args.out, record)
   return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
   sys.exit(main())

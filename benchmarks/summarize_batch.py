@@ -39,7 +39,7 @@ def make_videos(directory: pathlib.Path, n: int, seconds: float, fps: int = 8) -
   """`n` videos of `seconds` (320x240, scenes of 2 s), made once."""
   paths = []
   for k in range(n):
-    path = directory / f"clip_{k}_{seconds:g}s.mp4"
+    path = directory / f'clip_{k}_{seconds:g}s.mp4'
     if not path.is_file():
       frames = np.empty((round(seconds * fps), 240, 320, 3), np.uint8)
       for i, frame in enumerate(frames):
@@ -53,25 +53,25 @@ def make_videos(directory: pathlib.Path, n: int, seconds: float, fps: int = 8) -
 
 def command(inputs: list[str], clip_model: str, work: pathlib.Path) -> float:
   """Seconds of one `clipit-summarize` command with a fresh feature cache."""
-  cache = tempfile.mkdtemp(prefix="features-", dir=work)
-  out = tempfile.mkdtemp(prefix="out-", dir=work)
-  args = [sys.executable, "-m", "clipit_jax.summarize", *inputs, "--query", "a red square"]
-  args += ["--clip-model", clip_model, "--cache-dir", cache, "--no-progress", "--out", out]
+  cache = tempfile.mkdtemp(prefix='features-', dir=work)
+  out = tempfile.mkdtemp(prefix='out-', dir=work)
+  args = [sys.executable, '-m', 'clipit_jax.summarize', *inputs, '--query', 'a red square']
+  args += ['--clip-model', clip_model, '--cache-dir', cache, '--no-progress', '--out', out]
   t0 = time.perf_counter()
   subprocess.run(args, cwd=ROOT, check=True, capture_output=True)
   return time.perf_counter() - t0
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--clip-model", default="random-vit-b32", help="'random-vit-b32', 'tiny'")
-  parser.add_argument("--videos", type=int, default=4)
-  parser.add_argument("--seconds", type=float, default=10.0)
-  parser.add_argument("--max-wait", type=float, default=60.0)
-  parser.add_argument("--out", default=_common.default_out("summarize_batch"))
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--clip-model', default='random-vit-b32', help="'random-vit-b32', 'tiny'")
+  parser.add_argument('--videos', type=int, default=4)
+  parser.add_argument('--seconds', type=float, default=10.0)
+  parser.add_argument('--max-wait', type=float, default=60.0)
+  parser.add_argument('--out', default=_common.default_out('summarize_batch'))
   args = parser.parse_args()
   clip_model = _common.resolve_clip_model(args.clip_model)
-  directory = _common.bench_cache_dir() / "videos" / "batch"
+  directory = _common.bench_cache_dir() / 'videos' / 'batch'
   paths = make_videos(directory, args.videos, args.seconds)
   with tempfile.TemporaryDirectory() as work:
     work = pathlib.Path(work)
@@ -79,14 +79,14 @@ def main() -> None:
     load = _common.wait_for_quiet(args.max_wait)
     batch_s = command(paths, clip_model, work)
     single_s = [command([p], clip_model, work) for p in paths]
-  load["uptime_after"] = _common.uptime()
+  load['uptime_after'] = _common.uptime()
   n = len(paths)
   rows = [
-    ("one batch command", batch_s, batch_s / n),
-    ("one command per video", sum(single_s), sum(single_s) / n),
+    ('one batch command', batch_s, batch_s / n),
+    ('one command per video', sum(single_s), sum(single_s) / n),
   ]
-  print(_common.table(rows, ["", "total s", "s per video"]))
-  print(f"batch / single per video: {batch_s / sum(single_s):.2f}; load {load}")
+  print(_common.table(rows, ['', 'total s', 's per video']))
+  print(f'batch / single per video: {batch_s / sum(single_s):.2f}; load {load}')
   record = dict(
     machine=_common.machine_info(),
     clip_model=args.clip_model,
@@ -99,5 +99,5 @@ def main() -> None:
   _common.write_json(args.out, record)
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
   main()

@@ -40,7 +40,7 @@ LN_EPS = 1e-6  # flax.linen.LayerNorm's default.
 
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
-  return F.gelu(x, approximate="tanh")  # flax.linen.gelu(approximate=True).
+  return F.gelu(x, approximate='tanh')  # flax.linen.gelu(approximate=True).
 
 
 def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
@@ -56,11 +56,11 @@ class MultiHeadAttention(nn.Module):
   """Flax `MultiHeadDotProductAttention` (qkv width = query width)."""
 
   def __init__(
-    self, q_dim: int, kv_dim: int, num_heads: int, dropout: float, attention: str = "explicit"
+    self, q_dim: int, kv_dim: int, num_heads: int, dropout: float, attention: str = 'explicit'
   ):
     super().__init__()
     if q_dim % num_heads:
-      raise ValueError(f"width {q_dim} is not divisible by {num_heads} heads")
+      raise ValueError(f'width {q_dim} is not divisible by {num_heads} heads')
     self.num_heads, self.head_dim = num_heads, q_dim // num_heads
     self.query = nn.Linear(q_dim, q_dim)
     self.key = nn.Linear(kv_dim, q_dim)
@@ -78,7 +78,7 @@ class MultiHeadAttention(nn.Module):
     k = self.key(kv_in).view(b, s, h, d).transpose(1, 2)
     v = self.value(kv_in).view(b, s, h, d).transpose(1, 2)
     p = self.dropout if self.training else 0.0
-    if self.attention == "sdpa":
+    if self.attention == 'sdpa':
       y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
     else:
       logits = torch.matmul(q / math.sqrt(d), k.transpose(-1, -2))  # [B, H, T, S]
@@ -160,7 +160,7 @@ class FrameScoringTransformer(nn.Module):
     self.decoder_norm = nn.LayerNorm(w, eps=LN_EPS)
     self.reconstruct = nn.Linear(w, out_dim)
     self.dropout = nn.Dropout(cfg.dropout_rate)
-    self.register_buffer("positions", sinusoidal_positions(cfg.window, w), persistent=False)
+    self.register_buffer('positions', sinusoidal_positions(cfg.window, w), persistent=False)
 
   def forward(self, x, frame_mask):
     t = x.shape[1]
@@ -184,19 +184,19 @@ class TextFusion(nn.Module):
     self.fusion = cfg.text_fusion
     self.num_captions = cfg.num_captions
     self.input_norm = nn.LayerNorm(cfg.text_dim, eps=LN_EPS) if text_norm else None
-    if self.fusion == "concat":
+    if self.fusion == 'concat':
       self.fuse = nn.Linear(cfg.num_captions * cfg.text_dim, cfg.width)
-    elif self.fusion == "tokens" or cfg.text_dim != cfg.width:
+    elif self.fusion == 'tokens' or cfg.text_dim != cfg.width:
       self.project = nn.Linear(cfg.text_dim, cfg.width)
 
   def forward(self, text, text_mask):
     if self.input_norm is not None:
       text = self.input_norm(text)
     text = torch.where(text_mask[..., None], text, torch.zeros_like(text))
-    if self.fusion == "concat":
+    if self.fusion == 'concat':
       flat = text.reshape(text.shape[0], 1, -1)
       return self.fuse(flat), text_mask.any(dim=1, keepdim=True)
-    if hasattr(self, "project"):
+    if hasattr(self, 'project'):
       text = self.project(text)
     return text, text_mask
 
@@ -219,14 +219,14 @@ class CLIPIt(nn.Module):
     cfg,
     text_norm: bool | None = None,
     null_token: bool | None = None,
-    attention: str = "explicit",
+    attention: str = 'explicit',
   ):
     super().__init__()
     self.cfg = cfg
     if text_norm is None:
       text_norm = bool(cfg.input_norm)
     if null_token is None:
-      null_token = bool(cfg.get("null_text_token", False))
+      null_token = bool(cfg.get('null_text_token', False))
     self.null_token = null_token
     self.input_norm = nn.LayerNorm(cfg.frame_dim, eps=LN_EPS) if cfg.input_norm else None
     self.frame_projection = nn.Linear(cfg.frame_dim, cfg.width)
@@ -297,20 +297,20 @@ def reconstruction_loss(reconstruction, features, mask):
 
 def loss_fn(outputs, batch, config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
   """The supervised total loss averaged over real samples (as `train_step`)."""
-  mask = batch["frame_mask"]
+  mask = batch['frame_mask']
   w = config.loss_weights
   per = dict(
-    classification=classification_loss(outputs["logits"], batch["labels"], mask),
-    diversity=diversity_loss(outputs["scores"], batch["frames"], mask),
-    reconstruction=reconstruction_loss(outputs["reconstruction"], batch["frames"], mask),
+    classification=classification_loss(outputs['logits'], batch['labels'], mask),
+    diversity=diversity_loss(outputs['scores'], batch['frames'], mask),
+    reconstruction=reconstruction_loss(outputs['reconstruction'], batch['frames'], mask),
   )
-  per["total"] = (
-    w.classification * per["classification"]
-    + w.diversity * per["diversity"]
-    + w.reconstruction * per["reconstruction"]
+  per['total'] = (
+    w.classification * per['classification']
+    + w.diversity * per['diversity']
+    + w.reconstruction * per['reconstruction']
   )
   sample_mask = mask.any(-1).float()
-  loss = (per["total"] * sample_mask).sum() / sample_mask.sum().clamp(min=1.0)
+  loss = (per['total'] * sample_mask).sum() / sample_mask.sum().clamp(min=1.0)
   return loss, per
 
 
@@ -326,7 +326,7 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, config):
 
   def step(batch):
     optimizer.zero_grad(set_to_none=True)
-    outputs = model(batch["frames"], batch["frame_mask"], batch["text"], batch["text_mask"])
+    outputs = model(batch['frames'], batch['frame_mask'], batch['text'], batch['text_mask'])
     loss, _ = loss_fn(outputs, batch, config)
     loss.backward()
     optimizer.step()
@@ -339,75 +339,75 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, config):
 
 
 def _dense(linear: nn.Linear, p: dict[str, Any]) -> None:
-  kernel = np.array(p["kernel"], np.float32)
+  kernel = np.array(p['kernel'], np.float32)
   linear.weight.copy_(torch.from_numpy(kernel.reshape(-1, kernel.shape[-1]).T.copy()))
-  linear.bias.copy_(torch.from_numpy(np.array(p["bias"], np.float32).reshape(-1)))
+  linear.bias.copy_(torch.from_numpy(np.array(p['bias'], np.float32).reshape(-1)))
 
 
 def _attention_in(linear: nn.Linear, p: dict[str, Any]) -> None:
-  kernel = np.array(p["kernel"], np.float32)  # [in, heads, head_dim]
+  kernel = np.array(p['kernel'], np.float32)  # [in, heads, head_dim]
   linear.weight.copy_(torch.from_numpy(kernel.reshape(kernel.shape[0], -1).T.copy()))
-  linear.bias.copy_(torch.from_numpy(np.array(p["bias"], np.float32).reshape(-1)))
+  linear.bias.copy_(torch.from_numpy(np.array(p['bias'], np.float32).reshape(-1)))
 
 
 def _attention_out(linear: nn.Linear, p: dict[str, Any]) -> None:
-  kernel = np.array(p["kernel"], np.float32)  # [heads, head_dim, out]
+  kernel = np.array(p['kernel'], np.float32)  # [heads, head_dim, out]
   linear.weight.copy_(torch.from_numpy(kernel.reshape(-1, kernel.shape[-1]).T.copy()))
-  linear.bias.copy_(torch.from_numpy(np.array(p["bias"], np.float32)))
+  linear.bias.copy_(torch.from_numpy(np.array(p['bias'], np.float32)))
 
 
 def _norm(norm: nn.LayerNorm, p: dict[str, Any]) -> None:
-  norm.weight.copy_(torch.from_numpy(np.array(p["scale"], np.float32)))
-  norm.bias.copy_(torch.from_numpy(np.array(p["bias"], np.float32)))
+  norm.weight.copy_(torch.from_numpy(np.array(p['scale'], np.float32)))
+  norm.bias.copy_(torch.from_numpy(np.array(p['bias'], np.float32)))
 
 
 def _mha(mha: MultiHeadAttention, p: dict[str, Any]) -> None:
-  for name in ("query", "key", "value"):
+  for name in ('query', 'key', 'value'):
     _attention_in(getattr(mha, name), p[name])
-  _attention_out(mha.out, p["out"])
+  _attention_out(mha.out, p['out'])
 
 
 def _mlp(mlp: MlpBlock, p: dict[str, Any]) -> None:
-  _dense(mlp.dense_0, p["Dense_0"])
-  _dense(mlp.dense_1, p["Dense_1"])
+  _dense(mlp.dense_0, p['Dense_0'])
+  _dense(mlp.dense_1, p['Dense_1'])
 
 
 @torch.no_grad()
 def load_flax_params(model: CLIPIt, params: dict[str, Any]) -> None:
   """Copies a Flax `CLIPIt` parameter tree into `model` (every tensor, checked)."""
   if model.input_norm is not None:
-    _norm(model.input_norm, params["input_norm"])
-  _dense(model.frame_projection, params["frame_projection"])
-  tf = params["text_fusion"]
+    _norm(model.input_norm, params['input_norm'])
+  _dense(model.frame_projection, params['frame_projection'])
+  tf = params['text_fusion']
   if model.text_fusion.input_norm is not None:
-    _norm(model.text_fusion.input_norm, tf["input_norm"])
-  if "fuse" in tf:
-    _dense(model.text_fusion.fuse, tf["fuse"])
-  if "project" in tf:
-    _dense(model.text_fusion.project, tf["project"])
-  _mha(model.language_attention, params["language_attention"]["attention"])
-  _norm(model.language_norm, params["language_attention"]["norm"])
-  sp = params["scorer"]
+    _norm(model.text_fusion.input_norm, tf['input_norm'])
+  if 'fuse' in tf:
+    _dense(model.text_fusion.fuse, tf['fuse'])
+  if 'project' in tf:
+    _dense(model.text_fusion.project, tf['project'])
+  _mha(model.language_attention, params['language_attention']['attention'])
+  _norm(model.language_norm, params['language_attention']['norm'])
+  sp = params['scorer']
   sc = model.scorer
   for i, layer in enumerate(sc.encoder):
-    p = sp[f"encoder_{i}"]
-    _norm(layer.norm_0, p["LayerNorm_0"])
-    _mha(layer.attention, p["MultiHeadDotProductAttention_0"])
-    _norm(layer.norm_1, p["LayerNorm_1"])
-    _mlp(layer.mlp, p["MlpBlock_0"])
-  _norm(sc.encoder_norm, sp["encoder_norm"])
-  _dense(sc.head_hidden, sp["head_hidden"])
-  _dense(sc.head_out, sp["head_out"])
+    p = sp[f'encoder_{i}']
+    _norm(layer.norm_0, p['LayerNorm_0'])
+    _mha(layer.attention, p['MultiHeadDotProductAttention_0'])
+    _norm(layer.norm_1, p['LayerNorm_1'])
+    _mlp(layer.mlp, p['MlpBlock_0'])
+  _norm(sc.encoder_norm, sp['encoder_norm'])
+  _dense(sc.head_hidden, sp['head_hidden'])
+  _dense(sc.head_out, sp['head_out'])
   for i, layer in enumerate(sc.decoder):
-    p = sp[f"decoder_{i}"]
-    _norm(layer.norm_0, p["LayerNorm_0"])
-    _mha(layer.self_attention, p["self_attention"])
-    _norm(layer.norm_1, p["LayerNorm_1"])
-    _mha(layer.cross_attention, p["cross_attention"])
-    _norm(layer.norm_2, p["LayerNorm_2"])
-    _mlp(layer.mlp, p["MlpBlock_0"])
-  _norm(sc.decoder_norm, sp["decoder_norm"])
-  _dense(sc.reconstruct, sp["reconstruct"])
+    p = sp[f'decoder_{i}']
+    _norm(layer.norm_0, p['LayerNorm_0'])
+    _mha(layer.self_attention, p['self_attention'])
+    _norm(layer.norm_1, p['LayerNorm_1'])
+    _mha(layer.cross_attention, p['cross_attention'])
+    _norm(layer.norm_2, p['LayerNorm_2'])
+    _mlp(layer.mlp, p['MlpBlock_0'])
+  _norm(sc.decoder_norm, sp['decoder_norm'])
+  _dense(sc.reconstruct, sp['reconstruct'])
 
 
 def count_params(model: nn.Module) -> int:

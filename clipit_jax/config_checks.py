@@ -162,7 +162,7 @@ def _combination(config: ml_collections.ConfigDict) -> tuple[str, str] | None:
   if data.setting != 'standard' and data.dataset not in SPLITS_FILE_DATASETS:
     return (
       'data.setting',
-      f'{data.setting!r} does not apply to data.dataset={data.dataset!r} (only \'standard\')',
+      f"{data.setting!r} does not apply to data.dataset={data.dataset!r} (only 'standard')",
     )
   return None
 

@@ -152,7 +152,7 @@ def merge_saved(saved: Any) -> ml_collections.ConfigDict:
   for field in SAVED_REQUIRED:
     section, key = field.split('.')
     if key not in saved.get(section, {}):
-      raise ValueError(f'{field} is missing (it fixes the saved parameters\' shapes)')
+      raise ValueError(f"{field} is missing (it fixes the saved parameters' shapes)")
   return config
 
 

@@ -78,7 +78,7 @@ def exclusive_lock(path: PathLike, advice: str = '') -> Iterator[None]:
 
 def cache_root() -> pathlib.Path:
   """`$CLIPIT_CACHE`, else `~/.cache/clipit_jax`: tiny models and features."""
-  root = os.environ.get("CLIPIT_CACHE")
+  root = os.environ.get('CLIPIT_CACHE')
   if root:
     return pathlib.Path(root).expanduser()
-  return pathlib.Path("~/.cache/clipit_jax").expanduser()
+  return pathlib.Path('~/.cache/clipit_jax').expanduser()

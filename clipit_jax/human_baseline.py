@@ -58,7 +58,7 @@ def _pairwise_kendall_levels(codes: np.ndarray, levels: int) -> np.ndarray:
 
 def pairwise_kendall(scores: Any) -> np.ndarray:
   """Kendall tau-b `[users, users]` between all annotators' score rows."""
-  u = protocol._float_array(scores, "user_scores", 2)
+  u = protocol._float_array(scores, 'user_scores', 2)
   values, codes = np.unique(u, return_inverse=True)
   if values.size <= _MAX_LEVELS:
     return _pairwise_kendall_levels(codes.reshape(u.shape), values.size)
@@ -84,27 +84,27 @@ def human_rank_correlation(user_scores: Any) -> dict[str, float]:
   Returns:
     {'kendall': mean tau, 'spearman': mean rho}.
   """
-  u = protocol._float_array(user_scores, "user_scores", 2)
+  u = protocol._float_array(user_scores, 'user_scores', 2)
   users, n = u.shape
   if users < 2 or n < 2:
-    raise ValueError(f"need >= 2 annotators and >= 2 frames, got shape {u.shape}")
+    raise ValueError(f'need >= 2 annotators and >= 2 frames, got shape {u.shape}')
   off = ~np.eye(users, dtype=bool)
   return {
-    "kendall": float(pairwise_kendall(u)[off].mean()),
-    "spearman": float(protocol.spearman_matrix(u, u)[off].mean()),
+    'kendall': float(pairwise_kendall(u)[off].mean()),
+    'spearman': float(protocol.spearman_matrix(u, u)[off].mean()),
   }
 
 
 def tvsum_human_baseline(videos: Mapping[str, tvsum_annotations.TvsumVideo]) -> dict[str, float]:
   """`human_rank_correlation` averaged over videos (Otani's "Human" row)."""
   if not videos:
-    raise ValueError("no videos to evaluate")
+    raise ValueError('no videos to evaluate')
   per_video = [human_rank_correlation(v.user_scores) for v in videos.values()]
-  return {k: float(np.mean([r[k] for r in per_video])) for k in ("kendall", "spearman")}
+  return {k: float(np.mean([r[k] for r in per_video])) for k in ('kendall', 'spearman')}
 
 
 def _mean_f1(rows: list[dict[str, float]]) -> dict[str, float]:
-  return {k: float(np.mean([r[k] for r in rows])) for k in ("precision", "recall", "f1")}
+  return {k: float(np.mean([r[k] for r in rows])) for k in ('precision', 'recall', 'f1')}
 
 
 def qfvs_reference_rows(
@@ -123,7 +123,7 @@ def qfvs_reference_rows(
     {'users': {..., 'per_video': {video: f1}}, 'random': {...}} (no 'random' when
     `draws` is 0), fractions in [0, 1].
   """
-  per_video: dict[str, dict[str, dict[str, float]]] = {"users": {}, "random": {}}
+  per_video: dict[str, dict[str, dict[str, float]]] = {'users': {}, 'random': {}}
   for v, (video, (tags, queries)) in enumerate(release.items()):
     rng = np.random.default_rng([seed, v])
     users, random = [], []
@@ -133,11 +133,11 @@ def qfvs_reference_rows(
       for _ in range(draws):
         shots = np.sort(rng.choice(tags.shape[0], truth.size, replace=False))
         random.append(protocol.qfvs_evaluate(shots, truth, tags))
-    per_video["users"][video] = _mean_f1(users)
+    per_video['users'][video] = _mean_f1(users)
     if draws:
-      per_video["random"][video] = _mean_f1(random)
+      per_video['random'][video] = _mean_f1(random)
   return {
-    row: dict(_mean_f1(list(videos.values())), per_video={v: r["f1"] for v, r in videos.items()})
+    row: dict(_mean_f1(list(videos.values())), per_video={v: r['f1'] for v, r in videos.items()})
     for row, videos in per_video.items()
     if videos
   }
@@ -155,15 +155,15 @@ def human_baseline_main(dataset: str, anno_path: str | os.PathLike[str]) -> dict
     TVSum: {'kendall': ..., 'spearman': ...} (0.177 / 0.204 on the real file).
     QFVS: {'precision', 'recall', 'f1', 'per_video': {video: f1}}, fractions.
   """
-  if dataset.lower() == "qfvs":
+  if dataset.lower() == 'qfvs':
     from clipit_jax.datasets import qfvs  # pylint: disable=g-import-not-at-top (tfds)
 
-    return qfvs_reference_rows(qfvs.read_release(os.fspath(anno_path)), draws=0)["users"]
-  if dataset.lower() != "tvsum":
+    return qfvs_reference_rows(qfvs.read_release(os.fspath(anno_path)), draws=0)['users']
+  if dataset.lower() != 'tvsum':
     raise ValueError(
       f"the human baseline needs TVSum's per-frame scores or QFVS's summaries; got {dataset!r}"
     )
   result = tvsum_human_baseline(tvsum_annotations.load_tvsum_annotations(anno_path))
   if not all(math.isfinite(v) for v in result.values()):
-    raise ValueError(f"{os.fspath(anno_path)}: baseline is not finite")
+    raise ValueError(f'{os.fspath(anno_path)}: baseline is not finite')
   return result

@@ -47,13 +47,13 @@ def _float_array(x: Any, name: str, ndim: int) -> np.ndarray:
   try:
     a = np.asarray(x, dtype=np.float64)
   except (TypeError, ValueError) as e:
-    raise ValueError(f"{name} must be numeric: {e}") from None
+    raise ValueError(f'{name} must be numeric: {e}') from None
   if a.ndim != ndim:
-    raise ValueError(f"{name} must have {ndim} dimension(s), got shape {a.shape}")
+    raise ValueError(f'{name} must have {ndim} dimension(s), got shape {a.shape}')
   if a.size == 0:
-    raise ValueError(f"{name} is empty (shape {a.shape})")
+    raise ValueError(f'{name} is empty (shape {a.shape})')
   if not np.all(np.isfinite(a)):
-    raise ValueError(f"{name} contains NaN or infinite values")
+    raise ValueError(f'{name} contains NaN or infinite values')
   return a
 
 
@@ -61,35 +61,35 @@ def _int_array(x: Any, name: str, allow_empty: bool = False) -> np.ndarray:
   """`x` as a 1-D int64 array; float entries must be integral."""
   a = np.asarray(x)
   if a.ndim != 1:
-    raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    raise ValueError(f'{name} must be 1-D, got shape {a.shape}')
   if a.size == 0:
     if allow_empty:
       return np.zeros(0, np.int64)
-    raise ValueError(f"{name} is empty")
+    raise ValueError(f'{name} is empty')
   if a.dtype == bool or not (
     np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
   ):
-    raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
+    raise ValueError(f'{name} must hold integers, got dtype {a.dtype}')
   if np.issubdtype(a.dtype, np.floating):
     if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-      raise ValueError(f"{name} must hold integers, got non-integral values")
+      raise ValueError(f'{name} must hold integers, got non-integral values')
   return a.astype(np.int64)
 
 
 def _int_scalar(x: Any, name: str) -> int:
   if isinstance(x, (bool, np.bool_)):
-    raise ValueError(f"{name} must be an integer, got {x!r}")
+    raise ValueError(f'{name} must be an integer, got {x!r}')
   if isinstance(x, (int, np.integer)):
     return int(x)
   if isinstance(x, (float, np.floating)) and math.isfinite(x) and x == int(x):
     return int(x)
-  raise ValueError(f"{name} must be an integer, got {x!r}")
+  raise ValueError(f'{name} must be an integer, got {x!r}')
 
 
 def _check_proportion(proportion: float) -> float:
   p = float(proportion)
   if not 0.0 <= p <= 1.0:
-    raise ValueError(f"proportion must be in [0, 1], got {proportion}")
+    raise ValueError(f'proportion must be in [0, 1], got {proportion}')
   return p
 
 
@@ -101,25 +101,25 @@ def check_change_points(change_points: Any, n_frames: int) -> np.ndarray:
   """
   cps = np.asarray(change_points)
   if cps.ndim != 2 or cps.shape[1] != 2 or cps.shape[0] == 0:
-    raise ValueError(f"change_points must have shape [n_shots, 2], got {cps.shape}")
-  cps = _int_array(cps.reshape(-1), "change_points").reshape(-1, 2)
+    raise ValueError(f'change_points must have shape [n_shots, 2], got {cps.shape}')
+  cps = _int_array(cps.reshape(-1), 'change_points').reshape(-1, 2)
   starts, ends = cps[:, 0], cps[:, 1]
   if starts[0] != 0:
-    raise ValueError(f"change_points must start at frame 0, got {starts[0]}")
+    raise ValueError(f'change_points must start at frame 0, got {starts[0]}')
   if ends[-1] != n_frames - 1:
     raise ValueError(
-      f"change_points end at frame {ends[-1]} but there are "
-      f"{n_frames} frames (last frame {n_frames - 1})"
+      f'change_points end at frame {ends[-1]} but there are '
+      f'{n_frames} frames (last frame {n_frames - 1})'
     )
   if np.any(ends < starts):
     bad = int(np.flatnonzero(ends < starts)[0])
-    raise ValueError(f"shot {bad} ends before it starts: {cps[bad].tolist()}")
+    raise ValueError(f'shot {bad} ends before it starts: {cps[bad].tolist()}')
   if np.any(starts[1:] != ends[:-1] + 1):
     bad = int(np.flatnonzero(starts[1:] != ends[:-1] + 1)[0])
     raise ValueError(
-      f"change_points leave a gap or overlap between shot {bad} "
-      f"{cps[bad].tolist()} and shot {bad + 1} "
-      f"{cps[bad + 1].tolist()}"
+      f'change_points leave a gap or overlap between shot {bad} '
+      f'{cps[bad].tolist()} and shot {bad + 1} '
+      f'{cps[bad + 1].tolist()}'
     )
   return cps
 
@@ -146,8 +146,8 @@ def _kts_band(x: np.ndarray, lmin: int, lmax: int) -> np.ndarray:
   width = lmax - lmin + 1
   s = np.zeros((n + 1, x.shape[1]))
   np.cumsum(x, axis=0, out=s[1:])
-  sq = np.einsum("ij,ij->i", s, s)
-  diag = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->i", x, x))])
+  sq = np.einsum('ij,ij->i', s, s)
+  diag = np.concatenate([[0.0], np.cumsum(np.einsum('ij,ij->i', x, x))])
   lengths = (lmax - np.arange(width)).astype(np.float64)
   band = np.full((n + 1, width), np.inf)
   rows_per_block = max(1, (1 << 20) // (width + 64))
@@ -212,7 +212,7 @@ def kts(
     `[n_shots, 2]` int64 inclusive `[start, end]` step ranges, in order,
     covering every step of `features` exactly once.
   """
-  x = _float_array(features, "features", 2)
+  x = _float_array(features, 'features', 2)
   n = x.shape[0]
   lmin, lmax, arg_dtype, max_ncp = _kts_limits(n, max_shots, lmin, lmax, vmax)
   norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -267,31 +267,31 @@ def _kts_limits(
 ) -> tuple[int, int, Any, int]:
   """Checks kts's arguments and fills its defaults (see kts); returns (lmin, lmax, the
   back-pointer dtype, the most change points)."""
-  lmin = _int_scalar(lmin, "lmin")
+  lmin = _int_scalar(lmin, 'lmin')
   if lmin < 1:
-    raise ValueError(f"lmin must be >= 1, got {lmin}")
+    raise ValueError(f'lmin must be >= 1, got {lmin}')
   if lmin > n:
-    raise ValueError(f"lmin={lmin} is longer than the {n} feature steps")
+    raise ValueError(f'lmin={lmin} is longer than the {n} feature steps')
   if lmax is None:
     lmax = n if n <= 2048 else max(lmin, _KTS_BAND_CELLS // n)
-  lmax = min(_int_scalar(lmax, "lmax"), n)
+  lmax = min(_int_scalar(lmax, 'lmax'), n)
   if lmax < lmin:
-    raise ValueError(f"lmax={lmax} must be >= lmin={lmin}")
+    raise ValueError(f'lmax={lmax} must be >= lmin={lmin}')
   width = lmax - lmin + 1
   arg_dtype = np.uint8 if width <= 256 else np.int16 if width < (1 << 15) else np.int32
   if max_shots is None:
     max_shots = min(-(-n // 4), _KTS_POINTER_BYTES // (np.dtype(arg_dtype).itemsize * (n + 1)))
     max_shots = max(1, max_shots, -(-n // lmax))
-  max_shots = _int_scalar(max_shots, "max_shots")
+  max_shots = _int_scalar(max_shots, 'max_shots')
   if max_shots < 1:
-    raise ValueError(f"max_shots must be >= 1, got {max_shots}")
+    raise ValueError(f'max_shots must be >= 1, got {max_shots}')
   if not math.isfinite(vmax) or vmax < 0:
-    raise ValueError(f"vmax must be finite and >= 0, got {vmax}")
+    raise ValueError(f'vmax must be finite and >= 0, got {vmax}')
   max_ncp = min(max_shots, n // lmin) - 1
   min_ncp = -(-n // lmax) - 1
   if max_ncp < min_ncp:
     raise ValueError(
-      f"{n} steps cannot be cut into at most {max_shots} shots of {lmin}..{lmax} steps"
+      f'{n} steps cannot be cut into at most {max_shots} shots of {lmin}..{lmax} steps'
     )
   return lmin, lmax, arg_dtype, max_ncp
 
@@ -341,17 +341,17 @@ def knapsack(values: Any, weights: Any, capacity: int) -> list[int]:
   """
   v = np.asarray(values, dtype=np.float64) if np.size(values) else np.zeros(0)
   if v.ndim != 1:
-    raise ValueError(f"values must be 1-D, got shape {v.shape}")
+    raise ValueError(f'values must be 1-D, got shape {v.shape}')
   if not np.all(np.isfinite(v)):
-    raise ValueError("values contain NaN or infinite values")
-  w = _int_array(weights, "weights", allow_empty=True)
+    raise ValueError('values contain NaN or infinite values')
+  w = _int_array(weights, 'weights', allow_empty=True)
   if w.shape != v.shape:
-    raise ValueError(f"values and weights differ in length: {v.shape[0]} vs {w.shape[0]}")
+    raise ValueError(f'values and weights differ in length: {v.shape[0]} vs {w.shape[0]}')
   if np.any(w < 0):
-    raise ValueError(f"weights must be >= 0, got {int(w.min())}")
-  capacity = _int_scalar(capacity, "capacity")
+    raise ValueError(f'weights must be >= 0, got {int(w.min())}')
+  capacity = _int_scalar(capacity, 'capacity')
   if capacity < 0:
-    raise ValueError(f"capacity must be >= 0, got {capacity}")
+    raise ValueError(f'capacity must be >= 0, got {capacity}')
   fits = np.flatnonzero(w <= capacity)
   if fits.size == 0:
     return []
@@ -359,9 +359,9 @@ def knapsack(values: Any, weights: Any, capacity: int) -> list[int]:
   row_bytes = (cap + 8) // 8
   if fits.size * row_bytes > _KNAPSACK_MAX_TABLE_BYTES:
     raise ValueError(
-      f"knapsack of {fits.size} items x capacity {cap} needs "
-      f"{fits.size * row_bytes / 2**30:.1f} GiB; reduce the "
-      "capacity resolution (e.g. weigh shots in coarser units)"
+      f'knapsack of {fits.size} items x capacity {cap} needs '
+      f'{fits.size * row_bytes / 2**30:.1f} GiB; reduce the '
+      'capacity resolution (e.g. weigh shots in coarser units)'
     )
   best = np.zeros(cap + 1)
   cand = np.empty(cap + 1)
@@ -408,17 +408,17 @@ def upsample_scores(scores: Any, positions: Any, n_frames: int) -> np.ndarray:
   Returns:
     `[n_frames]` float64 frame scores.
   """
-  n_frames = _int_scalar(n_frames, "n_frames")
+  n_frames = _int_scalar(n_frames, 'n_frames')
   if n_frames < 1:
-    raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-  s = _float_array(scores, "scores", 1)
-  pos = _int_array(positions, "positions")
+    raise ValueError(f'n_frames must be >= 1, got {n_frames}')
+  s = _float_array(scores, 'scores', 1)
+  pos = _int_array(positions, 'positions')
   if pos.shape != s.shape:
-    raise ValueError(f"scores and positions differ in length: {s.shape[0]} vs {pos.shape[0]}")
+    raise ValueError(f'scores and positions differ in length: {s.shape[0]} vs {pos.shape[0]}')
   if pos[0] < 0 or pos[-1] >= n_frames:
-    raise ValueError(f"positions must lie in [0, {n_frames}), got {pos[0]}..{pos[-1]}")
+    raise ValueError(f'positions must lie in [0, {n_frames}), got {pos[0]}..{pos[-1]}')
   if np.any(np.diff(pos) <= 0):
-    raise ValueError("positions must be strictly increasing")
+    raise ValueError('positions must be strictly increasing')
   counts = np.diff(np.append(pos, n_frames))
   return np.concatenate([np.zeros(pos[0]), np.repeat(s, counts)])
 
@@ -454,7 +454,7 @@ def _check_value_scale(value_scale: float | None) -> float | None:
     return None
   scale = float(value_scale)
   if not math.isfinite(scale) or scale <= 0:
-    raise ValueError(f"value_scale must be positive, got {value_scale}")
+    raise ValueError(f'value_scale must be positive, got {value_scale}')
   return scale
 
 
@@ -486,7 +486,7 @@ def generate_summary(
   Returns:
     `[n_frames]` int8 0/1 keyshot summary.
   """
-  n_frames = _int_scalar(n_frames, "n_frames")
+  n_frames = _int_scalar(n_frames, 'n_frames')
   frame_scores = upsample_scores(scores, positions, n_frames)
   cps = check_change_points(change_points, n_frames)
   return _keyshot_summary(
@@ -515,7 +515,7 @@ def user_summaries_from_scores(
   Returns:
     `[users, n_frames]` int8 0/1 summaries.
   """
-  u = _float_array(user_scores, "user_scores", 2)
+  u = _float_array(user_scores, 'user_scores', 2)
   n_frames = u.shape[1]
   cps = check_change_points(change_points, n_frames)
   proportion = _check_proportion(proportion)
@@ -548,16 +548,16 @@ def evaluate_summary(
   Returns:
     F1 in percent, in [0, 100].
   """
-  if reduce not in ("max", "avg"):
+  if reduce not in ('max', 'avg'):
     raise ValueError(f"reduce must be 'max' or 'avg', got {reduce!r}")
-  pred = _float_array(summary, "summary", 1) > 0
-  users = _float_array(user_summary, "user_summary", 2) > 0
+  pred = _float_array(summary, 'summary', 1) > 0
+  users = _float_array(user_summary, 'user_summary', 2) > 0
   n = users.shape[1]
   diff = abs(pred.shape[0] - n)
   if max_length_mismatch is not None and diff > max_length_mismatch:
     raise ValueError(
-      f"summary has {pred.shape[0]} frames but user_summary "
-      f"has {n} (more than {max_length_mismatch} apart)"
+      f'summary has {pred.shape[0]} frames but user_summary '
+      f'has {n} (more than {max_length_mismatch} apart)'
     )
   pred = np.pad(pred[:n], (0, max(0, n - pred.shape[0])))
   overlap = users.astype(np.int64) @ pred.astype(np.int64)
@@ -568,15 +568,15 @@ def evaluate_summary(
   precision = overlap[hit] / n_pred
   recall = overlap[hit] / n_user[hit]
   f1[hit] = 2 * precision * recall / (precision + recall)
-  return float(100.0 * (f1.max() if reduce == "max" else f1.mean()))
+  return float(100.0 * (f1.max() if reduce == 'max' else f1.mean()))
 
 
 def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   """Pearson correlation `[len(a), len(b)]` between rows; 0 for constants."""
   a = a - a.mean(axis=1, keepdims=True)
   b = b - b.mean(axis=1, keepdims=True)
-  na = np.sqrt(np.einsum("ij,ij->i", a, a))
-  nb = np.sqrt(np.einsum("ij,ij->i", b, b))
+  na = np.sqrt(np.einsum('ij,ij->i', a, a))
+  nb = np.sqrt(np.einsum('ij,ij->i', b, b))
   denom = np.outer(na, nb)
   r = np.zeros(denom.shape)
   np.divide(a @ b.T, denom, out=r, where=denom > 0)
@@ -618,15 +618,15 @@ def rank_correlation(scores: Any, user_scores: Any) -> dict[str, float]:
   Returns:
     {'kendall': mean tau, 'spearman': mean rho}.
   """
-  s = _float_array(scores, "scores", 1)
-  u = _float_array(user_scores, "user_scores", 2)
+  s = _float_array(scores, 'scores', 1)
+  u = _float_array(user_scores, 'user_scores', 2)
   if u.shape[1] != s.shape[0]:
-    raise ValueError(f"scores have {s.shape[0]} frames but user_scores have {u.shape[1]}")
+    raise ValueError(f'scores have {s.shape[0]} frames but user_scores have {u.shape[1]}')
   if s.shape[0] < 2:
-    raise ValueError("rank correlation needs at least 2 frames")
+    raise ValueError('rank correlation needs at least 2 frames')
   kendall = [kendall_tau_b(s, row) for row in u]
   spearman = spearman_matrix(s[None], u)[0]
-  return {"kendall": float(np.mean(kendall)), "spearman": float(np.mean(spearman))}
+  return {'kendall': float(np.mean(kendall)), 'spearman': float(np.mean(spearman))}
 
 
 def _concept_matrix(shot_concepts: Any) -> np.ndarray:
@@ -652,24 +652,24 @@ def _concept_matrix(shot_concepts: Any) -> np.ndarray:
     m = np.asarray(m, np.float64)
   except (TypeError, ValueError):
     raise ValueError(
-      "shot_concepts must be a [n_shots, n_concepts] 0/1 array or a sequence of sets"
+      'shot_concepts must be a [n_shots, n_concepts] 0/1 array or a sequence of sets'
     ) from None
   if m.ndim != 2 or m.shape[0] == 0:
     raise ValueError(
-      "shot_concepts must be a [n_shots, n_concepts] 0/1 array "
-      f"or a sequence of sets, got shape {m.shape}"
+      'shot_concepts must be a [n_shots, n_concepts] 0/1 array '
+      f'or a sequence of sets, got shape {m.shape}'
     )
   if not np.all((m == 0) | (m == 1)):
-    raise ValueError("shot_concepts must hold only 0 and 1")
+    raise ValueError('shot_concepts must hold only 0 and 1')
   return m
 
 
 def _shot_indices(shots: Any, n_shots: int, name: str) -> np.ndarray:
   idx = _int_array(shots if isinstance(shots, np.ndarray) else list(shots), name, allow_empty=True)
   if idx.size and (idx.min() < 0 or idx.max() >= n_shots):
-    raise ValueError(f"{name} must index shots 0..{n_shots - 1}, got {idx.min()}..{idx.max()}")
+    raise ValueError(f'{name} must index shots 0..{n_shots - 1}, got {idx.min()}..{idx.max()}')
   if np.unique(idx).size != idx.size:
-    raise ValueError(f"{name} lists a shot more than once")
+    raise ValueError(f'{name} lists a shot more than once')
   return idx
 
 
@@ -704,14 +704,14 @@ def qfvs_evaluate(
      'f1': harmonic mean}, fractions in [0, 1]; all 0 if either is empty.
   """
   concepts = _concept_matrix(shot_concepts)
-  pred = _shot_indices(predicted_shots, concepts.shape[0], "predicted_shots")
-  user = _shot_indices(user_shots, concepts.shape[0], "user_shots")
+  pred = _shot_indices(predicted_shots, concepts.shape[0], 'predicted_shots')
+  user = _shot_indices(user_shots, concepts.shape[0], 'user_shots')
   if pred.size == 0 or user.size == 0:
-    return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    return {'precision': 0.0, 'recall': 0.0, 'f1': 0.0}
   sim = concept_iou(concepts[pred], concepts[user])
   rows, cols = scipy.optimize.linear_sum_assignment(sim, maximize=True)
   matched = float(sim[rows, cols].sum())
   precision = matched / pred.size
   recall = matched / user.size
   f1 = 0.0 if matched == 0 else 2 * precision * recall / (precision + recall)
-  return {"precision": precision, "recall": recall, "f1": f1}
+  return {'precision': precision, 'recall': recall, 'f1': f1}

@@ -10,7 +10,7 @@ from clipit_jax.media import captions
 from clipit_jax.media.captions import Caption
 
 # Its tests share module-scoped fixtures: one worker runs them all (pytest -n --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("captions")
+pytestmark = pytest.mark.xdist_group('captions')
 
 SRT = """\
 1
@@ -52,7 +52,7 @@ intro
 
 def write(tmp_path, name, text):
   path = tmp_path / name
-  path.write_text(text, encoding="utf-8")
+  path.write_text(text, encoding='utf-8')
   return path
 
 
@@ -60,21 +60,21 @@ def write(tmp_path, name, text):
 
 
 def test_parse_srt(tmp_path):
-  got = captions.parse_captions(write(tmp_path, "a.srt", SRT))
+  got = captions.parse_captions(write(tmp_path, 'a.srt', SRT))
   assert got == [
-    Caption(1.0, 4.5, "A man rides a bike."),
-    Caption(5.25, 8.0, "Dogs & cats"),
-    Caption(70.0, 72.0, "The end"),  # The markup-only cue is dropped.
+    Caption(1.0, 4.5, 'A man rides a bike.'),
+    Caption(5.25, 8.0, 'Dogs & cats'),
+    Caption(70.0, 72.0, 'The end'),  # The markup-only cue is dropped.
   ]
 
 
 def test_parse_vtt(tmp_path):
-  got = captions.parse_captions(write(tmp_path, "a.vtt", VTT))
-  assert got == [Caption(1.0, 3.0, "Hello there"), Caption(3600.5, 3602.0, "Much later")]
+  got = captions.parse_captions(write(tmp_path, 'a.vtt', VTT))
+  assert got == [Caption(1.0, 3.0, 'Hello there'), Caption(3600.5, 3602.0, 'Much later')]
 
 
 def test_parse_vtt_detected_by_header(tmp_path):
-  got = captions.parse_captions(write(tmp_path, "subs.txt", VTT))
+  got = captions.parse_captions(write(tmp_path, 'subs.txt', VTT))
   assert len(got) == 2
 
 
@@ -88,76 +88,76 @@ def test_parse_plain(tmp_path):
 1:30 - two people talk
 [95] the end
 """
-  got = captions.parse_captions(write(tmp_path, "c.txt", text))
+  got = captions.parse_captions(write(tmp_path, 'c.txt', text))
   assert got == [
-    Caption(83.0, 83.5, "a dog runs"),
-    Caption(83.5, 85.25, "it jumps high"),
-    Caption(85.25, 90.0, "a cat watches"),
-    Caption(90.0, 95.0, "two people talk"),
-    Caption(95.0, 95.0, "the end"),
+    Caption(83.0, 83.5, 'a dog runs'),
+    Caption(83.5, 85.25, 'it jumps high'),
+    Caption(85.25, 90.0, 'a cat watches'),
+    Caption(90.0, 95.0, 'two people talk'),
+    Caption(95.0, 95.0, 'the end'),
   ]
 
 
 def test_plain_is_sorted_by_time(tmp_path):
-  got = captions.parse_captions(write(tmp_path, "c.txt", "10 b\n2 a\n"))
-  assert [c.text for c in got] == ["a", "b"]
-  assert got[0] == Caption(2.0, 10.0, "a")
+  got = captions.parse_captions(write(tmp_path, 'c.txt', '10 b\n2 a\n'))
+  assert [c.text for c in got] == ['a', 'b']
+  assert got[0] == Caption(2.0, 10.0, 'a')
 
 
 @pytest.mark.parametrize(
-  "timestamp, seconds",
-  [("83.5", 83.5), ("01:23", 83.0), ("00:01:23.500", 83.5), ("1:00:00,250", 3600.25), ("0", 0.0)],
+  'timestamp, seconds',
+  [('83.5', 83.5), ('01:23', 83.0), ('00:01:23.500', 83.5), ('1:00:00,250', 3600.25), ('0', 0.0)],
 )
 def test_parse_timestamp(timestamp, seconds):
   assert captions.parse_timestamp(timestamp) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("bad", ["", "1:2:3:4", "ab", "00:61", "-3", "1..2"])
+@pytest.mark.parametrize('bad', ['', '1:2:3:4', 'ab', '00:61', '-3', '1..2'])
 def test_parse_timestamp_rejects(bad):
   with pytest.raises(ValueError):
     captions.parse_timestamp(bad)
 
 
 @pytest.mark.parametrize(
-  "name, text, line",
+  'name, text, line',
   [
-    ("a.srt", "1\n00:00:01,000 --> 00:00:02,000\nok\n\n2\n00:00:03 to 4\nx\n", 6),
-    ("a.srt", "1\n00:00:05,000 --> 00:00:02,000\nbackwards\n", 2),
-    ("a.srt", "1\n00:00:01,000 --> 00:00:xx\nbad\n", 2),
-    ("a.srt", "1\n", 1),
-    ("a.vtt", "00:01.000 --> 00:02.000\nno header\n", 1),
-    ("a.vtt", "\n\nWEBVTT\n\nid\n00:01.000 --> 00:00.500\nx\n", 6),
-    ("a.txt", "00:01 fine\n\nno timestamp here\n", 3),
-    ("a.txt", "00:01 fine\n00:02\n", 2),
-    ("a.txt", "00:61 minute overflow\n", 1),
+    ('a.srt', '1\n00:00:01,000 --> 00:00:02,000\nok\n\n2\n00:00:03 to 4\nx\n', 6),
+    ('a.srt', '1\n00:00:05,000 --> 00:00:02,000\nbackwards\n', 2),
+    ('a.srt', '1\n00:00:01,000 --> 00:00:xx\nbad\n', 2),
+    ('a.srt', '1\n', 1),
+    ('a.vtt', '00:01.000 --> 00:02.000\nno header\n', 1),
+    ('a.vtt', '\n\nWEBVTT\n\nid\n00:01.000 --> 00:00.500\nx\n', 6),
+    ('a.txt', '00:01 fine\n\nno timestamp here\n', 3),
+    ('a.txt', '00:01 fine\n00:02\n', 2),
+    ('a.txt', '00:61 minute overflow\n', 1),
   ],
 )
 def test_malformed_files_name_the_line(tmp_path, name, text, line):
   path = write(tmp_path, name, text)
-  with pytest.raises(captions.CaptionError, match=rf"{name}:{line}: ") as e:
+  with pytest.raises(captions.CaptionError, match=rf'{name}:{line}: ') as e:
     captions.parse_captions(path)
   assert isinstance(e.value, ValueError)
-  assert "\n" not in str(e.value)
+  assert '\n' not in str(e.value)
 
 
 @pytest.mark.parametrize(
-  "cue, found",
-  [("00:01.000 --> 00:xx\nx", "00:xx"), ("00:01.000 --> 00:02.000 size:big\nx", "size:big")],
+  'cue, found',
+  [('00:01.000 --> 00:xx\nx', '00:xx'), ('00:01.000 --> 00:02.000 size:big\nx', 'size:big')],
 )
 def test_malformed_vtt_cue_is_one_line_naming_the_file(tmp_path, cue, found):
-  path = write(tmp_path, "a.vtt", f"WEBVTT\n\n00:00.000 --> 00:00.500\nok\n\n{cue}\n")
-  with pytest.raises(captions.CaptionError, match=r"a\.vtt: malformed WebVTT") as e:
+  path = write(tmp_path, 'a.vtt', f'WEBVTT\n\n00:00.000 --> 00:00.500\nok\n\n{cue}\n')
+  with pytest.raises(captions.CaptionError, match=r'a\.vtt: malformed WebVTT') as e:
     captions.parse_captions(path)
-  assert found in str(e.value) and "\n" not in str(e.value)
+  assert found in str(e.value) and '\n' not in str(e.value)
 
 
 def test_empty_and_missing_files(tmp_path):
-  with pytest.raises(captions.CaptionError, match="no captions"):
-    captions.parse_captions(write(tmp_path, "e.srt", "\n\n"))
-  with pytest.raises(captions.CaptionError, match="no captions"):
-    captions.parse_captions(write(tmp_path, "e.txt", "# only a comment\n"))
-  with pytest.raises(captions.CaptionError, match="not found"):
-    captions.parse_captions(tmp_path / "missing.srt")
+  with pytest.raises(captions.CaptionError, match='no captions'):
+    captions.parse_captions(write(tmp_path, 'e.srt', '\n\n'))
+  with pytest.raises(captions.CaptionError, match='no captions'):
+    captions.parse_captions(write(tmp_path, 'e.txt', '# only a comment\n'))
+  with pytest.raises(captions.CaptionError, match='not found'):
+    captions.parse_captions(tmp_path / 'missing.srt')
 
 
 # ---------------------------------------------------------------- sampling --
@@ -170,57 +170,57 @@ def test_default_num_captions():
 
 
 def test_sample_uniform_spreads_over_time():
-  caps = [Caption(5.0 * i, 5.0 * i + 5.0, f"c{i}") for i in range(20)]
+  caps = [Caption(5.0 * i, 5.0 * i + 5.0, f'c{i}') for i in range(20)]
   got = captions.sample_uniform(caps, 7, duration=100.0)
   # Bin centres (k + 0.5) * 100 / 7 fall in captions 1, 4, 7, 9|10, 12, 15,
   # 18; the centre 50.0 ends c9 and starts c10, equally far from both
   # middles, and the earlier caption wins the tie.
-  assert got == ["c1", "c4", "c7", "c9", "c12", "c15", "c18"]
+  assert got == ['c1', 'c4', 'c7', 'c9', 'c12', 'c15', 'c18']
 
 
 def test_sample_uniform_is_over_time_not_over_count():
-  caps = [Caption(float(i), i + 1.0, f"early{i}") for i in range(10)]
-  caps.append(Caption(50.0, 100.0, "long tail"))
+  caps = [Caption(float(i), i + 1.0, f'early{i}') for i in range(10)]
+  caps.append(Caption(50.0, 100.0, 'long tail'))
   got = captions.sample_uniform(caps, 4, duration=100.0)
   # Centres 12.5, 37.5, 62.5, 87.5: only the first is nearer the early ones.
-  assert got == ["early9", "long tail", "long tail", "long tail"]
+  assert got == ['early9', 'long tail', 'long tail', 'long tail']
 
 
 def test_sample_uniform_with_fewer_captions_repeats_in_order():
-  caps = [Caption(0, 10, "a"), Caption(40, 50, "b"), Caption(80, 90, "c")]
+  caps = [Caption(0, 10, 'a'), Caption(40, 50, 'b'), Caption(80, 90, 'c')]
   got = captions.sample_uniform(caps, 7, duration=90.0)
-  assert len(got) == 7 and set(got) == {"a", "b", "c"}
+  assert len(got) == 7 and set(got) == {'a', 'b', 'c'}
   assert got == sorted(got)  # Time order.
   assert got == captions.sample_uniform(caps, 7, duration=90.0)
   # Without a duration the last caption's end is used.
-  assert captions.sample_uniform(caps, 3) == ["a", "b", "c"]
+  assert captions.sample_uniform(caps, 3) == ['a', 'b', 'c']
 
 
 def test_sample_uniform_single_caption_and_errors():
-  assert captions.sample_uniform([Caption(3, 3, "x")], 2) == ["x", "x"]
+  assert captions.sample_uniform([Caption(3, 3, 'x')], 2) == ['x', 'x']
   with pytest.raises(ValueError):
     captions.sample_uniform([], 7, 10.0)
   with pytest.raises(ValueError):
-    captions.sample_uniform([Caption(0, 1, "x")], 0, 10.0)
+    captions.sample_uniform([Caption(0, 1, 'x')], 0, 10.0)
 
 
 # -------------------------------------------------------------- captioning --
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def cache(tmp_path_factory):
-  return tmp_path_factory.mktemp("clipit_cache")
+  return tmp_path_factory.mktemp('clipit_cache')
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def tiny_dir(cache):
   return captions.tiny_captioner_dir(cache)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def tiny(cache, tiny_dir):
   del tiny_dir  # Built.
-  return captions.load_captioner("tiny", cache_dir=cache, max_length=6, batch_size=4)
+  return captions.load_captioner('tiny', cache_dir=cache, max_length=6, batch_size=4)
 
 
 def frames_and_times(n=10, size=48):
@@ -249,27 +249,27 @@ def test_generate_captions_edge_cases(tiny):
     captions.generate_captions(*frames_and_times(3), tiny, num_frames=0)
   with pytest.raises(ValueError):
     captions.generate_captions(np.zeros((2, 32, 32, 3), np.uint8), [0.0], tiny)
-  with pytest.raises(ValueError, match="uint8"):
+  with pytest.raises(ValueError, match='uint8'):
     tiny.caption(np.zeros((2, 32, 32, 3), np.float32))
 
 
 def test_tiny_captioner_save_reload_round_trip(tiny, tiny_dir):
   directory = tiny_dir
   for name in (
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "vocab.json",
-    "merges.txt",
-    "preprocessor_config.json",
-    "generation_config.json",
+    'config.json',
+    'model.safetensors',
+    'tokenizer.json',
+    'vocab.json',
+    'merges.txt',
+    'preprocessor_config.json',
+    'generation_config.json',
   ):
     assert (directory / name).is_file(), name
   again = captions.load_captioner(str(directory), max_length=6, batch_size=4)
   assert jax.tree.all(jax.tree.map(np.array_equal, again.params, tiny.params))
   assert again.image_size == tiny.image_size == 32
-  text = "a dog riding a bicycle"
-  ids = again.tokenizer(text)["input_ids"]
+  text = 'a dog riding a bicycle'
+  ids = again.tokenizer(text)['input_ids']
   assert len(ids) == 5  # Whole words in the tiny vocabulary.
   assert again.tokenizer.decode(ids) == text
 
@@ -277,19 +277,19 @@ def test_tiny_captioner_save_reload_round_trip(tiny, tiny_dir):
 def test_tiny_captioner_is_deterministic(tiny_dir, tmp_path):
   other = captions.tiny_captioner_dir(tmp_path)
   first = tiny_dir
-  for name in ("model.safetensors", "tokenizer.json", "config.json"):
+  for name in ('model.safetensors', 'tokenizer.json', 'config.json'):
     assert (other / name).read_bytes() == (first / name).read_bytes(), name
 
 
 def test_captioner_load_failure(monkeypatch, tmp_path):
-  monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+  monkeypatch.setenv('HF_HUB_OFFLINE', '1')
   start = time.monotonic()
   with pytest.raises(captions.ModelLoadError) as e:
     captions.load_captioner(captions.DEFAULT_CAPTIONER, hf_cache_dir=tmp_path)
   assert time.monotonic() - start < 10
   message = str(e.value)
-  assert "\n" not in message
-  assert f"hf download {captions.DEFAULT_CAPTIONER}" in message
-  assert "--caption-model tiny" in message
-  with pytest.raises(captions.ModelLoadError, match="not found"):
-    captions.load_captioner(str(tmp_path / "nothing" / "here"))
+  assert '\n' not in message
+  assert f'hf download {captions.DEFAULT_CAPTIONER}' in message
+  assert '--caption-model tiny' in message
+  with pytest.raises(captions.ModelLoadError, match='not found'):
+    captions.load_captioner(str(tmp_path / 'nothing' / 'here'))

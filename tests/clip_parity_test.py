@@ -16,18 +16,18 @@ from clipit_jax.media import captioner_model
 from clipit_jax.media import captions
 from clipit_jax.media import encoders
 
-PARITY = pathlib.Path(__file__).parent / "data" / "parity"
+PARITY = pathlib.Path(__file__).parent / 'data' / 'parity'
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def golden():
-  with np.load(PARITY / "outputs.npz") as data:
+  with np.load(PARITY / 'outputs.npz') as data:
     return dict(data)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def clip():
-  return encoders.load_clip(str(PARITY / "clip"))
+  return encoders.load_clip(str(PARITY / 'clip'))
 
 
 def _cosines(a, b):
@@ -36,48 +36,48 @@ def _cosines(a, b):
 
 
 def test_clip_tokenizer_matches_transformers(clip, golden):
-  texts = [str(t) for t in golden["texts"]]
+  texts = [str(t) for t in golden['texts']]
   tokens = clip.tokenizer(
-    texts, padding="max_length", truncation=True, max_length=77, return_tensors="np"
+    texts, padding='max_length', truncation=True, max_length=77, return_tensors='np'
   )
-  np.testing.assert_array_equal(tokens["input_ids"], golden["clip_input_ids"])
-  np.testing.assert_array_equal(tokens["attention_mask"], golden["clip_attention_mask"])
+  np.testing.assert_array_equal(tokens['input_ids'], golden['clip_input_ids'])
+  np.testing.assert_array_equal(tokens['attention_mask'], golden['clip_attention_mask'])
 
 
 def test_clip_text_embeddings_match_pytorch(clip, golden):
-  ours = clip.encode_texts([str(t) for t in golden["texts"]])
-  assert ours.shape == golden["clip_text_embeds"].shape == (4, 16)
-  assert _cosines(ours, golden["clip_text_embeds"]).min() >= 0.99999
+  ours = clip.encode_texts([str(t) for t in golden['texts']])
+  assert ours.shape == golden['clip_text_embeds'].shape == (4, 16)
+  assert _cosines(ours, golden['clip_text_embeds']).min() >= 0.99999
 
 
 def test_clip_image_embeddings_match_pytorch_with_its_preprocessing(clip, golden):
   """Odd-sized images through `clip_crop` (CLIPImageProcessor's resize and crop) and our model."""
-  crops = np.stack([encoders.clip_crop(golden[f"image_{i}"], clip.image_size) for i in range(4)])
+  crops = np.stack([encoders.clip_crop(golden[f'image_{i}'], clip.image_size) for i in range(4)])
   ours = clip.encode_images(crops)
-  assert _cosines(ours, golden["clip_image_embeds"]).min() >= 0.99999
+  assert _cosines(ours, golden['clip_image_embeds']).min() >= 0.99999
 
 
 def test_a_save_pretrained_clip_keeps_its_identity(clip):
-  assert clip.model_id.startswith(str((PARITY / "clip").resolve()) + "|")
-  assert "model.safetensors:" in clip.model_id
+  assert clip.model_id.startswith(str((PARITY / 'clip').resolve()) + '|')
+  assert 'model.safetensors:' in clip.model_id
   assert (clip.image_size, clip.embed_dim, clip.context_length) == (32, 16, 77)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def captioner(golden):
-  length = golden["caption_ids"].shape[1]
-  return captions.load_captioner(str(PARITY / "captioner"), max_length=length, batch_size=4)
+  length = golden['caption_ids'].shape[1]
+  return captions.load_captioner(str(PARITY / 'captioner'), max_length=length, batch_size=4)
 
 
 def test_captioner_greedy_tokens_match_pytorch_generate(captioner, golden):
   np.testing.assert_array_equal(
-    captioner.token_ids(golden["caption_images"]), golden["caption_ids"]
+    captioner.token_ids(golden['caption_images']), golden['caption_ids']
   )
 
 
 def _log_likelihood(captioner, pixels, ids):
   """Sum of log p(token) over each row's tokens up to and including its first EOS."""
-  logits = captioner.model.apply({"params": captioner.params}, pixels, ids)
+  logits = captioner.model.apply({'params': captioner.params}, pixels, ids)
   logp = np.asarray(jax.nn.log_softmax(logits[:, :-1]))
   picked = np.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]
   eos = captioner.model.config.eos_token_id
@@ -86,7 +86,7 @@ def _log_likelihood(captioner, pixels, ids):
 
 
 def test_beam_search_of_one_beam_is_greedy_and_more_beams_score_higher(captioner, golden):
-  frames = golden["caption_images"]
+  frames = golden['caption_images']
   greedy = captioner.token_ids(frames)
   pixels = (frames.astype(np.float32) / 255 - 0.5) / 0.5
   search = jax.jit(captioner_model.beam_search, static_argnums=(0, 3, 4))

@@ -12,18 +12,18 @@ from clipit_jax import reproduce
 from clipit_jax.datasets import tvsum_annotations
 
 _LINES = [
-  ("vidA", "VT", [1, 2, 3, 4, 5]),
-  ("vidA", "VT", [5, 4, 3, 2, 1]),
-  ("vidA", "VT", [2, 2, 2, 3, 3]),
-  ("vid-B_2", "GA", [3, 3, 1]),
-  ("vid-B_2", "GA", [1, 1, 5]),
+  ('vidA', 'VT', [1, 2, 3, 4, 5]),
+  ('vidA', 'VT', [5, 4, 3, 2, 1]),
+  ('vidA', 'VT', [2, 2, 2, 3, 3]),
+  ('vid-B_2', 'GA', [3, 3, 1]),
+  ('vid-B_2', 'GA', [1, 1, 5]),
 ]
 
 
 def _write(path, lines, gzipped=True):
-  text = "".join(f"{v}\t{c}\t{','.join(map(str, s))}\n" for v, c, s in lines)
+  text = ''.join(f'{v}\t{c}\t{",".join(map(str, s))}\n' for v, c, s in lines)
   if gzipped:
-    with gzip.open(path, "wt") as f:
+    with gzip.open(path, 'wt') as f:
       f.write(text)
   else:
     path.write_text(text)
@@ -33,7 +33,7 @@ def _write(path, lines, gzipped=True):
 def _leave_one_out(scores):
   """Otani et al.'s loops: each annotator vs every other one, with scipy."""
   out = {}
-  for name, fn in (("kendall", scipy.stats.kendalltau), ("spearman", scipy.stats.spearmanr)):
+  for name, fn in (('kendall', scipy.stats.kendalltau), ('spearman', scipy.stats.spearmanr)):
     per_user = []
     for i, x in enumerate(scores):
       per_user.append(np.mean([fn(x, y)[0] for j, y in enumerate(scores) if j != i]))
@@ -41,57 +41,57 @@ def _leave_one_out(scores):
   return out
 
 
-@pytest.mark.parametrize("gzipped", [True, False])
+@pytest.mark.parametrize('gzipped', [True, False])
 def test_load_tvsum_annotations(tmp_path, gzipped):
-  path = _write(tmp_path / "anno.tsv", _LINES, gzipped)
+  path = _write(tmp_path / 'anno.tsv', _LINES, gzipped)
   videos = tvsum_annotations.load_tvsum_annotations(path)
-  assert list(videos) == ["vidA", "vid-B_2"]
-  assert videos["vidA"].category == "VT"
-  assert videos["vid-B_2"].category == "GA"
-  assert videos["vidA"].user_scores.dtype == np.int8
+  assert list(videos) == ['vidA', 'vid-B_2']
+  assert videos['vidA'].category == 'VT'
+  assert videos['vid-B_2'].category == 'GA'
+  assert videos['vidA'].user_scores.dtype == np.int8
   np.testing.assert_array_equal(
-    videos["vidA"].user_scores, [s for v, _, s in _LINES if v == "vidA"]
+    videos['vidA'].user_scores, [s for v, _, s in _LINES if v == 'vidA']
   )
-  np.testing.assert_array_equal(videos["vid-B_2"].user_scores, [[3, 3, 1], [1, 1, 5]])
+  np.testing.assert_array_equal(videos['vid-B_2'].user_scores, [[3, 3, 1], [1, 1, 5]])
 
 
 def test_load_tvsum_annotations_accepts_crlf_and_blank_lines(tmp_path):
-  path = tmp_path / "anno.tsv"
-  path.write_bytes(b"v1\tVT\t1,2\r\n\r\nv1\tVT\t2,1\r\n")
+  path = tmp_path / 'anno.tsv'
+  path.write_bytes(b'v1\tVT\t1,2\r\n\r\nv1\tVT\t2,1\r\n')
   np.testing.assert_array_equal(
-    tvsum_annotations.load_tvsum_annotations(path)["v1"].user_scores, [[1, 2], [2, 1]]
+    tvsum_annotations.load_tvsum_annotations(path)['v1'].user_scores, [[1, 2], [2, 1]]
   )
 
 
 @pytest.mark.parametrize(
-  "content,match",
+  'content,match',
   [
-    (b"", "no annotations"),
-    (b"v1\tVT\n", "3 tab-separated fields"),
-    (b"v1\tVT\t1,2\textra\n", "3 tab-separated fields"),
-    (b"v1\tVT\t1,6,2\n", "integers 1-5"),
-    (b"v1\tVT\t1,x,2\n", "integers 1-5"),
-    (b"v1\tVT\t1,,2\n", "integers 1-5"),
-    (b"v1\tVT\t\n", "integers 1-5"),
-    (b"v1\tVT\t1,2\nv1\tVT\t1,2,3\n", "3 frame scores, earlier 2"),
-    (b"v1\tVT\t1,2\nv1\tGA\t1,2\n", "category GA"),
-    (b"\tVT\t1,2\n", "empty video id"),
-    (b"\x1f\x8bnot really gzip", "cannot read"),
+    (b'', 'no annotations'),
+    (b'v1\tVT\n', '3 tab-separated fields'),
+    (b'v1\tVT\t1,2\textra\n', '3 tab-separated fields'),
+    (b'v1\tVT\t1,6,2\n', 'integers 1-5'),
+    (b'v1\tVT\t1,x,2\n', 'integers 1-5'),
+    (b'v1\tVT\t1,,2\n', 'integers 1-5'),
+    (b'v1\tVT\t\n', 'integers 1-5'),
+    (b'v1\tVT\t1,2\nv1\tVT\t1,2,3\n', '3 frame scores, earlier 2'),
+    (b'v1\tVT\t1,2\nv1\tGA\t1,2\n', 'category GA'),
+    (b'\tVT\t1,2\n', 'empty video id'),
+    (b'\x1f\x8bnot really gzip', 'cannot read'),
   ],
 )
 def test_load_tvsum_annotations_rejects_malformed_files(tmp_path, content, match):
-  path = tmp_path / "bad.tsv"
+  path = tmp_path / 'bad.tsv'
   path.write_bytes(content)
   with pytest.raises(ValueError, match=match) as info:
     tvsum_annotations.load_tvsum_annotations(path)
-  assert "bad.tsv" in str(info.value)
+  assert 'bad.tsv' in str(info.value)
 
 
 def test_load_tvsum_annotations_missing_file(tmp_path):
-  with pytest.raises(ValueError, match="does not exist") as info:
-    tvsum_annotations.load_tvsum_annotations(tmp_path / "nope.tsv.gz")
-  assert "nope.tsv.gz" in str(info.value)
-  with pytest.raises(ValueError, match="cannot read"):
+  with pytest.raises(ValueError, match='does not exist') as info:
+    tvsum_annotations.load_tvsum_annotations(tmp_path / 'nope.tsv.gz')
+  assert 'nope.tsv.gz' in str(info.value)
+  with pytest.raises(ValueError, match='cannot read'):
     tvsum_annotations.load_tvsum_annotations(tmp_path)  # a directory
 
 
@@ -118,8 +118,8 @@ def test_human_rank_correlation_by_hand():
   tau02 = 6 / np.sqrt(60)
   rho02 = 7.5 / np.sqrt(75)
   got = hb.human_rank_correlation(scores)
-  assert got["kendall"] == pytest.approx((-1 + tau02 - tau02) / 3)
-  assert got["spearman"] == pytest.approx((-1 + rho02 - rho02) / 3)
+  assert got['kendall'] == pytest.approx((-1 + tau02 - tau02) / 3)
+  assert got['spearman'] == pytest.approx((-1 + rho02 - rho02) / 3)
   want = _leave_one_out(scores)
   assert got == pytest.approx(want, abs=1e-12)
 
@@ -130,42 +130,42 @@ def test_human_rank_correlation_matches_otani_loops_on_random_scores():
   scores = np.where(rng.random((7, 400)) < 0.4, base, rng.integers(1, 6, size=(7, 400)))
   got = hb.human_rank_correlation(scores)
   assert got == pytest.approx(_leave_one_out(scores), abs=1e-12)
-  assert got["kendall"] > 0.1  # the shared base makes them agree
+  assert got['kendall'] > 0.1  # the shared base makes them agree
 
 
 def test_human_rank_correlation_rejects_bad_input():
-  with pytest.raises(ValueError, match="2 annotators"):
+  with pytest.raises(ValueError, match='2 annotators'):
     hb.human_rank_correlation(np.ones((1, 5)))
-  with pytest.raises(ValueError, match="NaN"):
+  with pytest.raises(ValueError, match='NaN'):
     hb.human_rank_correlation(np.array([[1.0, np.nan], [1.0, 2.0]]))
-  with pytest.raises(ValueError, match="dimension"):
+  with pytest.raises(ValueError, match='dimension'):
     hb.human_rank_correlation(np.ones(5))
 
 
 def test_human_baseline_main_on_small_file(tmp_path):
-  path = _write(tmp_path / "anno.tsv.gz", _LINES)
-  got = hb.human_baseline_main("tvsum", str(path))
+  path = _write(tmp_path / 'anno.tsv.gz', _LINES)
+  got = hb.human_baseline_main('tvsum', str(path))
   videos = tvsum_annotations.load_tvsum_annotations(path)
   per_video = [_leave_one_out(v.user_scores) for v in videos.values()]
-  for key in ("kendall", "spearman"):
+  for key in ('kendall', 'spearman'):
     assert got[key] == pytest.approx(np.mean([r[key] for r in per_video]), abs=1e-12)
-  with pytest.raises(ValueError, match="TVSum"):
-    hb.human_baseline_main("summe", str(path))
-  with pytest.raises(ValueError, match="does not exist"):
-    hb.human_baseline_main("tvsum", str(tmp_path / "missing.tsv"))
+  with pytest.raises(ValueError, match='TVSum'):
+    hb.human_baseline_main('summe', str(path))
+  with pytest.raises(ValueError, match='does not exist'):
+    hb.human_baseline_main('tvsum', str(tmp_path / 'missing.tsv'))
 
 
 def test_human_baseline_on_real_tvsum(shared_dir):
-  path = shared_dir / "data" / "tvsum" / "ydata-anno.tsv.gz"
+  path = shared_dir / 'data' / 'tvsum' / 'ydata-anno.tsv.gz'
   if not path.is_file():
-    pytest.skip(f"{path} not found")
+    pytest.skip(f'{path} not found')
   videos = tvsum_annotations.load_tvsum_annotations(path)
   assert len(videos) == 50
   assert all(v.user_scores.shape[0] == 20 for v in videos.values())
-  got = hb.human_baseline_main("tvsum", str(path))
+  got = hb.human_baseline_main('tvsum', str(path))
   # Otani et al. 2019 Table 1 / CLIP-It supplementary Table 1, "Human".
-  assert round(got["kendall"], 3) == 0.177
-  assert round(got["spearman"], 3) == 0.204
+  assert round(got['kendall'], 3) == 0.177
+  assert round(got['spearman'], 3) == 0.204
 
 
 def _write_qfvs_release(root):

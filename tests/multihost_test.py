@@ -37,7 +37,7 @@ def _free_port():
 
 
 # train.py, counting the compiles of the train step.
-_TRAIN_PY_COUNTING_COMPILES = '''
+_TRAIN_PY_COUNTING_COMPILES = """
 import atexit, runpy, sys, jax
 names = []
 jax.monitoring.register_event_duration_secs_listener(
@@ -46,7 +46,7 @@ jax.monitoring.register_event_duration_secs_listener(
 atexit.register(lambda: print("train_step compiles:", sum("train_step" in n for n in names)))
 sys.argv[0] = "train.py"
 runpy.run_path("train.py", run_name="__main__")
-'''
+"""
 
 
 def _train_two_processes(data_dir, workdir, *flags):

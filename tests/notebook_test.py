@@ -34,7 +34,7 @@ def test_quickstart_runs_top_to_bottom(tmp_path):
   assert summary['method'] == 'CLIP-It checkpoint' and summary['mode'] == 'query'
   assert summary['settings']['clip_model'] == 'tiny'
   printed = ''.join(o.text for c in code for o in _outputs(c, ('stream',)))
-  assert f"query {summary['query']!r}: kept " in printed
+  assert f'query {summary["query"]!r}: kept ' in printed
   assert 'mean: F1 ' in printed
 
   shown = [o.data for o in _outputs(code[-1], ('display_data',))]

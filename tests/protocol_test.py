@@ -15,8 +15,8 @@ from clipit_jax import protocol as ev
 
 def _no_warnings(fn, *args, **kwargs):
   """Calls fn with every warning (numpy's RuntimeWarning included) an error."""
-  with warnings.catch_warnings(), np.errstate(all="raise"):
-    warnings.simplefilter("error")
+  with warnings.catch_warnings(), np.errstate(all='raise'):
+    warnings.simplefilter('error')
     return fn(*args, **kwargs)
 
 
@@ -82,7 +82,7 @@ def test_kts_change_points_within_one_step_under_heavy_noise():
 
 
 @pytest.mark.parametrize(
-  "seed,n,lmin,max_ncp",
+  'seed,n,lmin,max_ncp',
   [
     (0, 12, 1, 11),
     (1, 25, 1, 10),
@@ -101,7 +101,7 @@ def test_kts_matches_reference_cpd_auto(seed, n, lmin, max_ncp):
   assert shots[1:, 0].tolist() == want
 
 
-@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize('seed', range(20))
 def test_kts_matches_reference_cpd_auto_on_noise(seed):
   # Low-dimensional noise: many change points at data-dependent places.
   rng = np.random.default_rng(100 + seed)
@@ -154,16 +154,16 @@ def test_kts_long_input_bounds_segment_length():
 
 
 @pytest.mark.parametrize(
-  "features,kwargs,match",
+  'features,kwargs,match',
   [
-    (np.zeros((0, 4)), {}, "empty"),
-    (np.zeros(5), {}, "dimension"),
-    (np.array([[0.0, np.nan], [1.0, 1.0]]), {}, "NaN"),
-    (np.ones((5, 2)), {"max_shots": 0}, "max_shots"),
-    (np.ones((5, 2)), {"lmin": 0}, "lmin"),
-    (np.ones((5, 2)), {"lmin": 6}, "lmin"),
-    (np.ones((5, 2)), {"lmin": 3, "lmax": 2}, "lmax"),
-    (np.ones((10, 2)), {"lmax": 2, "max_shots": 3}, "cannot be cut"),
+    (np.zeros((0, 4)), {}, 'empty'),
+    (np.zeros(5), {}, 'dimension'),
+    (np.array([[0.0, np.nan], [1.0, 1.0]]), {}, 'NaN'),
+    (np.ones((5, 2)), {'max_shots': 0}, 'max_shots'),
+    (np.ones((5, 2)), {'lmin': 0}, 'lmin'),
+    (np.ones((5, 2)), {'lmin': 6}, 'lmin'),
+    (np.ones((5, 2)), {'lmin': 3, 'lmax': 2}, 'lmax'),
+    (np.ones((10, 2)), {'lmax': 2, 'max_shots': 3}, 'cannot be cut'),
   ],
 )
 def test_kts_rejects_bad_input(features, kwargs, match):
@@ -224,14 +224,14 @@ def test_knapsack_matches_brute_force(items, capacity):
 
 
 @pytest.mark.parametrize(
-  "values,weights,capacity,match",
+  'values,weights,capacity,match',
   [
-    ([1.0], [1], -1, "capacity"),
-    ([1.0], [1], 2.5, "capacity"),
-    ([np.nan], [1], 1, "NaN"),
-    ([1.0], [-1], 1, "weights"),
-    ([1.0], [1.5], 1, "integers"),
-    ([1.0, 2.0], [1], 1, "length"),
+    ([1.0], [1], -1, 'capacity'),
+    ([1.0], [1], 2.5, 'capacity'),
+    ([np.nan], [1], 1, 'NaN'),
+    ([1.0], [-1], 1, 'weights'),
+    ([1.0], [1.5], 1, 'integers'),
+    ([1.0, 2.0], [1], 1, 'length'),
   ],
 )
 def test_knapsack_rejects_bad_input(values, weights, capacity, match):
@@ -283,27 +283,27 @@ def test_generate_summary_zero_budget():
 
 
 @pytest.mark.parametrize(
-  "kwargs,match",
+  'kwargs,match',
   [
-    ({"scores": [np.nan, 1, 1, 1]}, "NaN"),
-    ({"scores": [1, 1, 1]}, "length"),
-    ({"positions": [0, 3, 3, 8]}, "increasing"),
-    ({"positions": [0, 3, 6, 10]}, r"\[0, 10\)"),
-    ({"change_points": [[0, 1], [3, 9]]}, "gap"),
-    ({"change_points": [[0, 4], [3, 9]]}, "overlap"),
-    ({"change_points": [[0, 4], [5, 8]]}, "end at frame 8"),
-    ({"change_points": [[1, 4], [5, 9]]}, "start at frame 0"),
-    ({"change_points": [0, 4, 5, 9]}, "shape"),
-    ({"proportion": 1.5}, "proportion"),
-    ({"n_frames": 0}, "n_frames"),
+    ({'scores': [np.nan, 1, 1, 1]}, 'NaN'),
+    ({'scores': [1, 1, 1]}, 'length'),
+    ({'positions': [0, 3, 3, 8]}, 'increasing'),
+    ({'positions': [0, 3, 6, 10]}, r'\[0, 10\)'),
+    ({'change_points': [[0, 1], [3, 9]]}, 'gap'),
+    ({'change_points': [[0, 4], [3, 9]]}, 'overlap'),
+    ({'change_points': [[0, 4], [5, 8]]}, 'end at frame 8'),
+    ({'change_points': [[1, 4], [5, 9]]}, 'start at frame 0'),
+    ({'change_points': [0, 4, 5, 9]}, 'shape'),
+    ({'proportion': 1.5}, 'proportion'),
+    ({'n_frames': 0}, 'n_frames'),
   ],
 )
 def test_generate_summary_rejects_bad_input(kwargs, match):
   args = {
-    "scores": [0.9, 0.1, 0.5, 0.2],
-    "change_points": _SHOTS,
-    "n_frames": 10,
-    "positions": [0, 3, 6, 8],
+    'scores': [0.9, 0.1, 0.5, 0.2],
+    'change_points': _SHOTS,
+    'n_frames': 10,
+    'positions': [0, 3, 6, 8],
   }
   args.update(kwargs)
   with pytest.raises(ValueError, match=match):
@@ -324,9 +324,9 @@ def test_user_summaries_from_scores_by_hand():
 
 
 def test_user_summaries_from_scores_rejects_bad_input():
-  with pytest.raises(ValueError, match="end at frame"):
+  with pytest.raises(ValueError, match='end at frame'):
     ev.user_summaries_from_scores(np.ones((2, 10)), [[0, 4], [5, 10]])
-  with pytest.raises(ValueError, match="NaN"):
+  with pytest.raises(ValueError, match='NaN'):
     ev.user_summaries_from_scores(np.full((2, 10), np.nan), _SHOTS)
 
 
@@ -338,21 +338,21 @@ def test_evaluate_summary_by_hand():
   pred = np.array([1, 1, 0, 0, 1, 0])
   users = np.array([[1, 0, 0, 0, 1, 1], [0, 0, 1, 1, 0, 0]])
   # User 0: overlap 2, P = R = 2/3 -> 66.67; user 1: no overlap -> 0.
-  assert ev.evaluate_summary(pred, users, "max") == pytest.approx(200 / 3)
-  assert ev.evaluate_summary(pred, users, "avg") == pytest.approx(100 / 3)
+  assert ev.evaluate_summary(pred, users, 'max') == pytest.approx(200 / 3)
+  assert ev.evaluate_summary(pred, users, 'avg') == pytest.approx(100 / 3)
 
 
 def test_evaluate_summary_binarises():
   pred = np.array([0.0, 0.7, 2.0, 0.0])
   users = np.array([[0, 3, 0, 0]])
   # P = 1/2, R = 1 -> F1 = 2/3.
-  assert ev.evaluate_summary(pred, users, "avg") == pytest.approx(200 / 3)
+  assert ev.evaluate_summary(pred, users, 'avg') == pytest.approx(200 / 3)
 
 
 def test_evaluate_summary_empty_summaries_give_zero_without_warnings():
   users = np.array([[1, 1, 0, 0], [0, 0, 0, 0]])
-  assert _no_warnings(ev.evaluate_summary, np.zeros(4), users, "max") == 0.0
-  assert _no_warnings(ev.evaluate_summary, np.ones(4), users, "avg") == (
+  assert _no_warnings(ev.evaluate_summary, np.zeros(4), users, 'max') == 0.0
+  assert _no_warnings(ev.evaluate_summary, np.ones(4), users, 'avg') == (
     pytest.approx(100 * (2 * 0.5 * 1 / 1.5) / 2)
   )
 
@@ -361,27 +361,27 @@ def test_evaluate_summary_user_summaries_one_frame_longer_or_shorter():
   users = np.array([[1, 1, 0, 0, 0, 1]])
   # One frame shorter: padded with a 0 -> overlap 2, P = 2/2, R = 2/3.
   short = np.array([1, 1, 0, 0, 0])
-  assert ev.evaluate_summary(short, users, "avg") == pytest.approx(80.0)
+  assert ev.evaluate_summary(short, users, 'avg') == pytest.approx(80.0)
   # One frame longer: the extra selected frame is cut -> P = R = 1.
   long = np.array([1, 1, 0, 0, 0, 1, 1])
-  assert ev.evaluate_summary(long, users, "avg") == pytest.approx(100.0)
+  assert ev.evaluate_summary(long, users, 'avg') == pytest.approx(100.0)
 
 
 def test_evaluate_summary_rejects_bad_input():
   users = np.ones((2, 10))
-  with pytest.raises(ValueError, match="reduce"):
-    ev.evaluate_summary(np.ones(10), users, "mean")
-  with pytest.raises(ValueError, match="apart"):
-    ev.evaluate_summary(np.ones(4), users, "max")
-  assert ev.evaluate_summary(np.ones(4), users, "max", max_length_mismatch=None) == pytest.approx(
+  with pytest.raises(ValueError, match='reduce'):
+    ev.evaluate_summary(np.ones(10), users, 'mean')
+  with pytest.raises(ValueError, match='apart'):
+    ev.evaluate_summary(np.ones(4), users, 'max')
+  assert ev.evaluate_summary(np.ones(4), users, 'max', max_length_mismatch=None) == pytest.approx(
     100 * 2 * 0.4 / 1.4
   )
-  with pytest.raises(ValueError, match="NaN"):
-    ev.evaluate_summary(np.full(10, np.nan), users, "max")
-  with pytest.raises(ValueError, match="dimension"):
-    ev.evaluate_summary(np.ones(10), np.ones(10), "max")
-  with pytest.raises(ValueError, match="empty"):
-    ev.evaluate_summary(np.ones(0), users, "max")
+  with pytest.raises(ValueError, match='NaN'):
+    ev.evaluate_summary(np.full(10, np.nan), users, 'max')
+  with pytest.raises(ValueError, match='dimension'):
+    ev.evaluate_summary(np.ones(10), np.ones(10), 'max')
+  with pytest.raises(ValueError, match='empty'):
+    ev.evaluate_summary(np.ones(0), users, 'max')
 
 
 # ---------------------------------------------------------------------------
@@ -398,8 +398,8 @@ def test_rank_correlation_by_hand_with_ties():
   tau = [0.8, -3 / math.sqrt(15)]
   rho = [3.75 / 4.5, -3 / math.sqrt(13.5)]
   got = ev.rank_correlation(pred, users)
-  assert got["kendall"] == pytest.approx(np.mean(tau), abs=1e-12)
-  assert got["spearman"] == pytest.approx(np.mean(rho), abs=1e-12)
+  assert got['kendall'] == pytest.approx(np.mean(tau), abs=1e-12)
+  assert got['spearman'] == pytest.approx(np.mean(rho), abs=1e-12)
 
 
 def test_rank_correlation_matches_scipy():
@@ -407,10 +407,10 @@ def test_rank_correlation_matches_scipy():
   pred = rng.normal(size=200)
   users = rng.integers(1, 6, size=(5, 200)) + 0.3 * pred
   got = ev.rank_correlation(pred, users)
-  assert got["kendall"] == pytest.approx(
+  assert got['kendall'] == pytest.approx(
     np.mean([scipy.stats.kendalltau(pred, u)[0] for u in users]), abs=1e-12
   )
-  assert got["spearman"] == pytest.approx(
+  assert got['spearman'] == pytest.approx(
     np.mean([scipy.stats.spearmanr(pred, u)[0] for u in users]), abs=1e-12
   )
 
@@ -418,17 +418,17 @@ def test_rank_correlation_matches_scipy():
 def test_rank_correlation_constant_scores_count_as_zero():
   users = np.array([[1, 2, 3, 4], [4, 4, 4, 4]])
   got = _no_warnings(ev.rank_correlation, np.full(4, 0.5), users)
-  assert got == {"kendall": 0.0, "spearman": 0.0}
+  assert got == {'kendall': 0.0, 'spearman': 0.0}
   got = _no_warnings(ev.rank_correlation, np.arange(4.0), users)
-  assert got == pytest.approx({"kendall": 0.5, "spearman": 0.5}, abs=1e-12)
+  assert got == pytest.approx({'kendall': 0.5, 'spearman': 0.5}, abs=1e-12)
 
 
 def test_rank_correlation_rejects_bad_input():
-  with pytest.raises(ValueError, match="frames"):
+  with pytest.raises(ValueError, match='frames'):
     ev.rank_correlation(np.ones(4), np.ones((2, 5)))
-  with pytest.raises(ValueError, match="NaN"):
+  with pytest.raises(ValueError, match='NaN'):
     ev.rank_correlation(np.array([1.0, np.nan]), np.ones((2, 2)))
-  with pytest.raises(ValueError, match="at least 2"):
+  with pytest.raises(ValueError, match='at least 2'):
     ev.rank_correlation(np.ones(1), np.ones((2, 1)))
 
 
@@ -436,49 +436,49 @@ def test_rank_correlation_rejects_bad_input():
 # QFVS.
 
 # Shots 0, 1 predicted; 2, 3 (and 4) by the user.
-_CONCEPTS = [{"a", "b", "c"}, {"c", "d"}, {"a", "b", "c", "d"}, {"a", "b"}, {"e"}, set()]
+_CONCEPTS = [{'a', 'b', 'c'}, {'c', 'd'}, {'a', 'b', 'c', 'd'}, {'a', 'b'}, {'e'}, set()]
 
 
 def test_qfvs_optimal_matching_beats_greedy():
   # IoU: p0-u2 3/4, p0-u3 2/3, p1-u2 1/2, p1-u3 0.  Greedy takes p0-u2 then
   # p1-u3 = 0.75; the optimum p0-u3 + p1-u2 = 7/6.
   got = ev.qfvs_evaluate([0, 1], [2, 3], _CONCEPTS)
-  assert got["precision"] == pytest.approx(7 / 12)
-  assert got["recall"] == pytest.approx(7 / 12)
-  assert got["f1"] == pytest.approx(7 / 12)
+  assert got['precision'] == pytest.approx(7 / 12)
+  assert got['recall'] == pytest.approx(7 / 12)
+  assert got['f1'] == pytest.approx(7 / 12)
 
 
 def test_qfvs_unequal_sizes_and_array_concepts():
-  labels = ["a", "b", "c", "d", "e"]
+  labels = ['a', 'b', 'c', 'd', 'e']
   array = np.array([[c in s for c in labels] for s in _CONCEPTS], np.int64)
   got = ev.qfvs_evaluate(np.array([0, 1]), [2, 3, 4], array)
   p, r = 7 / 12, 7 / 18
-  assert got["precision"] == pytest.approx(p)
-  assert got["recall"] == pytest.approx(r)
-  assert got["f1"] == pytest.approx(2 * p * r / (p + r))
+  assert got['precision'] == pytest.approx(p)
+  assert got['recall'] == pytest.approx(r)
+  assert got['f1'] == pytest.approx(2 * p * r / (p + r))
   assert ev.qfvs_evaluate([0, 1], [2, 3, 4], _CONCEPTS) == pytest.approx(got)
 
 
 def test_qfvs_empty_and_conceptless_shots_give_zeros_without_warnings():
-  zeros = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+  zeros = {'precision': 0.0, 'recall': 0.0, 'f1': 0.0}
   assert _no_warnings(ev.qfvs_evaluate, [], [2, 3], _CONCEPTS) == zeros
   assert _no_warnings(ev.qfvs_evaluate, [0], [], _CONCEPTS) == zeros
   # A shot without concepts matches nothing, not even itself.
   assert _no_warnings(ev.qfvs_evaluate, [5], [5], _CONCEPTS) == zeros
   assert _no_warnings(ev.qfvs_evaluate, [4], [0, 1], _CONCEPTS) == zeros
-  assert ev.qfvs_evaluate([3], [3], _CONCEPTS)["f1"] == 1.0
+  assert ev.qfvs_evaluate([3], [3], _CONCEPTS)['f1'] == 1.0
 
 
 @pytest.mark.parametrize(
-  "pred,user,concepts,match",
+  'pred,user,concepts,match',
   [
-    ([0, 6], [1], _CONCEPTS, "index shots"),
-    ([-1], [1], _CONCEPTS, "index shots"),
-    ([0, 0], [1], _CONCEPTS, "more than once"),
-    ([0.5], [1], _CONCEPTS, "integers"),
-    ([0], [1], np.array([[0, 2], [1, 0]]), "0 and 1"),
-    ([0], [1], np.array([[0, np.nan], [1, 0]]), "0 and 1"),
-    ([0], [1], np.ones(3), "shape"),
+    ([0, 6], [1], _CONCEPTS, 'index shots'),
+    ([-1], [1], _CONCEPTS, 'index shots'),
+    ([0, 0], [1], _CONCEPTS, 'more than once'),
+    ([0.5], [1], _CONCEPTS, 'integers'),
+    ([0], [1], np.array([[0, 2], [1, 0]]), '0 and 1'),
+    ([0], [1], np.array([[0, np.nan], [1, 0]]), '0 and 1'),
+    ([0], [1], np.ones(3), 'shape'),
   ],
 )
 def test_qfvs_rejects_bad_input(pred, user, concepts, match):

@@ -206,13 +206,13 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(
 
 # --- two runs on one workdir ---------------------------------------------------------------------
 
-_HOLD = '''
+_HOLD = """
 import sys, time
 from clipit_jax import files
 with files.exclusive_lock(sys.argv[1]):
   print('held', flush=True)
   time.sleep(120)
-'''
+"""
 
 
 def test_a_second_run_on_a_workdir_is_refused_naming_the_first(benchmark, tmp_path):

@@ -264,7 +264,7 @@ def load_summe_gt(gt_dir: str) -> list[tuple[str, RealVideo]]:
       mat = scipy.io.loadmat(os.path.join(gt_dir, name))
       user_score, gt_score = mat['user_score'], mat['gt_score'].ravel()
     except (OSError, ValueError, KeyError) as e:
-      raise ValueError(f"{name} is not a SumMe ground-truth file ({e})") from e
+      raise ValueError(f'{name} is not a SumMe ground-truth file ({e})') from e
     if user_score.ndim != 2 or user_score.shape[0] != gt_score.shape[0]:
       raise ValueError(f'{name}: user_score {user_score.shape} does not match gt_score')
     user_summary = (user_score > 0).T.astype(np.int8)

@@ -147,14 +147,14 @@ class _BenchmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     BenchmarkConfig(
       name='googlenet',
       feature_dim=1024,
-      description='The files\' own 1024-d GoogLeNet pool5 features; no captions.',
+      description="The files' own 1024-d GoogLeNet pool5 features; no captions.",
     ),
     BenchmarkConfig(
       name='clip',
       feature_dim=TEXT_DIM,
       clip_model=encoders.DEFAULT_CLIP,
       captioner=captions_lib.DEFAULT_CAPTIONER,
-      description='CLIP ViT-B/32 features of the raw videos at the files\' picks, '
+      description="CLIP ViT-B/32 features of the raw videos at the files' picks, "
       'and 15 generated captions per video; needs the raw videos.',
     ),
     BenchmarkConfig(

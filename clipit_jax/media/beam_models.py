@@ -56,5 +56,5 @@ def map_with_models(
   """
   apply = beam.ParDo(WithModels(fn, load))
   if tagged:
-    apply = apply.with_outputs(*tagged, main="main")
-  return beam.Create(list(items)) | "Spread" >> beam.Reshuffle() | "Apply" >> apply
+    apply = apply.with_outputs(*tagged, main='main')
+  return beam.Create(list(items)) | 'Spread' >> beam.Reshuffle() | 'Apply' >> apply

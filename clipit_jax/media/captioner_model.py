@@ -27,7 +27,7 @@ class VitConfig:
   num_hidden_layers: int = 12
   num_attention_heads: int = 12
   intermediate_size: int = 3072
-  hidden_act: str = "gelu"
+  hidden_act: str = 'gelu'
   layer_norm_eps: float = 1e-12
   image_size: int = 224
   patch_size: int = 16
@@ -42,7 +42,7 @@ class Gpt2Config:
   n_layer: int = 12
   n_head: int = 12
   n_inner: int | None = None
-  activation_function: str = "gelu_new"
+  activation_function: str = 'gelu_new'
   layer_norm_epsilon: float = 1e-5
   scale_attn_weights: bool = True
   scale_attn_by_inverse_layer_idx: bool = False
@@ -61,21 +61,21 @@ class CaptionerConfig:
   @classmethod
   def from_dict(cls, d: dict, generation: dict | None = None) -> CaptionerConfig:
     """From a hub config.json's dict (and its generation_config.json, which wins)."""
-    enc, dec = d.get("encoder", {}), d.get("decoder", {})
-    if enc.get("model_type", "vit") != "vit" or dec.get("model_type", "gpt2") != "gpt2":
+    enc, dec = d.get('encoder', {}), d.get('decoder', {})
+    if enc.get('model_type', 'vit') != 'vit' or dec.get('model_type', 'gpt2') != 'gpt2':
       raise ValueError(
-        f"a {enc.get('model_type')}-{dec.get('model_type')} encoder-decoder; this captioner is "
-        "a ViT encoder with a GPT-2 decoder"
+        f'a {enc.get("model_type")}-{dec.get("model_type")} encoder-decoder; this captioner is '
+        'a ViT encoder with a GPT-2 decoder'
       )
     pick = lambda klass, src: klass(
       **{f.name: src[f.name] for f in dataclasses.fields(klass) if f.name in src}
     )
     tokens = {**dec, **d, **(generation or {})}
-    eos = tokens.get("eos_token_id")
+    eos = tokens.get('eos_token_id')
     eos = eos[0] if isinstance(eos, list) else eos
-    start = tokens.get("decoder_start_token_id")
-    start = tokens.get("bos_token_id", eos) if start is None else start
-    pad = tokens.get("pad_token_id")
+    start = tokens.get('decoder_start_token_id')
+    start = tokens.get('bos_token_id', eos) if start is None else start
+    pad = tokens.get('pad_token_id')
     return cls(
       encoder=pick(VitConfig, enc),
       decoder=pick(Gpt2Config, dec),
@@ -93,15 +93,15 @@ class CaptionerConfig:
       bos_token_id=self.eos_token_id,
     )
     return {
-      "architectures": ["VisionEncoderDecoderModel"],
-      "model_type": "vision-encoder-decoder",
-      "is_encoder_decoder": True,
-      "encoder": {**dataclasses.asdict(self.encoder), "model_type": "vit"},
-      "decoder": {
+      'architectures': ['VisionEncoderDecoderModel'],
+      'model_type': 'vision-encoder-decoder',
+      'is_encoder_decoder': True,
+      'encoder': {**dataclasses.asdict(self.encoder), 'model_type': 'vit'},
+      'decoder': {
         **dataclasses.asdict(self.decoder),
-        "model_type": "gpt2",
-        "add_cross_attention": True,
-        "is_decoder": True,
+        'model_type': 'gpt2',
+        'add_cross_attention': True,
+        'is_decoder': True,
         **tokens,
       },
       **tokens,
@@ -124,7 +124,7 @@ class VitSelfAttention(nn.Module):
     heads = lambda name: nn.Dense(width, use_bias=c.qkv_bias, dtype=self.dtype, name=name)(
       x
     ).reshape(b, t, c.num_attention_heads, -1)
-    return clip_model.attend(heads("query"), heads("key"), heads("value"), None).reshape(
+    return clip_model.attend(heads('query'), heads('key'), heads('value'), None).reshape(
       b, t, width
     )
 
@@ -137,7 +137,7 @@ class Dense(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    return nn.Dense(self.features, dtype=self.dtype, name="dense")(x)
+    return nn.Dense(self.features, dtype=self.dtype, name='dense')(x)
 
 
 class VitAttention(nn.Module):
@@ -146,8 +146,8 @@ class VitAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    y = VitSelfAttention(self.config, self.dtype, name="attention")(x)
-    return Dense(self.config.hidden_size, self.dtype, name="output")(y)
+    y = VitSelfAttention(self.config, self.dtype, name='attention')(x)
+    return Dense(self.config.hidden_size, self.dtype, name='output')(y)
 
 
 class VitLayer(nn.Module):
@@ -158,9 +158,9 @@ class VitLayer(nn.Module):
   def __call__(self, x):
     c = self.config
     norm = lambda name: nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name=name)
-    x = x + VitAttention(c, self.dtype, name="attention")(norm("layernorm_before")(x))
-    y = Dense(c.intermediate_size, self.dtype, name="intermediate")(norm("layernorm_after")(x))
-    return x + Dense(c.hidden_size, self.dtype, name="output")(
+    x = x + VitAttention(c, self.dtype, name='attention')(norm('layernorm_before')(x))
+    y = Dense(c.intermediate_size, self.dtype, name='intermediate')(norm('layernorm_after')(x))
+    return x + Dense(c.hidden_size, self.dtype, name='output')(
       clip_model.activation(c.hidden_act)(y)
     )
 
@@ -184,7 +184,7 @@ class VitStack(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    return VitLayers(self.config, self.dtype, name="layer")(x)
+    return VitLayers(self.config, self.dtype, name='layer')(x)
 
 
 class PatchEmbeddings(nn.Module):
@@ -194,7 +194,7 @@ class PatchEmbeddings(nn.Module):
   @nn.compact
   def __call__(self, pixels):
     c, p = self.config, self.config.patch_size
-    x = nn.Conv(c.hidden_size, (p, p), (p, p), "VALID", dtype=self.dtype, name="projection")(pixels)
+    x = nn.Conv(c.hidden_size, (p, p), (p, p), 'VALID', dtype=self.dtype, name='projection')(pixels)
     return x.reshape(x.shape[0], -1, c.hidden_size)
 
 
@@ -205,11 +205,11 @@ class VitEmbeddings(nn.Module):
   @nn.compact
   def __call__(self, pixels):
     c = self.config
-    x = PatchEmbeddings(c, self.dtype, name="patch_embeddings")(pixels)
+    x = PatchEmbeddings(c, self.dtype, name='patch_embeddings')(pixels)
     n = x.shape[1] + 1
-    cls = self.param("cls_token", nn.initializers.normal(0.02), (1, 1, c.hidden_size))
+    cls = self.param('cls_token', nn.initializers.normal(0.02), (1, 1, c.hidden_size))
     positions = self.param(
-      "position_embeddings", nn.initializers.normal(0.02), (1, n, c.hidden_size)
+      'position_embeddings', nn.initializers.normal(0.02), (1, n, c.hidden_size)
     )
     cls = jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, c.hidden_size))
     return jnp.concatenate([cls, x], axis=1) + positions.astype(x.dtype)
@@ -224,9 +224,9 @@ class Vit(nn.Module):
   @nn.compact
   def __call__(self, pixels):
     c = self.config
-    x = VitEmbeddings(c, self.dtype, name="embeddings")(pixels)
-    x = VitStack(c, self.dtype, name="encoder")(x)
-    return nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name="layernorm")(x)
+    x = VitEmbeddings(c, self.dtype, name='embeddings')(pixels)
+    x = VitStack(c, self.dtype, name='encoder')(x)
+    return nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name='layernorm')(x)
 
 
 # ----------------------------------------------------------------- GPT-2 --
@@ -253,14 +253,14 @@ class SelfAttention(nn.Module):
   def __call__(self, x, cache, index):
     c = self.config
     b, t, width = x.shape
-    qkv = nn.Dense(3 * width, dtype=self.dtype, name="c_attn")(x)
+    qkv = nn.Dense(3 * width, dtype=self.dtype, name='c_attn')(x)
     q, k, v = (y.reshape(b, t, c.n_head, -1) for y in jnp.split(qkv, 3, axis=-1))
     keys = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), (0, index, 0, 0))
     values = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), (0, index, 0, 0))
     length = keys.shape[1]
     mask = jnp.arange(length)[None, :] <= index + jnp.arange(t)[:, None]  # [t, length]
     y = _attend(q, keys, values, mask[None, None], _scaling(c, self.layer)).reshape(b, t, width)
-    return nn.Dense(width, dtype=self.dtype, name="c_proj")(y), (keys, values)
+    return nn.Dense(width, dtype=self.dtype, name='c_proj')(y), (keys, values)
 
 
 class CrossAttention(nn.Module):
@@ -295,8 +295,8 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = self.config
-    y = nn.Dense(c.n_inner or 4 * c.n_embd, dtype=self.dtype, name="c_fc")(x)
-    return nn.Dense(c.n_embd, dtype=self.dtype, name="c_proj")(
+    y = nn.Dense(c.n_inner or 4 * c.n_embd, dtype=self.dtype, name='c_fc')(x)
+    return nn.Dense(c.n_embd, dtype=self.dtype, name='c_proj')(
       clip_model.activation(c.activation_function)(y)
     )
 
@@ -426,12 +426,12 @@ def param_shapes(config: CaptionerConfig) -> dict:
     jnp.zeros((1, size, size, 3)),
     jnp.zeros((1, 1), jnp.int32),
   )
-  return shapes["params"]
+  return shapes['params']
 
 
 def is_conv1d(key: tuple[str, ...]) -> bool:
   """GPT-2's Conv1D layers (PyTorch weight [in, out], like a Flax kernel)."""
-  return key[0] == "decoder" and key[-2] in ("c_attn", "c_proj", "c_fc", "q_attn")
+  return key[0] == 'decoder' and key[-2] in ('c_attn', 'c_proj', 'c_fc', 'q_attn')
 
 
 # -------------------------------------------------------------- decoding --
@@ -444,7 +444,7 @@ def greedy(model: Captioner, params, pixels, max_length: int):
   """
   c = model.config
   b = pixels.shape[0]
-  cross = model.apply({"params": params}, pixels, method=Captioner.encode)
+  cross = model.apply({'params': params}, pixels, method=Captioner.encode)
   caches = empty_caches(c.decoder, b, max_length, cross[0][0].dtype)
   ids = jnp.full((b, max_length), c.pad_token_id, jnp.int32).at[:, 0].set(c.decoder_start_token_id)
 
@@ -452,7 +452,7 @@ def greedy(model: Captioner, params, pixels, max_length: int):
     ids, caches, done = carry
     token = jax.lax.dynamic_slice_in_dim(ids, index, 1, axis=1)
     logits, caches = model.apply(
-      {"params": params}, token, caches, index, cross, method=Captioner.decode
+      {'params': params}, token, caches, index, cross, method=Captioner.decode
     )
     nxt = jnp.where(done, c.pad_token_id, jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32))
     ids = jax.lax.dynamic_update_slice_in_dim(ids, nxt[:, None], index + 1, axis=1)
@@ -473,7 +473,7 @@ def beam_search(
   """
   c = model.config
   b, k = pixels.shape[0], num_beams
-  cross = model.apply({"params": params}, pixels, method=Captioner.encode)
+  cross = model.apply({'params': params}, pixels, method=Captioner.encode)
   cross = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cross)
   caches = empty_caches(c.decoder, b * k, max_length, cross[0][0].dtype)
   ids = (
@@ -489,7 +489,7 @@ def beam_search(
     ids, caches, scores, done, lengths = carry
     token = ids[:, :, index].reshape(b * k, 1)
     logits, caches = model.apply(
-      {"params": params}, token, caches, index, cross, method=Captioner.decode
+      {'params': params}, token, caches, index, cross, method=Captioner.decode
     )
     logp = jax.nn.log_softmax(logits[:, -1]).reshape(b, k, -1)
     vocab = logp.shape[-1]

@@ -37,9 +37,9 @@ from clipit_jax.media import tokenizer as tokenizer_lib
 _log = logging.getLogger(__name__)
 
 
-DEFAULT_CAPTIONER = "nlpconnect/vit-gpt2-image-captioning"
+DEFAULT_CAPTIONER = 'nlpconnect/vit-gpt2-image-captioning'
 TINY = encoders.TINY
-TINY_CAPTIONER_ID = "tiny-vit-gpt2-v2"  # Bump when the construction changes.
+TINY_CAPTIONER_ID = 'tiny-vit-gpt2-v2'  # Bump when the construction changes.
 LONG_VIDEO_S = 30 * 60  # Videos longer than this get more captions.
 
 
@@ -61,31 +61,31 @@ class Caption:
 
 # ----------------------------------------------------------------- parsing --
 
-_TAG = re.compile(r"<[^>]*>|\{[^}]*\}")  # HTML-ish and {\an8}-style tags.
-_TIME = r"(?:\d+:)?\d{1,2}:\d{2}(?:[.,]\d+)?|\d+(?:\.\d+)?"
+_TAG = re.compile(r'<[^>]*>|\{[^}]*\}')  # HTML-ish and {\an8}-style tags.
+_TIME = r'(?:\d+:)?\d{1,2}:\d{2}(?:[.,]\d+)?|\d+(?:\.\d+)?'
 _PLAIN_LINE = re.compile(
-  rf"^\s*(?:\[\s*(?P<bts>{_TIME})\s*\]|(?P<ts>{_TIME})(?=\s|[-|]))"
-  r"\s*(?:[-|\u2013\u2014]\s*)?(?P<text>.*?)\s*$"
+  rf'^\s*(?:\[\s*(?P<bts>{_TIME})\s*\]|(?P<ts>{_TIME})(?=\s|[-|]))'
+  r'\s*(?:[-|\u2013\u2014]\s*)?(?P<text>.*?)\s*$'
 )
 
 
 def parse_timestamp(text: str) -> float:
   """Seconds from `[[H:]M:]S[.frac]` (a comma is also a decimal mark)."""
-  text = text.strip().replace(",", ".")
-  if not re.fullmatch(r"(?:\d+:){0,2}\d+(?:\.\d+)?", text):
-    raise ValueError(f"not a timestamp: {text!r}")
+  text = text.strip().replace(',', '.')
+  if not re.fullmatch(r'(?:\d+:){0,2}\d+(?:\.\d+)?', text):
+    raise ValueError(f'not a timestamp: {text!r}')
   seconds = 0.0
-  for part in text.split(":"):
+  for part in text.split(':'):
     seconds = seconds * 60 + float(part)
-  parts = text.split(":")
+  parts = text.split(':')
   if len(parts) > 1 and any(float(p) >= 60 for p in parts[1:]):
-    raise ValueError(f"minutes/seconds out of range in {text!r}")
+    raise ValueError(f'minutes/seconds out of range in {text!r}')
   return seconds
 
 
 def clean_text(text: str) -> str:
   """Strips markup tags and entities, and collapses whitespace."""
-  return " ".join(html.unescape(_TAG.sub("", text)).split())
+  return ' '.join(html.unescape(_TAG.sub('', text)).split())
 
 
 def _timing_lines(text: str) -> list[int]:
@@ -93,7 +93,7 @@ def _timing_lines(text: str) -> list[int]:
 
   Only a cue text holding `-->` (which WebVTT forbids) would shift the numbers after it.
   """
-  return [number for number, line in enumerate(text.splitlines(), 1) if "-->" in line]
+  return [number for number, line in enumerate(text.splitlines(), 1) if '-->' in line]
 
 
 def _captions(cues, text: str, path: str) -> list[Caption]:
@@ -101,8 +101,8 @@ def _captions(cues, text: str, path: str) -> list[Caption]:
   lines, out = _timing_lines(text), []
   for k, (start, end, raw) in enumerate(cues):
     if end < start:
-      where = f"{path}:{lines[k]}" if k < len(lines) else path
-      raise CaptionError(f"{where}: caption ends ({end:.3f} s) before it starts ({start:.3f} s)")
+      where = f'{path}:{lines[k]}' if k < len(lines) else path
+      raise CaptionError(f'{where}: caption ends ({end:.3f} s) before it starts ({start:.3f} s)')
     if caption_text := clean_text(raw):
       out.append(Caption(start, end, caption_text))
   return out
@@ -110,45 +110,45 @@ def _captions(cues, text: str, path: str) -> list[Caption]:
 
 def _unparsed_srt(text: str, offset: int, path: str) -> CaptionError:
   """The error for SubRip text that `srt` could not read from char `offset` on."""
-  number = text.count("\n", 0, offset) + 1
+  number = text.count('\n', 0, offset) + 1
   block = text[offset:].splitlines()
   while block and not block[0].strip():
     block, number = block[1:], number + 1
-  if len(block) > 1 and block[1].strip() and "-->" not in block[0]:
+  if len(block) > 1 and block[1].strip() and '-->' not in block[0]:
     block, number = block[1:], number + 1  # The cue number, then the timing line.
-  got = block[0].strip() if block else ""
+  got = block[0].strip() if block else ''
   return CaptionError(
     f"{path}:{number}: expected a 'start --> end' timing line (HH:MM:SS,mmm --> HH:MM:SS,mmm), "
-    f"got {got!r}"
+    f'got {got!r}'
   )
 
 
-def parse_srt(text: str, path: str = "<srt>") -> list[Caption]:
+def parse_srt(text: str, path: str = '<srt>') -> list[Caption]:
   """Captions from SubRip text, read by the `srt` library."""
   try:
     subtitles = list(srt.parse(text))
   except srt.SRTParseError as e:
     raise _unparsed_srt(text, e.expected_start, path) from None
   except srt.TimestampParseError as e:
-    raise CaptionError(f"{path}: bad timestamp ({cli.first_line(e)})") from None
+    raise CaptionError(f'{path}: bad timestamp ({cli.first_line(e)})') from None
   cues = [(s.start.total_seconds(), s.end.total_seconds(), s.content) for s in subtitles]
   return _captions(cues, text, path)
 
 
-def parse_vtt(text: str, path: str = "<vtt>") -> list[Caption]:
+def parse_vtt(text: str, path: str = '<vtt>') -> list[Caption]:
   """Captions from WebVTT text, read by `webvtt-py` (NOTE, STYLE and REGION blocks are skipped)."""
   try:
     cues = webvtt.from_string(text.lstrip(), strict=True).captions
   except webvtt.errors.MalformedFileError:
-    line = text.count("\n", 0, len(text) - len(text.lstrip())) + 1
+    line = text.count('\n', 0, len(text) - len(text.lstrip())) + 1
     raise CaptionError(f"{path}:{line}: a WebVTT file must start with 'WEBVTT'") from None
   except webvtt.errors.MalformedCaptionError as e:  # Timestamps are 'mm:ss.ttt' or 'hh:mm:ss.ttt'.
-    raise CaptionError(f"{path}: malformed WebVTT ({cli.first_line(e)})") from None
+    raise CaptionError(f'{path}: malformed WebVTT ({cli.first_line(e)})') from None
   ms = [(c.start_time.in_milliseconds(), c.end_time.in_milliseconds(), c.raw_text) for c in cues]
   return _captions([(s / 1000, e / 1000, t) for s, e, t in ms], text, path)
 
 
-def parse_plain(text: str, path: str = "<text>") -> list[Caption]:
+def parse_plain(text: str, path: str = '<text>') -> list[Caption]:
   """Captions from lines `TIME text`: `00:01:23 a`, `83.5 a`, `[01:23.5] a`.
 
   Blank lines and lines starting with '#' are skipped. Each caption ends where
@@ -156,22 +156,22 @@ def parse_plain(text: str, path: str = "<text>") -> list[Caption]:
   """
   starts = []
   for number, line in enumerate(text.splitlines(), 1):
-    if not line.strip() or line.lstrip().startswith("#"):
+    if not line.strip() or line.lstrip().startswith('#'):
       continue
     match = _PLAIN_LINE.match(line)
     if not match:
       raise CaptionError(
         f"{path}:{number}: expected 'TIME text' (e.g. '00:01:23 a dog "
         f"runs', '83.5 a dog runs', '[00:01:23.500] a dog runs'), got "
-        f"{line.strip()[:60]!r}"
+        f'{line.strip()[:60]!r}'
       )
     try:
-      start = parse_timestamp(match["bts"] or match["ts"])
+      start = parse_timestamp(match['bts'] or match['ts'])
     except ValueError as e:
-      raise CaptionError(f"{path}:{number}: bad timestamp ({e})") from None
-    caption_text = clean_text(match["text"])
+      raise CaptionError(f'{path}:{number}: bad timestamp ({e})') from None
+    caption_text = clean_text(match['text'])
     if not caption_text:
-      raise CaptionError(f"{path}:{number}: a timestamp with no caption text")
+      raise CaptionError(f'{path}:{number}: a timestamp with no caption text')
     starts.append((start, caption_text))
   starts.sort(key=lambda s: s[0])
   return [
@@ -191,27 +191,27 @@ def parse_captions(path: files.PathLike) -> list[Caption]:
   """
   path = pathlib.Path(path)
   try:
-    text = path.read_text(encoding="utf-8-sig")
+    text = path.read_text(encoding='utf-8-sig')
   except FileNotFoundError:
-    raise CaptionError(f"{path}: caption file not found; check the path.") from None
+    raise CaptionError(f'{path}: caption file not found; check the path.') from None
   except (OSError, UnicodeDecodeError) as e:
     raise CaptionError(
-      f"{path}: cannot read captions ({e}); pass a UTF-8 .srt, .vtt or timestamped text file."
+      f'{path}: cannot read captions ({e}); pass a UTF-8 .srt, .vtt or timestamped text file.'
     ) from None
   suffix = path.suffix.lower()
-  if suffix == ".vtt" or text.lstrip().startswith("WEBVTT"):
+  if suffix == '.vtt' or text.lstrip().startswith('WEBVTT'):
     captions = parse_vtt(text, str(path))
-  elif suffix == ".srt":
+  elif suffix == '.srt':
     captions = parse_srt(text, str(path))
   else:
     captions = parse_plain(text, str(path))
   if not captions:
-    raise CaptionError(f"{path}: no captions found; the file is empty or has only blank cues.")
+    raise CaptionError(f'{path}: no captions found; the file is empty or has only blank cues.')
   return sorted(captions, key=lambda c: (c.start, c.end))
 
 
 def drop_after(
-  captions: Sequence[Caption], duration: float, source: str = "captions"
+  captions: Sequence[Caption], duration: float, source: str = 'captions'
 ) -> list[Caption]:
   """The captions that start within the video's `duration` seconds.
 
@@ -225,12 +225,12 @@ def drop_after(
   kept = [c for c in captions if c.start < duration]
   if not kept:
     raise CaptionError(
-      f"{source}: all {len(captions)} captions start after the video ends "
+      f'{source}: all {len(captions)} captions start after the video ends '
       f"({duration:.1f} s); are they this video's?"
     )
   if len(kept) < len(captions):
     _log.warning(
-      "%s: dropped %d of %d captions that start after the video ends (%.1f s)",
+      '%s: dropped %d of %d captions that start after the video ends (%.1f s)',
       source,
       len(captions) - len(kept),
       len(captions),
@@ -266,9 +266,9 @@ def sample_uniform(captions: Sequence[Caption], m: int, duration: float | None =
     m strings.
   """
   if m <= 0:
-    raise ValueError(f"m must be positive, got {m}")
+    raise ValueError(f'm must be positive, got {m}')
   if not captions:
-    raise ValueError("no captions to sample from")
+    raise ValueError('no captions to sample from')
   starts = np.array([c.start for c in captions], np.float64)
   ends = np.array([max(c.end, c.start) for c in captions], np.float64)
   if duration is None or duration <= 0:
@@ -289,76 +289,76 @@ def sample_uniform(captions: Sequence[Caption], m: int, duration: float | None =
 # Words the tiny captioner's vocabulary spells whole, so its random captions
 # read as (nonsense) word sequences rather than byte soup.
 TINY_WORDS = (
-  "a",
-  "an",
-  "the",
-  "man",
-  "woman",
-  "person",
-  "people",
-  "boy",
-  "girl",
-  "child",
-  "group",
-  "dog",
-  "cat",
-  "horse",
-  "bird",
-  "car",
-  "bus",
-  "train",
-  "bike",
-  "bicycle",
-  "street",
-  "road",
-  "city",
-  "building",
-  "room",
-  "kitchen",
-  "table",
-  "food",
-  "plate",
-  "field",
-  "grass",
-  "tree",
-  "water",
-  "beach",
-  "snow",
-  "mountain",
-  "sky",
-  "ball",
-  "phone",
-  "camera",
-  "sign",
-  "shirt",
-  "hat",
-  "riding",
-  "walking",
-  "running",
-  "standing",
-  "sitting",
-  "playing",
-  "holding",
-  "eating",
-  "looking",
-  "with",
-  "on",
-  "in",
-  "of",
-  "and",
-  "near",
-  "at",
-  "next",
-  "to",
-  "red",
-  "blue",
-  "green",
-  "white",
-  "black",
-  "young",
-  "large",
-  "small",
-  "two",
+  'a',
+  'an',
+  'the',
+  'man',
+  'woman',
+  'person',
+  'people',
+  'boy',
+  'girl',
+  'child',
+  'group',
+  'dog',
+  'cat',
+  'horse',
+  'bird',
+  'car',
+  'bus',
+  'train',
+  'bike',
+  'bicycle',
+  'street',
+  'road',
+  'city',
+  'building',
+  'room',
+  'kitchen',
+  'table',
+  'food',
+  'plate',
+  'field',
+  'grass',
+  'tree',
+  'water',
+  'beach',
+  'snow',
+  'mountain',
+  'sky',
+  'ball',
+  'phone',
+  'camera',
+  'sign',
+  'shirt',
+  'hat',
+  'riding',
+  'walking',
+  'running',
+  'standing',
+  'sitting',
+  'playing',
+  'holding',
+  'eating',
+  'looking',
+  'with',
+  'on',
+  'in',
+  'of',
+  'and',
+  'near',
+  'at',
+  'next',
+  'to',
+  'red',
+  'blue',
+  'green',
+  'white',
+  'black',
+  'young',
+  'large',
+  'small',
+  'two',
 )
 
 
@@ -368,28 +368,28 @@ def _tiny_gpt2_vocab() -> tuple[list[str], list[tuple[str, str]], set[str]]:
   Tokens: 'Ġ' (space), a-z, every space-prefixed prefix of `TINY_WORDS` (so
   BPE can build them) and <|endoftext|> last. Other bytes are unknown.
   """
-  tokens = ["\u0120"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+  tokens = ['\u0120'] + [chr(c) for c in range(ord('a'), ord('z') + 1)]
   merges, words = [], set()
   for word in TINY_WORDS:
-    prefix = "\u0120"
+    prefix = '\u0120'
     for char in word:
       if prefix + char not in tokens:
         merges.append((prefix, char))
         tokens.append(prefix + char)
       prefix += char
     words.add(prefix)
-  return tokens + ["<|endoftext|>"], merges, words
+  return tokens + ['<|endoftext|>'], merges, words
 
 
 def write_tiny_gpt2_tokenizer(directory: pathlib.Path) -> None:
   """Writes the tiny byte-level GPT-2 tokenizer (`_tiny_gpt2_vocab`): tokenizer.json, vocab, merges."""
   tokens, merges, _ = _tiny_gpt2_vocab()
   vocab = {t: i for i, t in enumerate(tokens)}
-  (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-  (directory / "merges.txt").write_text(
-    "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
+  (directory / 'vocab.json').write_text(json.dumps(vocab), encoding='utf-8')
+  (directory / 'merges.txt').write_text(
+    '#version: 0.2\n' + ''.join(f'{a} {b}\n' for a, b in merges), encoding='utf-8'
   )
-  eos = "<|endoftext|>"
+  eos = '<|endoftext|>'
   backend = tokenizer_lib.gpt2_pipeline(vocab, merges, eos)
   tokenizer_lib.save(backend, directory, dict(bos_token=eos, eos_token=eos, unk_token=eos))
 
@@ -425,7 +425,7 @@ def save_captioner(
 ) -> None:
   """Writes config.json, generation_config.json, model.safetensors (the hub's PyTorch layout)
   and preprocessor_config.json, as `VisionEncoderDecoderModel.save_pretrained` would."""
-  (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+  (directory / 'config.json').write_text(json.dumps(config.to_dict(), indent=2), encoding='utf-8')
   generation = dict(
     decoder_start_token_id=config.decoder_start_token_id,
     eos_token_id=config.eos_token_id,
@@ -433,23 +433,23 @@ def save_captioner(
     bos_token_id=config.eos_token_id,
     max_length=max_length,
   )
-  (directory / "generation_config.json").write_text(json.dumps(generation, indent=2))
+  (directory / 'generation_config.json').write_text(json.dumps(generation, indent=2))
   tensors = hub.flax_to_torch(params, conv1d=captioner_model.is_conv1d)
-  tensors["decoder.lm_head.weight"] = tensors["decoder.transformer.wte.weight"]
+  tensors['decoder.lm_head.weight'] = tensors['decoder.transformer.wte.weight']
   hub.save_safetensors(tensors, directory / hub.WEIGHTS)
   size = config.encoder.image_size
   processor = {
-    "image_processor_type": "ViTImageProcessor",
-    "do_resize": True,
-    "size": {"height": size, "width": size},
-    "resample": 2,
-    "do_rescale": True,
-    "rescale_factor": 1 / 255,
-    "do_normalize": True,
-    "image_mean": list(mean),
-    "image_std": list(std),
+    'image_processor_type': 'ViTImageProcessor',
+    'do_resize': True,
+    'size': {'height': size, 'width': size},
+    'resample': 2,
+    'do_rescale': True,
+    'rescale_factor': 1 / 255,
+    'do_normalize': True,
+    'image_mean': list(mean),
+    'image_std': list(std),
   }
-  (directory / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
+  (directory / 'preprocessor_config.json').write_text(json.dumps(processor, indent=2))
 
 
 def build_tiny_captioner(directory: pathlib.Path) -> None:
@@ -463,7 +463,7 @@ def build_tiny_captioner(directory: pathlib.Path) -> None:
   tokens, _, words = _tiny_gpt2_vocab()
   config = tiny_captioner_config(len(tokens))
   params = encoders.random_params(captioner_model.param_shapes(config), seed=0)
-  wte = params["decoder"]["transformer"]["wte"]["embedding"]
+  wte = params['decoder']['transformer']['wte']['embedding']
   wte[np.array([t not in words for t in tokens])] *= 0.1
   save_captioner(directory, config, params)
 
@@ -505,7 +505,7 @@ class Captioner:
     def fn(params, frames):
       x = frames.astype(jnp.float32) / 255.0
       if x.shape[1:3] != (s, s):
-        x = jax.image.resize(x, (x.shape[0], s, s, 3), "bilinear")
+        x = jax.image.resize(x, (x.shape[0], s, s, 3), 'bilinear')
       x = (x - mean) / std
       if self.num_beams > 1:
         return captioner_model.beam_search(self.model, params, x, self.max_length, self.num_beams)
@@ -517,7 +517,7 @@ class Captioner:
     """uint8 [n, H, W, 3] RGB frames -> int [n, max_length] (start token, caption, padding)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-      raise ValueError(f"expected uint8 frames [n, H, W, 3], got {frames.dtype} {frames.shape}")
+      raise ValueError(f'expected uint8 frames [n, H, W, 3], got {frames.dtype} {frames.shape}')
     rows = [
       np.asarray(self._generate(self.params, batch))[:real]
       for (batch,), real in arrays.fixed_shape_batches([frames], self.batch_size)
@@ -527,7 +527,7 @@ class Captioner:
   def caption(self, frames: np.ndarray) -> list[str]:
     """uint8 [n, H, W, 3] RGB frames -> n captions."""
     ids = self.token_ids(frames)
-    return [" ".join(t.split()) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return [' '.join(t.split()) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
 def load_captioner_params(
@@ -539,10 +539,10 @@ def load_captioner_params(
   if weights and weights[0].name == hub.FLAX_WEIGHTS:
     tree = flax.traverse_util.flatten_dict(hub.read_flax_msgpack(weights[0]))
     tree = {
-      k: v.T if captioner_model.is_conv1d(k) and k[-1] == "kernel" else v for k, v in tree.items()
+      k: v.T if captioner_model.is_conv1d(k) and k[-1] == 'kernel' else v for k, v in tree.items()
     }
     return hub.check_shapes(shapes, flax.traverse_util.unflatten_dict(tree), source)
-  tied = {"decoder.lm_head.weight": "decoder.transformer.wte.weight"}
+  tied = {'decoder.lm_head.weight': 'decoder.transformer.wte.weight'}
   return hub.torch_to_flax(
     shapes, hub.read_tensors(directory), conv1d=captioner_model.is_conv1d, tied=tied, source=source
   )
@@ -571,36 +571,36 @@ def load_captioner(
     ModelLoadError: the model cannot be loaded; the message says how to fix.
   """
   source = str(tiny_captioner_dir(cache_dir)) if name_or_path == TINY else name_or_path
-  flag = "--caption-model"
+  flag = '--caption-model'
   directory, model_id = hub.resolve(
-    source, what="captioning model", flag=flag, hf_cache_dir=hf_cache_dir
+    source, what='captioning model', flag=flag, hf_cache_dir=hf_cache_dir
   )
   model_id = TINY_CAPTIONER_ID if name_or_path == TINY else name_or_path
   try:
     config = captioner_model.CaptionerConfig.from_dict(
-      hub.read_json(directory, "config.json") or {},
-      hub.read_json(directory, "generation_config.json"),
+      hub.read_json(directory, 'config.json') or {},
+      hub.read_json(directory, 'generation_config.json'),
     )
     params = load_captioner_params(directory, config, str(directory))
     tokenizer = tokenizer_lib.load(directory, tokenizer_lib.GPT2)
   except ModelLoadError as e:
     raise ModelLoadError(
-      f"could not load captioning model: {e}; pass a ViT-GPT2 checkpoint."
+      f'could not load captioning model: {e}; pass a ViT-GPT2 checkpoint.'
     ) from None
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ModelLoadError(
-      f"could not load captioning model from {directory} ({cli.first_line(e)}); pass a ViT-GPT2 "
-      f"directory written by save_pretrained, or `{flag} tiny`."
+      f'could not load captioning model from {directory} ({cli.first_line(e)}); pass a ViT-GPT2 '
+      f'directory written by save_pretrained, or `{flag} tiny`.'
     ) from None
-  processor = hub.read_json(directory, "preprocessor_config.json") or {}
+  processor = hub.read_json(directory, 'preprocessor_config.json') or {}
   return Captioner(
     model_id=model_id,
     image_size=int(config.encoder.image_size),
     model=captioner_model.Captioner(config),
     params=jax.device_put(params),
     tokenizer=tokenizer,
-    mean=tuple(processor.get("image_mean", (0.5, 0.5, 0.5))),
-    std=tuple(processor.get("image_std", (0.5, 0.5, 0.5))),
+    mean=tuple(processor.get('image_mean', (0.5, 0.5, 0.5))),
+    std=tuple(processor.get('image_std', (0.5, 0.5, 0.5))),
     max_length=max_length,
     batch_size=batch_size,
     num_beams=num_beams,
@@ -632,12 +632,12 @@ def generate_captions(
   """
   frames, timestamps = np.asarray(frames), np.asarray(timestamps, np.float64)
   if len(frames) != len(timestamps):
-    raise ValueError(f"{len(frames)} frames but {len(timestamps)} timestamps")
+    raise ValueError(f'{len(frames)} frames but {len(timestamps)} timestamps')
   if not len(frames):
     return []
   if num_frames is not None and num_frames < len(frames):
     if num_frames <= 0:
-      raise ValueError(f"num_frames must be positive, got {num_frames}")
+      raise ValueError(f'num_frames must be positive, got {num_frames}')
     keep = arrays.uniform_indices(len(frames), num_frames)
     frames, timestamps = frames[keep], timestamps[keep]
   captioner = model if isinstance(model, Captioner) else load_captioner(model, **load_kwargs)

@@ -24,7 +24,7 @@ _TEXT_DEFAULTS = dict(
   num_hidden_layers=12,
   num_attention_heads=8,
   max_position_embeddings=77,
-  hidden_act="quick_gelu",
+  hidden_act='quick_gelu',
   layer_norm_eps=1e-5,
   eos_token_id=49407,
 )
@@ -35,7 +35,7 @@ _VISION_DEFAULTS = dict(
   num_attention_heads=12,
   image_size=224,
   patch_size=32,
-  hidden_act="quick_gelu",
+  hidden_act='quick_gelu',
   layer_norm_eps=1e-5,
 )
 
@@ -76,10 +76,10 @@ class ClipConfig:
   def from_dict(cls, d: dict) -> ClipConfig:
     """From a hub config.json's dict (`text_config`, `vision_config`, `projection_dim`)."""
     return cls(
-      text=TowerConfig.from_dict(d.get("text_config"), _TEXT_DEFAULTS),
-      vision=TowerConfig.from_dict(d.get("vision_config"), _VISION_DEFAULTS),
-      projection_dim=int(d.get("projection_dim", 512)),
-      logit_scale_init_value=float(d.get("logit_scale_init_value", 2.6592)),
+      text=TowerConfig.from_dict(d.get('text_config'), _TEXT_DEFAULTS),
+      vision=TowerConfig.from_dict(d.get('vision_config'), _VISION_DEFAULTS),
+      projection_dim=int(d.get('projection_dim', 512)),
+      logit_scale_init_value=float(d.get('logit_scale_init_value', 2.6592)),
     )
 
   def to_dict(self) -> dict:
@@ -87,43 +87,43 @@ class ClipConfig:
     text = {
       k: v
       for k, v in dataclasses.asdict(self.text).items()
-      if k not in ("image_size", "patch_size")
+      if k not in ('image_size', 'patch_size')
     }
     vision = {
       k: v
       for k, v in dataclasses.asdict(self.vision).items()
-      if k not in ("vocab_size", "max_position_embeddings", "eos_token_id")
+      if k not in ('vocab_size', 'max_position_embeddings', 'eos_token_id')
     }
     return {
-      "architectures": ["CLIPModel"],
-      "model_type": "clip",
-      "text_config": {**text, "model_type": "clip_text_model"},
-      "vision_config": {**vision, "model_type": "clip_vision_model"},
-      "projection_dim": self.projection_dim,
-      "logit_scale_init_value": self.logit_scale_init_value,
+      'architectures': ['CLIPModel'],
+      'model_type': 'clip',
+      'text_config': {**text, 'model_type': 'clip_text_model'},
+      'vision_config': {**vision, 'model_type': 'clip_vision_model'},
+      'projection_dim': self.projection_dim,
+      'logit_scale_init_value': self.logit_scale_init_value,
     }
 
 
 def activation(name: str):
   """The hub's `hidden_act` names: quick_gelu, gelu (exact), gelu_new / gelu_pytorch_tanh, relu."""
-  if name == "quick_gelu":
+  if name == 'quick_gelu':
     return lambda x: x * jax.nn.sigmoid(1.702 * x)
-  if name == "gelu":
+  if name == 'gelu':
     return lambda x: jax.nn.gelu(x, approximate=False)
-  if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+  if name in ('gelu_new', 'gelu_pytorch_tanh', 'gelu_fast'):
     return lambda x: jax.nn.gelu(x, approximate=True)
-  if name == "relu":
+  if name == 'relu':
     return jax.nn.relu
-  raise ValueError(f"unsupported hidden_act {name!r}")
+  raise ValueError(f'unsupported hidden_act {name!r}')
 
 
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> jax.Array:
   """Scaled dot-product attention: q [b, t, heads, d], k/v [b, s, heads, d], mask [b|1, 1, t, s]."""
-  logits = jnp.einsum("bthd,bshd->bhts", q, k) * (q.shape[-1] ** -0.5)
+  logits = jnp.einsum('bthd,bshd->bhts', q, k) * (q.shape[-1] ** -0.5)
   if mask is not None:
     logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
   weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-  return jnp.einsum("bhts,bshd->bthd", weights, v)
+  return jnp.einsum('bhts,bshd->bthd', weights, v)
 
 
 class Attention(nn.Module):
@@ -137,8 +137,8 @@ class Attention(nn.Module):
     b, t, width = x.shape
     split = lambda y: y.reshape(b, t, self.heads, width // self.heads)
     dense = lambda name: nn.Dense(width, dtype=self.dtype, name=name)
-    q, k, v = (split(dense(n)(x)) for n in ("q_proj", "k_proj", "v_proj"))
-    return dense("out_proj")(attend(q, k, v, mask).reshape(b, t, width))
+    q, k, v = (split(dense(n)(x)) for n in ('q_proj', 'k_proj', 'v_proj'))
+    return dense('out_proj')(attend(q, k, v, mask).reshape(b, t, width))
 
 
 class Layer(nn.Module):
@@ -151,10 +151,10 @@ class Layer(nn.Module):
   def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
     c = self.config
     norm = lambda name: nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name=name)
-    x = x + Attention(c.num_attention_heads, self.dtype, name="self_attn")(
-      norm("layer_norm1")(x), mask
+    x = x + Attention(c.num_attention_heads, self.dtype, name='self_attn')(
+      norm('layer_norm1')(x), mask
     )
-    return x + Mlp(c, self.dtype, name="mlp")(norm("layer_norm2")(x))
+    return x + Mlp(c, self.dtype, name='mlp')(norm('layer_norm2')(x))
 
 
 class Mlp(nn.Module):
@@ -166,8 +166,8 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = self.config
-    x = nn.Dense(c.intermediate_size, dtype=self.dtype, name="fc1")(x)
-    return nn.Dense(c.hidden_size, dtype=self.dtype, name="fc2")(activation(c.hidden_act)(x))
+    x = nn.Dense(c.intermediate_size, dtype=self.dtype, name='fc1')(x)
+    return nn.Dense(c.hidden_size, dtype=self.dtype, name='fc2')(activation(c.hidden_act)(x))
 
 
 class Layers(nn.Module):
@@ -189,7 +189,7 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    return Layers(self.config, self.dtype, name="layers")(x, mask)
+    return Layers(self.config, self.dtype, name='layers')(x, mask)
 
 
 class TextEmbeddings(nn.Module):
@@ -199,9 +199,9 @@ class TextEmbeddings(nn.Module):
   @nn.compact
   def __call__(self, input_ids: jax.Array) -> jax.Array:
     c = self.config
-    tokens = nn.Embed(c.vocab_size, c.hidden_size, dtype=self.dtype, name="token_embedding")
+    tokens = nn.Embed(c.vocab_size, c.hidden_size, dtype=self.dtype, name='token_embedding')
     positions = nn.Embed(
-      c.max_position_embeddings, c.hidden_size, dtype=self.dtype, name="position_embedding"
+      c.max_position_embeddings, c.hidden_size, dtype=self.dtype, name='position_embedding'
     )
     return tokens(input_ids) + positions(jnp.arange(input_ids.shape[-1])[None])
 
@@ -216,11 +216,11 @@ class TextTransformer(nn.Module):
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
     c = self.config
     t = input_ids.shape[-1]
-    x = TextEmbeddings(c, self.dtype, name="embeddings")(input_ids)
+    x = TextEmbeddings(c, self.dtype, name='embeddings')(input_ids)
     causal = jnp.tril(jnp.ones((t, t), bool))[None, None]
     mask = causal & attention_mask.astype(bool)[:, None, None, :]
-    x = Encoder(c, self.dtype, name="encoder")(x, mask)
-    x = nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name="final_layer_norm")(x)
+    x = Encoder(c, self.dtype, name='encoder')(x, mask)
+    x = nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name='final_layer_norm')(x)
     if c.eos_token_id == 2:  # Old configs: the EOS token has the highest id.
       eos = jnp.argmax(input_ids, axis=-1)
     else:  # The first EOS (the padding may be EOS too).
@@ -240,18 +240,18 @@ class VisionEmbeddings(nn.Module):
       c.hidden_size,
       (p, p),
       (p, p),
-      "VALID",
+      'VALID',
       use_bias=False,
       dtype=self.dtype,
-      name="patch_embedding",
+      name='patch_embedding',
     )(pixels)
     b = patches.shape[0]
     patches = patches.reshape(b, -1, c.hidden_size)
-    cls = self.param("class_embedding", nn.initializers.normal(1.0), (c.hidden_size,))
+    cls = self.param('class_embedding', nn.initializers.normal(1.0), (c.hidden_size,))
     x = jnp.concatenate(
       [jnp.broadcast_to(cls.astype(patches.dtype), (b, 1, c.hidden_size)), patches], 1
     )
-    positions = nn.Embed(x.shape[1], c.hidden_size, dtype=self.dtype, name="position_embedding")
+    positions = nn.Embed(x.shape[1], c.hidden_size, dtype=self.dtype, name='position_embedding')
     return x + positions(jnp.arange(x.shape[1])[None])
 
 
@@ -264,12 +264,12 @@ class VisionTransformer(nn.Module):
   @nn.compact
   def __call__(self, pixels: jax.Array) -> jax.Array:
     c = self.config
-    x = VisionEmbeddings(c, self.dtype, name="embeddings")(pixels)
-    x = nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name="pre_layrnorm")(
+    x = VisionEmbeddings(c, self.dtype, name='embeddings')(pixels)
+    x = nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name='pre_layrnorm')(
       x
     )  # The hub's spelling.
-    x = Encoder(c, self.dtype, name="encoder")(x, None)
-    return nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name="post_layernorm")(x[:, 0])
+    x = Encoder(c, self.dtype, name='encoder')(x, None)
+    return nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name='post_layernorm')(x[:, 0])
 
 
 class CLIP(nn.Module):
@@ -285,7 +285,7 @@ class CLIP(nn.Module):
     self.visual_projection = nn.Dense(c.projection_dim, use_bias=False, dtype=self.dtype)
     self.text_projection = nn.Dense(c.projection_dim, use_bias=False, dtype=self.dtype)
     self.logit_scale = self.param(
-      "logit_scale", nn.initializers.constant(c.logit_scale_init_value), ()
+      'logit_scale', nn.initializers.constant(c.logit_scale_init_value), ()
     )
 
   def image_features(self, pixels: jax.Array) -> jax.Array:
@@ -312,4 +312,4 @@ def param_shapes(config: ClipConfig) -> dict:
   shapes = jax.eval_shape(
     model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), ids, jnp.ones_like(ids)
   )
-  return shapes["params"]
+  return shapes['params']

@@ -39,9 +39,9 @@ from clipit_jax.media import video
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_CLIP = "openai/clip-vit-base-patch32"
-TINY = "tiny"
-TINY_CLIP_ID = "tiny-clip-v2"  # Bump when the tiny model's build changes.
+DEFAULT_CLIP = 'openai/clip-vit-base-patch32'
+TINY = 'tiny'
+TINY_CLIP_ID = 'tiny-clip-v2'  # Bump when the tiny model's build changes.
 
 # CLIP's pixel normalisation, used when a model directory has no processor
 # config.
@@ -65,7 +65,7 @@ def build_once(directory: files.PathLike, build: Callable[[pathlib.Path], None])
   if directory.is_dir():
     return directory
   directory.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{directory.name}.', dir=directory.parent))
   try:
     build(tmp)
     tmp.chmod(0o755)
@@ -103,9 +103,9 @@ def random_params(shapes: dict, *, seed: int, constants: dict[str, float] | None
     shape, name = shapes[key].shape, key[-1]
     if name in constants:
       value = np.full(shape, constants[name])
-    elif name == "bias":
+    elif name == 'bias':
       value = np.zeros(shape)
-    elif name == "scale":
+    elif name == 'scale':
       value = np.ones(shape)
     else:
       fan_in = math.prod(shape[:-1]) if len(shape) > 1 else 1
@@ -121,35 +121,35 @@ def write_tiny_clip_tokenizer(directory: pathlib.Path) -> None:
   marker, then <|startoftext|> and <|endoftext|> last (highest id).
   """
   chars = byte_level_alphabet()
-  tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+  tokens = chars + [c + '</w>' for c in chars] + ['<|startoftext|>', '<|endoftext|>']
   vocab = {t: i for i, t in enumerate(tokens)}
-  (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-  (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-  special = dict(bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-  backend = tokenizer_lib.clip_pipeline(vocab, [], special["bos_token"], special["eos_token"])
-  tokenizer_lib.save(backend, directory, {**special, "unk_token": "<|endoftext|>"})
+  (directory / 'vocab.json').write_text(json.dumps(vocab), encoding='utf-8')
+  (directory / 'merges.txt').write_text('#version: 0.2\n', encoding='utf-8')
+  special = dict(bos_token='<|startoftext|>', eos_token='<|endoftext|>', pad_token='<|endoftext|>')
+  backend = tokenizer_lib.clip_pipeline(vocab, [], special['bos_token'], special['eos_token'])
+  tokenizer_lib.save(backend, directory, {**special, 'unk_token': '<|endoftext|>'})
 
 
 def save_clip(directory: pathlib.Path, config: clip_model.ClipConfig, params: dict) -> None:
   """Writes config.json, model.safetensors (the hub's PyTorch layout) and preprocessor_config.json."""
   size = config.vision.image_size
-  (directory / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+  (directory / 'config.json').write_text(json.dumps(config.to_dict(), indent=2), encoding='utf-8')
   hub.save_safetensors(hub.flax_to_torch(params), directory / hub.WEIGHTS)
   processor = {
-    "image_processor_type": "CLIPImageProcessor",
-    "do_resize": True,
-    "size": {"shortest_edge": size},
-    "resample": 3,
-    "do_center_crop": True,
-    "crop_size": {"height": size, "width": size},
-    "do_rescale": True,
-    "rescale_factor": 1 / 255,
-    "do_normalize": True,
-    "image_mean": list(OPENAI_CLIP_MEAN),
-    "image_std": list(OPENAI_CLIP_STD),
-    "do_convert_rgb": True,
+    'image_processor_type': 'CLIPImageProcessor',
+    'do_resize': True,
+    'size': {'shortest_edge': size},
+    'resample': 3,
+    'do_center_crop': True,
+    'crop_size': {'height': size, 'width': size},
+    'do_rescale': True,
+    'rescale_factor': 1 / 255,
+    'do_normalize': True,
+    'image_mean': list(OPENAI_CLIP_MEAN),
+    'image_std': list(OPENAI_CLIP_STD),
+    'do_convert_rgb': True,
   }
-  (directory / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
+  (directory / 'preprocessor_config.json').write_text(json.dumps(processor, indent=2))
 
 
 def save_random_clip(directory: pathlib.Path, config: clip_model.ClipConfig) -> None:
@@ -158,7 +158,7 @@ def save_random_clip(directory: pathlib.Path, config: clip_model.ClipConfig) -> 
   params = random_params(
     clip_model.param_shapes(config),
     seed=0,
-    constants={"logit_scale": config.logit_scale_init_value},
+    constants={'logit_scale': config.logit_scale_init_value},
   )
   save_clip(directory, config, params)
 
@@ -248,7 +248,7 @@ class ClipEncoder:
 
     def fn(params, frames):
       x = (frames.astype(jnp.float32) / 255.0 - mean) / std
-      features = self.model.apply({"params": params}, x, method=clip_model.CLIP.image_features)
+      features = self.model.apply({'params': params}, x, method=clip_model.CLIP.image_features)
       return _l2_normalize(features)
 
     return jax.jit(fn)
@@ -257,7 +257,7 @@ class ClipEncoder:
   def _text_fn(self) -> Callable[[dict, jax.Array, jax.Array], jax.Array]:
     def fn(params, input_ids, attention_mask):
       features = self.model.apply(
-        {"params": params}, input_ids, attention_mask, method=clip_model.CLIP.text_features
+        {'params': params}, input_ids, attention_mask, method=clip_model.CLIP.text_features
       )
       return _l2_normalize(features)
 
@@ -269,28 +269,28 @@ class ClipEncoder:
     s = self.image_size
     if frames.ndim != 4 or frames.shape[1:] != (s, s, 3):
       raise ValueError(
-        f"expected frames of shape [n, {s}, {s}, 3], got "
-        f"{frames.shape}; decode with size=encoder.image_size"
+        f'expected frames of shape [n, {s}, {s}, 3], got '
+        f'{frames.shape}; decode with size=encoder.image_size'
       )
     if frames.dtype != np.uint8:
-      raise ValueError(f"expected uint8 frames, got {frames.dtype}")
+      raise ValueError(f'expected uint8 frames, got {frames.dtype}')
     return self._batched(lambda x: self._image_fn(self.params, x), [frames], self.image_batch_size)
 
   def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
     """[n] strings -> float32 [n, embed_dim]."""
     if isinstance(texts, str):
-      raise TypeError("encode_texts takes a list of strings, not a string")
+      raise TypeError('encode_texts takes a list of strings, not a string')
     if not texts:
       return np.zeros((0, self.embed_dim), np.float32)
     tokens = self.tokenizer(
       list(texts),
-      padding="max_length",
+      padding='max_length',
       truncation=True,
       max_length=self.context_length,
-      return_tensors="np",
+      return_tensors='np',
     )
-    ids = tokens["input_ids"].astype(np.int32)
-    mask = tokens["attention_mask"].astype(np.int32)
+    ids = tokens['input_ids'].astype(np.int32)
+    mask = tokens['attention_mask'].astype(np.int32)
     return self._batched(
       lambda i, m: self._text_fn(self.params, i, m), [ids, mask], self.text_batch_size
     )
@@ -344,22 +344,22 @@ def load_clip(
   """
   source = str(tiny_clip_dir(cache_dir)) if name_or_path == TINY else name_or_path
   directory, model_id = hub.resolve(
-    source, what="CLIP model", flag="--clip-model", hf_cache_dir=hf_cache_dir
+    source, what='CLIP model', flag='--clip-model', hf_cache_dir=hf_cache_dir
   )
   if name_or_path == TINY:
     model_id = TINY_CLIP_ID
   try:
-    config = clip_model.ClipConfig.from_dict(hub.read_json(directory, "config.json") or {})
+    config = clip_model.ClipConfig.from_dict(hub.read_json(directory, 'config.json') or {})
     params = load_clip_params(directory, config, str(directory))
     tokenizer = tokenizer_lib.load(directory, tokenizer_lib.CLIP)
   except ModelLoadError as e:
-    raise ModelLoadError(f"could not load CLIP model: {e}; pass a CLIP checkpoint.") from None
+    raise ModelLoadError(f'could not load CLIP model: {e}; pass a CLIP checkpoint.') from None
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ModelLoadError(
-      f"could not load CLIP model from {directory} ({cli.first_line(e)}); pass a directory "
-      "written by save_pretrained, or `--clip-model tiny`."
+      f'could not load CLIP model from {directory} ({cli.first_line(e)}); pass a directory '
+      'written by save_pretrained, or `--clip-model tiny`.'
     ) from None
-  processor = hub.read_json(directory, "preprocessor_config.json") or {}
+  processor = hub.read_json(directory, 'preprocessor_config.json') or {}
   return ClipEncoder(
     model_id=model_id,
     image_size=int(config.vision.image_size),
@@ -368,8 +368,8 @@ def load_clip(
     model=clip_model.CLIP(config, dtype=dtype),
     params=jax.device_put(params),
     tokenizer=tokenizer,
-    mean=tuple(processor.get("image_mean", OPENAI_CLIP_MEAN)),
-    std=tuple(processor.get("image_std", OPENAI_CLIP_STD)),
+    mean=tuple(processor.get('image_mean', OPENAI_CLIP_MEAN)),
+    std=tuple(processor.get('image_std', OPENAI_CLIP_STD)),
     image_batch_size=image_batch_size,
     text_batch_size=text_batch_size,
   )
@@ -381,7 +381,7 @@ def load_clip(
 def file_sha256(path: files.PathLike, block: int = 1 << 20) -> str:
   """Hex sha256 of a file's bytes, read in blocks."""
   h = hashlib.sha256()
-  with open(path, "rb") as f:
+  with open(path, 'rb') as f:
     while chunk := f.read(block):
       h.update(chunk)
   return h.hexdigest()
@@ -391,11 +391,11 @@ def feature_cache_key(content_sha256: str, model_id: str, fps: float, image_size
   """The cache file stem for one (video bytes, model, rate, crop size)."""
   key = json.dumps(
     {
-      "v": 2,  # 2: frames upright (rotation metadata applied).
-      "video": content_sha256,
-      "model": model_id,
-      "fps": float(fps),
-      "size": int(image_size),
+      'v': 2,  # 2: frames upright (rotation metadata applied).
+      'video': content_sha256,
+      'model': model_id,
+      'fps': float(fps),
+      'size': int(image_size),
     },
     sort_keys=True,
   )
@@ -411,7 +411,7 @@ def feature_cache_file(
   `fps` and the crop size, so a renamed copy hits and an edited file misses.
   """
   stem = feature_cache_key(file_sha256(path), encoder.model_id, fps, encoder.image_size)
-  return pathlib.Path(cache_dir) / f"{stem}.npz"
+  return pathlib.Path(cache_dir) / f'{stem}.npz'
 
 
 def write_cached_features(
@@ -419,11 +419,11 @@ def write_cached_features(
 ) -> bool:
   """Writes a cache file atomically; on failure (a full disk) warns and returns False."""
   try:
-    with files.atomic_path(cache_file, suffix=".npz") as tmp:
+    with files.atomic_path(cache_file, suffix='.npz') as tmp:
       np.savez(tmp, features=features, timestamps=timestamps)
   except OSError as e:
     _log.warning(
-      "could not write the feature cache file %s (%s); continuing without it",
+      'could not write the feature cache file %s (%s); continuing without it',
       cache_file,
       e.strerror or e,
     )
@@ -434,18 +434,18 @@ def write_cached_features(
 def cache_damage(features: np.ndarray, timestamps: np.ndarray, embed_dim: int | None) -> str:
   """What is wrong with cached (features [n, embed_dim], timestamps [n]); '' when nothing."""
   if features.ndim != 2 or timestamps.ndim != 1 or len(features) != len(timestamps):
-    return f"features of shape {features.shape} with timestamps of shape {timestamps.shape}"
+    return f'features of shape {features.shape} with timestamps of shape {timestamps.shape}'
   if not len(features):
-    return "no frames"
+    return 'no frames'
   if embed_dim is not None and features.shape[1] != embed_dim:
-    return f"{features.shape[1]}-d features where the model gives {embed_dim}-d ones"
-  if features.dtype.kind != "f" or timestamps.dtype.kind not in "fiu":
-    return f"features of type {features.dtype}, timestamps of type {timestamps.dtype}"
+    return f'{features.shape[1]}-d features where the model gives {embed_dim}-d ones'
+  if features.dtype.kind != 'f' or timestamps.dtype.kind not in 'fiu':
+    return f'features of type {features.dtype}, timestamps of type {timestamps.dtype}'
   if not (np.isfinite(features).all() and np.isfinite(timestamps).all()):
-    return "NaN or infinite values"
+    return 'NaN or infinite values'
   if timestamps[0] < 0 or np.any(np.diff(timestamps) <= 0):
-    return "timestamps that are negative or not increasing"
-  return ""
+    return 'timestamps that are negative or not increasing'
+  return ''
 
 
 def read_cached_features(
@@ -458,13 +458,13 @@ def read_cached_features(
     return None
   try:
     with np.load(cache_file, allow_pickle=False) as data:
-      features, timestamps = data["features"], data["timestamps"]
+      features, timestamps = data['features'], data['timestamps']
   except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-    damage = f"unreadable ({cli.first_line(e)})"
+    damage = f'unreadable ({cli.first_line(e)})'
   else:
     damage = cache_damage(features, timestamps, embed_dim)
   if damage:
-    _log.warning("damaged feature cache file %s: %s; recomputing it", cache_file, damage)
+    _log.warning('damaged feature cache file %s: %s; recomputing it', cache_file, damage)
     return None
   return features, timestamps
 
@@ -484,9 +484,9 @@ def video_features(
   features, timestamps = [], []
   with tqdm.tqdm(
     total=max(1, math.ceil(info.duration * rate)),
-    unit="frame",
+    unit='frame',
     disable=not progress,
-    desc=f"encoding {pathlib.Path(path).name}",
+    desc=f'encoding {pathlib.Path(path).name}',
   ) as bar:
     for frames, times in video.decode_frames(
       path, fps=fps, size=encoder.image_size, chunk_size=chunk_size
@@ -548,7 +548,7 @@ def cache_video_features(
   """
   path = pathlib.Path(path)
   if not path.is_file():
-    raise video.VideoError(f"{path}: file not found; check the path.")
+    raise video.VideoError(f'{path}: file not found; check the path.')
   cache_file = feature_cache_file(path, encoder, fps, cache_dir)
   cached = read_cached_features(cache_file, encoder.embed_dim)
   if cached is not None:
@@ -557,5 +557,5 @@ def cache_video_features(
     path, encoder, fps, chunk_size=chunk_size, progress=progress
   )
   if not write_cached_features(cache_file, features, timestamps) and must_write:
-    raise OSError(f"{cache_file}: cannot write the feature cache file; check --cache-dir")
+    raise OSError(f'{cache_file}: cannot write the feature cache file; check --cache-dir')
   return features, timestamps, cache_file, False

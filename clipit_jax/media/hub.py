@@ -22,19 +22,19 @@ import numpy as np
 from clipit_jax import cli
 from clipit_jax import files
 
-WEIGHTS = "model.safetensors"
-FLAX_WEIGHTS = "flax_model.msgpack"
-TORCH_WEIGHTS = "pytorch_model.bin"
+WEIGHTS = 'model.safetensors'
+FLAX_WEIGHTS = 'flax_model.msgpack'
+TORCH_WEIGHTS = 'pytorch_model.bin'
 # What a checkpoint directory needs besides its weights (what exists is downloaded).
 SIDE_FILES = (
-  "config.json",
-  "generation_config.json",
-  "preprocessor_config.json",
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "vocab.json",
-  "merges.txt",
+  'config.json',
+  'generation_config.json',
+  'preprocessor_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'vocab.json',
+  'merges.txt',
 )
 
 
@@ -43,12 +43,12 @@ class ModelLoadError(cli.UserError, RuntimeError):
 
 
 def _env_true(name: str) -> bool:
-  return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+  return os.environ.get(name, '').strip().upper() in {'1', 'ON', 'YES', 'TRUE'}
 
 
 def is_offline() -> bool:
   """Whether `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE` is set (read now)."""
-  return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
+  return _env_true('HF_HUB_OFFLINE') or _env_true('TRANSFORMERS_OFFLINE')
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -57,13 +57,13 @@ def hub_reachable(timeout: float = 3.0) -> bool:
   Avoids the hub client's minute of retries when there is no network. With a
   proxy configured the answer cannot be known here, so it says yes.
   """
-  if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+  if any(os.environ.get(v) for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')):
     return True
   from huggingface_hub import constants  # pylint: disable=g-import-not-at-top
 
   url = urllib.parse.urlparse(constants.ENDPOINT)
-  host = url.hostname or "huggingface.co"
-  port = url.port or (443 if url.scheme == "https" else 80)
+  host = url.hostname or 'huggingface.co'
+  port = url.port or (443 if url.scheme == 'https' else 80)
   result = []
 
   def connect():
@@ -81,9 +81,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def looks_like_path(name: str) -> bool:
   return (
-    name.startswith(("/", ".", "~"))
-    or name.count("/") > 1
-    or os.sep != "/"
+    name.startswith(('/', '.', '~'))
+    or name.count('/') > 1
+    or os.sep != '/'
     and os.sep in name
     or pathlib.Path(name).expanduser().exists()
   )
@@ -91,9 +91,9 @@ def looks_like_path(name: str) -> bool:
 
 def weight_files(directory: pathlib.Path) -> list[pathlib.Path]:
   """The checkpoint's safetensors files (one, or the shards an index names), else its msgpack."""
-  index = directory / f"{WEIGHTS}.index.json"
+  index = directory / f'{WEIGHTS}.index.json'
   if index.is_file():
-    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    shards = sorted(set(json.loads(index.read_text())['weight_map'].values()))
     return [directory / s for s in shards]
   for name in (WEIGHTS, FLAX_WEIGHTS):
     if (directory / name).is_file():
@@ -110,17 +110,17 @@ def _no_weights(
     torch_only = (directory / TORCH_WEIGHTS).is_file()
   if torch_only:
     local = looks_like_path(source)
-    get = "" if local else f"`hf download {source} --local-dir DIR`, then "
-    target = source if local else "DIR"
+    get = '' if local else f'`hf download {source} --local-dir DIR`, then '
+    target = source if local else 'DIR'
     return ModelLoadError(
-      f"could not load {what} {source}: it has only {TORCH_WEIGHTS} (a PyTorch pickle); convert "
-      f"it to model.safetensors once where torch is installed: {get}`python -c \"from transformers "
+      f'could not load {what} {source}: it has only {TORCH_WEIGHTS} (a PyTorch pickle); convert '
+      f'it to model.safetensors once where torch is installed: {get}`python -c "from transformers '
       f"import AutoModel as M; M.from_pretrained('{target}').save_pretrained('{target}')\"`, "
-      f"then pass `{flag} {target}`."
+      f'then pass `{flag} {target}`.'
     )
   return ModelLoadError(
-    f"could not load {what} {source}: no {WEIGHTS} or {FLAX_WEIGHTS} in {directory}; pass a "
-    f"directory written by save_pretrained, a hub name, or `{flag} tiny`."
+    f'could not load {what} {source}: no {WEIGHTS} or {FLAX_WEIGHTS} in {directory}; pass a '
+    f'directory written by save_pretrained, a hub name, or `{flag} tiny`.'
   )
 
 
@@ -139,8 +139,8 @@ def _hub_patterns(name: str) -> tuple[list[str], bool]:
   from huggingface_hub import list_repo_files  # pylint: disable=g-import-not-at-top
 
   names = set(list_repo_files(name))
-  if WEIGHTS in names or f"{WEIGHTS}.index.json" in names:
-    return [*SIDE_FILES, "model*.safetensors", f"{WEIGHTS}.index.json"], False
+  if WEIGHTS in names or f'{WEIGHTS}.index.json' in names:
+    return [*SIDE_FILES, 'model*.safetensors', f'{WEIGHTS}.index.json'], False
   if FLAX_WEIGHTS in names:
     return [*SIDE_FILES, FLAX_WEIGHTS], False
   return list(SIDE_FILES), TORCH_WEIGHTS in names
@@ -168,42 +168,42 @@ def resolve(
     path = pathlib.Path(name_or_path).expanduser()
     if not path.is_dir():
       raise ModelLoadError(
-        f"{what} directory {name_or_path} not found; pass a directory written by "
-        f"save_pretrained, a hub name, or `{flag} tiny`."
+        f'{what} directory {name_or_path} not found; pass a directory written by '
+        f'save_pretrained, a hub name, or `{flag} tiny`.'
       )
     if weights and not weight_files(path):
       raise _no_weights(path, what, str(path), flag)
     return path, local_model_id(path)
   fix = (
-    f"download it on a machine with network (`hf download {name_or_path}`) into HF_HOME, "
-    f"pass a local directory with `{flag} PATH`, or use `{flag} tiny` for the offline demo"
+    f'download it on a machine with network (`hf download {name_or_path}`) into HF_HOME, '
+    f'pass a local directory with `{flag} PATH`, or use `{flag} tiny` for the offline demo'
   )
   cache = str(hf_cache_dir) if hf_cache_dir else None
-  patterns = [*SIDE_FILES, "model*.safetensors", f"{WEIGHTS}.index.json", FLAX_WEIGHTS]
+  patterns = [*SIDE_FILES, 'model*.safetensors', f'{WEIGHTS}.index.json', FLAX_WEIGHTS]
   try:
     path = _snapshot(name_or_path, cache, True, patterns)
-    if weight_files(path) or not weights and (path / "config.json").is_file():
-      return path, f"{name_or_path}@{path.name}"
-    local_error = f"no weights for {name_or_path} in the local cache"
+    if weight_files(path) or not weights and (path / 'config.json').is_file():
+      return path, f'{name_or_path}@{path.name}'
+    local_error = f'no weights for {name_or_path} in the local cache'
   except Exception as e:  # pylint: disable=broad-except
     local_error = cli.first_line(e)
   if is_offline() or not hub_reachable():
-    why = "HF_HUB_OFFLINE is set" if is_offline() else "the hub is unreachable (no network)"
+    why = 'HF_HUB_OFFLINE is set' if is_offline() else 'the hub is unreachable (no network)'
     raise ModelLoadError(
-      f"could not load {what} {name_or_path!r}: not in the local Hugging Face cache and {why}; "
-      f"{fix}."
+      f'could not load {what} {name_or_path!r}: not in the local Hugging Face cache and {why}; '
+      f'{fix}.'
     ) from None
   try:
-    wanted, torch_only = _hub_patterns(name_or_path) if weights else (["config.json"], False)
+    wanted, torch_only = _hub_patterns(name_or_path) if weights else (['config.json'], False)
     path = _snapshot(name_or_path, cache, False, wanted)
   except Exception as e:  # pylint: disable=broad-except
     raise ModelLoadError(
-      f"could not load {what} {name_or_path!r} ({cli.first_line(e)}; locally: {local_error}); "
-      f"{fix}."
+      f'could not load {what} {name_or_path!r} ({cli.first_line(e)}; locally: {local_error}); '
+      f'{fix}.'
     ) from None
   if weights and not weight_files(path):
     raise _no_weights(path, what, name_or_path, flag, torch_only)
-  return path, f"{name_or_path}@{path.name}"
+  return path, f'{name_or_path}@{path.name}'
 
 
 def local_model_id(directory: pathlib.Path) -> str:
@@ -213,14 +213,14 @@ def local_model_id(directory: pathlib.Path) -> str:
     f = directory / name
     if f.is_file():
       st = f.stat()
-      stats.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
-  return f"{directory.resolve()}|{'|'.join(stats)}"
+      stats.append(f'{name}:{st.st_size}:{st.st_mtime_ns}')
+  return f'{directory.resolve()}|{"|".join(stats)}'
 
 
 def read_json(directory: pathlib.Path, name: str) -> dict | None:
   """A JSON file of the checkpoint, or None when it has none."""
   path = directory / name
-  return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+  return json.loads(path.read_text(encoding='utf-8')) if path.is_file() else None
 
 
 # ----------------------------------------------------------------- weights --
@@ -234,14 +234,14 @@ def read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
   tensors = {}
   for path in weight_files(directory):
     try:
-      with safe_open(str(path), framework="numpy") as f:
+      with safe_open(str(path), framework='numpy') as f:
         for key in f.keys():
           value = f.get_tensor(key)
-          floating = value.dtype.kind == "f" or value.dtype == ml_dtypes.bfloat16
+          floating = value.dtype.kind == 'f' or value.dtype == ml_dtypes.bfloat16
           tensors[key] = value.astype(np.float32) if floating else value
     except Exception as e:  # pylint: disable=broad-except  # SafetensorError: a truncated file.
       raise ModelLoadError(
-        f"{path} is unreadable ({cli.first_line(e)}); download it again"
+        f'{path} is unreadable ({cli.first_line(e)}); download it again'
       ) from None
   return tensors
 
@@ -249,24 +249,24 @@ def read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
 def _torch_leaf(flax_key: tuple[str, ...], conv1d: Callable[[tuple[str, ...]], bool]):
   """(PyTorch name, array -> Flax array) for one Flax parameter path."""
   *path, leaf = flax_key
-  name = ".".join(path)
-  if leaf == "kernel":
+  name = '.'.join(path)
+  if leaf == 'kernel':
     if conv1d(flax_key):  # GPT-2's Conv1D stores [in, out] like Flax.
-      return f"{name}.weight", lambda w: w
-    return f"{name}.weight", lambda w: w.T if w.ndim == 2 else w.transpose(2, 3, 1, 0)
-  if leaf in ("scale", "embedding"):
-    return f"{name}.weight", lambda w: w
-  return ".".join(flax_key), lambda w: w
+      return f'{name}.weight', lambda w: w
+    return f'{name}.weight', lambda w: w.T if w.ndim == 2 else w.transpose(2, 3, 1, 0)
+  if leaf in ('scale', 'embedding'):
+    return f'{name}.weight', lambda w: w
+  return '.'.join(flax_key), lambda w: w
 
 
 def torch_to_flax(
   shapes: dict,
   tensors: dict[str, np.ndarray],
   *,
-  prefix: str = "",
+  prefix: str = '',
   conv1d: Callable[[tuple[str, ...]], bool] = lambda key: False,
   tied: dict[str, str] | None = None,
-  source: str = "checkpoint",
+  source: str = 'checkpoint',
 ) -> dict:
   """The Flax tree of `shapes` filled from PyTorch-named `tensors`.
 
@@ -286,14 +286,14 @@ def torch_to_flax(
     if name not in tensors and tied and name in tied:
       name = tied[name]
     if name not in tensors:
-      raise ModelLoadError(f"{source}: no tensor {name} (is it the right kind of model?)")
+      raise ModelLoadError(f'{source}: no tensor {name} (is it the right kind of model?)')
     value = convert(tensors[name])
     if value.shape != tuple(shape.shape):
       raise ModelLoadError(
-        f"{source}: {name} has shape {tensors[name].shape}, expected {tuple(shape.shape)} "
-        "for its config.json"
+        f'{source}: {name} has shape {tensors[name].shape}, expected {tuple(shape.shape)} '
+        'for its config.json'
       )
-    params[key] = np.array(value, np.float32, order="C")
+    params[key] = np.array(value, np.float32, order='C')
   return traverse_util.unflatten_dict(params)
 
 
@@ -305,9 +305,9 @@ def flax_to_torch(params: dict, *, conv1d: Callable[[tuple[str, ...]], bool] = l
   for key, value in traverse_util.flatten_dict(params).items():
     name, _ = _torch_leaf(key, conv1d)
     value = np.asarray(value, np.float32)
-    if key[-1] == "kernel" and not conv1d(key):
+    if key[-1] == 'kernel' and not conv1d(key):
       value = value.T if value.ndim == 2 else value.transpose(3, 2, 0, 1)
-    out[name] = np.array(value, order="C")
+    out[name] = np.array(value, order='C')
   return out
 
 
@@ -318,7 +318,7 @@ def read_flax_msgpack(path: pathlib.Path) -> dict:
   try:
     return serialization.msgpack_restore(path.read_bytes())
   except Exception as e:  # pylint: disable=broad-except  # msgpack's errors: a truncated file.
-    raise ModelLoadError(f"{path} is unreadable ({cli.first_line(e)}); download it again") from None
+    raise ModelLoadError(f'{path} is unreadable ({cli.first_line(e)}); download it again') from None
 
 
 def check_shapes(shapes: dict, params: dict, source: str) -> dict:
@@ -329,8 +329,8 @@ def check_shapes(shapes: dict, params: dict, source: str) -> dict:
   out = {}
   for key, shape in traverse_util.flatten_dict(shapes).items():
     if key not in flat or tuple(np.shape(flat[key])) != tuple(shape.shape):
-      got = np.shape(flat[key]) if key in flat else "nothing"
-      raise ModelLoadError(f"{source}: {'/'.join(key)} is {got}, expected {tuple(shape.shape)}")
+      got = np.shape(flat[key]) if key in flat else 'nothing'
+      raise ModelLoadError(f'{source}: {"/".join(key)} is {got}, expected {tuple(shape.shape)}')
     out[key] = np.asarray(flat[key], np.float32)
   return traverse_util.unflatten_dict(out)
 
@@ -339,4 +339,4 @@ def save_safetensors(tensors: dict[str, np.ndarray], path: pathlib.Path) -> None
   """Writes `model.safetensors` with the hub's metadata (format: pt), as transformers does."""
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
 
-  save_file(tensors, str(path), metadata={"format": "pt"})
+  save_file(tensors, str(path), metadata={'format': 'pt'})

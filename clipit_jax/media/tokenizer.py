@@ -14,18 +14,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-CLIP = "clip"
-GPT2 = "gpt2"
+CLIP = 'clip'
+GPT2 = 'gpt2'
 _CLIP_SPLIT = (
   r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 )
-_END_OF_WORD = "</w>"
+_END_OF_WORD = '</w>'
 
 
 def _token(value, default: str) -> str:
   """A special token from tokenizer_config.json ("<|endoftext|>" or {"content": ...})."""
   if isinstance(value, dict):
-    value = value.get("content")
+    value = value.get('content')
   return value if isinstance(value, str) else default
 
 
@@ -38,18 +38,18 @@ def clip_pipeline(vocab: dict[str, int], merges: list[tuple[str, str]], bos: str
     models.BPE(
       vocab=vocab,
       merges=merges,
-      continuing_subword_prefix="",
+      continuing_subword_prefix='',
       end_of_word_suffix=_END_OF_WORD,
       fuse_unk=False,
       unk_token=eos,
     )
   )
   tok.normalizer = normalizers.Sequence(
-    [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    [normalizers.NFC(), normalizers.Replace(Regex(r'\s+'), ' '), normalizers.Lowercase()]
   )
   tok.pre_tokenizer = pre_tokenizers.Sequence(
     [
-      pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
+      pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior='removed', invert=True),
       pre_tokenizers.ByteLevel(add_prefix_space=False),
     ]
   )
@@ -74,8 +74,8 @@ def gpt2_pipeline(vocab: dict[str, int], merges: list[tuple[str, str]], eos: str
 
 
 def _read_merges(path: pathlib.Path) -> list[tuple[str, str]]:
-  lines = path.read_text(encoding="utf-8").splitlines()
-  return [tuple(line.split()) for line in lines if line and not line.startswith("#version")]
+  lines = path.read_text(encoding='utf-8').splitlines()
+  return [tuple(line.split()) for line in lines if line and not line.startswith('#version')]
 
 
 class Tokenizer:
@@ -103,15 +103,15 @@ class Tokenizer:
     ids = [e.ids for e in encodings]
     if truncation and max_length:
       ids = [self._truncate(i, max_length) for i in ids]
-    width = max_length if padding == "max_length" else max(map(len, ids), default=0)
+    width = max_length if padding == 'max_length' else max(map(len, ids), default=0)
     mask = [[1] * len(i) + [0] * (width - len(i)) if padding else [1] * len(i) for i in ids]
     if padding:
       ids = [i + [self.pad_token_id] * (width - len(i)) for i in ids]
-    if return_tensors == "np":
-      return {"input_ids": np.asarray(ids, np.int64), "attention_mask": np.asarray(mask, np.int64)}
+    if return_tensors == 'np':
+      return {'input_ids': np.asarray(ids, np.int64), 'attention_mask': np.asarray(mask, np.int64)}
     if single:
-      return {"input_ids": ids[0], "attention_mask": mask[0]}
-    return {"input_ids": ids, "attention_mask": mask}
+      return {'input_ids': ids[0], 'attention_mask': mask[0]}
+    return {'input_ids': ids, 'attention_mask': mask}
 
   def _truncate(self, ids: list[int], max_length: int) -> list[int]:
     """Cut to `max_length`, keeping CLIP's final EOS as transformers does."""
@@ -124,7 +124,7 @@ class Tokenizer:
   def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
     text = self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
     if self.kind == CLIP:
-      text = text.replace(_END_OF_WORD, " ").strip()
+      text = text.replace(_END_OF_WORD, ' ').strip()
     return text
 
   def batch_decode(self, rows, skip_special_tokens: bool = False) -> list[str]:
@@ -138,24 +138,24 @@ def load(directory: pathlib.Path, kind: str) -> Tokenizer:
     FileNotFoundError: the directory has neither.
   """
   directory = pathlib.Path(directory)
-  config_path = directory / "tokenizer_config.json"
-  config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-  eos = _token(config.get("eos_token"), "<|endoftext|>")
-  pad = _token(config.get("pad_token"), eos)
-  if (directory / "tokenizer.json").is_file():
+  config_path = directory / 'tokenizer_config.json'
+  config = json.loads(config_path.read_text(encoding='utf-8')) if config_path.is_file() else {}
+  eos = _token(config.get('eos_token'), '<|endoftext|>')
+  pad = _token(config.get('pad_token'), eos)
+  if (directory / 'tokenizer.json').is_file():
     from tokenizers import Tokenizer as Backend  # pylint: disable=g-import-not-at-top
 
-    backend = Backend.from_file(str(directory / "tokenizer.json"))
-  elif (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
-    vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
-    merges = _read_merges(directory / "merges.txt")
+    backend = Backend.from_file(str(directory / 'tokenizer.json'))
+  elif (directory / 'vocab.json').is_file() and (directory / 'merges.txt').is_file():
+    vocab = json.loads((directory / 'vocab.json').read_text(encoding='utf-8'))
+    merges = _read_merges(directory / 'merges.txt')
     if kind == CLIP:
-      bos = _token(config.get("bos_token"), "<|startoftext|>")
+      bos = _token(config.get('bos_token'), '<|startoftext|>')
       backend = clip_pipeline(vocab, merges, bos, eos)
     else:
       backend = gpt2_pipeline(vocab, merges, eos)
   else:
-    raise FileNotFoundError(f"no tokenizer.json (or vocab.json and merges.txt) in {directory}")
+    raise FileNotFoundError(f'no tokenizer.json (or vocab.json and merges.txt) in {directory}')
   if backend.token_to_id(pad) is None:
     pad = eos
   return Tokenizer(backend, pad, kind)
@@ -163,5 +163,5 @@ def load(directory: pathlib.Path, kind: str) -> Tokenizer:
 
 def save(backend, directory: pathlib.Path, special: dict[str, str]) -> None:
   """Writes tokenizer.json and a tokenizer_config.json naming the special tokens."""
-  backend.save(str(directory / "tokenizer.json"))
-  (directory / "tokenizer_config.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
+  backend.save(str(directory / 'tokenizer.json'))
+  (directory / 'tokenizer_config.json').write_text(json.dumps(special, indent=2), encoding='utf-8')

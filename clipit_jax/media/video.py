@@ -33,16 +33,16 @@ _log = logging.getLogger(__name__)
 
 # What a directory search takes as a video (lower-case file name endings).
 VIDEO_EXTENSIONS = (
-  ".mp4",
-  ".avi",
-  ".webm",
-  ".mkv",
-  ".flv",
-  ".mpg",
-  ".mov",
-  ".m4v",
-  ".mpeg",
-  ".wmv",
+  '.mp4',
+  '.avi',
+  '.webm',
+  '.mkv',
+  '.flv',
+  '.mpg',
+  '.mov',
+  '.m4v',
+  '.mpeg',
+  '.wmv',
 )
 
 # Sample rates the AAC encoder accepts; others are resampled to 48 kHz.
@@ -88,21 +88,21 @@ def _open(path: files.PathLike) -> av.container.InputContainer:
   """Opens `path` for reading, turning every failure into a `VideoError`."""
   path = pathlib.Path(path)
   if not path.exists():
-    raise VideoError(f"{path}: file not found; check the path.")
+    raise VideoError(f'{path}: file not found; check the path.')
   if not path.is_file():
-    raise VideoError(f"{path}: not a regular file; pass a video file.")
+    raise VideoError(f'{path}: not a regular file; pass a video file.')
   if path.stat().st_size == 0:
-    raise VideoError(f"{path}: the file is empty (0 bytes); pass a video file.")
+    raise VideoError(f'{path}: the file is empty (0 bytes); pass a video file.')
   try:
-    container = av.open(str(path), mode="r")
+    container = av.open(str(path), mode='r')
   except (av.error.FFmpegError, OSError, ValueError) as e:
     raise VideoError(
-      f"{path}: not a readable video (corrupt, truncated or not a video: "
-      f"{cli.first_line(e)}); re-encode or re-download it."
+      f'{path}: not a readable video (corrupt, truncated or not a video: '
+      f'{cli.first_line(e)}); re-encode or re-download it.'
     ) from None
   if not container.streams.video:
     container.close()
-    raise VideoError(f"{path}: no video stream in the file; pass a file that has video.")
+    raise VideoError(f'{path}: no video stream in the file; pass a file that has video.')
   return container
 
 
@@ -180,10 +180,10 @@ def probe(path: files.PathLike) -> VideoInfo:
         duration = _packet_end_time(container, stream)
       except av.error.FFmpegError as e:
         raise VideoError(
-          f"{path}: cannot read the video ({cli.first_line(e)}); the file may be corrupt."
+          f'{path}: cannot read the video ({cli.first_line(e)}); the file may be corrupt.'
         ) from None
     if duration <= 0:
-      raise VideoError(f"{path}: the video has zero length; pass a longer one.")
+      raise VideoError(f'{path}: the video has zero length; pass a longer one.')
     n_frames = stream.frames or (round(duration * fps) if fps else 0)
     size = (stream.codec_context.width, stream.codec_context.height)
     has_audio = bool(container.streams.audio)
@@ -205,9 +205,9 @@ def require_min_duration(info: VideoInfo, seconds: float) -> None:
   """Raises `VideoError` when the video is shorter than `seconds` (one shot)."""
   if info.duration < seconds:
     raise VideoError(
-      f"{info.path}: the video is {info.duration:.2f} s long, shorter than "
-      f"the minimum {seconds:.2f} s needed to summarize it; pass a longer "
-      "video."
+      f'{info.path}: the video is {info.duration:.2f} s long, shorter than '
+      f'the minimum {seconds:.2f} s needed to summarize it; pass a longer '
+      'video.'
     )
 
 
@@ -229,7 +229,7 @@ def _to_rgb_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
   shown = (frame.height, frame.width) if sideways else (frame.width, frame.height)
   w, h = _crop_geometry(*shown, size)
   coded = (h, w) if sideways else (w, h)
-  rgb = frame.to_ndarray(format="rgb24", width=coded[0], height=coded[1], interpolation="BICUBIC")
+  rgb = frame.to_ndarray(format='rgb24', width=coded[0], height=coded[1], interpolation='BICUBIC')
   rgb = np.rot90(rgb, turns) if turns else rgb
   top, left = (h - size) // 2, (w - size) // 2
   return rgb[top : top + size, left : left + size]
@@ -327,7 +327,7 @@ def decode_frames(
     VideoError: the file is missing, not a video, or nothing decodes.
   """
   if fps <= 0 or size <= 0 or chunk_size <= 0:
-    raise ValueError(f"fps, size and chunk_size must be positive, got {fps}, {size}, {chunk_size}")
+    raise ValueError(f'fps, size and chunk_size must be positive, got {fps}, {size}, {chunk_size}')
   _open(path).close()  # Fail now, not at the first next(), on a bad file.
   return _decode(path, Fraction(fps).limit_denominator(1_000_000), size, chunk_size)
 
@@ -339,7 +339,7 @@ def _decode(
   container = _open(path)
   try:
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    stream.thread_type = 'AUTO'
     expected = _declared_duration(container, stream)
     last = [None]  # Time of the last decoded frame.
 
@@ -360,11 +360,11 @@ def _decode(
       except av.error.FFmpegError as e:
         if last[0] is None:
           raise VideoError(
-            f"{path}: no frame could be decoded ({cli.first_line(e)}); the file is "
-            "corrupt or truncated, re-encode or re-download it."
+            f'{path}: no frame could be decoded ({cli.first_line(e)}); the file is '
+            'corrupt or truncated, re-encode or re-download it.'
           ) from None
         _log.warning(
-          "%s: decoding failed after %.2f s (%s); using the frames before that.",
+          '%s: decoding failed after %.2f s (%s); using the frames before that.',
           path,
           float(last[0]),
           cli.first_line(e),
@@ -381,11 +381,11 @@ def _decode(
       yield frames[:n], times[:n]
     elif total == 0:
       raise VideoError(
-        f"{path}: the video has no decodable frames; the file is empty, corrupt or truncated."
+        f'{path}: the video has no decodable frames; the file is empty, corrupt or truncated.'
       )
     if expected and last[0] is not None and float(last[0]) < expected - max(1.0, 0.05 * expected):
       _log.warning(
-        "%s: frames stop at %.2f s of the declared %.2f s; the file looks truncated.",
+        '%s: frames stop at %.2f s of the declared %.2f s; the file looks truncated.',
         path,
         float(last[0]),
         expected,
@@ -405,14 +405,14 @@ def decode_frames_at(
   """
   wanted = np.asarray(indices, np.int64).reshape(-1)
   if wanted.size and (wanted[0] < 0 or np.any(np.diff(wanted) <= 0)):
-    raise ValueError("frame indices must be increasing and non-negative")
+    raise ValueError('frame indices must be increasing and non-negative')
   _open(path).close()  # Fail now, not at the first next(), on a bad file.
 
   def generate():
     container = _open(path)
     try:
       stream = container.streams.video[0]
-      stream.thread_type = "AUTO"
+      stream.thread_type = 'AUTO'
       chunk, k, decoded = [], 0, 0
       try:
         for i, frame in enumerate(container.decode(stream)):
@@ -427,13 +427,13 @@ def decode_frames_at(
               chunk = []
       except av.error.FFmpegError as e:
         raise VideoError(
-          f"{path}: decoding failed at frame {decoded} ({cli.first_line(e)}); "
-          "the file is corrupt or truncated."
+          f'{path}: decoding failed at frame {decoded} ({cli.first_line(e)}); '
+          'the file is corrupt or truncated.'
         ) from None
       if k < wanted.size:
         raise VideoError(
-          f"{path}: has {decoded} frames but frame {wanted[k]} is needed; "
-          "is it the right video (see the name mapping file)?"
+          f'{path}: has {decoded} frames but frame {wanted[k]} is needed; '
+          'is it the right video (see the name mapping file)?'
         )
       if chunk:
         yield np.stack(chunk)
@@ -480,8 +480,8 @@ def _decode_from(container, stream, target_pts: int) -> Iterator[av.frame.Frame]
     container.seek(max(target_pts, 0), stream=stream, backward=True, any_frame=False)
   except av.error.FFmpegError as e:
     raise VideoError(
-      f"{container.name}: cannot seek in this file ({cli.first_line(e)}); remux "
-      "it into an mp4 first (ffmpeg -i IN -c copy OUT.mp4)."
+      f'{container.name}: cannot seek in this file ({cli.first_line(e)}); remux '
+      'it into an mp4 first (ffmpeg -i IN -c copy OUT.mp4).'
     ) from None
   frames = container.decode(stream)
   first = next(frames, None)
@@ -541,7 +541,7 @@ class _VideoSink:
 
   def encode(self, frame: av.VideoFrame, pts: int) -> None:
     pts = max(pts, self.next_pts)
-    frame = frame.reformat(width=self.stream.width, height=self.stream.height, format="yuv420p")
+    frame = frame.reformat(width=self.stream.width, height=self.stream.height, format='yuv420p')
     frame.pts, frame.time_base = pts, Fraction(1, _OUT_TICKS_PER_SECOND)
     try:  # Let the encoder pick frame types; don't copy the source's.
       frame.pict_type = av.video.frame.PictureType.NONE
@@ -599,7 +599,7 @@ def _copy_audio(
   rate = enc_stream.codec_context.sample_rate
   layout = enc_stream.codec_context.layout.name
   channels = len(enc_stream.codec_context.layout.channels)
-  resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+  resampler = av.AudioResampler(format='fltp', layout=layout, rate=rate)
   first_out = round(out_start * rate)
   last_out = round(out_end * rate)
   t0 = None  # Source time of the first resampled sample.
@@ -607,11 +607,11 @@ def _copy_audio(
 
   def emit(arr: np.ndarray) -> None:
     frame = av.AudioFrame.from_ndarray(
-      np.ascontiguousarray(arr, np.float32), format="fltp", layout=layout
+      np.ascontiguousarray(arr, np.float32), format='fltp', layout=layout
     )
     frame.sample_rate = rate
-    frame.pts, frame.time_base = state["next_apts"], Fraction(1, rate)
-    state["next_apts"] += arr.shape[1]
+    frame.pts, frame.time_base = state['next_apts'], Fraction(1, rate)
+    state['next_apts'] += arr.shape[1]
     out.mux(enc_stream.encode(frame))
 
   def take(frames: list[av.AudioFrame]) -> bool:
@@ -623,9 +623,9 @@ def _copy_audio(
       lead = round((t0 - src_start) * rate)  # <= 0: decoding starts early.
       pos = first_out + lead + seen + np.arange(arr.shape[1])
       seen += arr.shape[1]
-      keep = (pos >= state["next_apts"]) & (pos < last_out)
+      keep = (pos >= state['next_apts']) & (pos < last_out)
       if keep.any():
-        gap = int(pos[keep][0]) - state["next_apts"]
+        gap = int(pos[keep][0]) - state['next_apts']
         if gap > 0:
           emit(np.zeros((channels, gap), np.float32))
         emit(arr[:, keep])
@@ -633,8 +633,8 @@ def _copy_audio(
         return True
     return False
 
-  if first_out > state["next_apts"]:
-    emit(np.zeros((channels, first_out - state["next_apts"]), np.float32))
+  if first_out > state['next_apts']:
+    emit(np.zeros((channels, first_out - state['next_apts']), np.float32))
   target = math.floor((src_start + origin_s) / stream.time_base)
   full = False
   for frame in _decode_from(container, stream, target):
@@ -647,14 +647,14 @@ def _copy_audio(
       break
   if not full and t0 is not None:
     take(resampler.resample(None))
-  if last_out > state["next_apts"]:
-    emit(np.zeros((channels, last_out - state["next_apts"]), np.float32))
+  if last_out > state['next_apts']:
+    emit(np.zeros((channels, last_out - state['next_apts']), np.float32))
 
 
 def _x264_options(crf: int, preset: str) -> dict[str, str]:
   """libx264's options: quality and speed, and mbtree off, so the same frames always give the
   same bytes (x264's AVX-512 macroblock-tree code reads uninitialised memory)."""
-  return {"crf": str(crf), "preset": preset, "mbtree": "0"}
+  return {'crf': str(crf), 'preset': preset, 'mbtree': '0'}
 
 
 def _add_video_stream(
@@ -667,10 +667,10 @@ def _add_video_stream(
   """An H.264 yuv420p stream of the source's stored size (made even) and rotation, on a
   1/90000 s clock, without B-frames (so packets come out in display order)."""
   fps = (_stream_fps(vin) or Fraction(25)).limit_denominator(100_000)
-  vout = out.add_stream("libx264", rate=fps)
+  vout = out.add_stream('libx264', rate=fps)
   vout.width = _even(vin.codec_context.width)
   vout.height = _even(vin.codec_context.height)
-  vout.pix_fmt = "yuv420p"
+  vout.pix_fmt = 'yuv420p'
   vout.codec_context.time_base = Fraction(1, _OUT_TICKS_PER_SECOND)
   vout.codec_context.max_b_frames = 0
   vout.options = _x264_options(crf, preset)
@@ -689,8 +689,8 @@ def _add_audio_stream(
   rate = ain.codec_context.sample_rate
   rate = rate if rate in _AAC_RATES else 48000
   mono = ain.codec_context.layout.nb_channels == 1
-  aout = out.add_stream("aac", rate=rate)
-  aout.codec_context.layout = "mono" if mono else "stereo"
+  aout = out.add_stream('aac', rate=rate)
+  aout.codec_context.layout = 'mono' if mono else 'stereo'
   aout.codec_context.bit_rate = 96_000 if mono else 128_000
   return aout
 
@@ -705,14 +705,14 @@ def _write_segments(
   preset: str,
 ) -> None:
   """`write_summary`'s work: the segments one after another into the mp4 `tmp`."""
-  with _open(src_path) as src, av.open(str(tmp), mode="w", format="mp4") as out:
+  with _open(src_path) as src, av.open(str(tmp), mode='w', format='mp4') as out:
     vin = src.streams.video[0]
-    vin.thread_type = "AUTO"
+    vin.thread_type = 'AUTO'
     sink = _VideoSink(out, _add_video_stream(out, vin, info.rotation, crf, preset))
     ain = src.streams.audio[0] if src.streams.audio else None
     aout = _add_audio_stream(out, ain) if ain is not None else None
     origin_s = float(_origin(vin) * vin.time_base)
-    state = {"next_apts": 0}
+    state = {'next_apts': 0}
     offsets = list(itertools.accumulate((end - start for start, end in segments), initial=0.0))
     for segment, offset in zip(segments, offsets):
       _write_segment(src, vin, sink, segment, offset, bar)
@@ -724,8 +724,8 @@ def _write_segments(
       out.mux(aout.encode(None))
     if sink.frames == 0:  # Raised inside the block: nothing is renamed into place.
       raise VideoError(
-        f"{src_path}: no frame decoded in the selected segments; the file may be corrupt or "
-        "truncated."
+        f'{src_path}: no frame decoded in the selected segments; the file may be corrupt or '
+        'truncated.'
       )
 
 
@@ -736,7 +736,7 @@ def write_summary(
   *,
   progress: bool = True,
   crf: int = 23,
-  preset: str = "veryfast",
+  preset: str = 'veryfast',
 ) -> pathlib.Path:
   """Cuts `segments_seconds` from the source and joins them into an H.264 mp4.
 
@@ -772,31 +772,31 @@ def write_summary(
   total_ms = sum(round((end - start) * 1000) for start, end in segments)
   try:
     with (
-      files.atomic_path(out_path, suffix=".mp4") as tmp,
+      files.atomic_path(out_path, suffix='.mp4') as tmp,
       tqdm.tqdm(
         total=total_ms,
-        unit="s",
+        unit='s',
         unit_scale=0.001,
         disable=not progress,
-        desc=f"writing {out_path.name}",
+        desc=f'writing {out_path.name}',
       ) as bar,
     ):
       _write_segments(src_path, segments, tmp, info, bar, crf, preset)
   except av.error.FFmpegError as e:
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
       raise VideoError(
-        f"{out_path}: no space left on device while writing the summary; "
-        "free space there or pass another --out"
+        f'{out_path}: no space left on device while writing the summary; '
+        'free space there or pass another --out'
       ) from None
     raise VideoError(
-      f"{src_path}: failed while writing the summary "
-      f"({cli.first_line(e)}); the source may be corrupt."
+      f'{src_path}: failed while writing the summary '
+      f'({cli.first_line(e)}); the source may be corrupt.'
     ) from None
   return out_path
 
 
 def write_frames(
-  path: files.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18, preset: str = "veryfast"
+  path: files.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18, preset: str = 'veryfast'
 ) -> pathlib.Path:
   """Encodes uint8 RGB frames `[n, H, W, 3]` (even H and W) as an H.264 mp4, atomically.
 
@@ -805,18 +805,18 @@ def write_frames(
   """
   frames = np.asarray(frames)
   if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
-    raise ValueError(f"frames must be uint8 [n > 0, H, W, 3], got {frames.dtype} {frames.shape}")
+    raise ValueError(f'frames must be uint8 [n > 0, H, W, 3], got {frames.dtype} {frames.shape}')
   if frames.shape[1] % 2 or frames.shape[2] % 2:
-    raise ValueError(f"H.264 (yuv420p) needs even sides, got {frames.shape[2]}x{frames.shape[1]}")
+    raise ValueError(f'H.264 (yuv420p) needs even sides, got {frames.shape[2]}x{frames.shape[1]}')
   with (
-    files.atomic_path(path, suffix=".mp4") as tmp,
-    av.open(str(tmp), mode="w", format="mp4") as out,
+    files.atomic_path(path, suffix='.mp4') as tmp,
+    av.open(str(tmp), mode='w', format='mp4') as out,
   ):
-    stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
+    stream = out.add_stream('libx264', rate=Fraction(fps).limit_denominator(100_000))
     stream.width, stream.height = frames.shape[2], frames.shape[1]
-    stream.pix_fmt = "yuv420p"
+    stream.pix_fmt = 'yuv420p'
     stream.options = _x264_options(crf, preset)
     for frame in frames:
-      out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+      out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
     out.mux(stream.encode(None))
   return pathlib.Path(path)

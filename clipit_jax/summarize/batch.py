@@ -35,18 +35,18 @@ from typing import Any
 from clipit_jax import files
 from clipit_jax.media import video
 
-PATTERN_CHARS = "*?["
-INDEX_FILES = ("index.json", "index.csv")
+PATTERN_CHARS = '*?['
+INDEX_FILES = ('index.json', 'index.csv')
 INDEX_FIELDS = (
-  "name",
-  "video",
-  "status",
-  "reason",
-  "duration",
-  "selected_shots",
-  "shots",
-  "summary_duration",
-  "seconds",
+  'name',
+  'video',
+  'status',
+  'reason',
+  'duration',
+  'selected_shots',
+  'shots',
+  'summary_duration',
+  'seconds',
 )
 
 
@@ -76,12 +76,12 @@ def search_directory(directory: str, exclude: pathlib.Path | None = None) -> lis
   found = []
   for root, dirs, names in os.walk(directory):
     dirs[:] = [
-      d for d in dirs if not d.startswith(".") and pathlib.Path(root, d).resolve() != exclude
+      d for d in dirs if not d.startswith('.') and pathlib.Path(root, d).resolve() != exclude
     ]
     found += [
       os.path.join(root, n)
       for n in names
-      if not n.startswith(".") and n.lower().endswith(video.VIDEO_EXTENSIONS)
+      if not n.startswith('.') and n.lower().endswith(video.VIDEO_EXTENSIONS)
     ]
   return sorted(found)
 
@@ -91,13 +91,13 @@ def _check_not_output(directory: str, out: pathlib.Path | None) -> None:
   resolved = pathlib.Path(directory).resolve()
   if out is not None and resolved == out:
     raise ValueError(
-      f"{directory}: the input directory is --out itself, whose contents are outputs, never "
-      f"inputs; pass another --out (e.g. {os.path.join(directory, 'summaries')})"
+      f'{directory}: the input directory is --out itself, whose contents are outputs, never '
+      f'inputs; pass another --out (e.g. {os.path.join(directory, "summaries")})'
     )
   if _inside(directory, out):
     raise ValueError(
-      f"{directory}: the input directory is inside --out {out}, whose contents are outputs, "
-      "never inputs; pass an --out outside it"
+      f'{directory}: the input directory is inside --out {out}, whose contents are outputs, '
+      'never inputs; pass an --out outside it'
     )
 
 
@@ -112,8 +112,8 @@ def expand_input(arg: str, exclude: pathlib.Path | None = None) -> list[str]:
     found = search_directory(arg, exclude)
     if not found:
       raise ValueError(
-        f"{arg}: no video files in the directory (looked for "
-        f"{' '.join(video.VIDEO_EXTENSIONS)}, recursively)"
+        f'{arg}: no video files in the directory (looked for '
+        f'{" ".join(video.VIDEO_EXTENSIONS)}, recursively)'
       )
     return found
   if not is_pattern(arg):
@@ -123,19 +123,19 @@ def expand_input(arg: str, exclude: pathlib.Path | None = None) -> list[str]:
     found += search_directory(match, exclude) if os.path.isdir(match) else [match]
   found = [f for f in found if not _inside(f, exclude)]
   if not found:
-    raise ValueError(f"{arg}: the pattern matches no video file")
+    raise ValueError(f'{arg}: the pattern matches no video file')
   return found
 
 
 def read_list(list_file: str) -> list[str]:
   """The inputs in a list file ('-': stdin), one a line; blank lines and '#' comments skipped."""
   try:
-    text = sys.stdin.read() if list_file == "-" else pathlib.Path(list_file).read_text("utf-8")
+    text = sys.stdin.read() if list_file == '-' else pathlib.Path(list_file).read_text('utf-8')
   except (OSError, UnicodeDecodeError) as e:
-    reason = getattr(e, "strerror", None) or "not a text file"
-    raise ValueError(f"--list {list_file}: cannot read it ({reason})") from None
-  lines = (line.strip() for line in text.removeprefix("\ufeff").splitlines())  # BOM or not.
-  return [line for line in lines if line and not line.startswith("#")]
+    reason = getattr(e, 'strerror', None) or 'not a text file'
+    raise ValueError(f'--list {list_file}: cannot read it ({reason})') from None
+  lines = (line.strip() for line in text.removeprefix('\ufeff').splitlines())  # BOM or not.
+  return [line for line in lines if line and not line.startswith('#')]
 
 
 def find_videos(
@@ -161,7 +161,7 @@ def find_videos(
         seen.add(key)
         videos.append(path)
   if not videos:
-    raise ValueError("no videos given: pass video files, directories, patterns or --list FILE")
+    raise ValueError('no videos given: pass video files, directories, patterns or --list FILE')
   return videos
 
 
@@ -169,10 +169,10 @@ def output_names(paths: Sequence[files.PathLike]) -> list[str]:
   """Unique output directory names: the file names without extension, `_2`, `_3`... on clashes."""
   used, names = {n.casefold() for n in INDEX_FILES}, []
   for path in paths:
-    stem = pathlib.Path(path).stem or "video"
+    stem = pathlib.Path(path).stem or 'video'
     name, k = stem, 2
     while name.casefold() in used:
-      name, k = f"{stem}_{k}", k + 1
+      name, k = f'{stem}_{k}', k + 1
     used.add(name.casefold())
     names.append(name)
   return names
@@ -211,11 +211,11 @@ class VideoResult:
 
   @property
   def failed(self) -> bool:
-    return self.status == "failed"
+    return self.status == 'failed'
 
   def error_line(self) -> str:
     """The failure as one line that names the video."""
-    return self.error if self.error.startswith(self.path) else f"{self.path}: {self.error}"
+    return self.error if self.error.startswith(self.path) else f'{self.path}: {self.error}'
 
   def row(self) -> dict[str, Any]:
     """The video's entry in the index (INDEX_FIELDS; None where not known)."""
@@ -240,9 +240,9 @@ def _rounded(x: float | None) -> float | None:
 def numbers_of(record: dict[str, Any]) -> dict[str, Any]:
   """`VideoResult` fields from a summary.json's contents (`Summary.to_json`)."""
   return dict(
-    duration=float(record["duration"]),
-    shots=(len(record["selected_shots"]), len(record["shots"])),
-    summary_duration=float(record["summary_duration"]),
+    duration=float(record['duration']),
+    shots=(len(record['selected_shots']), len(record['shots'])),
+    summary_duration=float(record['summary_duration']),
   )
 
 
@@ -250,9 +250,9 @@ def write_index(out_dir: files.PathLike, results: Iterable[VideoResult]) -> list
   """Writes index.json and index.csv (every video's row, in order) into `out_dir`, atomically."""
   rows = [r.row() for r in results]
   paths = [pathlib.Path(out_dir) / name for name in INDEX_FILES]
-  files.write_text(paths[0], json.dumps(dict(videos=rows), indent=2) + "\n")
+  files.write_text(paths[0], json.dumps(dict(videos=rows), indent=2) + '\n')
   buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, INDEX_FIELDS, lineterminator="\n")
+  writer = csv.DictWriter(buffer, INDEX_FIELDS, lineterminator='\n')
   writer.writeheader()
   writer.writerows(rows)
   files.write_text(paths[1], buffer.getvalue())
@@ -261,14 +261,14 @@ def write_index(out_dir: files.PathLike, results: Iterable[VideoResult]) -> list
 
 def format_table(results: Sequence[VideoResult]) -> str:
   """A plain-text table: video, status, duration, shots selected, seconds."""
-  header = ("video", "status", "duration (s)", "shots selected", "seconds")
+  header = ('video', 'status', 'duration (s)', 'shots selected', 'seconds')
   rows = [
     (
       r.name,
       r.status,
-      "-" if r.duration is None else f"{r.duration:.1f}",
-      "-" if r.shots is None else f"{r.shots[0]} of {r.shots[1]}",
-      "-" if r.status == "skipped" else f"{r.seconds:.1f}",
+      '-' if r.duration is None else f'{r.duration:.1f}',
+      '-' if r.shots is None else f'{r.shots[0]} of {r.shots[1]}',
+      '-' if r.status == 'skipped' else f'{r.seconds:.1f}',
     )
     for r in results
   ]
@@ -276,15 +276,15 @@ def format_table(results: Sequence[VideoResult]) -> str:
 
   def line(cells):
     text = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
-    return "  ".join(text).rstrip()
+    return '  '.join(text).rstrip()
 
-  return "\n".join([line(header)] + [line(row) for row in rows])
+  return '\n'.join([line(header)] + [line(row) for row in rows])
 
 
 def tally(results: Sequence[VideoResult]) -> str:
   """'N videos: a summarized, b skipped (already complete), c failed'."""
-  count = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
+  count = {s: sum(r.status == s for r in results) for s in ('ok', 'skipped', 'failed')}
   return (
-    f"{len(results)} videos: {count['ok']} summarized, {count['skipped']} skipped "
-    f"(already complete), {count['failed']} failed"
+    f'{len(results)} videos: {count["ok"]} summarized, {count["skipped"]} skipped '
+    f'(already complete), {count["failed"]} failed'
   )

@@ -44,10 +44,10 @@ from clipit_jax.summarize import batch
 from clipit_jax.summarize import outputs
 from clipit_jax.summarize import summarizer as summarizer_lib
 
-PROGRAM = "clipit-encode-beam"
-FAILED = "failed"  # The tag of the dead-letter output.
-ENCODED_FILE = "encoded.jsonl"
-FAILED_FILE = "failed.jsonl"
+PROGRAM = 'clipit-encode-beam'
+FAILED = 'failed'  # The tag of the dead-letter output.
+ENCODED_FILE = 'encoded.jsonl'
+FAILED_FILE = 'failed.jsonl'
 
 
 # ------------------------------------------------------------------ encode --
@@ -131,17 +131,17 @@ def encode_video(
   try:
     record = encode_to_cache(path, encoder, fps, cache_dir, batch_size)
   except Exception as e:  # pylint: disable=broad-except (one video's failure, not the run's)
-    yield beam.pvalue.TaggedOutput(FAILED, failure(path, "encode", e))
+    yield beam.pvalue.TaggedOutput(FAILED, failure(path, 'encode', e))
     return
-  record["name"] = name
+  record['name'] = name
   if summarizer is not None:
     result = summarizer.summarize_into(path, name, summaries.query, summaries.out_dir)
-    if result.status == "failed":
+    if result.status == 'failed':
       yield beam.pvalue.TaggedOutput(
-        FAILED, dict(video=path, stage="summarize", error="SummaryError", reason=result.error)
+        FAILED, dict(video=path, stage='summarize', error='SummaryError', reason=result.error)
       )
       return
-    record["summary"], record["summary_status"] = str(result.out), result.status
+    record['summary'], record['summary_status'] = str(result.out), result.status
   yield record
 
 
@@ -158,18 +158,18 @@ def encode_corpus(
 ) -> None:
   """Adds to `pipeline`: `encode_video` for every (path, name), and the two JSONL files."""
   settings = dict(fps=fps, cache_dir=cache_dir, batch_size=batch_size, summaries=summaries)
-  results = pipeline | "Encode" >> beam_models.map_with_models(
+  results = pipeline | 'Encode' >> beam_models.map_with_models(
     items,
     functools.partial(encode_video, **settings),
     functools.partial(load_models, clip_model, batch_size, fps, cache_dir, summaries),
     tagged=[FAILED],
   )
-  for tag, name in (("main", ENCODED_FILE), (FAILED, FAILED_FILE)):
+  for tag, name in (('main', ENCODED_FILE), (FAILED, FAILED_FILE)):
     _ = (
       results[tag]
-      | f"Format {tag}" >> beam.Map(json.dumps, sort_keys=True)
-      | f"Write {tag}"
-      >> beam.io.WriteToText(os.path.join(out_dir, name), shard_name_template="", num_shards=1)
+      | f'Format {tag}' >> beam.Map(json.dumps, sort_keys=True)
+      | f'Write {tag}'
+      >> beam.io.WriteToText(os.path.join(out_dir, name), shard_name_template='', num_shards=1)
     )
 
 
@@ -180,41 +180,41 @@ def make_parser() -> argparse.ArgumentParser:
   parser = cli.OneLineArgumentParser(
     prog=PROGRAM,
     allow_abbrev=False,  # A prefix of ours must not swallow a Beam option.
-    description="CLIP-encode a corpus of videos on Apache Beam into the feature cache that "
-    "clipit-summarize reads. Other arguments are Beam pipeline options, written "
-    "--name=value (--runner=DirectRunner, --direct_num_workers=2, ...).",
+    description='CLIP-encode a corpus of videos on Apache Beam into the feature cache that '
+    'clipit-summarize reads. Other arguments are Beam pipeline options, written '
+    '--name=value (--runner=DirectRunner, --direct_num_workers=2, ...).',
   )
-  parser.add_argument("videos", nargs="*", metavar="VIDEO", help="video files or globs ('**')")
-  parser.add_argument("--list", metavar="FILE", help="a file of video paths or globs, one a line")
+  parser.add_argument('videos', nargs='*', metavar='VIDEO', help="video files or globs ('**')")
+  parser.add_argument('--list', metavar='FILE', help='a file of video paths or globs, one a line')
   parser.add_argument(
-    "--clip-model",
+    '--clip-model',
     default=encoders.DEFAULT_CLIP,
-    metavar="NAME_OR_PATH",
+    metavar='NAME_OR_PATH',
     help="CLIP hub name, local directory, or 'tiny' (offline demo); "
-    f"default {encoders.DEFAULT_CLIP}",
+    f'default {encoders.DEFAULT_CLIP}',
   )
   parser.add_argument(
-    "--fps", type=float, default=summarizer_lib.DEFAULT_FPS, help="frames per second encoded"
+    '--fps', type=float, default=summarizer_lib.DEFAULT_FPS, help='frames per second encoded'
   )
-  parser.add_argument("--batch-size", type=int, default=64, help="frames per CLIP call")
+  parser.add_argument('--batch-size', type=int, default=64, help='frames per CLIP call')
   parser.add_argument(
-    "--cache-dir",
-    metavar="DIR",
-    help="CLIP feature cache (default: $CLIPIT_CACHE/features or ~/.cache/clipit_jax/features)",
-  )
-  parser.add_argument(
-    "--out", required=True, metavar="DIR", help="encoded.jsonl, failed.jsonl (and summaries)"
+    '--cache-dir',
+    metavar='DIR',
+    help='CLIP feature cache (default: $CLIPIT_CACHE/features or ~/.cache/clipit_jax/features)',
   )
   parser.add_argument(
-    "--summaries", action="store_true", help="also write each video's summary to --out/<name>/"
+    '--out', required=True, metavar='DIR', help='encoded.jsonl, failed.jsonl (and summaries)'
   )
-  parser.add_argument("--query", help="with --summaries: query-focused summaries of this text")
-  parser.add_argument("--ckpt", metavar="DIR", help="with --summaries: a train.py --workdir")
   parser.add_argument(
-    "--proportion",
+    '--summaries', action='store_true', help="also write each video's summary to --out/<name>/"
+  )
+  parser.add_argument('--query', help='with --summaries: query-focused summaries of this text')
+  parser.add_argument('--ckpt', metavar='DIR', help='with --summaries: a train.py --workdir')
+  parser.add_argument(
+    '--proportion',
     type=float,
     default=summarizer_lib.DEFAULT_PROPORTION,
-    help="with --summaries: summary length as a share of the video",
+    help='with --summaries: summary length as a share of the video',
   )
   return parser
 
@@ -226,21 +226,21 @@ def check_clip_model(name: str) -> None:
     return
   from clipit_jax.media import hub  # pylint: disable=g-import-not-at-top
 
-  hub.resolve(name, what="CLIP model", flag="--clip-model", weights=False)
+  hub.resolve(name, what='CLIP model', flag='--clip-model', weights=False)
 
 
 def _summary_options(args: argparse.Namespace) -> SummaryOptions | None:
   """The checked `--summaries` settings, or None; ValueError on a bad combination."""
   if not args.summaries:
     if args.query is not None or args.ckpt:
-      raise ValueError("--query and --ckpt are for --summaries; add it or drop them")
+      raise ValueError('--query and --ckpt are for --summaries; add it or drop them')
     return None
   fusion = None
   if args.ckpt:
     from clipit_jax import checkpoints  # pylint: disable=g-import-not-at-top
 
     if not os.path.isdir(args.ckpt):
-      raise ValueError(f"--ckpt {args.ckpt}: not a directory; pass a train.py --workdir")
+      raise ValueError(f'--ckpt {args.ckpt}: not a directory; pass a train.py --workdir')
     fusion = checkpoints.load_config(args.ckpt).model.text_fusion
   summarizer_lib.check_text(fusion, args.query, False)
   return SummaryOptions(
@@ -254,7 +254,7 @@ def _summary_options(args: argparse.Namespace) -> SummaryOptions | None:
 def _read_records(path: str) -> list[dict]:
   if not os.path.isfile(path):  # A remote --out (gs://...): nothing to read back here.
     return []
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding='utf-8') as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
@@ -262,13 +262,13 @@ def report(out_dir: str, cache_dir: str) -> int:
   """Prints what the run did from the two JSONL files; returns the number of failures."""
   encoded = _read_records(os.path.join(out_dir, ENCODED_FILE))
   failed = _read_records(os.path.join(out_dir, FAILED_FILE))
-  hits = sum(r["from_cache"] for r in encoded)
+  hits = sum(r['from_cache'] for r in encoded)
   print(
-    f"{len(encoded)} videos in the feature cache {cache_dir} ({len(encoded) - hits} encoded now, "
-    f"{hits} were there); {len(failed)} failed: see {os.path.join(out_dir, FAILED_FILE)}"
+    f'{len(encoded)} videos in the feature cache {cache_dir} ({len(encoded) - hits} encoded now, '
+    f'{hits} were there); {len(failed)} failed: see {os.path.join(out_dir, FAILED_FILE)}'
   )
-  for r in sorted(failed, key=lambda r: r["video"]):
-    print(f"{PROGRAM}: {r['stage']} failed: {r['reason']}", file=sys.stderr)
+  for r in sorted(failed, key=lambda r: r['video']):
+    print(f'{PROGRAM}: {r["stage"]} failed: {r["reason"]}', file=sys.stderr)
   return len(failed)
 
 
@@ -279,15 +279,15 @@ def beam_options(beam_args: Sequence[str]) -> pipeline_options.PipelineOptions:
     ValueError: an argument that is neither ours nor a Beam option (a typo).
   """
   beam_args = list(beam_args)
-  if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
-    beam_args.append("--default_sdk_harness_log_level=WARNING")
+  if not any(a.startswith('--default_sdk_harness_log_level') for a in beam_args):
+    beam_args.append('--default_sdk_harness_log_level=WARNING')
   options = pipeline_options.PipelineOptions(beam_args)
   unknown = set(options.get_all_options(retain_unknown_options=True))
   unknown -= set(options.get_all_options())
   if unknown:
     raise ValueError(
       f"unknown option {', '.join('--' + u for u in sorted(unknown))}: neither {PROGRAM}'s "
-      "(see --help) nor a Beam pipeline option"
+      '(see --help) nor a Beam pipeline option'
     )
   return options
 
@@ -297,12 +297,12 @@ def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
   paths = [os.path.abspath(p) for p in batch.find_videos(args.videos, args.list, args.out)]
   fps = summarizer_lib.check_fps(args.fps)
   if args.batch_size < 1:
-    raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    raise ValueError(f'--batch-size must be at least 1, got {args.batch_size}')
   outputs.check_out_dir(args.out)
   summaries = _summary_options(args)
   options = beam_options(beam_args)
   check_clip_model(args.clip_model)
-  cache_dir = os.path.abspath(args.cache_dir or files.cache_root() / "features")
+  cache_dir = os.path.abspath(args.cache_dir or files.cache_root() / 'features')
   out_dir = os.path.abspath(args.out)
   os.makedirs(out_dir, exist_ok=True)
   with beam.Pipeline(options=options) as pipeline:
@@ -322,9 +322,9 @@ def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
   """`clipit-encode-beam`: 0 when every video was encoded, else 1 (failures on stderr)."""
   args, beam_args = make_parser().parse_known_args(argv)
-  with cli.one_line_errors(PROGRAM, on_interrupt="run the same command to resume"):
+  with cli.one_line_errors(PROGRAM, on_interrupt='run the same command to resume'):
     return 1 if run(args, beam_args) else 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
   sys.exit(main())

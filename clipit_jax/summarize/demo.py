@@ -455,7 +455,7 @@ def make_parser() -> argparse.ArgumentParser:
     '--ckpt', metavar='DIR', help='the checkpoint the page starts with (default: the baseline)'
   )
   parser.add_argument(
-    '--share', action='store_true', help="also serve on a public gradio.live link (needs network)"
+    '--share', action='store_true', help='also serve on a public gradio.live link (needs network)'
   )
   return parser
 

@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterator, Sequence
 from clipit_jax import files
 from clipit_jax.media import encoders
 
-LOCK_FILE = ".clipit-summarize.lock"
-STAGING_PREFIX = ".summary-"
-_LOCK_ADVICE = "another clipit-summarize is writing there; wait for it to end or pass another --out"
+LOCK_FILE = '.clipit-summarize.lock'
+STAGING_PREFIX = '.summary-'
+_LOCK_ADVICE = 'another clipit-summarize is writing there; wait for it to end or pass another --out'
 
 _held = threading.local()  # The output directories this thread holds locked.
 _sha256_memo: dict[tuple, str] = {}
@@ -49,14 +49,14 @@ def check_out_dir(out: files.PathLike) -> pathlib.Path:
   while not existing.exists() and existing != existing.parent:
     existing = existing.parent
   if not existing.is_dir():
-    raise ValueError(f"--out {out}: {existing} is a file; pass a directory (created if missing)")
+    raise ValueError(f'--out {out}: {existing} is a file; pass a directory (created if missing)')
   try:
-    fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+    fd, probe = tempfile.mkstemp(prefix='.write-test-', dir=existing)
     os.close(fd)
     os.unlink(probe)
   except OSError as e:
     raise ValueError(
-      f"--out {out}: cannot write in {existing} ({e.strerror or e}); pass a writable directory"
+      f'--out {out}: cannot write in {existing} ({e.strerror or e}); pass a writable directory'
     ) from None
   return out
 
@@ -71,10 +71,10 @@ def check_not_inside(videos: Sequence[files.PathLike], out: files.PathLike) -> N
   """Raises ValueError when `out` holds one of `videos`: its outputs could replace the input."""
   for path in videos:
     if is_inside(path, out):
-      stem = pathlib.Path(path).stem or "video"
+      stem = pathlib.Path(path).stem or 'video'
       raise ValueError(
-        f"--out {out} holds the input video {path}; its summary files would replace or mix "
-        f"with it: pass another --out (e.g. {pathlib.Path(out) / (stem + '_summary')})"
+        f'--out {out} holds the input video {path}; its summary files would replace or mix '
+        f'with it: pass another --out (e.g. {pathlib.Path(out) / (stem + "_summary")})'
       )
 
 
@@ -85,7 +85,7 @@ def locked(out: files.PathLike) -> Iterator[pathlib.Path]:
   Re-entrant within a thread: a block inside another on the same directory holds it already.
   """
   out = pathlib.Path(out)
-  held = _held.__dict__.setdefault("dirs", set())
+  held = _held.__dict__.setdefault('dirs', set())
   key = os.path.realpath(out)
   if key in held:
     yield out
@@ -101,13 +101,13 @@ def locked(out: files.PathLike) -> Iterator[pathlib.Path]:
 
 def clean_stale(out: pathlib.Path) -> None:
   """Removes staging directories a killed writer left in `out` (call with `out` locked)."""
-  for stale in out.glob(STAGING_PREFIX + "*"):
+  for stale in out.glob(STAGING_PREFIX + '*'):
     if stale.is_dir():
       shutil.rmtree(stale, ignore_errors=True)
 
 
 def _no_space(e: BaseException) -> bool:
-  return getattr(e, "errno", None) == errno.ENOSPC or "no space left" in str(e).lower()
+  return getattr(e, 'errno', None) == errno.ENOSPC or 'no space left' in str(e).lower()
 
 
 def publish(
@@ -138,8 +138,8 @@ def publish(
     except (OSError, ValueError) as e:  # ValueError: VideoError, from the video's writer.
       if _no_space(e):
         raise OSError(
-          f"{out}: no space left on device for the summary; free space there "
-          "or pass another --out (what was there is unchanged)"
+          f'{out}: no space left on device for the summary; free space there '
+          'or pass another --out (what was there is unchanged)'
         ) from None
       raise
     finally:

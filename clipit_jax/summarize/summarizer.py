@@ -88,8 +88,8 @@ DEFAULT_FPS = 2.0
 DEFAULT_PROPORTION = 0.15
 MIN_DURATION_S = 1.0  # Shorter videos are refused.
 MIN_FRAMES = 2  # Fewest sampled frames a summary is made from.
-BASELINE = "training-free CLIP similarity"
-TRAINED = "CLIP-It checkpoint"
+BASELINE = 'training-free CLIP similarity'
+TRAINED = 'CLIP-It checkpoint'
 
 _log = logging.getLogger(__name__)
 
@@ -100,16 +100,16 @@ _log = logging.getLogger(__name__)
 def _number(value: Any, name: str) -> float:
   """`value` as a float, else a TypeError/ValueError naming the argument."""
   if isinstance(value, bool) or not isinstance(value, (int, float, str, np.number)):
-    raise TypeError(f"--{name} must be a number, got {type(value).__name__}")
+    raise TypeError(f'--{name} must be a number, got {type(value).__name__}')
   try:
     return float(value)
   except ValueError:
-    raise ValueError(f"--{name} must be a number, got {value!r}") from None
+    raise ValueError(f'--{name} must be a number, got {value!r}') from None
 
 
 def check_proportion(proportion: float) -> float:
   """`proportion` as a float in (0, 1], else a ValueError (a TypeError for a non-number)."""
-  p = _number(proportion, "proportion")
+  p = _number(proportion, 'proportion')
   if not 0.0 < p <= 1.0:
     raise ValueError(
       f"--proportion must be in (0, 1] (the summary's share of the video), got {proportion}"
@@ -119,9 +119,9 @@ def check_proportion(proportion: float) -> float:
 
 def check_fps(fps: float) -> float:
   """`fps` as a positive float, else a ValueError (a TypeError for a non-number)."""
-  f = _number(fps, "fps")
+  f = _number(fps, 'fps')
   if not (math.isfinite(f) and f > 0):
-    raise ValueError(f"--fps must be positive, got {fps}")
+    raise ValueError(f'--fps must be positive, got {fps}')
   return f
 
 
@@ -129,8 +129,8 @@ def check_query(query: Any) -> None:
   """Raises TypeError unless `query` is a string or None."""
   if query is not None and not isinstance(query, str):
     raise TypeError(
-      f"query must be a string (the text to look for) or None, got {type(query).__name__}"
-      + ("; summarize one query at a time" if isinstance(query, (list, tuple)) else "")
+      f'query must be a string (the text to look for) or None, got {type(query).__name__}'
+      + ('; summarize one query at a time' if isinstance(query, (list, tuple)) else '')
     )
 
 
@@ -144,43 +144,43 @@ def check_text(fusion: str | None, query: str | None, has_captions: bool) -> Non
   """
   check_query(query)
   if query is not None and not query.strip():
-    raise ValueError("--query is empty; give the text to look for")
+    raise ValueError('--query is empty; give the text to look for')
   if query is not None and has_captions:
     raise ValueError(
-      "give --query (query-focused summary) or --captions (generic summary), not both"
+      'give --query (query-focused summary) or --captions (generic summary), not both'
     )
-  if fusion == "query" and query is None:
+  if fusion == 'query' and query is None:
     raise ValueError(
       "this checkpoint is query-focused (text_fusion='query'); "
-      "give --query TEXT, or drop --ckpt for a generic "
-      "training-free summary"
+      'give --query TEXT, or drop --ckpt for a generic '
+      'training-free summary'
     )
-  if fusion is not None and fusion != "query" and query is not None:
+  if fusion is not None and fusion != 'query' and query is not None:
     raise ValueError(
-      f"this checkpoint makes generic summaries "
-      f"(text_fusion={fusion!r}) and takes no query; drop "
-      "--query (captions are used), use a query-focused "
-      "checkpoint, or drop --ckpt for the training-free "
-      "baseline"
+      f'this checkpoint makes generic summaries '
+      f'(text_fusion={fusion!r}) and takes no query; drop '
+      '--query (captions are used), use a query-focused '
+      'checkpoint, or drop --ckpt for the training-free '
+      'baseline'
     )
 
 
 def read_captions(given: CaptionsArg) -> tuple[list[captions_lib.Caption] | list[str] | None, str]:
   """Captions or texts (None: to generate), and where they come from."""
   if given is None:
-    return None, "generated"
+    return None, 'generated'
   if isinstance(given, (str, os.PathLike)):
-    return captions_lib.parse_captions(given), f"file {os.fspath(given)}"
+    return captions_lib.parse_captions(given), f'file {os.fspath(given)}'
   if not isinstance(given, Sequence) or not all(
     isinstance(c, (str, captions_lib.Caption)) for c in given
   ):
     raise TypeError(
       "captions must be a caption file's path, a list of Caption or a list of strings, "
-      f"got {type(given).__name__}"
+      f'got {type(given).__name__}'
     )
   if not given:
-    raise captions_lib.CaptionError("the list of captions is empty")
-  return list(given), "given"
+    raise captions_lib.CaptionError('the list of captions is empty')
+  return list(given), 'given'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,14 +211,14 @@ def read_input(
     ValueError: a budget shorter than one frame.
   """
   if not isinstance(video_path, (str, os.PathLike)):
-    raise TypeError(f"video_path must be a path, got {type(video_path).__name__}")
+    raise TypeError(f'video_path must be a path, got {type(video_path).__name__}')
   path = os.fspath(video_path)
   info = video.probe(path)
   video.require_min_duration(info, MIN_DURATION_S)
   if info.fps > 0 and proportion * info.duration < 1.0 / info.fps:
     raise ValueError(
-      f"--proportion {proportion} of a {info.duration:.2f} s video "
-      f"is shorter than one frame ({1 / info.fps:.3f} s); raise it"
+      f'--proportion {proportion} of a {info.duration:.2f} s video '
+      f'is shorter than one frame ({1 / info.fps:.3f} s); raise it'
     )
   given, source = read_captions(captions)
   return VideoInput(path, info, given, source)
@@ -230,19 +230,19 @@ def encodable_texts(encoder: Any, texts: Sequence[str], *, warn: bool = True) ->
 
   An encoder without a tokenizer (a stand-in) takes the texts whole.
   """
-  tokenizer, limit = getattr(encoder, "tokenizer", None), getattr(encoder, "context_length", None)
+  tokenizer, limit = getattr(encoder, 'tokenizer', None), getattr(encoder, 'context_length', None)
   if tokenizer is None or limit is None:
     return list(texts)
   kept = []
   for text in texts:
-    ids = tokenizer(text, truncation=True, max_length=limit + 1)["input_ids"]
+    ids = tokenizer(text, truncation=True, max_length=limit + 1)['input_ids']
     if len(ids) > limit:
       text_kept = tokenizer.decode(ids[: limit - 1], skip_special_tokens=True)
       (_log.warning if warn else _log.debug)(
         "a text of %d characters is longer than CLIP's %d tokens; encoded its start: %r",
         len(text),
         limit,
-        text_kept if len(text_kept) <= 60 else text_kept[:57] + "...",
+        text_kept if len(text_kept) <= 60 else text_kept[:57] + '...',
       )
       text = text_kept
     kept.append(text)
@@ -258,12 +258,12 @@ def _load_encoder(clip_model: Any) -> tuple[str, Any]:
     if not clip_model.strip():
       raise ValueError("clip_model is empty; give a CLIP hub name, a directory or 'tiny'")
     return clip_model, encoders.load_clip(clip_model)
-  if not (hasattr(clip_model, "encode_images") and hasattr(clip_model, "encode_texts")):
+  if not (hasattr(clip_model, 'encode_images') and hasattr(clip_model, 'encode_texts')):
     raise TypeError(
       "clip_model must be a CLIP hub name, a local directory, 'tiny', or a loaded "
-      f"encoder (encoders.load_clip), got {type(clip_model).__name__}"
+      f'encoder (encoders.load_clip), got {type(clip_model).__name__}'
     )
-  return getattr(clip_model, "model_id", type(clip_model).__name__), clip_model
+  return getattr(clip_model, 'model_id', type(clip_model).__name__), clip_model
 
 
 @dataclasses.dataclass(eq=False)
@@ -298,12 +298,12 @@ class Summarizer:
     self.fps = check_fps(self.fps)
     self.proportion = check_proportion(self.proportion)
     if self.caption_model is None:
-      tiny = getattr(self.encoder, "model_id", None) == encoders.TINY_CLIP_ID
+      tiny = getattr(self.encoder, 'model_id', None) == encoders.TINY_CLIP_ID
       self.caption_model = captions_lib.TINY if tiny else captions_lib.DEFAULT_CAPTIONER
-    dim = getattr(self.encoder, "embed_dim", FRAME_DIM)
+    dim = getattr(self.encoder, 'embed_dim', FRAME_DIM)
     if self.model is not None and dim != FRAME_DIM:
       raise ValueError(
-        f"CLIP {self.clip_model} gives {dim}-d embeddings; the checkpoint takes {FRAME_DIM}-d ones"
+        f'CLIP {self.clip_model} gives {dim}-d embeddings; the checkpoint takes {FRAME_DIM}-d ones'
       )
 
   @classmethod
@@ -324,7 +324,7 @@ class Summarizer:
     cls,
     workdir: files.PathLike,
     clip_model: str | encoders.ClipEncoder | None = None,
-    which: str = "best",
+    which: str = 'best',
     **kwargs,
   ) -> Summarizer:
     """Scores frames with a trained CLIP-It run.
@@ -336,15 +336,15 @@ class Summarizer:
       **kwargs: the other `Summarizer` fields (fps, proportion, ...).
     """
     if not isinstance(workdir, (str, os.PathLike)):
-      raise TypeError(f"workdir must be a train.py run directory, got {type(workdir).__name__}")
-    if which not in ("best", "latest"):
+      raise TypeError(f'workdir must be a train.py run directory, got {type(workdir).__name__}')
+    if which not in ('best', 'latest'):
       raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     model = load_model(workdir, which)
     if clip_model is None:
       clip_model = model.clip_model or encoders.DEFAULT_CLIP
     elif isinstance(clip_model, str) and model.clip_model not in (None, clip_model):
       _log.warning(
-        "%s was trained on features of CLIP %s; scoring with %s",
+        '%s was trained on features of CLIP %s; scoring with %s',
         workdir,
         model.clip_model,
         clip_model,
@@ -374,7 +374,7 @@ class Summarizer:
       centres = (np.arange(m) + 0.5) * duration / m
       frames, times = shots.frames_near(inp.path, centres, captioner.image_size)
       given = captions_lib.generate_captions(frames, times, captioner, duration=duration)
-      source = f"generated by {captioner.model_id}"
+      source = f'generated by {captioner.model_id}'
     elif all(isinstance(c, str) for c in given):
       given, source = shots.spread_texts(given, duration), inp.text_source
     else:
@@ -415,10 +415,10 @@ class Summarizer:
     features, timestamps = self._features(inp.path, inp.info)
     duration = shots.content_end(inp.info, timestamps, self.fps)
     if query is not None:
-      texts, source = [query], "query"
+      texts, source = [query], 'query'
     else:
       texts, source = self._generic_texts(inp, duration)
-    encoded = encodable_texts(self.encoder, texts, warn=source == "query")
+    encoded = encodable_texts(self.encoder, texts, warn=source == 'query')
     text = self.encoder.encode_texts(encoded)
     if self.model is None:
       scores = baselines.clip_similarity(features, text)
@@ -496,12 +496,12 @@ class Summarizer:
     """
     self.check_text(query, False)
     if isinstance(paths, (str, os.PathLike)):
-      raise TypeError("paths must be a list of video files (batch.find_videos), not one path")
+      raise TypeError('paths must be a list of video files (batch.find_videos), not one path')
     paths = [os.fspath(p) for p in paths]
     names = batch.output_names(paths)
     with (
       outputs.locked(out_dir) if out_dir is not None else contextlib.nullcontext(),
-      tqdm.tqdm(total=len(paths), unit="video", desc="videos", disable=not self.progress) as bar,
+      tqdm.tqdm(total=len(paths), unit='video', desc='videos', disable=not self.progress) as bar,
     ):
       for path, name in zip(paths, names):
         bar.set_postfix_str(name, refresh=False)
@@ -524,7 +524,7 @@ class Summarizer:
           return batch.VideoResult(
             path,
             name,
-            "skipped",
+            'skipped',
             out=out,
             seconds=time.perf_counter() - start,
             **batch.numbers_of(done),
@@ -534,12 +534,12 @@ class Summarizer:
           summary.write(out, progress=self.progress)
     except (ValueError, OSError, MemoryError) as e:  # VideoError, CaptionError, a full disk.
       return batch.VideoResult(
-        path, name, "failed", error=cli.first_line(e, 400), seconds=time.perf_counter() - start
+        path, name, 'failed', error=cli.first_line(e, 400), seconds=time.perf_counter() - start
       )
     return batch.VideoResult(
       path,
       name,
-      "ok",
+      'ok',
       summary=summary,
       out=out,
       duration=summary.duration,
@@ -559,7 +559,7 @@ class Summarizer:
       method=self.method,
       fps=self.fps,
       proportion=self.proportion,
-      clip_model_id=getattr(self.encoder, "model_id", None),
+      clip_model_id=getattr(self.encoder, 'model_id', None),
       checkpoint=checkpoint,
     )
 
@@ -573,28 +573,28 @@ class Summarizer:
     try:
       if not all((out / name).is_file() for name in OUTPUT_FILES.values()):
         return None
-      record = json.loads((out / OUTPUT_FILES["json"]).read_text())
-      settings, checkpoint = record["settings"], record["settings"]["checkpoint"]
+      record = json.loads((out / OUTPUT_FILES['json']).read_text())
+      settings, checkpoint = record['settings'], record['settings']['checkpoint']
       recorded = dict(
-        video=os.path.realpath(record["video"]),
-        query=record["query"],
-        method=record["method"],
-        fps=settings["fps"],
-        proportion=settings["proportion"],
-        clip_model_id=settings["clip_model_id"],
+        video=os.path.realpath(record['video']),
+        query=record['query'],
+        method=record['method'],
+        fps=settings['fps'],
+        proportion=settings['proportion'],
+        clip_model_id=settings['clip_model_id'],
         checkpoint=checkpoint
-        and [os.path.realpath(checkpoint["workdir"]), checkpoint["which"], checkpoint["epoch"]],
+        and [os.path.realpath(checkpoint['workdir']), checkpoint['which'], checkpoint['epoch']],
       )
       if recorded != self._request(path, query):
         return None
-      same_bytes = record["video_sha256"] == outputs.content_sha256(path)
+      same_bytes = record['video_sha256'] == outputs.content_sha256(path)
     except (OSError, ValueError, KeyError, TypeError):  # Unreadable, or not ours: made again.
       return None
     return record if same_bytes else None
 
   def _features(self, path: str, info: video.VideoInfo) -> tuple[np.ndarray, np.ndarray]:
     """CLIP features `[n, 512]` at `self.fps` and their times `[n]`, through the cache."""
-    cache_dir = self.cache_dir or files.cache_root() / "features"
+    cache_dir = self.cache_dir or files.cache_root() / 'features'
     features, timestamps = encoders.cached_video_features(
       path,
       self.encoder,
@@ -604,9 +604,9 @@ class Summarizer:
     )
     if len(timestamps) < MIN_FRAMES:
       raise video.VideoError(
-        f"{path}: only {len(timestamps)} frame(s) decoded at {self.fps:g} "
-        f"fps, fewer than the {MIN_FRAMES} a summary needs; pass a longer "
-        "video or raise --fps"
+        f'{path}: only {len(timestamps)} frame(s) decoded at {self.fps:g} '
+        f'fps, fewer than the {MIN_FRAMES} a summary needs; pass a longer '
+        'video or raise --fps'
       )
     return features, timestamps
 
@@ -626,7 +626,7 @@ class Summarizer:
       fps=self.fps,
       proportion=self.proportion,
       clip_model=self.clip_model,
-      clip_model_id=getattr(self.encoder, "model_id", None),
+      clip_model_id=getattr(self.encoder, 'model_id', None),
       text_source=text_source,
       encoded_texts=encoded,
       checkpoint=checkpoint,

@@ -25,9 +25,9 @@ from clipit_jax import files
 from clipit_jax.media import video
 from clipit_jax.summarize import outputs
 
-OUTPUT_FILES = {"video": "summary.mp4", "json": "summary.json", "plot": "scores.png"}
+OUTPUT_FILES = {'video': 'summary.mp4', 'json': 'summary.json', 'plot': 'scores.png'}
 PROGRESS_MIN_S = 30.0  # Progress bars only for videos (and summaries) at least this long.
-TITLE_FONT = "DejaVu Sans"  # Matplotlib's own; other installed fonts draw what it lacks.
+TITLE_FONT = 'DejaVu Sans'  # Matplotlib's own; other installed fonts draw what it lacks.
 
 
 def versions() -> dict[str, str]:
@@ -38,19 +38,19 @@ def versions() -> dict[str, str]:
   import tokenizers  # pylint: disable=g-import-not-at-top
 
   try:
-    clipit = importlib.metadata.version("clipit_jax")
+    clipit = importlib.metadata.version('clipit_jax')
   except importlib.metadata.PackageNotFoundError:
     import clipit_jax  # pylint: disable=g-import-not-at-top
 
     clipit = clipit_jax.__version__
   return {
-    "clipit_jax": clipit,
-    "jax": jax.__version__,
-    "flax": flax.__version__,
-    "tokenizers": tokenizers.__version__,
-    "safetensors": safetensors.__version__,
-    "av": av.__version__,
-    "numpy": np.__version__,
+    'clipit_jax': clipit,
+    'jax': jax.__version__,
+    'flax': flax.__version__,
+    'tokenizers': tokenizers.__version__,
+    'safetensors': safetensors.__version__,
+    'av': av.__version__,
+    'numpy': np.__version__,
   }
 
 
@@ -72,65 +72,65 @@ def drawable(text: str) -> tuple[str, list[str]]:
 
   families = [TITLE_FONT]
   covered = set(_charmap(font_manager.findfont(TITLE_FONT)))
-  fonts = [f for f in font_manager.fontManager.ttflist if not f.name.startswith("Last Resort")]
+  fonts = [f for f in font_manager.fontManager.ttflist if not f.name.startswith('Last Resort')]
   chars = []
   for c in text:
-    if c != "\n" and ord(c) not in covered:
+    if c != '\n' and ord(c) not in covered:
       font = next((f for f in fonts if ord(c) in _charmap(f.fname)), None)
       if font is None:
-        c = "?"
+        c = '?'
       else:
         families.append(font.name)
         covered |= _charmap(font.fname)
     chars.append(c)
-  return "".join(chars), list(dict.fromkeys(families))
+  return ''.join(chars), list(dict.fromkeys(families))
 
 
 def _title(summary: Summary, width: int = 110, max_lines: int = 5) -> str:
   """Plot title: what was summarized and how, then the wrapped text."""
   share = summary.summary_duration / summary.duration
   head = (
-    f"{pathlib.Path(summary.video).name}: {summary.summary_duration:.2f}"
-    f" s of {summary.duration:.2f} s ({share:.1%}), {summary.method}"
+    f'{pathlib.Path(summary.video).name}: {summary.summary_duration:.2f}'
+    f' s of {summary.duration:.2f} s ({share:.1%}), {summary.method}'
   )
   if summary.query is not None:
-    text = f"query: {summary.query!r}"
+    text = f'query: {summary.query!r}'
   else:
-    text = "captions: " + " | ".join(summary.captions)
+    text = 'captions: ' + ' | '.join(summary.captions)
   lines = textwrap.wrap(text, width)
   if len(lines) > max_lines:
     lines = lines[:max_lines]
-    lines[-1] = lines[-1][: width - 1] + "\u2026"
-  return "\n".join([head] + lines)
+    lines[-1] = lines[-1][: width - 1] + '\u2026'
+  return '\n'.join([head] + lines)
 
 
 def _plot_lines(ax, summary: Summary) -> None:
   """Selected shots shaded, shot boundaries, frame scores and shot means."""
   for i, (start, end) in enumerate(summary.segments):
     ax.axvspan(
-      start, end, color="tab:orange", alpha=0.3, lw=0, label="selected" if i == 0 else None
+      start, end, color='tab:orange', alpha=0.3, lw=0, label='selected' if i == 0 else None
     )
   for start in summary.shot_times[1:, 0]:
-    ax.axvline(start, color="0.6", lw=0.6, ls=":")
+    ax.axvline(start, color='0.6', lw=0.6, ls=':')
   ax.plot(
     summary.timestamps,
     summary.scores,
-    color="tab:blue",
+    color='tab:blue',
     lw=1.2,
-    marker="o",
+    marker='o',
     ms=2,
-    label="frame score",
+    label='frame score',
   )
   ax.hlines(
     summary.shot_values,
     summary.shot_times[:, 0],
     summary.shot_times[:, 1],
-    color="tab:green",
+    color='tab:green',
     lw=2,
     alpha=0.8,
-    label="shot mean score",
+    label='shot mean score',
   )
-  ax.plot([], [], color="0.6", lw=0.6, ls=":", label="shot boundary")
+  ax.plot([], [], color='0.6', lw=0.6, ls=':', label='shot boundary')
 
 
 def plot_scores(summary: Summary, path: files.PathLike) -> pathlib.Path:
@@ -139,18 +139,18 @@ def plot_scores(summary: Summary, path: files.PathLike) -> pathlib.Path:
   from matplotlib.figure import Figure  # Agg canvas, no pyplot state.
 
   title, families = drawable(_title(summary))
-  fig = Figure(figsize=(11, 3.2 + 0.18 * (title.count("\n") + 1)), layout="constrained")
+  fig = Figure(figsize=(11, 3.2 + 0.18 * (title.count('\n') + 1)), layout='constrained')
   ax = fig.subplots()
   _plot_lines(ax, summary)
   ax.set_xlim(0, summary.duration)
   ax.set_ylim(-0.02, 1.02)
-  ax.set_xlabel("time (s)")
-  ax.set_ylabel("score")
-  ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
-  ax.set_title(title, fontsize=9, loc="left", fontfamily=families)
-  with files.atomic_path(path, suffix=".png") as tmp, warnings.catch_warnings():
-    warnings.filterwarnings("ignore", r"Glyph \d+ .*missing from font", UserWarning)
-    fig.savefig(tmp, format="png", dpi=100)
+  ax.set_xlabel('time (s)')
+  ax.set_ylabel('score')
+  ax.legend(loc='upper right', fontsize=8, framealpha=0.8)
+  ax.set_title(title, fontsize=9, loc='left', fontfamily=families)
+  with files.atomic_path(path, suffix='.png') as tmp, warnings.catch_warnings():
+    warnings.filterwarnings('ignore', r'Glyph \d+ .*missing from font', UserWarning)
+    fig.savefig(tmp, format='png', dpi=100)
   return pathlib.Path(path)
 
 
@@ -219,7 +219,7 @@ class Summary:
       duration=self.duration,
       has_audio=self.has_audio,
       method=self.method,
-      mode="query" if self.query is not None else "generic",
+      mode='query' if self.query is not None else 'generic',
       query=self.query,
       captions=self.captions,
       timestamps=[float(t) for t in self.timestamps],
@@ -255,12 +255,12 @@ class Summary:
       video.write_summary(
         self.video,
         self.segments,
-        staging / OUTPUT_FILES["video"],
+        staging / OUTPUT_FILES['video'],
         progress=progress and self.summary_duration >= PROGRESS_MIN_S,
       )
-      files.write_text(staging / OUTPUT_FILES["json"], json.dumps(self.to_json(), indent=2) + "\n")
-      plot_scores(self, staging / OUTPUT_FILES["plot"])
+      files.write_text(staging / OUTPUT_FILES['json'], json.dumps(self.to_json(), indent=2) + '\n')
+      plot_scores(self, staging / OUTPUT_FILES['plot'])
 
-    order = [OUTPUT_FILES["video"], OUTPUT_FILES["plot"], OUTPUT_FILES["json"]]
+    order = [OUTPUT_FILES['video'], OUTPUT_FILES['plot'], OUTPUT_FILES['json']]
     paths = outputs.publish(out, write_files, order)
     return {key: paths[name] for key, name in OUTPUT_FILES.items()}
