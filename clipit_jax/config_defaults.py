@@ -20,6 +20,9 @@ def get_model_config() -> ml_collections.ConfigDict:
   model.input_norm = (
     True  # LayerNorm on each input frame and text vector (CLIP gives unit vectors).
   )
+  # Subtract the mean of the window's frames from each frame before everything else (not in
+  # the paper; docs/learning.md says when it helps).
+  model.center_frames = False
   model.text_dim = 512  # CLIP text embeddings.
   model.width = 512  # Model width after the input projections.
   # How the text enters the attention as key/value:

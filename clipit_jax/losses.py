@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from clipit_jax import models
+
 Array = jax.Array
 _EPS = 1e-8
 
@@ -86,11 +88,7 @@ def diversity_loss(scores: Array, features: Array, mask: Array) -> Array:
   Returns:
     `[B]`; 0 for samples with fewer than two real frames.
   """
-  weights = mask.astype(features.dtype)[..., None]
-  mean = jnp.sum(features * weights, axis=1, keepdims=True) / jnp.maximum(
-    jnp.sum(weights, axis=1, keepdims=True), 1.0
-  )
-  centred = features - mean
+  centred = models.center_frames(features, mask)
   unit = centred / jnp.maximum(jnp.linalg.norm(centred, axis=-1, keepdims=True), _EPS)
   similarity = jnp.einsum('btd,bsd->bts', unit, unit)
   s = scores * mask.astype(scores.dtype)

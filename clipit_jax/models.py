@@ -83,6 +83,19 @@ def sinusoidal_positions(length: int, width: int) -> Array:
   return jnp.asarray(table)
 
 
+def center_frames(frames: Array, frame_mask: Array) -> Array:
+  """Frames `[B, T, D]` less the mean of their window's real frames; padding stays zero.
+
+  What every frame of a video shares (the scene, the camera, the lighting) dominates
+  frame features; without it the attention compares frames by what tells them apart.
+  """
+  weights = frame_mask.astype(frames.dtype)[..., None]
+  mean = jnp.sum(frames * weights, axis=1, keepdims=True) / jnp.maximum(
+    jnp.sum(weights, axis=1, keepdims=True), 1.0
+  )
+  return (frames - mean) * weights
+
+
 class TextFusion(nn.Module):
   """Maps text embeddings `[B, L, text_dim]` to key/value tokens `[B, L', width]`.
 
@@ -345,7 +358,8 @@ class CLIPIt(nn.Module):
     frame_mask = frame_mask.astype(bool)
     text_mask = text_mask.astype(bool)
     frames = jnp.where(frame_mask[..., None], frames, 0.0)
-
+    if cfg.center_frames:
+      frames = center_frames(frames, frame_mask)
     if cfg.input_norm:
       # CLIP features are unit vectors (about 0.04 per dimension); normalising each
       # frame's vector gives the projection inputs of unit scale (the text likewise).

@@ -1,17 +1,36 @@
 """QFVS (UT Egocentric): query-focused summaries; the query's CLIP embedding is the text.
 
-Four rounds (--config.data.split=0..3): train on two videos, validate on one, test on one.
-Shots are 5 seconds; a shot's score is the mean of its frames' scores; the summary has
-as many shots as the oracle; F1 is the concept-IoU matching of Sharghi et al. (2017).
-  python train.py --config configs/qfvs.py --workdir runs/qfvs_round0
+Four rounds (--config.data.split=0..3, or train.py --all_splits): train on two videos,
+validate on one, test on one. Shots are 5 seconds; a shot's score is the mean of its
+frames' scores; the summary has as many shots as the oracle; F1 is the concept-IoU matching
+of Sharghi et al. (2017).
+  python train.py --config configs/qfvs.py --workdir runs/qfvs --all_splits
+  python train.py --config configs/qfvs.py:small --workdir runs/qfvs_small --all_splits
+
+':small' is the model and optimizer of configs/synthetic_query.py for one epoch: a round on
+2 CPU cores in minutes, where the paper's model needs an accelerator (docs/learning.md,
+"QFVS at its real size").
 """
 
 from configs import default
 
 
-def get_config():
+def get_config(variant: str = 'paper'):
+  if variant not in ('paper', 'small'):
+    raise ValueError(f"configs/qfvs.py takes ':paper' or ':small', got {variant!r}")
   config = default.get_config()
   config.data.dataset = 'qfvs'
   config.data.features = 'clip'
   config.model.text_fusion = 'query'
+  if variant == 'small':
+    config.model.update(
+      width=128, mlp_dim=256, head_mlp_dim=64, num_encoder_layers=2, num_decoder_layers=2
+    )
+    # About 1,400 updates in one epoch (2 videos x 45 queries x ~120 windows of 256).
+    config.target = 'importance'
+    config.batch_size = 8
+    config.num_epochs = 1
+    config.learning_rate = 1e-3
+    config.lr_schedule = 'cosine'
+    config.warmup_steps = 100
   return config

@@ -1,11 +1,11 @@
 """SumMe, Standard setting: 5 random 80/20 splits of SumMe (--config.data.split=0..4, or train.py --all_splits).
 
-Unsupervised loss Ld + Lr (no labels are read). Append :clip to the config path for CLIP features of the raw videos.
+Unsupervised loss Ld + Lr (no labels are read). Append :clip for CLIP features of the raw videos, :paper for the paper's exact values (:clip,paper both).
   python train.py --config configs/summe_standard_unsupervised.py --workdir runs/summe_standard_unsupervised
 """
 
 from configs import summe_tvsum
 
 
-def get_config(features='googlenet'):
-  return summe_tvsum.get_config('summe', 'standard', features, loss='unsupervised')
+def get_config(variant='googlenet'):
+  return summe_tvsum.get_config('summe', 'standard', variant, loss='unsupervised')

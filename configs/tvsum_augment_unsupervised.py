@@ -1,11 +1,11 @@
 """TVSum, Augment setting: the training part of a standard split plus all of the other three datasets.
 
-Unsupervised loss Ld + Lr (no labels are read). Append :clip to the config path for CLIP features of the raw videos.
+Unsupervised loss Ld + Lr (no labels are read). Append :clip for CLIP features of the raw videos, :paper for the paper's exact values (:clip,paper both).
   python train.py --config configs/tvsum_augment_unsupervised.py --workdir runs/tvsum_augment_unsupervised
 """
 
 from configs import summe_tvsum
 
 
-def get_config(features='googlenet'):
-  return summe_tvsum.get_config('tvsum', 'augment', features, loss='unsupervised')
+def get_config(variant='googlenet'):
+  return summe_tvsum.get_config('tvsum', 'augment', variant, loss='unsupervised')

@@ -105,8 +105,30 @@ def test_every_config_passes_its_checks_and_bad_values_are_named():
 def test_benchmark_configs_take_the_feature_width_from_their_builder():
   assert load_config_file('tvsum_standard').model.frame_dim == 1024  # GoogLeNet pool5.
   assert load_config_file('summe_transfer', 'clip').model.frame_dim == 512  # CLIP ViT-B/32.
-  with pytest.raises(ValueError, match=r"unknown features 'vgg'; expected one of \['clip'"):
+  with pytest.raises(ValueError, match=r"unknown config variant 'vgg': expected features \("):
     load_config_file('summe_transfer', 'vgg')
+
+
+def test_paper_variant_keeps_the_papers_values():
+  shipped, paper = load_config_file('tvsum_standard'), load_config_file('tvsum_standard', 'paper')
+  assert (shipped.target, shipped.batch_size) == ('importance', 8)
+  assert (paper.target, paper.batch_size) == ('keyframes', 100)
+  assert paper.to_dict() == dict(
+    load_config_file('default').to_dict(),
+    data=dict(
+      load_config_file('default').data.to_dict(),
+      dataset='tvsum',
+      setting='standard',
+      features='googlenet',
+    ),
+    model=dict(load_config_file('default').model.to_dict(), frame_dim=1024),
+  )
+  both = load_config_file('summe_transfer', 'clip,paper')
+  assert (both.model.frame_dim, both.batch_size, both.data.features) == (512, 100, 'clip')
+  qfvs, small = load_config_file('qfvs'), load_config_file('qfvs', 'small')
+  assert (qfvs.model.width, qfvs.batch_size, small.model.width) == (512, 100, 128)
+  with pytest.raises(ValueError, match=r"configs/qfvs.py takes ':paper' or ':small'"):
+    load_config_file('qfvs', 'big')
 
 
 def test_ctrl_c_is_one_line_and_status_130(capsys):

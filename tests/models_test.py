@@ -59,6 +59,34 @@ def test_padded_frames_do_not_change_real_scores():
   )
 
 
+def test_center_frames_subtracts_the_mean_of_real_frames_only():
+  frames = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
+  mask = np.array([[True, True, True, False], [True, False, False, False]])
+  centered = np.asarray(models.center_frames(frames, mask))
+  np.testing.assert_allclose(centered[0, :3], frames[0, :3] - frames[0, :3].mean(0), atol=1e-6)
+  np.testing.assert_array_equal(centered[0, 3], 0.0)  # Padding stays zero.
+  np.testing.assert_array_equal(centered[1], 0.0)  # One real frame: itself is the mean.
+
+
+def test_centered_model_ignores_what_all_frames_share():
+  """With center_frames a vector added to every real frame (a video's background) and junk
+  in the padding change no score."""
+  config, model, params = _model_and_params(center_frames=True)
+  rng = np.random.default_rng(3)
+  frames = rng.normal(size=(2, 12, config.frame_dim)).astype(np.float32)
+  mask = np.arange(12)[None].repeat(2, 0) < np.array([[12], [9]])
+  text = rng.normal(size=(2, config.num_captions, config.text_dim)).astype(np.float32)
+  text_mask = np.ones((2, config.num_captions), bool)
+  offset = 5 * rng.normal(size=(2, 1, config.frame_dim)).astype(np.float32)
+  shifted = np.where(mask[..., None], frames + offset, 100.0)
+  a = _apply(model, params, frames, mask, text, text_mask)['scores']
+  b = _apply(model, params, shifted, mask, text, text_mask)['scores']
+  np.testing.assert_allclose(np.asarray(b)[mask], np.asarray(a)[mask], atol=1e-4)
+  plain_config, plain, plain_params = _model_and_params()
+  c = _apply(plain, plain_params, shifted, mask, text, text_mask)['scores']
+  assert np.max(np.abs(np.asarray(c) - np.asarray(a))[mask]) > 1e-3  # Not so without it.
+
+
 @pytest.mark.parametrize('fusion', ['concat', 'tokens'])
 def test_masked_captions_are_ignored(fusion):
   config, model, params = _model_and_params(text_fusion=fusion)
