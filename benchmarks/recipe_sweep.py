@@ -173,27 +173,24 @@ def split_videos(videos: dict, dataset: str, split: int, validation_fraction: fl
   }
 
 
-def train_job(config, data, eval_every: int, tag: str = '') -> dict:
-  """Trains one run; returns the curve and the test metrics of the best validation epoch."""
+def make_step(config, total_steps: int):
+  """Initial parameters and optimizer state, and the jitted `step(params, opt_state, batch,
+  i)` of `config` (Adam with its schedule over `total_steps`, the loss of `config.loss`)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp
   import optax
 
-  from clipit_jax import input_pipeline, losses, models
+  from clipit_jax import losses, models
 
   model = models.CLIPIt(config.model)
-  windows = input_pipeline.video_windows(data['train'], config.model.window)
-  steps_per_epoch = input_pipeline.num_batches(windows['window_id'].shape[0], config.batch_size, 1)
-  total = steps_per_epoch * config.num_epochs
   lr = config.learning_rate
   if config.lr_schedule == 'cosine':
     lr = optax.warmup_cosine_decay_schedule(
-      0.0, lr, config.warmup_steps, max(total, config.warmup_steps + 1)
+      0.0, lr, config.warmup_steps, max(total_steps, config.warmup_steps + 1)
     )
   tx = optax.chain(optax.add_decayed_weights(config.weight_decay), optax.adam(lr))
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   params = models.init_params(config.model, init_rng)
-  opt_state = tx.init(params)
 
   @jax.jit
   def step(params, opt_state, batch, i):
@@ -216,6 +213,43 @@ def train_job(config, data, eval_every: int, tag: str = '') -> dict:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
+  return params, tx.init(params), step
+
+
+def step_seconds(recipe: str, dataset: str, repeats: int = 3) -> float:
+  """Seconds of one training step of `recipe` (its window and batch, every frame real),
+  after a compiling step."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  config = make_config(dataset, recipe, 0, 0, None)
+  b, t, m = config.batch_size, config.model.window, config.model.num_captions
+  batch = dict(
+    frames=np.random.default_rng(0).normal(size=(b, t, config.model.frame_dim)).astype('f4'),
+    frame_mask=np.ones((b, t), bool),
+    text=np.zeros((b, m, config.model.text_dim), np.float32),
+    text_mask=np.zeros((b, m), bool),
+    labels=np.zeros((b, t), np.float32),
+    importance=np.full((b, t), 0.5, np.float32),
+  )
+  params, opt_state, step = make_step(config, 100)
+  params, opt_state = jax.block_until_ready(step(params, opt_state, batch, 0))
+  start = time.time()
+  for i in range(repeats):
+    params, opt_state = step(params, opt_state, batch, i + 1)
+  jax.block_until_ready(params)
+  return (time.time() - start) / repeats
+
+
+def train_job(config, data, eval_every: int, tag: str = '') -> dict:
+  """Trains one run; returns the curve and the test metrics of the best validation epoch."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from clipit_jax import input_pipeline, models
+
+  model = models.CLIPIt(config.model)
+  windows = input_pipeline.video_windows(data['train'], config.model.window)
+  steps_per_epoch = input_pipeline.num_batches(windows['window_id'].shape[0], config.batch_size, 1)
+  params, opt_state, step = make_step(config, steps_per_epoch * config.num_epochs)
   apply = jax.jit(model.apply)
   validation = data['validation'] or data['train']
   curve, best, i, start = [], None, 0, time.time()
@@ -270,9 +304,9 @@ def probes(manual_dir: str, datasets, splits, validation_fraction: float) -> dic
       data = split_videos(videos, dataset, split, validation_fraction)
       probe = baselines.validated_probe(data['train'], data['validation'], 'importance')
 
-      def context(vs, weight):
+      def context(vs, weight, window=None):
         return [
-          standard(probe(v.features)) + weight * standard(baselines.within_video_rarity(v.features))
+          standard(probe(v.features)) + weight * standard(windowed_rarity(v.features, window))
           for v in vs
         ]
 
@@ -289,7 +323,28 @@ def probes(manual_dir: str, datasets, splits, validation_fraction: float) -> dic
         annotators=metrics(test, [v.importance for v in test]),
         probe_and_rarity=dict(metrics(test, context(test, weight)), weight=weight),
       )
+      for window in RARITY_WINDOWS:  # The same weight, the rarity within each model window.
+        out[dataset][split][f'probe_and_rarity_{window}'] = metrics(
+          test, context(test, weight, window)
+        )
   return out
+
+
+RARITY_WINDOWS = (256, 512, 1024)
+
+
+def windowed_rarity(features: np.ndarray, window: int | None) -> np.ndarray:
+  """`baselines.within_video_rarity` within each window of `window` steps (None: the whole
+  video), as a model that sees one window at a time could compute it, `[n]`."""
+  from clipit_jax import baselines  # pylint: disable=g-import-not-at-top
+
+  window = window or len(features)
+  return np.concatenate(
+    [
+      baselines.within_video_rarity(features[i : i + window])
+      for i in range(0, len(features), window)
+    ]
+  )
 
 
 def jobs(args) -> list[tuple]:
@@ -395,7 +450,8 @@ def table(out: str) -> str:
         f'{np.mean([r["seconds"] for r in rs]):.0f} |'
       )
   for dataset, per_split in sorted(probe.items()):
-    for name in ('probe', 'probe_and_rarity', 'annotators'):
+    names = ['probe', 'probe_and_rarity', *(f'probe_and_rarity_{w}' for w in RARITY_WINDOWS)]
+    for name in [*names, 'annotators']:
       m = [v[name] for v in per_split.values() if name in v]
       if not m:
         continue
@@ -447,6 +503,9 @@ def parse_args() -> argparse.Namespace:
   parser.add_argument('--validation_fraction', type=float, default=0.1)
   parser.add_argument('--probes', default=None, help='A probes.json of an earlier run.')
   parser.add_argument('--probes_only', action='store_true')
+  parser.add_argument(
+    '--step_seconds', action='store_true', help="Only time each recipe's training step."
+  )
   parser.add_argument('--workers', type=int, default=3, help='Processes on the one device.')
   parser.add_argument(
     '--search_splits', type=lambda s: [int(x) for x in s.split(',')], default=[0, 1]
@@ -473,6 +532,11 @@ def main() -> None:
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   if args.worker:
     return worker(args)
+  if args.step_seconds:
+    for recipe in args.recipes:
+      seconds = step_seconds(recipe, args.datasets[0])
+      print(f'{recipe}: {seconds:.2f} s a training step', flush=True)
+    return None
   from clipit_jax.datasets import h5_files, standins  # pylint: disable=g-import-not-at-top
 
   args.start = time.time()

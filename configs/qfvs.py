@@ -27,7 +27,6 @@ def get_config(variant: str = 'paper'):
       width=128, mlp_dim=256, head_mlp_dim=64, num_encoder_layers=2, num_decoder_layers=2
     )
     # About 1,400 updates in one epoch (2 videos x 45 queries x ~120 windows of 256).
-    config.target = 'importance'
     config.batch_size = 8
     config.num_epochs = 1
     config.learning_rate = 1e-3
