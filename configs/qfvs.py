@@ -7,9 +7,9 @@ of Sharghi et al. (2017).
   python train.py --config configs/qfvs.py --workdir runs/qfvs --all_splits
   python train.py --config configs/qfvs.py:small --workdir runs/qfvs_small --all_splits
 
-':small' is the model and optimizer of configs/synthetic_query.py for one epoch: a round on
-2 CPU cores in minutes, where the paper's model needs an accelerator (docs/learning.md,
-"QFVS at its real size").
+':small' is the model and optimizer of configs/synthetic_query.py, with the paper's target
+(the oracle's keyframes), for one epoch: a round in about 15 minutes on 2 CPU cores, where
+the paper's model needs an accelerator (docs/learning.md, "QFVS at its real size").
 """
 
 from configs import default
