@@ -48,6 +48,7 @@ def main() -> None:
   tau = evaluators.evaluate_scores(test, [closed(v.features) for v in test])['metrics']['kendall']
   print(f'{args.dataset} split {args.split}: closed-form probe (training videos) tau {tau:.3f}')
   inputs = [normalise(v.features) for v in train]
+  test_inputs = [normalise(v.features) for v in test]
   tx = optax.adam(args.lr)
   params = (jnp.zeros(inputs[0].shape[1]), jnp.zeros(()))
   state = tx.init(params)
@@ -66,7 +67,7 @@ def main() -> None:
     k = rng.integers(len(inputs))
     params, state = step(params, state, inputs[k], train[k].importance)
     if i in checkpoints:
-      scores = [np.asarray(normalise(v.features) @ params[0]) for v in test]
+      scores = [np.asarray(x @ params[0]) for x in test_inputs]
       tau = evaluators.evaluate_scores(test, scores)['metrics']['kendall']
       print(f'  Adam lr {args.lr:g}, {i} updates ({i / len(train):.0f} epochs): tau {tau:.3f}')
 

@@ -13,6 +13,7 @@ the paper's model needs an accelerator (docs/learning.md, "QFVS at its real size
 """
 
 from configs import default
+from configs import synthetic_query
 
 
 def get_config(variant: str = 'paper'):
@@ -23,13 +24,10 @@ def get_config(variant: str = 'paper'):
   config.data.features = 'clip'
   config.model.text_fusion = 'query'
   if variant == 'small':
-    config.model.update(
-      width=128, mlp_dim=256, head_mlp_dim=64, num_encoder_layers=2, num_decoder_layers=2
-    )
-    # About 1,400 updates in one epoch (2 videos x 45 queries x ~120 windows of 256).
-    config.batch_size = 8
-    config.num_epochs = 1
-    config.learning_rate = 1e-3
-    config.lr_schedule = 'cosine'
-    config.warmup_steps = 100
+    recipe = synthetic_query.get_config()
+    for key in ('width', 'mlp_dim', 'head_mlp_dim', 'num_encoder_layers', 'num_decoder_layers'):
+      config.model[key] = recipe.model[key]
+    for key in ('batch_size', 'learning_rate', 'lr_schedule', 'warmup_steps'):
+      config[key] = recipe[key]
+    config.num_epochs = 1  # About 1,400 updates: 2 videos x 45 queries x ~120 windows of 256.
   return config

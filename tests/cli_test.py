@@ -113,15 +113,11 @@ def test_paper_variant_keeps_the_papers_values():
   shipped, paper = load_config_file('tvsum_standard'), load_config_file('tvsum_standard', 'paper')
   assert (shipped.target, shipped.batch_size) == ('importance', 8)
   assert (paper.target, paper.batch_size) == ('keyframes', 100)
+  default = load_config_file('default').to_dict()
   assert paper.to_dict() == dict(
-    load_config_file('default').to_dict(),
-    data=dict(
-      load_config_file('default').data.to_dict(),
-      dataset='tvsum',
-      setting='standard',
-      features='googlenet',
-    ),
-    model=dict(load_config_file('default').model.to_dict(), frame_dim=1024),
+    default,
+    data=dict(default['data'], dataset='tvsum', setting='standard', features='googlenet'),
+    model=dict(default['model'], frame_dim=1024),
   )
   both = load_config_file('summe_transfer', 'clip,paper')
   assert (both.model.frame_dim, both.batch_size, both.data.features) == (512, 100, 'clip')
