@@ -78,6 +78,12 @@ RECIPES['context'] = dict(
   num_epochs=60,
 )
 RECIPES['context_long'] = dict(RECIPES['context'], num_epochs=150)
+# The context recipe trained on Lc alone (no Ld, no Lr).
+RECIPES['context_lc'] = dict(
+  RECIPES['context'], loss_weights=dict(classification=1.0, diversity=0.0, reconstruction=0.0)
+)
+# The context recipe with decoupled weight decay 0.05 (AdamW).
+RECIPES['context_adamw'] = dict(RECIPES['context'], optimizer='adamw', weight_decay=0.05)
 RECIPES['small_lr3e-4_long'] = dict(RECIPES['small'], learning_rate=3e-4, num_epochs=150)
 RECIPES['small_b4_long'] = dict(RECIPES['small'], batch_size=4, num_epochs=150)
 RECIPES['small_nodrop_long'] = dict(
@@ -180,15 +186,10 @@ def make_step(config, total_steps: int):
   import jax.numpy as jnp
   import optax
 
-  from clipit_jax import losses, models
+  from clipit_jax import losses, models, train_step
 
   model = models.CLIPIt(config.model)
-  lr = config.learning_rate
-  if config.lr_schedule == 'cosine':
-    lr = optax.warmup_cosine_decay_schedule(
-      0.0, lr, config.warmup_steps, max(total_steps, config.warmup_steps + 1)
-    )
-  tx = optax.chain(optax.add_decayed_weights(config.weight_decay), optax.adam(lr))
+  tx = train_step.make_optimizer(config, total_steps)
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   params = models.init_params(config.model, init_rng)
 
@@ -240,26 +241,36 @@ def step_seconds(recipe: str, dataset: str, repeats: int = 3) -> float:
   return (time.time() - start) / repeats
 
 
-def train_job(config, data, eval_every: int, tag: str = '') -> dict:
-  """Trains one run; returns the curve and the test metrics of the best validation epoch."""
+def training_epochs(config, videos, transform_batch=None):
+  """Trains `config` on `videos` (their windows, batches of `config.batch_size`); yields
+  `(epoch, apply, params, steps)` after each epoch. `transform_batch(batch, i)` edits each
+  batch (`[batch, window, ...]` arrays) before step `i`."""
   import jax  # pylint: disable=g-import-not-at-top
 
   from clipit_jax import input_pipeline, models
 
-  model = models.CLIPIt(config.model)
-  windows = input_pipeline.video_windows(data['train'], config.model.window)
+  windows = input_pipeline.video_windows(videos, config.model.window)
   steps_per_epoch = input_pipeline.num_batches(windows['window_id'].shape[0], config.batch_size, 1)
   params, opt_state, step = make_step(config, steps_per_epoch * config.num_epochs)
-  apply = jax.jit(model.apply)
-  validation = data['validation'] or data['train']
-  curve, best, i, start = [], None, 0, time.time()
+  apply = jax.jit(models.CLIPIt(config.model).apply)
+  i = 0
   for epoch in range(1, config.num_epochs + 1):
     for batch in input_pipeline.epoch_batches(
       windows, config.batch_size, seed=config.seed, epoch=epoch
     ):
       batch = {k: v[0] for k, v in batch.items()}
+      if transform_batch is not None:
+        batch = transform_batch(batch, i)
       params, opt_state = step(params, opt_state, batch, i)
       i += 1
+    yield epoch, apply, params, i
+
+
+def train_job(config, data, eval_every: int) -> dict:
+  """Trains one run; returns the curve and the test metrics of the best validation epoch."""
+  validation = data['validation'] or data['train']
+  curve, best, start = [], None, time.time()
+  for epoch, apply, params, steps in training_epochs(config, data['train']):
     if epoch % eval_every and epoch != config.num_epochs:
       continue
     val = evaluate(apply, params, validation, config.model.window)
@@ -268,24 +279,32 @@ def train_job(config, data, eval_every: int, tag: str = '') -> dict:
     print(
       f'  {config.data.dataset} split {config.data.split} seed {config.seed} epoch {epoch}: '
       f'val tau {val["kendall"]:.3f} test tau {test["kendall"]:.3f} rho '
-      f'{test["spearman"]:.3f} ({time.time() - start:.0f}s, {i} steps)',
+      f'{test["spearman"]:.3f} ({time.time() - start:.0f}s, {steps} steps)',
       flush=True,
     )
     if best is None or val['kendall'] > best['val']['kendall']:
       best = curve[-1]
-  return dict(best=best, curve=curve, steps=i, seconds=time.time() - start)
+  return dict(best=best, curve=curve, steps=steps, seconds=time.time() - start)
+
+
+def score_videos(apply, params, videos, window: int) -> list[np.ndarray]:
+  """evaluators.score_video of each video, 2 windows a call (its default of 16 windows of 2048
+  steps holds 16 attention matrices of 2048 x 2048 per head at once)."""
+  from clipit_jax import evaluators  # pylint: disable=g-import-not-at-top
+
+  return [
+    np.asarray(
+      evaluators.score_video(apply, params, v.features, v.text, v.text_mask, window, batch_size=2)
+    )
+    for v in videos
+  ]
 
 
 def evaluate(apply, params, videos, window: int) -> dict[str, float]:
-  """evaluators.evaluate_videos, 2 windows a call (its default of 16 windows of 2048 steps
-  holds 16 attention matrices of 2048 x 2048 per head at once)."""
+  """The test metrics (`evaluators.evaluate_scores`) of `score_videos`."""
   from clipit_jax import evaluators  # pylint: disable=g-import-not-at-top
 
-  scores = [
-    evaluators.score_video(apply, params, v.features, v.text, v.text_mask, window, batch_size=2)
-    for v in videos
-  ]
-  return evaluators.evaluate_scores(videos, scores)['metrics']
+  return evaluators.evaluate_scores(videos, score_videos(apply, params, videos, window))['metrics']
 
 
 def probes(manual_dir: str, datasets, splits, validation_fraction: float) -> dict:
@@ -401,7 +420,7 @@ def worker(args) -> None:
     if dataset not in cache:
       cache[dataset] = load_videos(dataset, args.manual_dir, config.model.num_captions)
     data = split_videos(cache[dataset], dataset, split, args.validation_fraction)
-    result = train_job(config, data, args.eval_every, recipe)
+    result = train_job(config, data, args.eval_every)
     line = dict(recipe=recipe, dataset=dataset, split=split, seed=seed, **result)
     with open(path, 'a') as f:
       fcntl.flock(f, fcntl.LOCK_EX)
