@@ -84,6 +84,15 @@ RECIPES['context_lc'] = dict(
 )
 # The context recipe with decoupled weight decay 0.05 (AdamW).
 RECIPES['context_adamw'] = dict(RECIPES['context'], optimizer='adamw', weight_decay=0.05)
+# The context recipe with its logits averaged over 5 or 9 steps inside the model.
+RECIPES.update(
+  {
+    f'context_smooth{width}': dict(
+      RECIPES['context'], model=dict(RECIPES['context']['model'], score_smoothing=width)
+    )
+    for width in (5, 9)
+  }
+)
 RECIPES['small_lr3e-4_long'] = dict(RECIPES['small'], learning_rate=3e-4, num_epochs=150)
 RECIPES['small_b4_long'] = dict(RECIPES['small'], batch_size=4, num_epochs=150)
 RECIPES['small_nodrop_long'] = dict(

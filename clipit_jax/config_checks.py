@@ -90,6 +90,7 @@ _CHECKS = (
   ('model.attention_dropout_rate', 'a number in [0, 1)', _fraction),
   ('model.input_norm', 'True or False', _boolean),
   ('model.center_frames', 'True or False', _boolean),
+  ('model.score_smoothing', 'an odd integer >= 1', lambda v: _integer(1)(v) and v % 2 == 1),
   ('model.null_text_token', 'True or False', _boolean),
   ('data.split', 'an integer >= 0', _integer(0)),
   ('data.validation_fraction', 'a number in [0, 1)', _fraction),

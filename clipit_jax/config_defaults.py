@@ -23,6 +23,9 @@ def get_model_config() -> ml_collections.ConfigDict:
   # Subtract the mean of the window's frames from each frame before everything else (not in
   # the paper; docs/learning.md says when it helps).
   model.center_frames = False
+  # Moving average of this many steps (odd; 1: none) over the frame logits, inside the model
+  # (not in the paper; docs/learning.md gives the evidence).
+  model.score_smoothing = 1
   model.text_dim = 512  # CLIP text embeddings.
   model.width = 512  # Model width after the input projections.
   # How the text enters the attention as key/value:

@@ -96,6 +96,24 @@ def center_frames(frames: Array, frame_mask: Array) -> Array:
   return (frames - mean) * weights
 
 
+def smooth_logits(logits: Array, frame_mask: Array, width: int) -> Array:
+  """Moving average of `width` steps (odd) over each window's real logits `[B, T]`.
+
+  Each real step averages the real steps within `width // 2` of it; padding neither
+  contributes nor changes (it stays as it was). Importance annotations are smooth over a few
+  seconds and frame features are not: a per-frame scorer cannot smooth, this layer does.
+  """
+  half = width // 2
+  weights = frame_mask.astype(logits.dtype)
+  pad = ((0, 0), (half, half))
+  summed = jnp.pad(logits * weights, pad)
+  counts = jnp.pad(weights, pad)
+  steps = logits.shape[1]
+  total = sum(summed[:, i : i + steps] for i in range(width))
+  count = sum(counts[:, i : i + steps] for i in range(width))
+  return jnp.where(frame_mask, total / jnp.maximum(count, 1.0), logits)
+
+
 class TextFusion(nn.Module):
   """Maps text embeddings `[B, L, text_dim]` to key/value tokens `[B, L', width]`.
 
@@ -315,6 +333,8 @@ class FrameScoringTransformer(nn.Module):
       )
     )
     logits = nn.Dense(1, dtype=self.dtype, name='head_out')(head)[..., 0].astype(jnp.float32)
+    if cfg.score_smoothing > 1:
+      logits = smooth_logits(logits, frame_mask, cfg.score_smoothing)
 
     weighted = memory * nn.sigmoid(logits)[..., None].astype(self.dtype)
     y = weighted + positions

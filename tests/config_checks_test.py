@@ -42,6 +42,7 @@ def _with(config, field, value):
     ('model.attention_dropout_rate', -0.1, 'must be a number in [0, 1), got -0.1'),
     ('model.width', 0, 'must be an integer >= 1, got 0'),
     ('model.num_heads', 0, 'must be an integer >= 1, got 0'),
+    ('model.score_smoothing', 4, 'must be an odd integer >= 1, got 4'),
     ('model.width', 66, 'must be divisible by model.num_heads (8), got 66'),
     ('model.width', 132, 'must be divisible by model.language_heads (8), got 132'),
     ('best_metric', 'bogus', "must be one of 'f1', 'kendall', 'spearman', got 'bogus'"),

@@ -88,6 +88,38 @@ def test_centered_model_ignores_what_all_frames_share():
   assert np.max(np.abs(np.asarray(d) - np.asarray(c))[mask]) > 1e-3
 
 
+def test_smooth_logits_averages_the_real_steps_within_reach():
+  logits = np.array([[1.0, 2.0, 4.0, 8.0, 16.0], [3.0, 5.0, 7.0, -50.0, -50.0]], np.float32)
+  mask = np.array([[True] * 5, [True, True, True, False, False]])
+  smoothed = np.asarray(models.smooth_logits(logits, mask, 3))
+  expected_0 = [(1 + 2) / 2, (1 + 2 + 4) / 3, (2 + 4 + 8) / 3, (4 + 8 + 16) / 3, (8 + 16) / 2]
+  np.testing.assert_allclose(smoothed[0], expected_0, rtol=1e-6)
+  np.testing.assert_allclose(smoothed[1, :3], [4.0, 5.0, 6.0], rtol=1e-6)  # Padding not used.
+  np.testing.assert_array_equal(smoothed[1, 3:], -50.0)  # Padding left as it was.
+  np.testing.assert_array_equal(models.smooth_logits(logits, mask, 1), logits)
+
+
+def test_smoothed_model_outputs_smoothed_logits_and_ignores_padding():
+  """score_smoothing=3 is the plain model's scorer with its logits averaged over 3 steps (the
+  decoder then weighs by the smoothed scores, so only the logits are compared)."""
+  config, model, params = _model_and_params(score_smoothing=3)
+  _, plain, _ = _model_and_params()  # The same parameters: smoothing adds none.
+  rng = np.random.default_rng(4)
+  frames = rng.normal(size=(2, 12, config.frame_dim)).astype(np.float32)
+  mask = np.arange(12)[None].repeat(2, 0) < np.array([[12], [9]])
+  text = rng.normal(size=(2, config.num_captions, config.text_dim)).astype(np.float32)
+  text_mask = np.ones((2, config.num_captions), bool)
+  raw = np.asarray(_apply(plain, params, frames, mask, text, text_mask)['logits'])
+  out = _apply(model, params, frames, mask, text, text_mask)
+  expected = np.asarray(models.smooth_logits(raw, mask, 3))
+  np.testing.assert_allclose(np.asarray(out['logits'])[mask], expected[mask], atol=1e-5)
+  junk = np.where(mask[..., None], frames, 100.0).astype(np.float32)
+  again = _apply(model, params, junk, mask, text, text_mask)
+  np.testing.assert_allclose(
+    np.asarray(again['scores'])[mask], np.asarray(out['scores'])[mask], atol=1e-5
+  )
+
+
 @pytest.mark.parametrize('fusion', ['concat', 'tokens'])
 def test_masked_captions_are_ignored(fusion):
   config, model, params = _model_and_params(text_fusion=fusion)
