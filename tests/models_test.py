@@ -103,7 +103,7 @@ def test_smoothed_model_outputs_smoothed_logits_and_ignores_padding():
   """score_smoothing=3 is the plain model's scorer with its logits averaged over 3 steps (the
   decoder then weighs by the smoothed scores, so only the logits are compared)."""
   config, model, params = _model_and_params(score_smoothing=3)
-  _, plain, _ = _model_and_params()  # The same parameters: smoothing adds none.
+  plain = models.CLIPIt(small_config().model)  # The same parameters: smoothing adds none.
   rng = np.random.default_rng(4)
   frames = rng.normal(size=(2, 12, config.frame_dim)).astype(np.float32)
   mask = np.arange(12)[None].repeat(2, 0) < np.array([[12], [9]])
